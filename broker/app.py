@@ -1,0 +1,208 @@
+"""The broker's HTTPS API (contract section 4) as an aiohttp application.
+
+``create_app`` takes its collaborators (the fan-out, the clock) so tests can
+run the real app under aiohttp's TestServer against real nodes, or swap a
+piece. All errors leave through one middleware as the contract's JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from broker.auth import require
+from broker.config import BrokerConfig
+from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
+from broker.fanout import FanOut, Outcome, build_fanout
+from broker.ratelimit import RateLimiter
+from broker.registry import load_registry
+from broker.searches import PURPOSES, SearchRequest, parse_search
+from certs.identity import Identity, Role
+from protos.signpost.v1 import node_pb2
+
+log = structlog.get_logger("signpost.broker")
+CONFIG = web.AppKey("config", BrokerConfig)
+FANOUT = web.AppKey("fanout", FanOut)
+LIMITER = web.AppKey("limiter", RateLimiter)
+CLOCK = web.AppKey("clock", Callable[[], float])
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(status: int, code: str, message: str, fields: dict[str, str] | None = None,
+               **extra: Any) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    error.update(extra)
+    return web.json_response({"error": error}, status=status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "invalid_request"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as the contract's JSON; never leak internals or a child's details."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        response = error_body(exc.status, exc.code, exc.message, exc.fields, **getattr(exc, "extra", {}))
+        response.headers.update(exc.headers)
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].max_body_bytes
+        return error_body(400, "invalid_request", f"request body larger than {limit} bytes",
+                          {"body": f"at most {limit} bytes"})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last line of defence must catch everything
+        # Only the type: an exception's text could carry request data.
+        log.error("internal_error", error_type=type(exc).__name__, path=request.path)
+        return error_body(500, "internal", "internal error")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
+        raise InvalidRequest(f"the body is not valid JSON ({where})", fields={"body": "not valid JSON"}) from None
+
+
+def match_request(search_id: str, search: SearchRequest, caller: Identity) -> node_pb2.MatchRequest:
+    s = search.subject
+    return node_pb2.MatchRequest(
+        search_id=search_id,
+        subject=node_pb2.Subject(
+            given_name=s.given_name, middle_names=s.middle_names, family_name=s.family_name,
+            other_names=list(s.other_names), date_of_birth=s.date_of_birth, sex=s.sex,
+            postcode=s.postcode, address=s.address, nhs_number=s.nhs_number,
+        ),
+        purpose=node_pb2.Purpose(code=search.purpose_code, justification=search.justification),
+        requester=node_pb2.Requester(user_id=caller.id, name=caller.name, organisation=caller.organisation,
+                                     role=caller.role.value, email=caller.email),
+    )
+
+
+def result_json(outcome: Outcome, candidate: node_pb2.Candidate) -> dict[str, Any]:
+    return {
+        "authority": {"code": outcome.authority.code, "name": outcome.authority.name},
+        "band": candidate.band,
+        "score": round(candidate.score, 3),
+        "reasons": list(candidate.reasons),
+        "contacts": [
+            {
+                "service": c.service, "team": c.team, "practitioner_name": c.practitioner_name,
+                "practitioner_role": c.practitioner_role, "practitioner_phone": c.practitioner_phone,
+                "practitioner_email": c.practitioner_email, "involvement_start": c.involvement_start or None,
+                "involvement_end": c.involvement_end or None,
+            }
+            for c in candidate.contacts
+        ],
+    }
+
+
+def coverage_json(outcomes: list[Outcome]) -> dict[str, Any]:
+    missing = [o for o in outcomes if o.error is not None]
+    return {
+        "asked": len(outcomes),
+        "answered": len(outcomes) - len(missing),
+        "not_answered": [
+            {"code": o.authority.code, "name": o.authority.name, "reason": o.error.reason}
+            for o in missing if o.error is not None
+        ],
+    }
+
+
+class NoNodes(NoNodesReachable):
+    def __init__(self, coverage: dict[str, Any]) -> None:
+        super().__init__("no authority could be asked; try again shortly")
+        self.extra = {"coverage": coverage}
+
+
+async def create_search(request: web.Request) -> web.Response:
+    caller = require(request, Role.PRACTITIONER)
+    wait = request.app[LIMITER].check(caller.id)
+    if wait:
+        raise RateLimited("too many searches; wait before searching again",
+                          headers={"Retry-After": str(math.ceil(wait))})
+    today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).date()
+    search = parse_search(await read_json(request), today=today)
+    search_id = str(uuid.uuid4())
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(search_id=search_id):
+        outcomes = await request.app[FANOUT].search(
+            match_request(search_id, search, caller), request.app[CONFIG].search_deadline_seconds
+        )
+        coverage = coverage_json(outcomes)
+        results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
+        results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
+        log.info("search_completed", user=caller.id, purpose=search.purpose_code, asked=coverage["asked"],
+                 answered=coverage["answered"], results=len(results),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+    if coverage["answered"] == 0:
+        raise NoNodes(coverage)
+    return web.json_response({"search_id": search_id, "results": results, "coverage": coverage})
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    require(request, Role.OPERATOR)
+    clients = request.app[FANOUT].clients
+
+    async def describe(client: Any) -> dict[str, Any]:
+        entry = {"code": client.authority.code, "name": client.authority.name, "address": client.authority.address}
+        started = time.perf_counter()
+        try:
+            info = await client.describe(timeout=request.app[CONFIG].search_deadline_seconds)
+        except Exception as exc:  # noqa: BLE001 - any failure is "down", with its reason
+            return {**entry, "status": "down", "reason": getattr(exc, "reason", "error")}
+        return {**entry, "status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "record_count": info.record_count, "data_as_of": info.data_as_of or None,
+                "software_version": info.software_version}
+
+    return web.json_response({"nodes": list(await asyncio.gather(*(describe(c) for c in clients)))})
+
+
+async def list_purposes(request: web.Request) -> web.Response:
+    require(request, Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR)
+    return web.json_response({"purposes": [{"code": k, "description": v} for k, v in PURPOSES.items()]})
+
+
+def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    """The broker app; without ``fanout`` it dials every node in the config's registry."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[LIMITER] = RateLimiter(config.rate_limit_per_minute, clock=clock)
+
+    async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls)
+        yield
+        if fanout is None:  # channels we opened are ours to close
+            await app[FANOUT].close()
+
+    app.cleanup_ctx.append(fanout_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/searches", create_search)
+    app.router.add_get("/v1/nodes", list_nodes)
+    app.router.add_get("/v1/purposes", list_purposes)
+    return app

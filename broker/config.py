@@ -1,0 +1,58 @@
+"""Broker configuration: a TOML file plus ``SIGNPOST_BROKER_*`` environment overrides.
+
+Example::
+
+    listen = "0.0.0.0:8443"
+    registry = "/etc/signpost/registry.json"
+    search_deadline_seconds = 2.0
+    rate_limit_per_minute = 30
+
+    [tls]
+    ca = "/etc/signpost/ca.pem"
+    cert = "/etc/signpost/broker.pem"
+    key = "/etc/signpost/broker.key"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.config import TLSConfig, read_tls
+from signpost.config import Reader, read_toml
+
+ENV_PREFIX = "SIGNPOST_BROKER_"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Everything the broker needs."""
+
+    listen: tuple[str, int]
+    """Host and port of the HTTPS API; port 0 picks a free one."""
+    registry: Path
+    """JSON file listing the authorities (see broker.registry)."""
+    tls: TLSConfig
+    """The broker's certificate serves HTTPS and is its client certificate towards nodes."""
+    search_deadline_seconds: float = 2.0
+    """Every search answers within this, listing the authorities that did not."""
+    rate_limit_per_minute: int = 30
+    """Searches per practitioner per minute; 0 turns the limit off."""
+    max_body_bytes: int = 64 * 1024
+    """Largest request body accepted."""
+    log_level: str = "info"
+
+
+def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
+    """Read the broker's config; raise ConfigError naming the file and key on any problem."""
+    reader = Reader(path, read_toml(path, env, ENV_PREFIX), path.parent)
+    return BrokerConfig(
+        listen=reader.address("listen", "127.0.0.1:8443"),
+        registry=reader.path("registry"),
+        tls=read_tls(reader),
+        search_deadline_seconds=reader.number("search_deadline_seconds", 2.0, minimum=0.05),
+        rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
+        max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
+        log_level=reader.str("log_level", "info"),
+    )

@@ -1,0 +1,81 @@
+"""Errors of the broker, and how each is shown to an HTTP client.
+
+    BrokerError
+    ├── ApiError                   rendered as the contract's JSON error by broker.app's middleware
+    │   ├── InvalidRequest         400 invalid_request, with a ``fields`` map
+    │   ├── Unauthenticated        401 unauthenticated
+    │   ├── Forbidden              403 forbidden
+    │   ├── NotFound               404 not_found
+    │   ├── RateLimited            429 rate_limited (Retry-After)
+    │   └── NoNodesReachable       503 unavailable
+    └── NodeCallError              one authority could not be asked (broker.fanout translates grpc errors)
+        ├── NodeTimeout            no answer before the deadline
+        ├── NodeUnavailable        not reachable
+        ├── NodeRefused            TLS identity wrong, or the node refused us
+        └── NodeFailed             the node answered with an error or a malformed answer
+
+Messages are shown to callers and logged: they must never contain a child's details.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base of every broker error."""
+
+
+class ApiError(BrokerError):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        self.headers = headers or {}
+
+
+class InvalidRequest(ApiError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthenticated(ApiError):
+    status, code = 401, "unauthenticated"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+
+class NoNodesReachable(ApiError):
+    status, code = 503, "unavailable"
+
+
+class NodeCallError(BrokerError):
+    """An authority that could not be asked; ``reason`` is the coverage reason shown to the searcher."""
+
+    reason = "error"
+
+
+class NodeTimeout(NodeCallError):
+    reason = "timeout"
+
+
+class NodeUnavailable(NodeCallError):
+    reason = "unavailable"
+
+
+class NodeRefused(NodeCallError):
+    reason = "refused"
+
+
+class NodeFailed(NodeCallError):
+    reason = "error"

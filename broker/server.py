@@ -1,0 +1,61 @@
+"""Run the broker: the aiohttp app behind TLS that asks for (but does not demand) a client certificate.
+
+``CERT_OPTIONAL`` lets a caller with no certificate reach the app and get the
+contract's 401 JSON; a certificate that does not chain to the federation CA
+still fails the handshake, before any HTTP is spoken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from broker.app import create_app
+from broker.config import BrokerConfig
+from node.config import TLSConfig
+
+log = structlog.get_logger("signpost.broker")
+
+
+def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass
+class RunningBroker:
+    runner: web.AppRunner
+    port: int
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_broker(config: BrokerConfig, app: web.Application | None = None) -> RunningBroker:
+    runner = web.AppRunner(app or create_app(config), access_log=None)
+    await runner.setup()
+    host, port = config.listen
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls), shutdown_timeout=5.0)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1] if site._server else port  # type: ignore[union-attr]
+    log.info("broker_started", port=bound)
+    return RunningBroker(runner, int(bound))
+
+
+async def serve_forever(config: BrokerConfig) -> None:
+    broker = await start_broker(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("broker_stopping")
+    await broker.stop()

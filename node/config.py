@@ -1,0 +1,80 @@
+"""Node agent configuration: a TOML file plus ``SIGNPOST_NODE_*`` environment overrides.
+
+Example::
+
+    [authority]
+    code = "LEEDS"
+    name = "Leeds"
+
+    listen = "0.0.0.0:50051"
+    store = "/var/lib/signpost/leeds.sqlite3"
+
+    [tls]
+    ca = "/etc/signpost/ca.pem"
+    cert = "/etc/signpost/node.pem"
+    key = "/etc/signpost/node.key"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from certs.identity import AUTHORITY_CODE
+from signpost.config import ConfigError, Reader, read_toml
+
+ENV_PREFIX = "SIGNPOST_NODE_"
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """The files a server or client presents and trusts."""
+
+    ca: Path
+    """The federation CA certificate; peers must chain to it."""
+    cert: Path
+    """This party's certificate (PEM)."""
+    key: Path
+    """This party's private key (PEM, mode 0600)."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything one authority's node agent needs."""
+
+    code: str
+    """The authority's code, as in its certificate: e.g. ``LEEDS``."""
+    name: str
+    """The authority's display name."""
+    listen: tuple[str, int]
+    """Host and port the gRPC server binds; port 0 picks a free one."""
+    store: Path
+    """The node's SQLite database of records."""
+    tls: TLSConfig
+    max_message_bytes: int = 64 * 1024
+    """Largest gRPC message accepted: a Match request is a few hundred bytes."""
+    log_level: str = "info"
+
+
+def read_tls(reader: Reader) -> TLSConfig:
+    tls = reader.sub("tls")
+    return TLSConfig(ca=tls.path("ca"), cert=tls.path("cert"), key=tls.path("key"))
+
+
+def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
+    """Read a node's config; raise ConfigError naming the file and key on any problem."""
+    reader = Reader(path, read_toml(path, env, ENV_PREFIX), path.parent)
+    authority = reader.sub("authority")
+    code = authority.str("code")
+    if not AUTHORITY_CODE.match(code):
+        raise ConfigError(f"{path}: key 'authority.code' must be 2-32 of A-Z, 0-9 and '-'")
+    return NodeConfig(
+        code=code,
+        name=authority.str("name"),
+        listen=reader.address("listen", "127.0.0.1:50051"),
+        store=reader.path("store"),
+        tls=read_tls(reader),
+        max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
+        log_level=reader.str("log_level", "info"),
+    )

@@ -1,0 +1,130 @@
+"""The node's gRPC NodeService: answers the broker, refuses everyone else.
+
+Every call is checked against the caller's certificate (already verified
+against the federation CA by TLS): only the broker may call. Errors go back as
+a gRPC status with a fixed, safe message — never a database error, never any
+of the subject's details. Shielded records answer exactly as no match, and
+sensitive involvements are never disclosed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import grpc
+import structlog
+
+from certs.identity import Identity, IdentityError, Role, identity_from_pem
+from node.errors import MatchRequestError
+from node.matching import Matcher, MatchResult, Query
+from protos.signpost.v1 import node_pb2, node_pb2_grpc
+from signpost import __version__
+from signpost.identifiers import nhs_number_valid, parse_date
+
+log = structlog.get_logger("signpost.node")
+
+
+def caller_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+    """The Signpost identity in the peer's client certificate, or None."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    try:
+        return identity_from_pem(pems[0])
+    except (IdentityError, ValueError):
+        return None
+
+
+def query_from(subject: node_pb2.Subject) -> Query:
+    """Check a subject the broker sent; raise MatchRequestError with a safe message."""
+    if not (subject.family_name or subject.nhs_number):
+        raise MatchRequestError("subject needs a family name or an NHS number")
+    for name, value in (("date_of_birth", subject.date_of_birth),):
+        if value:
+            try:
+                parse_date(value)
+            except ValueError as exc:
+                raise MatchRequestError(f"subject.{name} {exc}") from None
+    if subject.nhs_number and not nhs_number_valid(subject.nhs_number):
+        raise MatchRequestError("subject.nhs_number has an invalid check digit")
+    if subject.sex not in ("", "M", "F", "U"):
+        raise MatchRequestError("subject.sex must be M, F or U")
+    return Query(
+        given_name=subject.given_name,
+        family_name=subject.family_name,
+        date_of_birth=subject.date_of_birth,
+        middle_names=subject.middle_names,
+        other_names=tuple(subject.other_names),
+        sex=subject.sex,
+        postcode=subject.postcode,
+        address=subject.address,
+        nhs_number=subject.nhs_number.replace(" ", ""),
+    )
+
+
+def candidate_of(result: MatchResult) -> node_pb2.Candidate | None:
+    """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
+    contacts = [
+        node_pb2.Contact(
+            service=i.service, team=i.team, practitioner_name=i.practitioner_name,
+            practitioner_role=i.practitioner_role, practitioner_phone=i.practitioner_phone,
+            practitioner_email=i.practitioner_email, involvement_start=i.involvement_start,
+            involvement_end=i.involvement_end,
+        )
+        for i in result.record.involvements
+        if not i.sensitive
+    ]
+    if not contacts:
+        return None  # only sensitive services know this child: disclosing even "a match" would reveal that
+    return node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons), contacts=contacts)
+
+
+class NodeService(node_pb2_grpc.NodeServiceServicer):
+    """One authority's answers. ``matcher`` is swappable: a re-import installs a new one atomically."""
+
+    def __init__(self, code: str, name: str, matcher: Matcher, *, data_as_of: Callable[[], str]) -> None:
+        self.code, self.name = code, name
+        self.matcher = matcher
+        self._data_as_of = data_as_of
+
+    async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
+        identity = caller_identity(context)
+        if identity is None or identity.role is not Role.BROKER:
+            log.warning("caller_refused", role=identity.role.value if identity else None)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the federation broker may call this node")
+        assert identity is not None
+        return identity
+
+    async def Match(self, request: node_pb2.MatchRequest, context: grpc.aio.ServicerContext) -> node_pb2.MatchResponse:
+        await self._require_broker(context)
+        started = time.perf_counter()
+        try:
+            query = query_from(request.subject)
+        except MatchRequestError as exc:
+            log.info("match_rejected", search_id=request.search_id, reason=str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if request.purpose.code == "":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
+        candidates = []
+        for result in self.matcher.match(query):
+            if result.record.shielded:
+                continue  # answered exactly as no match; see docs for the safeguarding alert
+            candidate = candidate_of(result)
+            if candidate is not None:
+                candidates.append(candidate)
+        log.info(
+            "match_answered", search_id=request.search_id, purpose=request.purpose.code,
+            requester=request.requester.user_id, candidates=len(candidates),
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
+
+    async def Describe(
+        self, request: node_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> node_pb2.DescribeResponse:
+        await self._require_broker(context)
+        return node_pb2.DescribeResponse(
+            authority_code=self.code, authority_name=self.name, record_count=self.matcher.size,
+            data_as_of=self._data_as_of(), software_version=__version__,
+        )

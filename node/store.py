@@ -1,0 +1,137 @@
+"""The node's embedded SQLite store of its authority's records.
+
+The store is the authority's own data and never leaves the node. Writes happen
+in one transaction per import, so a reader (the serving node reloading its
+index) sees either the old data or the new, never half an import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import asdict
+from pathlib import Path
+
+from node.errors import StoreError
+from node.records import Involvement, Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS children (
+    record_id TEXT PRIMARY KEY,
+    given_name TEXT NOT NULL,
+    middle_names TEXT NOT NULL,
+    family_name TEXT NOT NULL,
+    other_names TEXT NOT NULL,
+    date_of_birth TEXT NOT NULL,
+    sex TEXT NOT NULL,
+    address TEXT NOT NULL,
+    postcode TEXT NOT NULL,
+    nhs_number TEXT NOT NULL,
+    shielded INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS involvements (
+    record_id TEXT NOT NULL REFERENCES children(record_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    team TEXT NOT NULL,
+    practitioner_name TEXT NOT NULL,
+    practitioner_role TEXT NOT NULL,
+    practitioner_phone TEXT NOT NULL,
+    practitioner_email TEXT NOT NULL,
+    involvement_start TEXT NOT NULL,
+    involvement_end TEXT NOT NULL,
+    sensitive INTEGER NOT NULL,
+    PRIMARY KEY (record_id, position)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_CHILD_COLUMNS = (
+    "record_id", "given_name", "middle_names", "family_name", "other_names", "date_of_birth",
+    "sex", "address", "postcode", "nhs_number", "shielded",
+)
+_INVOLVEMENT_COLUMNS = tuple(Involvement.__dataclass_fields__)
+
+
+class RecordStore:
+    """Records of one authority in a SQLite file; open one per process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the record store at {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def replace_records(self, records: Iterable[Record], *, replace_all: bool = False) -> int:
+        """Store records, replacing any with the same record_id (or everything); return how many."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        count = 0
+        try:
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    if replace_all:
+                        cur.execute("DELETE FROM children")
+                    for record in records:
+                        self._write(cur, record)
+                        count += 1
+                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
+        return count
+
+    @staticmethod
+    def _write(cur: sqlite3.Cursor, record: Record) -> None:
+        cur.execute("DELETE FROM children WHERE record_id = ?", (record.record_id,))
+        row = asdict(record)
+        row["other_names"] = ";".join(record.other_names)
+        row["shielded"] = int(record.shielded)
+        cur.execute(
+            f"INSERT INTO children ({','.join(_CHILD_COLUMNS)}) VALUES ({','.join('?' * len(_CHILD_COLUMNS))})",
+            [row[c] for c in _CHILD_COLUMNS],
+        )
+        for position, inv in enumerate(record.involvements):
+            values = [getattr(inv, c) for c in _INVOLVEMENT_COLUMNS]
+            cur.execute(
+                f"INSERT INTO involvements (record_id, position, {','.join(_INVOLVEMENT_COLUMNS)}) "
+                f"VALUES (?, ?, {','.join('?' * len(_INVOLVEMENT_COLUMNS))})",
+                [record.record_id, position, *values],
+            )
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM children").fetchone()[0])
+
+    def data_as_of(self) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'data_as_of'").fetchone()
+        return str(row[0]) if row else ""
+
+    def records(self) -> Iterator[Record]:
+        """Every record with its involvements, in record_id order (for building the match index)."""
+        involvements: dict[str, list[Involvement]] = {}
+        inv_sql = f"SELECT record_id, {','.join(_INVOLVEMENT_COLUMNS)} FROM involvements ORDER BY record_id, position"
+        for rid, *values in self._db.execute(inv_sql):
+            inv = Involvement(*values)
+            involvements.setdefault(rid, []).append(
+                Involvement(**{**asdict(inv), "sensitive": bool(inv.sensitive)})
+            )
+        for values in self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id"):
+            row = dict(zip(_CHILD_COLUMNS, values))
+            yield Record(
+                **{**row, "other_names": tuple(n for n in row["other_names"].split(";") if n),
+                   "shielded": bool(row["shielded"])},
+                involvements=tuple(involvements.get(row["record_id"], ())),
+            )

@@ -1,0 +1,149 @@
+"""A complete federation on one machine: CA, certificates, node stores, nodes and broker.
+
+Used by ``signpost demo`` and by the test harness, so the tests exercise the
+same start-up path a newcomer runs. Everything is real: certificates from
+``cryptography``, gRPC servers with mTLS on loopback ports, the broker's HTTPS
+API. Nothing here is meant for production deployment (see ``deploy/``).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.app import create_app
+from broker.config import BrokerConfig
+from broker.registry import Authority, save_registry
+from broker.server import RunningBroker, start_broker
+from certs.identity import Role, node_dns_name
+from certs.pki import CertificateAuthority, IssuedFiles, broker_subject, node_subject, user_subject
+from node.config import NodeConfig, TLSConfig
+from node.importer import ImportReport, import_csv
+from node.server import RunningNode, start_node
+from node.store import RecordStore
+
+DEMO_USERS = {
+    Role.PRACTITIONER: ("practitioner", "Pat Practitioner", "Leeds City Council", "pat.practitioner@leeds.example"),
+    Role.AUDITOR: ("auditor", "Alex Auditor", "Signpost Audit", "alex.auditor@signpost.example"),
+    Role.OPERATOR: ("operator", "Olu Operator", "Signpost Operations", "olu.operator@signpost.example"),
+    Role.NODE_ADMIN: ("node-admin", "Nia Admin", "Leeds City Council", "nia.admin@leeds.example"),
+}
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of a federation's CA and every certificate issued for the local federation."""
+
+    directory: Path
+    ca: IssuedFiles
+    broker: IssuedFiles
+    nodes: dict[str, IssuedFiles]
+    users: dict[Role, IssuedFiles]
+
+    def tls(self, files: IssuedFiles) -> TLSConfig:
+        return TLSConfig(ca=self.ca.cert, cert=files.cert, key=files.key)
+
+
+def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
+    """A new CA with broker, node and user certificates, written under ``directory``."""
+    ca = CertificateAuthority.create()
+    ca_files = ca.save(directory)
+    nodes = {code: ca.issue_to(directory, f"node-{code}", node_subject(code, name)) for code, name in authorities}
+    users = {
+        role: ca.issue_to(directory, uid, user_subject(role, uid, name, org, email))
+        for role, (uid, name, org, email) in DEMO_USERS.items()
+    }
+    return Pki(directory, ca_files, ca.issue_to(directory, "broker", broker_subject()), nodes, users)
+
+
+def client_ssl_context(pki_ca: Path, user: IssuedFiles | None) -> ssl.SSLContext:
+    """What a practitioner's HTTPS client uses: trust the federation CA, present the user's certificate."""
+    context = ssl.create_default_context(cafile=str(pki_ca))
+    if user is not None:
+        context.load_cert_chain(str(user.cert), str(user.key))
+    return context
+
+
+@dataclass
+class LocalFederation:
+    """A running federation; ``stop()`` shuts everything down."""
+
+    pki: Pki
+    nodes: list[RunningNode]
+    broker: RunningBroker
+    broker_config: BrokerConfig
+    imports: dict[str, ImportReport] = field(default_factory=dict)
+
+    @property
+    def broker_url(self) -> str:
+        return f"https://127.0.0.1:{self.broker.port}"
+
+    def description(self, names: dict[str, str]) -> dict[str, object]:
+        """The contract's federation.json."""
+        return {
+            "broker_url": self.broker_url,
+            "ca": str(self.pki.ca.cert),
+            "users": {r.value: {"cert": str(f.cert), "key": str(f.key)} for r, f in self.pki.users.items()},
+            "authorities": [
+                {"code": n.config.code, "name": names[n.config.code], "grpc": n.address, "records": n.service.matcher.size}
+                for n in self.nodes
+            ],
+        }
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        for node in self.nodes:
+            await node.stop(grace=0.5)
+
+
+def import_authority(store_path: Path, csv_path: Path) -> ImportReport:
+    store = RecordStore(store_path)
+    try:
+        return import_csv(store, csv_path)
+    finally:
+        store.close()
+
+
+async def start_local_federation(
+    workdir: Path,
+    authorities: Sequence[tuple[str, str, Path]],
+    *,
+    broker_port: int = 0,
+    rate_limit_per_minute: int = 30,
+    search_deadline_seconds: float = 2.0,
+) -> LocalFederation:
+    """Build PKI, import each authority's CSV, start its node on a free port, then the broker."""
+    pki = create_pki(workdir / "pki", [(code, name) for code, name, _ in authorities])
+    nodes: list[RunningNode] = []
+    imports: dict[str, ImportReport] = {}
+    try:
+        for code, name, csv_path in authorities:
+            store = workdir / "stores" / f"{code}.sqlite3"
+            store.unlink(missing_ok=True)  # the demo always starts from the given CSVs
+            imports[code] = import_authority(store, csv_path)
+            config = NodeConfig(code=code, name=name, listen=("127.0.0.1", 0), store=store,
+                                tls=pki.tls(pki.nodes[code]))
+            nodes.append(await start_node(config))
+        registry = workdir / "registry.json"
+        save_registry(registry, tuple(
+            Authority(n.config.code, n.config.name, n.address, node_dns_name(n.config.code)) for n in nodes
+        ))
+        config = BrokerConfig(
+            listen=("127.0.0.1", broker_port), registry=registry, tls=pki.tls(pki.broker),
+            rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
+        )
+        broker = await start_broker(config, create_app(config))
+    except BaseException:
+        for node in nodes:
+            await node.stop(grace=0)
+        raise
+    return LocalFederation(pki, nodes, broker, config, imports)
+
+
+def write_description(path: Path, federation: LocalFederation, names: dict[str, str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(federation.description(names), indent=2) + "\n")
+    tmp.replace(path)

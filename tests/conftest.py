@@ -1,0 +1,151 @@
+"""The real in-process harness: a CA and certificates built with cryptography,
+real node servers on loopback port 0 with mTLS, the broker under aiohttp's
+TestServer with a TLS context. Everything started here is stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import csv
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broker.app import FANOUT, create_app
+from broker.config import BrokerConfig
+from broker.fanout import build_fanout
+from broker.registry import Authority, save_registry
+from broker.server import server_ssl_context
+from certs.identity import Role, node_dns_name
+from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
+from node.config import NodeConfig, TLSConfig
+from node.records import COLUMNS
+from node.server import RunningNode, start_node
+from signpost.federation import Pki, client_ssl_context, create_pki, import_authority
+
+AUTHORITIES = [("LEEDS", "Leeds"), ("KENT", "Kent"), ("CORNWALL", "Cornwall"), ("HACKNEY", "Hackney")]
+
+
+def row(**fields: str) -> dict[str, str]:
+    """A records-CSV row with sensible defaults for a contact."""
+    base = {
+        "record_id": "R1", "given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09",
+        "sex": "F", "postcode": "LS6 2AB", "address": "12 Oak Road", "service": "Children's social care",
+        "team": "Duty team", "practitioner_name": "Jo Bloggs", "practitioner_role": "Social worker",
+        "practitioner_phone": "0113 496 0000", "practitioner_email": "jo.bloggs@leeds.example",
+        "involvement_start": "2022-01-04",
+    }
+    base.update(fields)
+    return base
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: r.get(c, "") for c in COLUMNS})
+    return path
+
+
+@dataclass
+class Foreign:
+    """A second, unrelated CA with its own certificates: what an attacker could mint."""
+
+    ca: CertificateAuthority
+    practitioner: IssuedFiles
+    node_leeds: IssuedFiles
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return create_pki(tmp_path_factory.mktemp("pki"), AUTHORITIES)
+
+
+@pytest.fixture(scope="session")
+def foreign(tmp_path_factory: pytest.TempPathFactory) -> Foreign:
+    directory = tmp_path_factory.mktemp("foreign")
+    ca = CertificateAuthority.create("Impostor CA")
+    ca.save(directory)
+    return Foreign(
+        ca,
+        ca.issue_to(directory, "practitioner", user_subject(Role.PRACTITIONER, "mallory", "Mallory", "Nowhere")),
+        ca.issue_to(directory, "node-LEEDS", node_subject("LEEDS", "Leeds")),
+    )
+
+
+@dataclass
+class Federation:
+    """A running harness federation: nodes plus the broker under TestServer."""
+
+    pki: Pki
+    nodes: dict[str, RunningNode]
+    server: TestServer
+    tmp: Path
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url(""))
+
+    def session(self, user: IssuedFiles | None = None, *, role: Role | None = Role.PRACTITIONER,
+                ca: Path | None = None) -> aiohttp.ClientSession:
+        files = user if user is not None else (self.pki.users[role] if role else None)
+        context = client_ssl_context(ca or self.pki.ca.cert, files)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        self.sessions.append(session)
+        return session
+
+    async def search(self, subject: dict[str, Any], *, purpose: dict[str, str] | None = None,
+                     role: Role = Role.PRACTITIONER) -> tuple[int, dict[str, Any]]:
+        body = {"subject": subject,
+                "purpose": purpose or {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"}}
+        async with self.session(role=role).post(f"{self.url}/v1/searches", json=body) as resp:
+            return resp.status, await resp.json()
+
+
+FederationFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactory]:
+    """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``."""
+    started: list[Federation] = []
+
+    async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
+                   extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
+                   node_ca: Path | None = None) -> Federation:
+        names = dict(AUTHORITIES)
+        nodes: dict[str, RunningNode] = {}
+        for code, rows in data.items():
+            store = tmp_path / f"{code}.sqlite3"
+            import_authority(store, write_csv(tmp_path / f"{code}.csv", rows))
+            files = (node_files or {}).get(code, pki.nodes[code])
+            tls = TLSConfig(ca=node_ca or pki.ca.cert, cert=files.cert, key=files.key)
+            nodes[code] = await start_node(NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls))
+        authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
+        authorities += list(extra)
+        registry = tmp_path / "registry.json"
+        save_registry(registry, tuple(authorities))
+        config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
+                              search_deadline_seconds=deadline, rate_limit_per_minute=rate_limit)
+        app = create_app(config, fanout=build_fanout(authorities, config.tls))
+        server = TestServer(app)
+        await server.start_server(ssl=server_ssl_context(config.tls))
+        fed = Federation(pki, nodes, server, tmp_path)
+        started.append(fed)
+        return fed
+
+    yield make
+    for fed in started:
+        for session in fed.sessions:
+            await session.close()
+        await fed.server.close()
+        await fed.server.app[FANOUT].close()
+        for node in fed.nodes.values():
+            await node.stop(grace=0)
