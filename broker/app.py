@@ -148,16 +148,15 @@ async def create_search(request: web.Request) -> web.Response:
     search = parse_search(await read_json(request), today=today)
     search_id = str(uuid.uuid4())
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(search_id=search_id):
-        outcomes = await request.app[FANOUT].search(
-            match_request(search_id, search, caller), request.app[CONFIG].search_deadline_seconds
-        )
-        coverage = coverage_json(outcomes)
-        results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
-        results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
-        log.info("search_completed", user=caller.id, purpose=search.purpose_code, asked=coverage["asked"],
-                 answered=coverage["answered"], results=len(results),
-                 ms=round((time.perf_counter() - started) * 1000, 1))
+    outcomes = await request.app[FANOUT].search(
+        match_request(search_id, search, caller), request.app[CONFIG].search_deadline_seconds
+    )
+    coverage = coverage_json(outcomes)
+    results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
+    results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
+    log.info("search_completed", search_id=search_id, user=caller.id, purpose=search.purpose_code,
+             asked=coverage["asked"], answered=coverage["answered"], results=len(results),
+             ms=round((time.perf_counter() - started) * 1000, 1))
     if coverage["answered"] == 0:
         raise NoNodes(coverage)
     return web.json_response({"search_id": search_id, "results": results, "coverage": coverage})

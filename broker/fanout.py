@@ -127,7 +127,7 @@ class FanOut:
     def __init__(self, clients: Iterable[NodeClient]) -> None:
         self.clients: Sequence[NodeClient] = tuple(clients)
 
-    async def _one(self, client: NodeClient, request: bytes, timeout: float) -> Outcome:
+    async def _one(self, client: NodeClient, request: bytes, timeout: float, search_id: str) -> Outcome:
         started = time.perf_counter()
         try:
             response = await client.match(request, timeout)
@@ -135,13 +135,14 @@ class FanOut:
         except NodeCallError as exc:
             response, error = None, exc
         ms = (time.perf_counter() - started) * 1000
-        log.info("node_outcome", authority=client.authority.code,
+        log.info("node_outcome", search_id=search_id, authority=client.authority.code,
                  outcome="answered" if error is None else error.reason, ms=round(ms, 1))
         return Outcome(client.authority, response, error, ms)
 
     async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float) -> list[Outcome]:
         payload = request.SerializeToString()
-        return list(await asyncio.gather(*(self._one(c, payload, deadline_seconds) for c in self.clients)))
+        jobs = (self._one(c, payload, deadline_seconds, request.search_id) for c in self.clients)
+        return list(await asyncio.gather(*jobs))
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))

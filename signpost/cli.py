@@ -1,0 +1,181 @@
+"""The ``signpost`` command (contract section 1).
+
+Each subcommand parses its arguments here and hands over to the module that
+does the work; configuration is loaded once, here, with ``os.environ`` passed
+in, so no other module reads the environment. Exit codes: 0 success, 1 failure
+(the message names the problem), 2 usage error, 3 import finished with some
+rows rejected (the good rows were kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from certs.identity import Role
+from signpost import __version__
+from signpost.config import ConfigError
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from certs.pki import CertificateAuthority, broker_subject, node_subject, user_subject
+
+    directory = Path(args.dir)
+    if args.certs_command == "init":
+        if (directory / "ca.key").exists() and not args.force:
+            print(f"error: {directory / 'ca.key'} exists; pass --force to replace the federation CA", file=sys.stderr)
+            return 1
+        files = CertificateAuthority.create(args.name).save(directory)
+        print(f"CA certificate: {files.cert}\nCA key (0600):  {files.key}")
+        return 0
+    ca = CertificateAuthority.load(Path(args.ca_dir or directory))
+    if args.certs_command == "broker":
+        subject = broker_subject(args.id, hostnames=tuple(args.hostname), ips=tuple(args.ip))
+        stem = "broker"
+    elif args.certs_command == "node":
+        subject, stem = node_subject(args.code, args.name), f"node-{args.code}"
+    else:
+        subject = user_subject(Role(args.role), args.id, args.name, args.organisation, args.email)
+        stem = args.id
+    files = ca.issue_to(directory, args.out or stem, subject)
+    print(f"certificate: {files.cert}\nkey (0600):  {files.key}")
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    from node.config import load_node_config
+    from node.errors import NodeError
+
+    config = load_node_config(Path(args.config), os.environ)
+    if args.node_command == "serve":
+        from node.server import serve_forever
+        from signpost.logs import configure
+
+        configure(config.log_level)
+        asyncio.run(serve_forever(config))
+        return 0
+    from node.importer import import_csv
+    from node.store import RecordStore
+
+    store = RecordStore(config.store)
+    try:
+        report = import_csv(store, Path(args.csv), replace_all=args.replace)
+    except NodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    for error in report.errors:
+        print(f"line {error.line}: {error.reason}")
+    print(f"{config.code}: {report.rows_loaded} rows loaded ({report.records_loaded} records), "
+          f"{report.rows_rejected} rows rejected")
+    return 3 if report.rows_rejected else 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from broker.config import load_broker_config
+    from broker.server import serve_forever
+    from signpost.logs import configure
+
+    config = load_broker_config(Path(args.config), os.environ)
+    configure(config.log_level)
+    asyncio.run(serve_forever(config))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from signpost.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        data=Path(args.data) if args.data else None, workdir=Path(args.workdir), port=args.port,
+        rate_limit=args.rate_limit, check=args.check, children=args.children, seed=args.seed,
+    )
+    return asyncio.run(run_demo(options))
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from signpost import synth
+
+    return synth.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signpost", description="Signpost: federated record location.")
+    parser.add_argument("--version", action="version", version=f"signpost {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run a complete local federation")
+    demo.add_argument("--data", help="directory of <CODE>.csv records files, one per authority")
+    demo.add_argument("--workdir", default="signpost-demo", help="where certificates, stores and federation.json go")
+    demo.add_argument("--port", type=int, default=None, help="broker HTTPS port (default 8443; 0 = any free port)")
+    demo.add_argument("--rate-limit", type=int, default=60, help="searches per practitioner per minute; 0 = off")
+    demo.add_argument("--check", action="store_true", help="run sample searches, print them and exit")
+    demo.add_argument("--children", type=int, default=3000, help="synthetic children (without --data)")
+    demo.add_argument("--seed", type=int, default=1, help="seed for synthetic data (without --data)")
+    demo.set_defaults(handler=_demo)
+
+    certs = commands.add_parser("certs", help="create a federation CA and issue certificates")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True)
+    init = certs_commands.add_parser("init", help="create the federation CA")
+    init.add_argument("--name", default="Signpost Federation CA")
+    init.add_argument("--force", action="store_true")
+    broker = certs_commands.add_parser("broker", help="issue the broker's certificate")
+    broker.add_argument("--id", default="central")
+    broker.add_argument("--hostname", action="append", default=["localhost"], help="DNS name clients use (repeat)")
+    broker.add_argument("--ip", action="append", default=["127.0.0.1"], help="IP address clients use (repeat)")
+    node = certs_commands.add_parser("node", help="issue an authority's node certificate")
+    node.add_argument("--code", required=True, help="authority code, e.g. LEEDS")
+    node.add_argument("--name", required=True, help="authority name, e.g. Leeds")
+    user = certs_commands.add_parser("user", help="issue a person's certificate carrying their role")
+    user.add_argument("--role", required=True, choices=[r.value for r in Role if r not in (Role.BROKER, Role.NODE)])
+    user.add_argument("--id", required=True, help="user id, e.g. jsmith")
+    user.add_argument("--name", required=True, help="full name")
+    user.add_argument("--organisation", required=True)
+    user.add_argument("--email", default="")
+    for sub in (init, broker, node, user):
+        sub.add_argument("--dir", required=True, help="directory for the certificate and key")
+        sub.add_argument("--out", help="file stem (default: derived from the subject)")
+        sub.add_argument("--ca-dir", help="directory holding ca.pem and ca.key (default: --dir)")
+    certs.set_defaults(handler=_certs)
+
+    node_parser = commands.add_parser("node", help="an authority's node agent")
+    node_commands = node_parser.add_subparsers(dest="node_command", required=True)
+    imp = node_commands.add_parser("import", help="load a records CSV into the node's store")
+    imp.add_argument("--config", required=True)
+    imp.add_argument("--csv", required=True)
+    imp.add_argument("--replace", action="store_true", help="drop records not in this file (full snapshot)")
+    serve = node_commands.add_parser("serve", help="serve the node over gRPC with mTLS")
+    serve.add_argument("--config", required=True)
+    node_parser.set_defaults(handler=_node)
+
+    broker_parser = commands.add_parser("broker", help="the federation broker")
+    broker_commands = broker_parser.add_subparsers(dest="broker_command", required=True)
+    bserve = broker_commands.add_parser("serve", help="serve the HTTPS API and fan out to nodes")
+    bserve.add_argument("--config", required=True)
+    broker_parser.set_defaults(handler=_broker)
+
+    synth_parser = commands.add_parser("synth", help="write synthetic records CSVs with ground truth")
+    from signpost import synth
+
+    synth.add_arguments(synth_parser)
+    synth_parser.set_defaults(handler=_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

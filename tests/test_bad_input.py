@@ -1,0 +1,120 @@
+"""Bad input gets the contract's JSON error naming what is wrong, and never echoes a child's details."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import row
+
+GOOD = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
+PURPOSE = {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"}
+
+
+@pytest.fixture
+async def fed(federation):
+    return await federation({"LEEDS": [row()]})
+
+
+async def post_raw(fed, data: bytes, content_type: str = "application/json"):
+    async with fed.session().post(f"{fed.url}/v1/searches", data=data, headers={"Content-Type": content_type}) as r:
+        return r.status, await r.json()
+
+
+async def test_malformed_json_is_400(fed):
+    status, body = await post_raw(fed, b'{"subject": {"given_name": "Amelia",')
+    assert status == 400
+    assert body["error"]["code"] == "invalid_request"
+    assert "body" in body["error"]["fields"]
+
+
+async def test_body_must_be_an_object(fed):
+    status, body = await post_raw(fed, b"[1, 2]")
+    assert status == 400 and body["error"]["fields"] == {"body": "must be an object"}
+
+
+@pytest.mark.parametrize(
+    ("subject", "field"),
+    [
+        ({**GOOD, "date_of_birth": "2014-02-30"}, "subject.date_of_birth"),
+        ({**GOOD, "date_of_birth": "09/03/2014"}, "subject.date_of_birth"),
+        ({**GOOD, "date_of_birth": "2099-01-01"}, "subject.date_of_birth"),
+        ({**GOOD, "sex": "X"}, "subject.sex"),
+        ({**GOOD, "nhs_number": "9434765918"}, "subject.nhs_number"),
+        ({**GOOD, "given_name": 7}, "subject.given_name"),
+        ({**GOOD, "other_names": "Amelia Jones"}, "subject.other_names"),
+        ({**GOOD, "surname": "Smith"}, "subject.surname"),
+        ({"given_name": "Amelia", "family_name": "Smith"}, "subject.date_of_birth"),
+        ({"family_name": "Smith", "date_of_birth": "2014-03-09"}, "subject.given_name"),
+        ({**GOOD, "given_name": "A" * 101}, "subject.given_name"),
+    ],
+)
+async def test_bad_subject_field_is_named(fed, subject, field):
+    status, body = await fed.search(subject)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert field in body["error"]["fields"], body["error"]["fields"]
+
+
+async def test_every_bad_field_is_reported_at_once(fed):
+    status, body = await fed.search({**GOOD, "sex": "Q", "nhs_number": "123"},
+                                    purpose={"code": "curiosity", "justification": "x"})
+    assert status == 400
+    assert set(body["error"]["fields"]) == {"subject.sex", "subject.nhs_number", "purpose.code", "purpose.justification"}
+
+
+async def test_nhs_number_with_family_name_is_a_sufficient_query(fed):
+    status, body = await fed.search({"nhs_number": "943 476 5919", "family_name": "Smith"})
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"subject": GOOD}, "purpose"),
+        ({"subject": GOOD, "purpose": {"code": "nosy", "justification": "Strategy discussion"}}, "purpose.code"),
+        ({"subject": GOOD, "purpose": {"code": "missing-child"}}, "purpose.justification"),
+        ({"subject": GOOD, "purpose": PURPOSE, "extra": 1}, "extra"),
+        ({"purpose": PURPOSE}, "subject"),
+    ],
+)
+async def test_bad_purpose_or_shape_is_named(fed, body, field):
+    status, answer = await post_raw(fed, json.dumps(body).encode())
+    assert status == 400
+    assert field in answer["error"]["fields"]
+
+
+async def test_oversized_body_is_400(fed):
+    big = {"subject": {**GOOD, "address": "x" * 70_000}, "purpose": PURPOSE}
+    status, body = await post_raw(fed, json.dumps(big).encode())
+    assert status == 400
+    assert body["error"]["code"] == "invalid_request"
+    assert "65536" in body["error"]["message"]
+
+
+async def test_errors_never_echo_submitted_values(fed):
+    subject = {"given_name": "Xanthippe", "family_name": "Quartermaine", "date_of_birth": "2014-02-30",
+               "nhs_number": "1234567890", "postcode": "ZZ9 9ZZ"}
+    status, body = await fed.search(subject)
+    assert status == 400
+    text = json.dumps(body)
+    for value in subject.values():
+        assert value not in text
+
+
+async def test_unknown_route_and_method_are_json(fed):
+    async with fed.session().get(f"{fed.url}/v1/nope") as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    async with fed.session().get(f"{fed.url}/v1/searches") as resp:
+        assert resp.status == 405 and (await resp.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_rate_limit_is_429_with_retry_after(federation):
+    fed = await federation({"LEEDS": [row()]}, rate_limit=2)
+    assert (await fed.search(GOOD))[0] == 200
+    assert (await fed.search(GOOD))[0] == 200
+    async with fed.session().post(f"{fed.url}/v1/searches", json={"subject": GOOD, "purpose": PURPOSE}) as resp:
+        assert resp.status == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert (await resp.json())["error"]["code"] == "rate_limited"

@@ -1,0 +1,61 @@
+"""The node's own defences, called directly over mTLS as the broker would."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from certs.identity import node_dns_name
+from protos.signpost.v1 import node_pb2, node_pb2_grpc
+from tests.conftest import row
+
+
+@pytest.fixture
+async def stub(federation, pki):
+    fed = await federation({"LEEDS": [row(), row(record_id="R2", given_name="Ben", shielded="true"),
+                                      row(record_id="R3", given_name="Cara", service="Sexual health", sensitive="true")]})
+    creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes(), pki.broker.key.read_bytes(),
+                                         pki.broker.cert.read_bytes())
+    channel = grpc.aio.secure_channel(fed.nodes["LEEDS"].address, creds,
+                                      options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))])
+    yield node_pb2_grpc.NodeServiceStub(channel)
+    await channel.close()
+
+
+def request(**subject: str) -> node_pb2.MatchRequest:
+    return node_pb2.MatchRequest(search_id="t", subject=node_pb2.Subject(**subject),
+                                 purpose=node_pb2.Purpose(code="missing-child", justification="test search"))
+
+
+async def test_describe_gives_code_count_freshness_and_version(stub):
+    info = await stub.Describe(node_pb2.DescribeRequest(), timeout=5)
+    assert (info.authority_code, info.authority_name, info.record_count) == ("LEEDS", "Leeds", 3)
+    assert info.data_as_of and info.software_version
+
+
+@pytest.mark.parametrize("subject", [
+    {"given_name": "Amelia", "date_of_birth": "2014-03-09"},            # no family name, no NHS number
+    {"family_name": "Smith", "date_of_birth": "2014-13-09"},            # impossible date
+    {"family_name": "Smith", "nhs_number": "1234567890"},                # bad check digit
+    {"family_name": "Smith", "sex": "Z"},
+])
+async def test_bad_subject_is_invalid_argument_without_echo(stub, subject):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Match(request(**subject), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    for value in subject.values():
+        assert value not in caught.value.details()
+
+
+async def test_oversized_message_is_refused(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Match(request(family_name="Smith", address="x" * 100_000), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_shielded_answers_as_no_match_and_sensitive_is_never_disclosed(stub):
+    shielded = await stub.Match(request(given_name="Ben", family_name="Smith", date_of_birth="2014-03-09"), timeout=5)
+    sensitive = await stub.Match(request(given_name="Cara", family_name="Smith", date_of_birth="2014-03-09"), timeout=5)
+    assert list(shielded.candidates) == [] and list(sensitive.candidates) == []
+    found = await stub.Match(request(given_name="Amelia", family_name="Smith", date_of_birth="2014-03-09"), timeout=5)
+    assert [c.band for c in found.candidates] == ["match"]
