@@ -33,7 +33,7 @@ log = structlog.get_logger("signpost.broker")
 CONFIG = web.AppKey("config", BrokerConfig)
 FANOUT = web.AppKey("fanout", FanOut)
 LIMITER = web.AppKey("limiter", RateLimiter)
-CLOCK = web.AppKey("clock", Callable[[], float])
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -21,7 +21,7 @@ def peer_identity(request: web.Request) -> Identity:
     """The caller's identity; raise Unauthenticated when there is no usable user certificate."""
     cached = request.get(IDENTITY_KEY)
     if cached is not None:
-        return cached
+        return cached  # type: ignore[no-any-return]
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if isinstance(ssl_object, ssl.SSLObject) else None
     if not der:

@@ -54,5 +54,5 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         search_deadline_seconds=reader.number("search_deadline_seconds", 2.0, minimum=0.05),
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
-        log_level=reader.str("log_level", "info"),
+        log_level=reader.text("log_level", "info"),
     )

@@ -45,7 +45,7 @@ async def start_broker(config: BrokerConfig, app: web.Application | None = None)
     host, port = config.listen
     site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls), shutdown_timeout=5.0)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1] if site._server else port  # type: ignore[union-attr]
+    bound = runner.addresses[0][1] if runner.addresses else port
     log.info("broker_started", port=bound)
     return RunningBroker(runner, int(bound))
 

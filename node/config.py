@@ -1,13 +1,13 @@
 """Node agent configuration: a TOML file plus ``SIGNPOST_NODE_*`` environment overrides.
 
-Example::
+Example (top-level keys must come before the first table)::
+
+    listen = "0.0.0.0:50051"
+    store = "/var/lib/signpost/leeds.sqlite3"
 
     [authority]
     code = "LEEDS"
     name = "Leeds"
-
-    listen = "0.0.0.0:50051"
-    store = "/var/lib/signpost/leeds.sqlite3"
 
     [tls]
     ca = "/etc/signpost/ca.pem"
@@ -66,15 +66,15 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
     """Read a node's config; raise ConfigError naming the file and key on any problem."""
     reader = Reader(path, read_toml(path, env, ENV_PREFIX), path.parent)
     authority = reader.sub("authority")
-    code = authority.str("code")
+    code = authority.text("code")
     if not AUTHORITY_CODE.match(code):
         raise ConfigError(f"{path}: key 'authority.code' must be 2-32 of A-Z, 0-9 and '-'")
     return NodeConfig(
         code=code,
-        name=authority.str("name"),
+        name=authority.text("name"),
         listen=reader.address("listen", "127.0.0.1:50051"),
         store=reader.path("store"),
         tls=read_tls(reader),
         max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
-        log_level=reader.str("log_level", "info"),
+        log_level=reader.text("log_level", "info"),
     )

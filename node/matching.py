@@ -1,31 +1,63 @@
-"""Deciding whether a record describes the child being searched for.
+"""Deciding which of a node's records describe the child being searched for.
 
-The node's service depends only on the :class:`Matcher` protocol. This module
-provides :class:`SimpleMatcher`: exact and basic fuzzy agreement on names and
-date of birth, NHS number as strong evidence, candidates taken from blocking
-indexes so that a query never scans every record. The full probabilistic
-engine (weights learnt from each node's data) is a separate piece of work and
-will replace it behind the same protocol.
+A probabilistic (Fellegi–Sunter) engine:
 
-A matcher returns reasons a practitioner can read ("family name agrees"); it
-never puts the compared values themselves into a reason.
+1. candidates come from the blocking index (:mod:`node.index`) on several keys
+   — date of birth with the phonetic family or given name, phonetic names with
+   year of birth, postcode sector with date of birth, NHS number — tried with
+   the date's day and month swapped and with given and family names swapped,
+   so a query never scans the table;
+2. each candidate is compared field by field into graded levels
+   (:mod:`node.comparisons`), and the levels' weights (:mod:`node.weights`,
+   learnt from this node's own data) are summed with a prior that depends on
+   how many records the node holds, into a match probability — the score;
+3. guards that no weight can override: a different given name, a different
+   sex, or a different NHS number is never a ``match``; and within a household
+   (same family name and date of birth), a record whose given name agrees less
+   well than a sibling's is that sibling's twin, not the child searched for.
+
+Results carry reasons a practitioner can read; reasons never contain the values compared.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from rapidfuzz.distance import JaroWinkler
-
+from node import comparisons as cmp
+from node.comparisons import NULL
+from node.index import BlockingIndex, RecordTable, key_hash
+from node.nicknames import NameVariants, default_variants
+from node.normalise import address_tokens, dob_int, first_token, is_placeholder, phonetic, postcode_parts, tokens
 from node.records import Record
+from node.weights import Model, estimate_u, level_matrix, run_em
 
-MATCH_THRESHOLD = 0.85
-POSSIBLE_THRESHOLD = 0.6
-PLACEHOLDER_NAMES = frozenset({"baby", "babyboy", "babygirl", "unknown", "infant", "twin1", "twin2", "newborn"})
+GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)
+MIN_TF = 1e-5
+"""Floor on a name's frequency: rarer than 1 in 100,000 says nothing more about a match."""
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How the engine decides; thresholds are on the match probability (the score)."""
+
+    match_threshold: float = 0.95
+    """At or above this score a result is a ``match``."""
+    possible_threshold: float = 0.30
+    """At or above this (and below match) a result is ``possible``."""
+    min_prior_records: int = 1000
+    """The prior odds of a match are 1 in max(records held, this): small nodes are not over-trusted."""
+    learn: bool = True
+    """Estimate u (random pairs) and m (EM) from the node's own records."""
+    learn_min_records: int = 2000
+    u_sample_pairs: int = 40_000
+    em_sample_records: int = 20_000
+    max_results: int = 10
+    seed: int = 20140309
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,8 @@ class Query:
 
 @dataclass(frozen=True)
 class MatchResult:
-    record: Record
+    record_id: str
+    shielded: bool
     band: str
     score: float
     reasons: tuple[str, ...]
@@ -58,120 +91,282 @@ class Matcher(Protocol):
     def size(self) -> int: ...
 
 
-def normalise_name(value: str) -> str:
-    """Case-fold, strip accents and everything but letters: 'O'Brien-Smith' -> 'obriensmith'."""
-    decomposed = unicodedata.normalize("NFKD", value.casefold())
-    return "".join(c for c in decomposed if c.isalpha() and not unicodedata.combining(c))
+def split_other_name(name: str) -> tuple[str, tuple[str, ...]]:
+    """'Amelia Jones' -> ('amelia', ('jones',)); a single word may be either, so it is both."""
+    parts = tokens(name)
+    if not parts:
+        return "", ()
+    if len(parts) == 1:
+        return parts[0], parts
+    return parts[0], parts[1:]
 
 
-def _name(value: str) -> str:
-    name = normalise_name(value)
-    return "" if name in PLACEHOLDER_NAMES else name
+@dataclass(frozen=True)
+class _Prepared:
+    """A query normalised once, compared against many candidates."""
+
+    givens: tuple[str, ...]
+    families: tuple[tuple[str, ...], ...]
+    dob: int
+    sex: str
+    postcode: str
+    address: frozenset[str]
+    nhs: str
+
+    @classmethod
+    def of(cls, q: Query) -> _Prepared:
+        givens = [first_token(q.given_name)]
+        families = [tuple(t for t in tokens(q.family_name)) if not is_placeholder(q.family_name) else ()]
+        for other in q.other_names:
+            g, f = split_other_name(other)
+            givens.append(g)
+            families.append(f)
+        givens += [t for t in tokens(q.middle_names)[:1]]
+        return cls(tuple(dict.fromkeys(g for g in givens if g)) or ("",),
+                   tuple(dict.fromkeys(f for f in families if f)) or ((),),
+                   dob_int(q.date_of_birth), q.sex if q.sex in ("M", "F") else "",
+                   q.postcode, address_tokens(q.address) if q.address else frozenset(), q.nhs_number)
 
 
-def _swapped(dob: str) -> str:
-    y, m, d = dob.split("-")
-    return f"{y}-{d}-{m}" if d <= "12" and d != m else ""
+def _swap_dob(dob: int) -> int:
+    y, m, d = dob // 10000, dob // 100 % 100, dob % 100
+    return y * 10000 + d * 100 + m if d <= 12 and d != m else 0
 
 
-def _similarity(a: str, b: str) -> float:
-    return JaroWinkler.similarity(a, b) if a and b else 0.0
+def _family_codes(families: Iterable[tuple[str, ...]]) -> set[str]:
+    codes = set()
+    for parts in families:
+        if parts:
+            codes.add(phonetic("".join(parts))[0])
+            if len(parts) > 1:
+                codes.update(phonetic(p)[0] for p in parts)
+    codes.discard("")
+    return codes
 
 
-def _dob_evidence(query: str, record: str) -> tuple[float, str]:
-    if not query:
-        return 0.0, ""
-    if query == record:
-        return 1.0, "date of birth agrees"
-    if _swapped(query) == record:
-        return 0.7, "date of birth: day and month swapped"
-    if query[:7] == record[:7]:
-        return 0.3, "date of birth: same month and year"
-    return 0.0, "date of birth differs"
+def _given_codes(givens: Iterable[str]) -> set[str]:
+    return {phonetic(g)[0] for g in givens if g} - {""}
 
 
-def _name_evidence(label: str, query: str, candidates: Iterable[str]) -> tuple[float, str]:
-    best = max((_similarity(query, c) for c in candidates), default=0.0)
-    if not query:
-        return 0.0, ""
-    if best == 1.0:
-        return 1.0, f"{label} agrees"
-    if best >= 0.9:
-        return 0.8, f"{label}: close spelling"
-    if best >= 0.8:
-        return 0.5, f"{label}: similar spelling"
-    return 0.0, f"{label} differs"
+def blocking_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]], dobs: Iterable[int],
+                  sector: str, nhs: str, years: Iterable[int]) -> Iterator[int]:
+    """The index keys of a record (or a query: several dates, years and orientations)."""
+    fam, giv = _family_codes(families), _given_codes(givens)
+    dobs = [d for d in dobs if d]
+    for dob in dobs:
+        yield from (key_hash(1, dob, f) for f in fam)
+        yield from (key_hash(2, dob, g) for g in giv)
+        if sector:
+            yield key_hash(4, sector, dob)
+    for year in years:
+        yield from (key_hash(3, f, g, year) for f in fam for g in giv)
+    if nhs:
+        yield key_hash(5, nhs)
 
 
-class SimpleMatcher:
-    """An in-memory index of one authority's records with rule-based scoring."""
+class MatchEngine:
+    """One node's records, indexed and weighted; ``match`` answers one query."""
 
-    def __init__(self, records: Iterable[Record]) -> None:
-        self._records: list[Record] = []
-        self._by_key: dict[str, list[int]] = defaultdict(list)
-        for record in records:
-            self._add(record)
+    def __init__(self, table: RecordTable, index: BlockingIndex, model: Model, settings: MatchSettings,
+                 variants: NameVariants) -> None:
+        self.table, self.index, self.model, self.settings, self.variants = table, index, model, settings, variants
+        self._log2_prior = -math.log2(max(len(table), settings.min_prior_records))
 
     @property
     def size(self) -> int:
-        return len(self._records)
+        return len(self.table)
 
-    def _add(self, record: Record) -> None:
-        index = len(self._records)
-        self._records.append(record)
-        for key in self._keys_of(record):
-            self._by_key[key].append(index)
+    # -- building -------------------------------------------------------------
+
+    @classmethod
+    def build(cls, records: Iterable[Record], settings: MatchSettings | None = None,
+              variants: NameVariants | None = None) -> MatchEngine:
+        settings = settings or MatchSettings()
+        table = RecordTable()
+        given_counts: Counter[str] = Counter()
+        family_counts: Counter[str] = Counter()
+
+        def pairs() -> Iterator[tuple[int, int]]:
+            for i, record in enumerate(records):
+                _add(table, record)
+                given_counts[table.given[i]] += 1
+                family_counts["".join(table.family[i])] += 1
+                for key in cls._record_keys(table, i):
+                    yield key, i
+
+        index = BlockingIndex.build(pairs())
+        model = Model(given_counts=dict(given_counts), family_counts=dict(family_counts), records=len(table))
+        engine = cls(table, index, model, settings, variants or default_variants())
+        if settings.learn and len(table) >= settings.learn_min_records:
+            engine._learn()
+        return engine
 
     @staticmethod
-    def _keys_of(record: Record) -> set[str]:
-        year = record.date_of_birth[:4]
-        keys = {f"dob:{record.date_of_birth}"}
-        if record.nhs_number:
-            keys.add(f"nhs:{record.nhs_number}")
-        for family in (record.family_name, *record.other_names):
-            surname = _name(family.split()[-1] if family.split() else family)
-            if surname:
-                keys.add(f"fam:{surname}:{year}")
-        return keys
+    def _record_keys(table: RecordTable, i: int) -> Iterator[int]:
+        dob = table.dob[i]
+        sector = postcode_parts(table.postcode[i])[1]
+        return blocking_keys(table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,))
 
-    def _candidates(self, query: Query) -> set[int]:
-        keys = {f"dob:{query.date_of_birth}", f"fam:{_name(query.family_name)}:{query.date_of_birth[:4]}"}
-        if query.date_of_birth and _swapped(query.date_of_birth):
-            keys.add(f"dob:{_swapped(query.date_of_birth)}")
-        if query.nhs_number:
-            keys.add(f"nhs:{query.nhs_number}")
-        found: set[int] = set()
-        for key in keys:
-            found.update(self._by_key.get(key, ()))
-        return found
+    def _learn(self) -> None:
+        rng = random.Random(self.settings.seed)
+        n = len(self.table)
+        random_pairs = [(rng.randrange(n), rng.randrange(n)) for _ in range(self.settings.u_sample_pairs)]
+        estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
+        blocked: set[tuple[int, int]] = set()
+        for i in rng.sample(range(n), min(n, self.settings.em_sample_records)):
+            for j in self.index.lookup(list(self._record_keys(self.table, i))):
+                if i != j:
+                    blocked.add((min(i, j), max(i, j)))
+        run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
+        self._log2_prior = -math.log2(max(n, self.settings.min_prior_records))
+
+    def _pair_levels(self, i: int, j: int) -> tuple[int, ...]:
+        t = self.table
+        return (
+            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
+            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
+            cmp.dob_level(t.dob[i], t.dob[j]),
+            cmp.sex_level(t.sex[i], t.sex[j]),
+            cmp.postcode_level(t.postcode[i], t.postcode[j]),
+            cmp.address_level(address_tokens(t.address[i]), address_tokens(t.address[j])),
+            cmp.nhs_level(t.nhs[i], t.nhs[j]),
+        )
+
+    # -- matching -------------------------------------------------------------
+
+    def candidates(self, q: _Prepared) -> set[int]:
+        dobs = {q.dob, _swap_dob(q.dob)} if q.dob else set()
+        years = {q.dob // 10000 + d for d in (-1, 0, 1)} if q.dob else set()
+        sector = postcode_parts(q.postcode)[1] if q.postcode else ""
+        keys = list(blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years))
+        # Given and family written the other way round.
+        swapped_givens = tuple("".join(f) for f in q.families if f)
+        swapped_families = tuple((g,) for g in q.givens if g)
+        keys += blocking_keys(swapped_givens, swapped_families, dobs, "", "", years)
+        return self.index.lookup(keys)
 
     def match(self, query: Query) -> list[MatchResult]:
-        results = [self._score(query, self._records[i]) for i in sorted(self._candidates(query))]
-        kept = [r for r in results if r is not None]
-        return sorted(kept, key=lambda r: -r.score)
+        q = _Prepared.of(query)
+        scored = [s for s in (self._score(q, i) for i in self.candidates(q)) if s is not None]
+        scored = self._household_guard(scored)
+        results = []
+        for s in scored:
+            band = self._band(s)
+            if band:
+                reasons = tuple(cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels) if lv != NULL)
+                if s.swapped:
+                    reasons = ("given and family names written the other way round", *reasons)
+                results.append(MatchResult(self.table.record_id[s.index], bool(self.table.shielded[s.index]),
+                                           band, round(s.probability, 4), reasons))
+        results.sort(key=lambda r: (-r.score, r.record_id))
+        return results[: self.settings.max_results]
 
-    def _score(self, query: Query, record: Record) -> MatchResult | None:
-        reasons: list[str] = []
-        if query.nhs_number and record.nhs_number:
-            if query.nhs_number != record.nhs_number:
-                return None  # different NHS numbers: different children
-            reasons.append("NHS number agrees")
-        families = [_name(record.family_name), *(_name(n.split()[-1]) for n in record.other_names if n.split())]
-        fam, fam_reason = _name_evidence("family name", _name(query.family_name), families)
-        givens = [_name(record.given_name), *(_name(n.split()[0]) for n in record.other_names if n.split())]
-        giv, giv_reason = _name_evidence("given name", _name(query.given_name), givens)
-        dob, dob_reason = _dob_evidence(query.date_of_birth, record.date_of_birth)
-        reasons += [r for r in (fam_reason, giv_reason, dob_reason) if r]
-        if query.sex and record.sex and query.sex != record.sex and "U" not in (query.sex, record.sex):
-            return None  # a different sex at the same address and birth date is a twin, never the same child
-        score = 0.35 * fam + 0.3 * giv + 0.35 * dob
-        if "NHS number agrees" in reasons:
-            score = min(1.0, 0.6 + 0.4 * max(fam, dob))
-        if giv == 0.0 and "NHS number agrees" not in reasons:
-            return None  # same family and birthday but a different first name: a sibling or twin
-        band = "match" if score >= MATCH_THRESHOLD else "possible" if score >= POSSIBLE_THRESHOLD else ""
-        return MatchResult(record, band, round(score, 3), tuple(reasons)) if band else None
+    def _name_levels(self, q: _Prepared, i: int) -> tuple[int, int, bool]:
+        t = self.table
+        given = min((lv for lv in (cmp.given_level(g, t.givens(i), self.variants) for g in q.givens) if lv != NULL),
+                    default=NULL)
+        family = min((lv for lv in (cmp.family_level(f, t.families(i)) for f in q.families) if lv != NULL),
+                     default=NULL)
+        if given in (0, 1) and family in (0, 1):
+            return given, family, False
+        swapped_given = min((cmp.given_level("".join(f), t.givens(i), self.variants) for f in q.families if f),
+                            default=NULL)
+        swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
+        if (swapped_given != NULL and swapped_family != NULL and given != NULL and family != NULL
+                and swapped_given + swapped_family < given + family and max(swapped_given, swapped_family) <= 1):
+            return swapped_given, swapped_family, True
+        return given, family, False
+
+    def _score(self, q: _Prepared, i: int) -> _Scored | None:
+        t = self.table
+        given, family, swapped = self._name_levels(q, i)
+        levels = (
+            given, family, cmp.dob_level(q.dob, t.dob[i]), cmp.sex_level(q.sex, t.sex[i]),
+            cmp.postcode_level(q.postcode, t.postcode[i]),
+            cmp.address_level(q.address, address_tokens(t.address[i])) if q.address else NULL,
+            cmp.nhs_level(q.nhs, t.nhs[i]),
+        )
+        total = self._log2_prior + sum(self.model.weight(f, lv) for f, lv in enumerate(levels))
+        total += self._tf_adjustment(levels, i)
+        probability = 1.0 / (1.0 + 2.0 ** -total) if total > -1000 else 0.0
+        if probability < self.settings.possible_threshold:
+            return None
+        return _Scored(i, levels, probability, swapped)
+
+    def _tf_adjustment(self, levels: tuple[int, ...], i: int) -> float:
+        """Replace the average u of exact name agreement by this name's frequency here."""
+        m = self.model
+        adjustment = 0.0
+        if levels[GIVEN] == 0:
+            tf = max(m.name_frequency("given name", self.table.given[i]), MIN_TF)
+            adjustment += math.log2(m.u["given name"][0] / tf)
+        if levels[FAMILY] == 0:
+            tf = max(m.name_frequency("family name", "".join(self.table.family[i])), MIN_TF)
+            adjustment += math.log2(m.u["family name"][0] / tf)
+        return adjustment
+
+    def _band(self, s: _Scored) -> str:
+        lv = s.levels
+        capped = (
+            lv[NHS] == 1                                   # different NHS numbers
+            or lv[GIVEN] in (5, cmp.GIVEN.disagree)        # only an initial, or a different given name
+            or lv[SEX] == 1                                # recorded as a different sex
+            # A name missing on one side ("Baby" on a newborn's record): the rest cannot tell siblings apart.
+            or (NULL in (lv[GIVEN], lv[FAMILY], lv[DOB]) and lv[NHS] != 0)
+        )
+        if lv[GIVEN] == cmp.GIVEN.disagree and lv[NHS] != 0:
+            return ""                                      # a different child: sibling, twin or namesake
+        if lv[SEX] == 1 and lv[FAMILY] in (0, 1) and lv[DOB] == 0 and lv[NHS] != 0:
+            return ""                                      # twins of different sex
+        if s.probability >= self.settings.match_threshold and not capped:
+            return "match"
+        return "possible" if s.probability >= self.settings.possible_threshold else ""
+
+    def _household_guard(self, scored: list[_Scored]) -> list[_Scored]:
+        """Within one household (family name and date of birth agree), only the best given name can be the child."""
+        t = self.table
+        household = [s for s in scored if s.levels[FAMILY] in (0, 1) and s.levels[DOB] == 0]
+        if len(household) < 2:
+            return scored
+        best = min(s.levels[GIVEN] for s in household if s.levels[GIVEN] != NULL) if household else NULL
+        best_names = {t.given[s.index] for s in household if s.levels[GIVEN] == best}
+        return [s for s in scored
+                if not (s in household and s.levels[GIVEN] != best and t.given[s.index] not in best_names
+                        and s.levels[NHS] != 0)]
 
 
-def build_matcher(records: Sequence[Record] | Iterable[Record]) -> Matcher:
-    return SimpleMatcher(records)
+@dataclass(eq=False)
+class _Scored:
+    index: int
+    levels: tuple[int, ...]
+    probability: float
+    swapped: bool = field(default=False)
+
+
+def _add(table: RecordTable, record: Record) -> None:
+    i = len(table)
+    share = table.share
+    table.record_id.append(record.record_id)
+    table.given.append(share(first_token(record.given_name)))  # type: ignore[arg-type]
+    family = tokens(record.family_name) if not is_placeholder(record.family_name) else ()
+    table.family.append(share(tuple(share(p) for p in family)))  # type: ignore[arg-type]
+    table.dob.append(dob_int(record.date_of_birth))
+    table.sex.append(share(record.sex if record.sex in ("M", "F") else ""))  # type: ignore[arg-type]
+    table.postcode.append(share(record.postcode))  # type: ignore[arg-type]
+    table.address.append(record.address)
+    table.nhs.append(record.nhs_number)
+    table.shielded.append(1 if record.shielded else 0)
+    other_given = [share(t) for t in tokens(record.middle_names)[:1]]
+    other_family = []
+    for name in record.other_names:
+        g, f = split_other_name(name)
+        other_given.append(share(g))
+        other_family.append(share(tuple(share(p) for p in f)))
+    if other_given:
+        table.other_given[i] = tuple(dict.fromkeys(g for g in other_given if g))  # type: ignore[misc]
+    if other_family:
+        table.other_family[i] = tuple(dict.fromkeys(f for f in other_family if f))  # type: ignore[misc]
+
+
+def build_matcher(records: Iterable[Record], settings: MatchSettings | None = None) -> MatchEngine:
+    return MatchEngine.build(records, settings)

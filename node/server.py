@@ -25,6 +25,11 @@ log = structlog.get_logger("signpost.node")
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
 
 
+def join_host_port(host: str, port: int) -> str:
+    """gRPC wants IPv6 literals in brackets: '[::]:50051'."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(tls.key.read_bytes(), tls.cert.read_bytes())],
@@ -46,7 +51,7 @@ class RunningNode:
 
     @property
     def address(self) -> str:
-        return f"{self.config.listen[0]}:{self.port}"
+        return join_host_port(self.config.listen[0], self.port)
 
     async def stop(self, grace: float = 1.0) -> None:
         # Say NOT_SERVING first so health-checking clients stop sending before the port closes.
@@ -58,8 +63,8 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
-    matcher = build_matcher(store.records())
-    service = NodeService(config.code, config.name, matcher, data_as_of=store.data_as_of)
+    matcher = build_matcher(store.identities())
+    service = NodeService(config.code, config.name, matcher, store)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
@@ -70,7 +75,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen
-    bound = server.add_secure_port(f"{host}:{port}", server_credentials(config.tls))
+    bound = server.add_secure_port(join_host_port(host, port), server_credentials(config.tls))
     if bound == 0:
         store.close()
         raise OSError(f"node {config.code}: cannot listen on {host}:{port}")

@@ -10,7 +10,7 @@ sensitive involvements are never disclosed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import grpc
 import structlog
@@ -18,6 +18,8 @@ import structlog
 from certs.identity import Identity, IdentityError, Role, identity_from_pem
 from node.errors import MatchRequestError
 from node.matching import Matcher, MatchResult, Query
+from node.records import Involvement
+from node.store import RecordStore
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 from signpost import __version__
 from signpost.identifiers import nhs_number_valid, parse_date
@@ -63,7 +65,7 @@ def query_from(subject: node_pb2.Subject) -> Query:
     )
 
 
-def candidate_of(result: MatchResult) -> node_pb2.Candidate | None:
+def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> node_pb2.Candidate | None:
     """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
     contacts = [
         node_pb2.Contact(
@@ -72,7 +74,7 @@ def candidate_of(result: MatchResult) -> node_pb2.Candidate | None:
             practitioner_email=i.practitioner_email, involvement_start=i.involvement_start,
             involvement_end=i.involvement_end,
         )
-        for i in result.record.involvements
+        for i in involvements
         if not i.sensitive
     ]
     if not contacts:
@@ -83,10 +85,10 @@ def candidate_of(result: MatchResult) -> node_pb2.Candidate | None:
 class NodeService(node_pb2_grpc.NodeServiceServicer):
     """One authority's answers. ``matcher`` is swappable: a re-import installs a new one atomically."""
 
-    def __init__(self, code: str, name: str, matcher: Matcher, *, data_as_of: Callable[[], str]) -> None:
+    def __init__(self, code: str, name: str, matcher: Matcher, store: RecordStore) -> None:
         self.code, self.name = code, name
         self.matcher = matcher
-        self._data_as_of = data_as_of
+        self.store = store
 
     async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
         identity = caller_identity(context)
@@ -108,9 +110,9 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
         candidates = []
         for result in self.matcher.match(query):
-            if result.record.shielded:
+            if result.shielded:
                 continue  # answered exactly as no match; see docs for the safeguarding alert
-            candidate = candidate_of(result)
+            candidate = candidate_of(result, self.store.involvements(result.record_id))
             if candidate is not None:
                 candidates.append(candidate)
         log.info(
@@ -126,5 +128,5 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
         await self._require_broker(context)
         return node_pb2.DescribeResponse(
             authority_code=self.code, authority_name=self.name, record_count=self.matcher.size,
-            data_as_of=self._data_as_of(), software_version=__version__,
+            data_as_of=self.store.data_as_of(), software_version=__version__,
         )

@@ -11,7 +11,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from node.errors import StoreError
@@ -119,19 +119,23 @@ class RecordStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'data_as_of'").fetchone()
         return str(row[0]) if row else ""
 
-    def records(self) -> Iterator[Record]:
-        """Every record with its involvements, in record_id order (for building the match index)."""
-        involvements: dict[str, list[Involvement]] = {}
-        inv_sql = f"SELECT record_id, {','.join(_INVOLVEMENT_COLUMNS)} FROM involvements ORDER BY record_id, position"
-        for rid, *values in self._db.execute(inv_sql):
-            inv = Involvement(*values)
-            involvements.setdefault(rid, []).append(
-                Involvement(**{**asdict(inv), "sensitive": bool(inv.sensitive)})
-            )
-        for values in self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id"):
+    def identities(self) -> Iterator[Record]:
+        """Every record's identity fields, without involvements, streamed (for building the match index)."""
+        cursor = self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id")
+        for values in cursor:
             row = dict(zip(_CHILD_COLUMNS, values))
-            yield Record(
-                **{**row, "other_names": tuple(n for n in row["other_names"].split(";") if n),
-                   "shielded": bool(row["shielded"])},
-                involvements=tuple(involvements.get(row["record_id"], ())),
-            )
+            yield Record(**{**row, "other_names": tuple(n for n in row["other_names"].split(";") if n),
+                            "shielded": bool(row["shielded"])})
+
+    def involvements(self, record_id: str) -> tuple[Involvement, ...]:
+        """The contacts of one record, in the order they were loaded."""
+        rows = self._db.execute(
+            f"SELECT {','.join(_INVOLVEMENT_COLUMNS)} FROM involvements WHERE record_id = ? ORDER BY position",
+            (record_id,),
+        ).fetchall()
+        return tuple(Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row)), "sensitive": bool(row[-1])}) for row in rows)
+
+    def records(self) -> Iterator[Record]:
+        """Every record with its involvements (for exports and tests; the matcher uses ``identities``)."""
+        for record in self.identities():
+            yield replace(record, involvements=self.involvements(record.record_id))

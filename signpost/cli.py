@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code: int = args.handler(args)
+        return code
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -53,7 +53,7 @@ class Reader:
             raise self._fail(key, "a table")
         return Reader(self.source, value, self.base, f"{self.prefix}{key}.")
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         value = self.table.get(key, default)
         if not isinstance(value, str) or not value:
             raise self._fail(key, "a non-empty string")
@@ -61,7 +61,7 @@ class Reader:
 
     def path(self, key: str, default: str | None = None) -> Path:
         """A path, relative paths taken from the config file's directory."""
-        return (self.base / self.str(key, default)).resolve()
+        return (self.base / self.text(key, default)).resolve()
 
     def optional_path(self, key: str) -> Path | None:
         return self.path(key) if self.table.get(key) else None
@@ -88,7 +88,7 @@ class Reader:
 
     def address(self, key: str, default: str | None = None) -> tuple[str, int]:
         """A ``host:port`` listen address."""
-        text = self.str(key, default)
+        text = self.text(key, default)
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit() or not host:
             raise self._fail(key, "host:port, e.g. 127.0.0.1:50051")

@@ -131,16 +131,16 @@ async def start_local_federation(
         save_registry(registry, tuple(
             Authority(n.config.code, n.config.name, n.address, node_dns_name(n.config.code)) for n in nodes
         ))
-        config = BrokerConfig(
+        broker_config = BrokerConfig(
             listen=("127.0.0.1", broker_port), registry=registry, tls=pki.tls(pki.broker),
             rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
         )
-        broker = await start_broker(config, create_app(config))
+        broker = await start_broker(broker_config, create_app(broker_config))
     except BaseException:
         for node in nodes:
             await node.stop(grace=0)
         raise
-    return LocalFederation(pki, nodes, broker, config, imports)
+    return LocalFederation(pki, nodes, broker, broker_config, imports)
 
 
 def write_description(path: Path, federation: LocalFederation, names: dict[str, str]) -> None:

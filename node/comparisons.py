@@ -1,0 +1,167 @@
+"""Graded comparison of two values of one field, each level with a reason a practitioner can read.
+
+A comparison returns a level index (0 = strongest agreement, the last level =
+disagreement) or ``NULL`` when either side is missing, which carries no
+evidence either way. Levels are what the Fellegi–Sunter weights in
+:mod:`node.weights` are learnt for. Reasons describe how values relate
+("given name: nickname"), never the values themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rapidfuzz.distance import JaroWinkler
+
+from node.nicknames import NameVariants
+from node.normalise import phonetic, postcode_parts
+
+NULL = -1
+
+
+@dataclass(frozen=True)
+class Field:
+    """A compared field: its level names (for reasons) in order of decreasing agreement."""
+
+    name: str
+    levels: tuple[str, ...]
+
+    @property
+    def disagree(self) -> int:
+        return len(self.levels) - 1
+
+
+GIVEN = Field("given name", ("agrees", "nickname or variant", "close spelling", "sounds alike",
+                             "similar spelling", "initial agrees", "differs"))
+FAMILY = Field("family name", ("agrees", "one part of a double-barrelled name agrees", "close spelling",
+                               "sounds alike", "similar spelling", "differs"))
+DOB = Field("date of birth", ("agrees", "day and month swapped", "one digit differs", "same month and year",
+                              "within a year", "differs"))
+SEX = Field("sex", ("agrees", "differs"))
+POSTCODE = Field("postcode", ("agrees", "same sector", "same district", "same area", "differs"))
+ADDRESS = Field("address", ("agrees", "partly agrees", "differs"))
+NHS = Field("NHS number", ("agrees", "differs"))
+FIELDS = (GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS)
+
+
+def _phonetic_agree(a: str, b: str) -> bool:
+    pa, pb = phonetic(a), phonetic(b)
+    return bool(pa[0]) and (pa[0] in pb or (pa[1] != pa[0] and pa[1] in pb))
+
+
+def given_level(query: str, candidates: Iterable[str], variants: NameVariants) -> int:
+    """Best level of a searched given name against a record's given names (given, middle, alternative)."""
+    if not query:
+        return NULL
+    best = NULL
+    for name in candidates:
+        if not name:
+            continue
+        level = _one_given(query, name, variants)
+        if level == 0:
+            return 0
+        best = level if best == NULL else min(best, level)
+    return best
+
+
+def _one_given(a: str, b: str, variants: NameVariants) -> int:
+    if a == b:
+        return 0
+    if variants.are_variants(a, b):
+        return 1
+    if len(a) == 1 or len(b) == 1:
+        return 5 if a[0] == b[0] else 6
+    sim = JaroWinkler.similarity(a, b)
+    if sim >= 0.92:
+        return 2
+    if _phonetic_agree(a, b):
+        return 3
+    return 4 if sim >= 0.85 else 6
+
+
+def family_level(query: tuple[str, ...], record: Iterable[tuple[str, ...]]) -> int:
+    """Best level of a searched family name (as parts) against a record's current and previous ones."""
+    if not query:
+        return NULL
+    joined_q = "".join(query)
+    best = NULL
+    for parts in record:
+        if not parts:
+            continue
+        level = _one_family(joined_q, query, "".join(parts), parts)
+        if level == 0:
+            return 0
+        best = level if best == NULL else min(best, level)
+    return best
+
+
+def _one_family(a: str, a_parts: tuple[str, ...], b: str, b_parts: tuple[str, ...]) -> int:
+    if a == b:
+        return 0
+    if (len(a_parts) > 1 or len(b_parts) > 1) and set(a_parts) & set(b_parts):
+        return 1
+    sim = JaroWinkler.similarity(a, b)
+    if sim >= 0.92:
+        return 2
+    if _phonetic_agree(a, b):
+        return 3
+    return 4 if sim >= 0.85 else 5
+
+
+def dob_level(a: int, b: int) -> int:
+    """Dates as YYYYMMDD integers (0 = unknown)."""
+    if not a or not b:
+        return NULL
+    if a == b:
+        return 0
+    ya, ma, da = a // 10000, a // 100 % 100, a % 100
+    yb, mb, db = b // 10000, b // 100 % 100, b % 100
+    if ya == yb and ma == db and da == mb:
+        return 1
+    sa, sb = str(a), str(b)
+    if sum(x != y for x, y in zip(sa, sb)) == 1:
+        return 2
+    if ya == yb and ma == mb:
+        return 3
+    try:
+        if abs((dt.date(ya, ma, da) - dt.date(yb, mb, db)).days) <= 366:
+            return 4
+    except ValueError:
+        pass
+    return 5
+
+
+def sex_level(a: str, b: str) -> int:
+    if a not in ("M", "F") or b not in ("M", "F"):
+        return NULL
+    return 0 if a == b else 1
+
+
+def postcode_level(a: str, b: str) -> int:
+    if not a or not b:
+        return NULL
+    pa, pb = postcode_parts(a), postcode_parts(b)
+    for level in range(4):
+        if pa[level] and pa[level] == pb[level]:
+            return level
+    return 4
+
+
+def address_level(a: frozenset[str], b: frozenset[str]) -> int:
+    if not a or not b:
+        return NULL
+    overlap = len(a & b) / len(a | b)
+    return 0 if overlap >= 0.8 else 1 if overlap >= 0.4 else 2
+
+
+def nhs_level(a: str, b: str) -> int:
+    if not a or not b:
+        return NULL
+    return 0 if a == b else 1
+
+
+def reason(field: Field, level: int) -> str:
+    text = field.levels[level]
+    return f"{field.name} {text}" if text in ("agrees", "differs") else f"{field.name}: {text}"

@@ -1,0 +1,96 @@
+"""A compact in-memory table of a node's records and its blocking index.
+
+Built to hold a million records in a few hundred megabytes: records are kept
+as columns of interned strings and integers rather than one object each, and
+the blocking index is two numpy arrays (64-bit key hashes, sorted, and the
+record numbers they point to) searched by bisection. Contacts are not held
+here at all; the service reads them from the store for the few records that
+match. A query looks up a handful of keys and never scans the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_POSTINGS_PER_KEY = 400
+"""A key shared by more records than this says too little to be worth scoring them all."""
+
+
+@dataclass
+class RecordTable:
+    """Columns of normalised identity fields, one row per record."""
+
+    record_id: list[str] = field(default_factory=list)
+    given: list[str] = field(default_factory=list)
+    family: list[tuple[str, ...]] = field(default_factory=list)
+    dob: array = field(default_factory=lambda: array("l"))  # type: ignore[type-arg]
+    sex: list[str] = field(default_factory=list)
+    postcode: list[str] = field(default_factory=list)
+    address: list[str] = field(default_factory=list)
+    nhs: list[str] = field(default_factory=list)
+    shielded: bytearray = field(default_factory=bytearray)
+    other_given: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Middle names and alternative given names, only for the records that have any."""
+    other_family: dict[int, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    """Previous or alternative family names, only for the records that have any."""
+    _shared: dict[object, object] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.record_id)
+
+    def share(self, value: object) -> object:
+        """One object for equal values: thousands of records named 'smith' point at one tuple."""
+        if isinstance(value, str):
+            return sys.intern(value)
+        return self._shared.setdefault(value, value)
+
+    def givens(self, i: int) -> tuple[str, ...]:
+        return (self.given[i], *self.other_given.get(i, ()))
+
+    def families(self, i: int) -> tuple[tuple[str, ...], ...]:
+        return (self.family[i], *self.other_family.get(i, ()))
+
+
+class BlockingIndex:
+    """Key hash -> record numbers, as sorted numpy arrays."""
+
+    def __init__(self, keys: array, postings: array) -> None:  # type: ignore[type-arg]
+        key_array = np.frombuffer(keys, dtype=np.int64) if len(keys) else np.zeros(0, dtype=np.int64)
+        post_array = np.frombuffer(postings, dtype=np.int32) if len(postings) else np.zeros(0, dtype=np.int32)
+        order = np.argsort(key_array, kind="stable")
+        self.keys = key_array[order]
+        self.postings = post_array[order]
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[int, int]]) -> BlockingIndex:
+        keys, postings = array("q"), array("i")
+        for key, record in pairs:
+            keys.append(key)
+            postings.append(record)
+        return cls(keys, postings)
+
+    def lookup(self, key_hashes: list[int]) -> set[int]:
+        if not key_hashes or len(self.keys) == 0:
+            return set()
+        wanted = np.array(key_hashes, dtype=np.int64)
+        lo = np.searchsorted(self.keys, wanted, side="left")
+        hi = np.searchsorted(self.keys, wanted, side="right")
+        found: set[int] = set()
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            if 0 < b - a <= MAX_POSTINGS_PER_KEY:
+                found.update(self.postings[a:b].tolist())
+        return found
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.postings.nbytes)
+
+
+def key_hash(*parts: object) -> int:
+    """A 64-bit key for the index; Python's hash is per-process, which is all an in-memory index needs."""
+    return hash(parts)

@@ -1,0 +1,123 @@
+"""Given names that can be the same person's name: nicknames and spelling variants.
+
+A child may be "William" in one authority's records and "Bill" in another's,
+"Siobhán" in one and "Chivonne" in another, "Mohammed" here and "Muhammad"
+there. The data file ``node/data/given_name_variants.txt`` lists groups of
+given names that can denote the same person (diminutives, short forms,
+anglicised forms, spelling and transliteration variants); the matcher asks
+:meth:`NameVariants.are_variants` whether two given names share a group.
+
+Groups are not merged transitively: "alex" is in both the Alexander and the
+Alexandra group, which makes each a variant of "alex" but not of each other.
+Names that merely sound alike are not grouped: phonetic agreement is judged
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from importlib.resources import files
+from pathlib import Path
+
+_DATA_PACKAGE = "node.data"
+_DATA_FILE = "given_name_variants.txt"
+# Letters NFKD does not decompose into a base letter plus combining marks.
+_SPECIAL = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "ß": "ss", "đ": "d", "œ": "oe",
+                          "ð": "d", "þ": "th", "ı": "i", "ŀ": "l", "ħ": "h"})
+_A_TO_Z = re.compile(r"[a-z]+")
+_NON_A_TO_Z = re.compile(r"[^a-z]+")
+_NO_GROUPS: frozenset[int] = frozenset()
+
+
+def _fold(name: str) -> str:
+    """Casefold, map special letters and strip accents; other characters are kept."""
+    folded = name.casefold().translate(_SPECIAL)
+    if folded.isascii():
+        return folded
+    decomposed = unicodedata.normalize("NFKD", folded)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalise_given(name: str) -> str:
+    """'Siobhán' -> 'siobhan', 'Łukasz' -> 'lukasz', 'Mary-Jane' -> 'maryjane'."""
+    return _NON_A_TO_Z.sub("", _fold(name))
+
+
+# The hot loop compares the same few query names with many candidates.
+_normalise_cached = functools.lru_cache(maxsize=1 << 16)(normalise_given)
+
+
+class NameVariants:
+    """Groups of given names that can be the same person's name."""
+
+    def __init__(self, groups: list[frozenset[str]]) -> None:
+        self._groups = tuple(groups)
+        index: dict[str, set[int]] = {}
+        for group_id, group in enumerate(self._groups):
+            for name in group:
+                index.setdefault(name, set()).add(group_id)
+        self._index: dict[str, frozenset[int]] = {name: frozenset(ids) for name, ids in index.items()}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> NameVariants:
+        """Read a variants file (default: the packaged one); ValueError names the bad line."""
+        if path is None:
+            text = files(_DATA_PACKAGE).joinpath(_DATA_FILE).read_text(encoding="utf-8")
+            source = _DATA_FILE
+        else:
+            text = path.read_text(encoding="utf-8")
+            source = str(path)
+        return cls(_parse(text, source))
+
+    def groups_of(self, name: str) -> frozenset[int]:
+        """Ids of the groups the name belongs to; empty if the name is unknown."""
+        return self._index.get(_normalise_cached(name), _NO_GROUPS)
+
+    def variants_of(self, name: str) -> frozenset[str]:
+        """Every other name sharing a group with this one (for widening a blocking key)."""
+        own = _normalise_cached(name)
+        found = {other for group_id in self.groups_of(own) for other in self._groups[group_id]}
+        found.discard(own)
+        return frozenset(found)
+
+    def are_variants(self, a: str, b: str) -> bool:
+        """True if the names differ (once normalised) and share a group."""
+        na = _normalise_cached(a)
+        nb = _normalise_cached(b)
+        if na == nb:
+            return False
+        index = self._index
+        ga = index.get(na)
+        if ga is None:
+            return False
+        gb = index.get(nb)
+        return gb is not None and not ga.isdisjoint(gb)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+
+def _parse(text: str, source: str) -> list[frozenset[str]]:
+    groups: list[frozenset[str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        names: set[str] = set()
+        for entry in line.split(","):
+            name = _fold(entry.strip())
+            if not _A_TO_Z.fullmatch(name):
+                raise ValueError(f"{source} line {number}: {entry.strip()!r} is not a name of letters a-z")
+            names.add(name)
+        if len(names) < 2:
+            raise ValueError(f"{source} line {number}: a group needs at least two different names")
+        groups.append(frozenset(names))
+    return groups
+
+
+@functools.cache
+def default_variants() -> NameVariants:
+    """The packaged variants, loaded once per process."""
+    return NameVariants.load()
