@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.distance import OSA, JaroWinkler
 
 from node.nicknames import NameVariants
 from node.normalise import phonetic, postcode_parts
@@ -46,6 +46,11 @@ NHS = Field("NHS number", ("agrees", "differs"))
 FIELDS = (GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS)
 
 
+def _one_slip(a: str, b: str) -> bool:
+    """One keying slip (a letter wrong, missing, extra or two swapped) in a name long enough to tell."""
+    return min(len(a), len(b)) >= 4 and OSA.distance(a, b, score_cutoff=1) <= 1
+
+
 def _phonetic_agree(a: str, b: str) -> bool:
     pa, pb = phonetic(a), phonetic(b)
     return bool(pa[0]) and (pa[0] in pb or (pa[1] != pa[0] and pa[1] in pb))
@@ -74,7 +79,7 @@ def _one_given(a: str, b: str, variants: NameVariants) -> int:
     if len(a) == 1 or len(b) == 1:
         return 5 if a[0] == b[0] else 6
     sim = JaroWinkler.similarity(a, b)
-    if sim >= 0.92:
+    if sim >= 0.92 or _one_slip(a, b):
         return 2
     if _phonetic_agree(a, b):
         return 3
@@ -103,7 +108,7 @@ def _one_family(a: str, a_parts: tuple[str, ...], b: str, b_parts: tuple[str, ..
     if (len(a_parts) > 1 or len(b_parts) > 1) and set(a_parts) & set(b_parts):
         return 1
     sim = JaroWinkler.similarity(a, b)
-    if sim >= 0.92:
+    if sim >= 0.92 or _one_slip(a, b):
         return 2
     if _phonetic_agree(a, b):
         return 3

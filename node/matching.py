@@ -106,6 +106,8 @@ class _Prepared:
     """A query normalised once, compared against many candidates."""
 
     givens: tuple[str, ...]
+    middle: str
+    """The searched child's first middle name: compared with the record's given name only."""
     families: tuple[tuple[str, ...], ...]
     dob: int
     sex: str
@@ -121,8 +123,8 @@ class _Prepared:
             g, f = split_other_name(other)
             givens.append(g)
             families.append(f)
-        givens += [t for t in tokens(q.middle_names)[:1]]
-        return cls(tuple(dict.fromkeys(g for g in givens if g)) or ("",),
+        middle = next(iter(tokens(q.middle_names)), "")
+        return cls(tuple(dict.fromkeys(g for g in givens if g)) or ("",), middle,
                    tuple(dict.fromkeys(f for f in families if f)) or ((),),
                    dob_int(q.date_of_birth), q.sex if q.sex in ("M", "F") else "",
                    q.postcode, address_tokens(q.address) if q.address else frozenset(), q.nhs_number)
@@ -151,11 +153,16 @@ def _given_codes(givens: Iterable[str]) -> set[str]:
 def blocking_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]], dobs: Iterable[int],
                   sector: str, nhs: str, years: Iterable[int]) -> Iterator[int]:
     """The index keys of a record (or a query: several dates, years and orientations)."""
+    families, givens = list(families), list(givens)
     fam, giv = _family_codes(families), _given_codes(givens)
+    # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
+    initials = {("f", parts[0][0]) for parts in families if parts and parts[0]}
+    initials |= {("g", g[0]) for g in givens if g}
     dobs = [d for d in dobs if d]
     for dob in dobs:
         yield from (key_hash(1, dob, f) for f in fam)
         yield from (key_hash(2, dob, g) for g in giv)
+        yield from (key_hash(6, dob, kind, letter) for kind, letter in initials)
         if sector:
             yield key_hash(4, sector, dob)
     for year in years:
@@ -185,17 +192,20 @@ class MatchEngine:
         table = RecordTable()
         given_counts: Counter[str] = Counter()
         family_counts: Counter[str] = Counter()
+        dob_counts: Counter[int] = Counter()
 
         def pairs() -> Iterator[tuple[int, int]]:
             for i, record in enumerate(records):
                 _add(table, record)
                 given_counts[table.given[i]] += 1
                 family_counts["".join(table.family[i])] += 1
+                dob_counts[table.dob[i]] += 1
                 for key in cls._record_keys(table, i):
                     yield key, i
 
         index = BlockingIndex.build(pairs())
-        model = Model(given_counts=dict(given_counts), family_counts=dict(family_counts), records=len(table))
+        model = Model(given_counts=dict(given_counts), family_counts=dict(family_counts),
+                      dob_counts=dict(dob_counts), records=len(table))
         engine = cls(table, index, model, settings, variants or default_variants())
         if settings.learn and len(table) >= settings.learn_min_records:
             engine._learn()
@@ -262,9 +272,12 @@ class MatchEngine:
         return results[: self.settings.max_results]
 
     def _name_levels(self, q: _Prepared, i: int) -> tuple[int, int, bool]:
+        """(given level, family level, written the other way round) — the best reading of the names."""
         t = self.table
-        given = min((lv for lv in (cmp.given_level(g, t.givens(i), self.variants) for g in q.givens) if lv != NULL),
-                    default=NULL)
+        levels = [cmp.given_level(g, t.givens(i), self.variants) for g in q.givens]
+        if q.middle:  # known by their middle name: compare it with the name the record uses
+            levels.append(cmp.given_level(q.middle, (t.given[i],), self.variants))
+        given = min((lv for lv in levels if lv != NULL), default=NULL)
         family = min((lv for lv in (cmp.family_level(f, t.families(i)) for f in q.families) if lv != NULL),
                      default=NULL)
         if given in (0, 1) and family in (0, 1):
@@ -291,7 +304,8 @@ class MatchEngine:
         probability = 1.0 / (1.0 + 2.0 ** -total) if total > -1000 else 0.0
         if probability < self.settings.possible_threshold:
             return None
-        return _Scored(i, levels, probability, swapped)
+        primary = cmp.given_level(q.givens[0], (t.given[i],), self.variants)
+        return _Scored(i, levels, probability, swapped, primary if primary != NULL else 99)
 
     def _tf_adjustment(self, levels: tuple[int, ...], i: int) -> float:
         """Replace the average u of exact name agreement by this name's frequency here."""
@@ -303,36 +317,64 @@ class MatchEngine:
         if levels[FAMILY] == 0:
             tf = max(m.name_frequency("family name", "".join(self.table.family[i])), MIN_TF)
             adjustment += math.log2(m.u["family name"][0] / tf)
+        if levels[DOB] == 0:
+            # Birthdays are not uniform: a system's default date or a cluster of newborns makes one common.
+            tf = max(m.name_frequency("date of birth", self.table.dob[i]), MIN_TF)
+            adjustment += math.log2(m.u["date of birth"][0] / tf)
         return adjustment
 
     def _band(self, s: _Scored) -> str:
+        """``match`` needs the probability and corroboration; some evidence rules out even ``possible``."""
         lv = s.levels
-        capped = (
-            lv[NHS] == 1                                   # different NHS numbers
-            or lv[GIVEN] in (5, cmp.GIVEN.disagree)        # only an initial, or a different given name
-            or lv[SEX] == 1                                # recorded as a different sex
-            # A name missing on one side ("Baby" on a newborn's record): the rest cannot tell siblings apart.
-            or (NULL in (lv[GIVEN], lv[FAMILY], lv[DOB]) and lv[NHS] != 0)
-        )
-        if lv[GIVEN] == cmp.GIVEN.disagree and lv[NHS] != 0:
+        nhs_agrees = lv[NHS] == 0
+        if lv[GIVEN] == cmp.GIVEN.disagree and not nhs_agrees:
             return ""                                      # a different child: sibling, twin or namesake
-        if lv[SEX] == 1 and lv[FAMILY] in (0, 1) and lv[DOB] == 0 and lv[NHS] != 0:
+        if lv[SEX] == 1 and lv[FAMILY] in (0, 1) and lv[DOB] == 0 and not nhs_agrees:
             return ""                                      # twins of different sex
-        if s.probability >= self.settings.match_threshold and not capped:
+        if s.probability >= self.settings.match_threshold and self._corroborated(lv, s.household_alone):
             return "match"
         return "possible" if s.probability >= self.settings.possible_threshold else ""
+
+    @staticmethod
+    def _corroborated(lv: tuple[int, ...], household_alone: bool) -> bool:
+        """Deterministic limits on a ``match``, whatever the weights say.
+
+        Twins and siblings share a family name, an address and sometimes a birthday: the
+        given name, date of birth and sex are what tell them apart, so each must agree
+        well, or the NHS number must. A different family name needs the same home too.
+        """
+        if lv[NHS] == 1:
+            return False                                   # different NHS numbers
+        if lv[NHS] == 0:
+            return lv[FAMILY] != NULL and lv[DOB] != NULL and (lv[FAMILY] <= 4 or lv[DOB] <= 1)
+        same_home = lv[POSTCODE] == 0 or lv[ADDRESS] == 0
+        if lv[SEX] == 1 or lv[FAMILY] == NULL or lv[DOB] == NULL:
+            return False
+        if lv[GIVEN] == NULL:                              # "Baby": only the sole newborn at that home
+            return lv[FAMILY] == 0 and lv[DOB] == 0 and same_home and household_alone
+        if lv[GIVEN] > 2:                                  # sounds alike, similar, initial: Hassan is not Hussain
+            return False
+        if lv[FAMILY] == cmp.FAMILY.disagree and not same_home:
+            return False                                   # a new surname needs the same home as evidence
+        return lv[DOB] <= 1 or (lv[DOB] <= 4 and (same_home or lv[FAMILY] <= 1 and lv[GIVEN] == 0 and
+                                                   lv[POSTCODE] in (1, 2)))
 
     def _household_guard(self, scored: list[_Scored]) -> list[_Scored]:
         """Within one household (family name and date of birth agree), only the best given name can be the child."""
         t = self.table
-        household = [s for s in scored if s.levels[FAMILY] in (0, 1) and s.levels[DOB] == 0]
-        if len(household) < 2:
+        household = [s for s in scored if s.levels[FAMILY] != NULL and s.levels[FAMILY] <= 3 and s.levels[DOB] == 0]
+        for s in household:
+            s.household_alone = len(household) == 1
+        known = [s for s in household if s.levels[GIVEN] != NULL]
+        if len(household) < 2 or not known:
             return scored
-        best = min(s.levels[GIVEN] for s in household if s.levels[GIVEN] != NULL) if household else NULL
-        best_names = {t.given[s.index] for s in household if s.levels[GIVEN] == best}
+        # Ranked by the given name's level, then by how well the first names themselves agree: a twin
+        # whose first name is the searched child's middle name loses to the child it is named after.
+        best = min((s.levels[GIVEN], s.given_primary) for s in known)
+        best_names = {t.given[s.index] for s in known if (s.levels[GIVEN], s.given_primary) == best}
         return [s for s in scored
-                if not (s in household and s.levels[GIVEN] != best and t.given[s.index] not in best_names
-                        and s.levels[NHS] != 0)]
+                if not (s in known and (s.levels[GIVEN], s.given_primary) != best
+                        and t.given[s.index] not in best_names and s.levels[NHS] != 0)]
 
 
 @dataclass(eq=False)
@@ -341,6 +383,10 @@ class _Scored:
     levels: tuple[int, ...]
     probability: float
     swapped: bool = field(default=False)
+    given_primary: int = 99
+    """Level of the first given names alone (99 when one is missing)."""
+    household_alone: bool = field(default=True)
+    """No other candidate shares this one's family name and date of birth."""
 
 
 def _add(table: RecordTable, record: Record) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class Model:
     u: dict[str, list[float]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_U.items()})
     given_counts: dict[str, int] = field(default_factory=dict)
     family_counts: dict[str, int] = field(default_factory=dict)
+    dob_counts: dict[int, int] = field(default_factory=dict)
     records: int = 0
     """How many records the name counts were taken from."""
     expected_matches: float = 0.0
@@ -79,13 +81,15 @@ class Model:
     def weight(self, field_index: int, level: int) -> float:
         return 0.0 if level == NULL else self.table[field_index][level]
 
-    def name_frequency(self, field_name: str, value: str) -> float:
+    def name_frequency(self, field_name: str, value: str | int) -> float:
         """How common this exact name is here, shrunk towards the average for small samples.
 
         A name seen once among two records is not "common"; with TF_PSEUDO_RECORDS of
         prior weight, small nodes keep the default u and large nodes use their own counts.
         """
-        counts = self.given_counts if field_name == "given name" else self.family_counts
+        tables: dict[str, dict[Any, int]] = {"given name": self.given_counts, "family name": self.family_counts,
+                                             "date of birth": self.dob_counts}
+        counts = tables[field_name]
         prior = self.u[field_name][0]
         return (counts.get(value, 0) + TF_PSEUDO_RECORDS * prior) / (self.records + TF_PSEUDO_RECORDS)
 

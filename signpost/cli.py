@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from certs.identity import Role
@@ -103,6 +103,16 @@ def _synth(args: argparse.Namespace) -> int:
     return synth.run(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from signpost.bench import accuracy, speed
+
+    from signpost.logs import configure
+
+    configure("warning")  # a benchmark prints figures; per-search logs would drown them
+    runner: Callable[[argparse.Namespace], int] = {"accuracy": accuracy.run, "speed": speed.run}[args.bench_command]
+    return runner(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signpost", description="Signpost: federated record location.")
     parser.add_argument("--version", action="version", version=f"signpost {__version__}")
@@ -163,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth.add_arguments(synth_parser)
     synth_parser.set_defaults(handler=_synth)
+
+    from signpost.bench import accuracy, speed
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures and write JSON")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    accuracy.add_arguments(bench_commands.add_parser("accuracy", help="matching accuracy through a real federation"))
+    speed.add_arguments(bench_commands.add_parser("speed", help="one node's index build, memory and latency"))
+    bench.set_defaults(handler=_bench)
     return parser
 
 

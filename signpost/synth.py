@@ -267,8 +267,13 @@ class _Population:
     def _birthdays(self, size: int) -> list[int]:
         oldest = _between(self.rng, _OLDEST_DOB, max(_OLDEST_DOB, _REF - 1 - (size - 1) * 800))
         days = [oldest]
-        while len(days) < size and days[-1] + 330 < _REF - 1:
-            days.append(min(_REF - 1, days[-1] + _between(self.rng, 330, 2000)))
+        while len(days) < size:
+            # A sibling who would be born after the reference date is not born yet: clamping them to
+            # the last day instead would pile hundreds of children onto one birthday.
+            following = days[-1] + _between(self.rng, 330, 2000)
+            if following >= _REF:
+                break
+            days.append(following)
         return days
 
     def surname(self, culture: Culture) -> str:
@@ -457,7 +462,11 @@ class _Plan:
         codes = [code for code, _ in self.config.authorities]
         for child in self.children:
             if child.held:
-                yield child.pid, [{"authority": codes[a], "record_id": r} for a, r in sorted(child.held)]
+                # The household is named by its first child: the accuracy benchmark uses it to tell a
+                # sibling or twin matched in error from any other wrong person.
+                household = self.children[child.household.members[0]].pid
+                yield child.pid, [{"authority": codes[a], "record_id": r, "household": household}
+                                  for a, r in sorted(child.held)]
 
     def expected(self, child: _Child) -> list[str]:
         held = {a for a, _ in child.held}

@@ -211,7 +211,10 @@ def test_moved_children_are_held_at_several_authorities_with_old_addresses(resul
     assert sum(1 for a in addresses if len(a - {""}) >= 2) > len(moved) // 2
 
 
-def test_some_records_of_one_child_disagree_like_real_systems(result: SynthResult) -> None:
+def test_some_records_of_one_child_disagree_like_real_systems() -> None:
+    # Disagreements between one child's records are rare by design: a larger population than the
+    # shared fixture's makes sure each kind shows up whatever the seed's draw.
+    result = generate(config_for(5, children=15000, queries=10, seed=7))
     rows = _first_rows(result)
     given_differs = other_names = swapped = 0
     for records in result.truth.values():
