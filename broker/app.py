@@ -19,20 +19,23 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from broker.auth import require
+from broker.auth import REVOCATIONS, require
 from broker.config import BrokerConfig
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
 from broker.ratelimit import RateLimiter
 from broker.registry import load_registry
 from broker.searches import PURPOSES, SearchRequest, parse_search
+from certs.assertions import AssertionSigner, load_private_key
 from certs.identity import Identity, Role
+from certs.revocation import RevocationList
 from protos.signpost.v1 import node_pb2
 
 log = structlog.get_logger("signpost.broker")
 CONFIG = web.AppKey("config", BrokerConfig)
 FANOUT = web.AppKey("fanout", FanOut)
 LIMITER = web.AppKey("limiter", RateLimiter)
+SIGNER = web.AppKey("signer", AssertionSigner)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -148,9 +151,9 @@ async def create_search(request: web.Request) -> web.Response:
     search = parse_search(await read_json(request), today=today)
     search_id = str(uuid.uuid4())
     started = time.perf_counter()
-    outcomes = await request.app[FANOUT].search(
-        match_request(search_id, search, caller), request.app[CONFIG].search_deadline_seconds
-    )
+    node_request = match_request(search_id, search, caller)
+    request.app[SIGNER].sign(node_request)
+    outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds)
     coverage = coverage_json(outcomes)
     results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
     results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
@@ -192,6 +195,8 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
     app[CONFIG] = config
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter(config.rate_limit_per_minute, clock=clock)
+    app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
+    app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls)

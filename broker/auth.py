@@ -13,8 +13,10 @@ from aiohttp import web
 
 from certs.identity import USER_ROLES, Identity, IdentityError, Role, identity_from_der
 from broker.errors import Forbidden, Unauthenticated
+from certs.revocation import RevocationList
 
 IDENTITY_KEY = web.RequestKey("identity", Identity)
+REVOCATIONS = web.AppKey("revocations", RevocationList)
 
 
 def peer_identity(request: web.Request) -> Identity:
@@ -32,6 +34,8 @@ def peer_identity(request: web.Request) -> Identity:
         raise Unauthenticated("the client certificate does not identify a Signpost user") from None
     if identity.role not in USER_ROLES:
         raise Unauthenticated("the client certificate does not identify a Signpost user")
+    if request.app[REVOCATIONS].is_revoked(identity.serial):
+        raise Unauthenticated("the client certificate has been revoked")
     request[IDENTITY_KEY] = identity
     return identity
 

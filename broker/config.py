@@ -4,6 +4,7 @@ Example::
 
     listen = "0.0.0.0:8443"
     registry = "/etc/signpost/registry.json"
+    assertion_key = "/etc/signpost/assertion.key"
     search_deadline_seconds = 2.0
     rate_limit_per_minute = 30
 
@@ -35,6 +36,8 @@ class BrokerConfig:
     """JSON file listing the authorities (see broker.registry)."""
     tls: TLSConfig
     """The broker's certificate serves HTTPS and is its client certificate towards nodes."""
+    assertion_key: Path
+    """Ed25519 private key that signs every query sent to nodes (nodes hold the public half)."""
     search_deadline_seconds: float = 2.0
     """Every search answers within this, listing the authorities that did not."""
     rate_limit_per_minute: int = 30
@@ -51,6 +54,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         listen=reader.address("listen", "127.0.0.1:8443"),
         registry=reader.path("registry"),
         tls=read_tls(reader),
+        assertion_key=reader.path("assertion_key"),
         search_deadline_seconds=reader.number("search_deadline_seconds", 2.0, minimum=0.05),
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),

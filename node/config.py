@@ -13,6 +13,9 @@ Example (top-level keys must come before the first table)::
     ca = "/etc/signpost/ca.pem"
     cert = "/etc/signpost/node.pem"
     key = "/etc/signpost/node.key"
+    crl = "/etc/signpost/crl.pem"        # optional
+
+``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class TLSConfig:
     """This party's certificate (PEM)."""
     key: Path
     """This party's private key (PEM, mode 0600)."""
+    crl: Path | None = None
+    """The federation CA's certificate revocation list; re-read when it changes."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class NodeConfig:
     store: Path
     """The node's SQLite database of records."""
     tls: TLSConfig
+    broker_public_keys: tuple[Path, ...]
+    """Ed25519 public keys whose signed query assertions this node accepts (more than one during rotation)."""
     max_message_bytes: int = 64 * 1024
     """Largest gRPC message accepted: a Match request is a few hundred bytes."""
     log_level: str = "info"
@@ -59,7 +66,7 @@ class NodeConfig:
 
 def read_tls(reader: Reader) -> TLSConfig:
     tls = reader.sub("tls")
-    return TLSConfig(ca=tls.path("ca"), cert=tls.path("cert"), key=tls.path("key"))
+    return TLSConfig(ca=tls.path("ca"), cert=tls.path("cert"), key=tls.path("key"), crl=tls.optional_path("crl"))
 
 
 def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
@@ -75,6 +82,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         listen=reader.address("listen", "127.0.0.1:50051"),
         store=reader.path("store"),
         tls=read_tls(reader),
+        broker_public_keys=reader.paths("broker_public_keys"),
         max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),
     )

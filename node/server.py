@@ -15,6 +15,8 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from certs.assertions import AssertionVerifier, load_public_key
+from certs.revocation import RevocationList
 from node.config import NodeConfig, TLSConfig
 from node.matching import build_matcher
 from node.service import NodeService
@@ -64,7 +66,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
     matcher = build_matcher(store.identities())
-    service = NodeService(config.code, config.name, matcher, store)
+    verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
+    revocations = RevocationList(config.tls.crl, config.tls.ca)
+    service = NodeService(config.code, config.name, matcher, store, verifier=verifier, revocations=revocations)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
+from certs.assertions import AssertionRejected, AssertionVerifier
 from certs.identity import Identity, IdentityError, Role, identity_from_pem
+from certs.revocation import RevocationList
 from node.errors import MatchRequestError
 from node.matching import Matcher, MatchResult, Query
 from node.records import Involvement
@@ -85,10 +87,13 @@ def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> no
 class NodeService(node_pb2_grpc.NodeServiceServicer):
     """One authority's answers. ``matcher`` is swappable: a re-import installs a new one atomically."""
 
-    def __init__(self, code: str, name: str, matcher: Matcher, store: RecordStore) -> None:
+    def __init__(self, code: str, name: str, matcher: Matcher, store: RecordStore, *,
+                 verifier: AssertionVerifier, revocations: RevocationList) -> None:
         self.code, self.name = code, name
         self.matcher = matcher
         self.store = store
+        self.verifier = verifier
+        self.revocations = revocations
 
     async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
         identity = caller_identity(context)
@@ -96,11 +101,19 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
             log.warning("caller_refused", role=identity.role.value if identity else None)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the federation broker may call this node")
         assert identity is not None
+        if self.revocations.is_revoked(identity.serial):
+            log.warning("caller_refused", role=identity.role.value, reason="revoked")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the caller's certificate is revoked")
         return identity
 
     async def Match(self, request: node_pb2.MatchRequest, context: grpc.aio.ServicerContext) -> node_pb2.MatchResponse:
         await self._require_broker(context)
         started = time.perf_counter()
+        try:
+            self.verifier.verify(request)
+        except AssertionRejected as exc:
+            log.warning("assertion_rejected", search_id=request.search_id, reason=str(exc))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         try:
             query = query_from(request.subject)
         except MatchRequestError as exc:

@@ -25,6 +25,14 @@ def _certs(args: argparse.Namespace) -> int:
     from certs.pki import CertificateAuthority, broker_subject, node_subject, user_subject
 
     directory = Path(args.dir)
+    if args.certs_command == "assertion-key":
+        from certs.assertions import create_assertion_key
+
+        key, pub = create_assertion_key(directory, args.out or "assertion")
+        print(f"broker signing key (0600): {key}\npublic key for nodes:      {pub}")
+        return 0
+    if args.certs_command == "revoke":
+        return _revoke(args, directory)
     if args.certs_command == "init":
         if (directory / "ca.key").exists() and not args.force:
             print(f"error: {directory / 'ca.key'} exists; pass --force to replace the federation CA", file=sys.stderr)
@@ -43,6 +51,25 @@ def _certs(args: argparse.Namespace) -> int:
         stem = args.id
     files = ca.issue_to(directory, args.out or stem, subject)
     print(f"certificate: {files.cert}\nkey (0600):  {files.key}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace, directory: Path) -> int:
+    from cryptography import x509
+
+    from certs.pki import CertificateAuthority
+    from certs.revocation import revoked_serials, write_crl
+
+    ca = CertificateAuthority.load(Path(args.ca_dir or directory))
+    serials = {int(s, 16) for s in args.serial}
+    serials |= {x509.load_pem_x509_certificate(Path(c).read_bytes()).serial_number for c in args.cert}
+    if not serials:
+        print("error: name a certificate (--cert FILE) or a serial number (--serial HEX) to revoke", file=sys.stderr)
+        return 2
+    crl = directory / "crl.pem"
+    all_serials = revoked_serials(crl, ca.cert) | serials
+    write_crl(ca.key, ca.cert, all_serials, crl)
+    print(f"{crl}: {len(all_serials)} certificate(s) revoked; copy it to the broker and every node")
     return 0
 
 
@@ -146,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--name", required=True, help="full name")
     user.add_argument("--organisation", required=True)
     user.add_argument("--email", default="")
-    for sub in (init, broker, node, user):
+    assertion = certs_commands.add_parser("assertion-key", help="the broker's Ed25519 query-signing key pair")
+    revoke = certs_commands.add_parser("revoke", help="add certificates to the CA's revocation list (crl.pem)")
+    revoke.add_argument("--cert", action="append", default=[], help="certificate file to revoke (repeat)")
+    revoke.add_argument("--serial", action="append", default=[], help="serial number in hex to revoke (repeat)")
+    for sub in (init, broker, node, user, assertion, revoke):
         sub.add_argument("--dir", required=True, help="directory for the certificate and key")
         sub.add_argument("--out", help="file stem (default: derived from the subject)")
         sub.add_argument("--ca-dir", help="directory holding ca.pem and ca.key (default: --dir)")

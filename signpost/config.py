@@ -63,6 +63,15 @@ class Reader:
         """A path, relative paths taken from the config file's directory."""
         return (self.base / self.text(key, default)).resolve()
 
+    def paths(self, key: str) -> tuple[Path, ...]:
+        """A non-empty list of paths (a single string is accepted as a list of one)."""
+        value = self.table.get(key)
+        if isinstance(value, str) and value:
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise self._fail(key, "a list of file paths")
+        return tuple((self.base / v).resolve() for v in value)
+
     def optional_path(self, key: str) -> Path | None:
         return self.path(key) if self.table.get(key) else None
 

@@ -18,7 +18,9 @@ from broker.app import create_app
 from broker.config import BrokerConfig
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
+from certs.assertions import create_assertion_key
 from certs.identity import Role, node_dns_name
+from certs.revocation import revoked_serials, write_crl
 from certs.pki import CertificateAuthority, IssuedFiles, broker_subject, node_subject, user_subject
 from node.config import NodeConfig, TLSConfig
 from node.importer import ImportReport, import_csv
@@ -42,9 +44,19 @@ class Pki:
     broker: IssuedFiles
     nodes: dict[str, IssuedFiles]
     users: dict[Role, IssuedFiles]
+    assertion_key: Path
+    """The broker's Ed25519 signing key for query assertions."""
+    assertion_pub: Path
+    crl: Path
+    """The CA's revocation list (empty at first)."""
 
     def tls(self, files: IssuedFiles) -> TLSConfig:
-        return TLSConfig(ca=self.ca.cert, cert=files.cert, key=files.key)
+        return TLSConfig(ca=self.ca.cert, cert=files.cert, key=files.key, crl=self.crl)
+
+    def revoke(self, *serials: int) -> None:
+        """Add serials to the CRL, as ``signpost certs revoke`` does."""
+        ca = CertificateAuthority.load(self.directory)
+        write_crl(ca.key, ca.cert, revoked_serials(self.crl, ca.cert) | set(serials), self.crl)
 
 
 def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
@@ -56,7 +68,10 @@ def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
         role: ca.issue_to(directory, uid, user_subject(role, uid, name, org, email))
         for role, (uid, name, org, email) in DEMO_USERS.items()
     }
-    return Pki(directory, ca_files, ca.issue_to(directory, "broker", broker_subject()), nodes, users)
+    assertion_key, assertion_pub = create_assertion_key(directory)
+    crl = write_crl(ca.key, ca.cert, set(), directory / "crl.pem")
+    return Pki(directory, ca_files, ca.issue_to(directory, "broker", broker_subject()), nodes, users,
+               assertion_key, assertion_pub, crl)
 
 
 def client_ssl_context(pki_ca: Path, user: IssuedFiles | None) -> ssl.SSLContext:
@@ -125,7 +140,7 @@ async def start_local_federation(
             store.unlink(missing_ok=True)  # the demo always starts from the given CSVs
             imports[code] = import_authority(store, csv_path)
             config = NodeConfig(code=code, name=name, listen=("127.0.0.1", 0), store=store,
-                                tls=pki.tls(pki.nodes[code]))
+                                tls=pki.tls(pki.nodes[code]), broker_public_keys=(pki.assertion_pub,))
             nodes.append(await start_node(config))
         registry = workdir / "registry.json"
         save_registry(registry, tuple(
@@ -133,6 +148,7 @@ async def start_local_federation(
         ))
         broker_config = BrokerConfig(
             listen=("127.0.0.1", broker_port), registry=registry, tls=pki.tls(pki.broker),
+            assertion_key=pki.assertion_key,
             rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
         )
         broker = await start_broker(broker_config, create_app(broker_config))

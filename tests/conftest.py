@@ -114,26 +114,30 @@ FederationFactory = Callable[..., Any]
 
 @pytest.fixture
 async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactory]:
+    shared_pki = pki
     """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``."""
     started: list[Federation] = []
 
     async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
                    extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
-                   node_ca: Path | None = None) -> Federation:
+                   node_ca: Path | None = None, pki: Pki | None = None) -> Federation:
+        pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
         for code, rows in data.items():
             store = tmp_path / f"{code}.sqlite3"
             import_authority(store, write_csv(tmp_path / f"{code}.csv", rows))
             files = (node_files or {}).get(code, pki.nodes[code])
-            tls = TLSConfig(ca=node_ca or pki.ca.cert, cert=files.cert, key=files.key)
-            nodes[code] = await start_node(NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls))
+            tls = TLSConfig(ca=node_ca or pki.ca.cert, cert=files.cert, key=files.key, crl=pki.crl)
+            nodes[code] = await start_node(NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls,
+                                                      broker_public_keys=(pki.assertion_pub,)))
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
         authorities += list(extra)
         registry = tmp_path / "registry.json"
         save_registry(registry, tuple(authorities))
         config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
-                              search_deadline_seconds=deadline, rate_limit_per_minute=rate_limit)
+                              assertion_key=pki.assertion_key, search_deadline_seconds=deadline,
+                              rate_limit_per_minute=rate_limit)
         app = create_app(config, fanout=build_fanout(authorities, config.tls))
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))

@@ -50,7 +50,7 @@ def test_certs_commands_issue_identities_with_private_keys_0600(tmp_path):
 
 def test_node_import_reports_lines_and_counts(tmp_path):
     config = tmp_path / "node.toml"
-    config.write_text('store = "s.sqlite3"\n[authority]\ncode = "LEEDS"\nname = "Leeds"\n'
+    config.write_text('store = "s.sqlite3"\nbroker_public_keys = ["a.pub"]\n[authority]\ncode = "LEEDS"\nname = "Leeds"\n'
                       '[tls]\nca = "ca.pem"\ncert = "n.pem"\nkey = "n.key"\n')
     csv_path = write_csv(tmp_path / "in.csv", [row(), row(record_id="R2", date_of_birth="2014-02-31")])
     result = run("node", "import", "--config", str(config), "--csv", str(csv_path))

@@ -11,6 +11,7 @@ from signpost.config import ConfigError
 NODE = """
 listen = "127.0.0.1:50051"
 store = "leeds.sqlite3"
+broker_public_keys = ["assertion.pub"]
 [authority]
 code = "LEEDS"
 name = "Leeds"
@@ -46,7 +47,8 @@ def test_bad_node_config_names_file_and_key(tmp_path, text, message):
 
 def test_broker_config_numbers_are_checked(tmp_path):
     path = tmp_path / "broker.toml"
-    path.write_text('registry = "r.json"\nsearch_deadline_seconds = "soon"\n[tls]\nca="a"\ncert="b"\nkey="c"\n')
+    path.write_text('registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = "soon"\n'
+                    '[tls]\nca="a"\ncert="b"\nkey="c"\n')
     with pytest.raises(ConfigError, match="search_deadline_seconds' must be a number"):
         load_broker_config(path, {})
     config = load_broker_config(path, {"SIGNPOST_BROKER_SEARCH_DEADLINE_SECONDS": "1.5"})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
+from certs.assertions import AssertionSigner, create_assertion_key, load_private_key
 from certs.identity import node_dns_name
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 from tests.conftest import row
@@ -22,9 +25,73 @@ async def stub(federation, pki):
     await channel.close()
 
 
-def request(**subject: str) -> node_pb2.MatchRequest:
-    return node_pb2.MatchRequest(search_id="t", subject=node_pb2.Subject(**subject),
-                                 purpose=node_pb2.Purpose(code="missing-child", justification="test search"))
+SIGNER: AssertionSigner | None = None
+
+
+@pytest.fixture(autouse=True)
+def signer(pki):
+    global SIGNER
+    SIGNER = AssertionSigner(load_private_key(pki.assertion_key))
+    return SIGNER
+
+
+def request(*, sign: bool = True, **subject: str) -> node_pb2.MatchRequest:
+    req = node_pb2.MatchRequest(search_id="t", subject=node_pb2.Subject(**subject),
+                                purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
+                                requester=node_pb2.Requester(user_id="pat", role="practitioner"))
+    if sign:
+        assert SIGNER is not None
+        SIGNER.sign(req)
+    return req
+
+
+AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
+
+
+async def expect_denied(stub, req, reason: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Match(req, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert reason in caught.value.details()
+
+
+async def test_unsigned_request_is_refused(stub):
+    await expect_denied(stub, request(sign=False, **AMELIA), "no broker assertion")
+
+
+async def test_replayed_request_is_refused(stub):
+    req = request(**AMELIA)
+    assert (await stub.Match(req, timeout=5)).candidates
+    await expect_denied(stub, req, "used before")
+
+
+async def test_altered_request_is_refused(stub):
+    req = request(**AMELIA)
+    req.subject.given_name = "Ben"
+    await expect_denied(stub, req, "does not match")
+    req = request(**AMELIA)
+    req.purpose.code = "early-help-assessment"
+    await expect_denied(stub, req, "does not match")
+
+
+async def test_stale_request_is_refused(stub, pki):
+    old = AssertionSigner(load_private_key(pki.assertion_key), clock=lambda: time.time() - 120)
+    req = request(sign=False, **AMELIA)
+    old.sign(req)
+    await expect_denied(stub, req, "not fresh")
+
+
+async def test_request_signed_by_another_key_is_refused(stub, tmp_path):
+    key_path, _ = create_assertion_key(tmp_path)
+    req = request(sign=False, **AMELIA)
+    AssertionSigner(load_private_key(key_path)).sign(req)
+    await expect_denied(stub, req, "unknown broker key")
+
+
+async def test_forged_signature_is_refused(stub):
+    req = request(**AMELIA)
+    req.assertion_signature = bytes(64)
+    await expect_denied(stub, req, "signature is not valid")
 
 
 async def test_describe_gives_code_count_freshness_and_version(stub):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/signpost/v1/node.proto\x12\x0bsignpost.v1\"\xb8\x01\n\x07Subject\x12\x12\n\ngiven_name\x18\x01 \x01(\t\x12\x14\n\x0cmiddle_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x13\n\x0bother_names\x18\x04 \x03(\t\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12\x0b\n\x03sex\x18\x06 \x01(\t\x12\x10\n\x08postcode\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nnhs_number\x18\t \x01(\t\".\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"]\n\tRequester\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\x9a\x01\n\x0cMatchRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12%\n\x07subject\x18\x02 \x01(\x0b\x32\x14.signpost.v1.Subject\x12%\n\x07purpose\x18\x03 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12)\n\trequester\x18\x04 \x01(\x0b\x32\x16.signpost.v1.Requester\"\xca\x01\n\x07\x43ontact\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x19\n\x11practitioner_name\x18\x03 \x01(\t\x12\x19\n\x11practitioner_role\x18\x04 \x01(\t\x12\x1a\n\x12practitioner_phone\x18\x05 \x01(\t\x12\x1a\n\x12practitioner_email\x18\x06 \x01(\t\x12\x19\n\x11involvement_start\x18\x07 \x01(\t\x12\x17\n\x0finvolvement_end\x18\x08 \x01(\t\"a\n\tCandidate\x12\x0c\n\x04\x62\x61nd\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12&\n\x08\x63ontacts\x18\x04 \x03(\x0b\x32\x14.signpost.v1.Contact\"S\n\rMatchResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.signpost.v1.Candidate\"\x11\n\x0f\x44\x65scribeRequest\"\x86\x01\n\x10\x44\x65scribeResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12\x16\n\x0e\x61uthority_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12\x12\n\ndata_as_of\x18\x04 \x01(\t\x12\x18\n\x10software_version\x18\x05 \x01(\t2\x96\x01\n\x0bNodeService\x12>\n\x05Match\x12\x19.signpost.v1.MatchRequest\x1a\x1a.signpost.v1.MatchResponse\x12G\n\x08\x44\x65scribe\x12\x1c.signpost.v1.DescribeRequest\x1a\x1d.signpost.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/signpost/v1/node.proto\x12\x0bsignpost.v1\"\xb8\x01\n\x07Subject\x12\x12\n\ngiven_name\x18\x01 \x01(\t\x12\x14\n\x0cmiddle_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x13\n\x0bother_names\x18\x04 \x03(\t\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12\x0b\n\x03sex\x18\x06 \x01(\t\x12\x10\n\x08postcode\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nnhs_number\x18\t \x01(\t\".\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"]\n\tRequester\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\xca\x01\n\x0cMatchRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12%\n\x07subject\x18\x02 \x01(\x0b\x32\x14.signpost.v1.Subject\x12%\n\x07purpose\x18\x03 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12)\n\trequester\x18\x04 \x01(\x0b\x32\x16.signpost.v1.Requester\x12\x11\n\tassertion\x18\x05 \x01(\x0c\x12\x1b\n\x13\x61ssertion_signature\x18\x06 \x01(\x0c\"\xb9\x01\n\x0eQueryAssertion\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x14\n\x0cpurpose_code\x18\x05 \x01(\t\x12\x14\n\x0cquery_sha256\x18\x06 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x07 \x01(\x03\x12\r\n\x05nonce\x18\x08 \x01(\x0c\x12\x0e\n\x06key_id\x18\t \x01(\t\"\xca\x01\n\x07\x43ontact\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x19\n\x11practitioner_name\x18\x03 \x01(\t\x12\x19\n\x11practitioner_role\x18\x04 \x01(\t\x12\x1a\n\x12practitioner_phone\x18\x05 \x01(\t\x12\x1a\n\x12practitioner_email\x18\x06 \x01(\t\x12\x19\n\x11involvement_start\x18\x07 \x01(\t\x12\x17\n\x0finvolvement_end\x18\x08 \x01(\t\"a\n\tCandidate\x12\x0c\n\x04\x62\x61nd\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12&\n\x08\x63ontacts\x18\x04 \x03(\x0b\x32\x14.signpost.v1.Contact\"S\n\rMatchResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.signpost.v1.Candidate\"\x11\n\x0f\x44\x65scribeRequest\"\x86\x01\n\x10\x44\x65scribeResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12\x16\n\x0e\x61uthority_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12\x12\n\ndata_as_of\x18\x04 \x01(\t\x12\x18\n\x10software_version\x18\x05 \x01(\t2\x96\x01\n\x0bNodeService\x12>\n\x05Match\x12\x19.signpost.v1.MatchRequest\x1a\x1a.signpost.v1.MatchResponse\x12G\n\x08\x44\x65scribe\x12\x1c.signpost.v1.DescribeRequest\x1a\x1d.signpost.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTER']._serialized_start=281
   _globals['_REQUESTER']._serialized_end=374
   _globals['_MATCHREQUEST']._serialized_start=377
-  _globals['_MATCHREQUEST']._serialized_end=531
-  _globals['_CONTACT']._serialized_start=534
-  _globals['_CONTACT']._serialized_end=736
-  _globals['_CANDIDATE']._serialized_start=738
-  _globals['_CANDIDATE']._serialized_end=835
-  _globals['_MATCHRESPONSE']._serialized_start=837
-  _globals['_MATCHRESPONSE']._serialized_end=920
-  _globals['_DESCRIBEREQUEST']._serialized_start=922
-  _globals['_DESCRIBEREQUEST']._serialized_end=939
-  _globals['_DESCRIBERESPONSE']._serialized_start=942
-  _globals['_DESCRIBERESPONSE']._serialized_end=1076
-  _globals['_NODESERVICE']._serialized_start=1079
-  _globals['_NODESERVICE']._serialized_end=1229
+  _globals['_MATCHREQUEST']._serialized_end=579
+  _globals['_QUERYASSERTION']._serialized_start=582
+  _globals['_QUERYASSERTION']._serialized_end=767
+  _globals['_CONTACT']._serialized_start=770
+  _globals['_CONTACT']._serialized_end=972
+  _globals['_CANDIDATE']._serialized_start=974
+  _globals['_CANDIDATE']._serialized_end=1071
+  _globals['_MATCHRESPONSE']._serialized_start=1073
+  _globals['_MATCHRESPONSE']._serialized_end=1156
+  _globals['_DESCRIBEREQUEST']._serialized_start=1158
+  _globals['_DESCRIBEREQUEST']._serialized_end=1175
+  _globals['_DESCRIBERESPONSE']._serialized_start=1178
+  _globals['_DESCRIBERESPONSE']._serialized_end=1312
+  _globals['_NODESERVICE']._serialized_start=1315
+  _globals['_NODESERVICE']._serialized_end=1465
 # @@protoc_insertion_point(module_scope)

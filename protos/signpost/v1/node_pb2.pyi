@@ -134,7 +134,12 @@ class MatchRequest(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     REQUESTER_FIELD_NUMBER: _builtins.int
+    ASSERTION_FIELD_NUMBER: _builtins.int
+    ASSERTION_SIGNATURE_FIELD_NUMBER: _builtins.int
     search_id: _builtins.str
+    assertion: _builtins.bytes
+    """A serialised QueryAssertion, and the broker's Ed25519 signature over exactly these bytes."""
+    assertion_signature: _builtins.bytes
     @_builtins.property
     def subject(self) -> Global___Subject: ...
     @_builtins.property
@@ -148,14 +153,67 @@ class MatchRequest(_message.Message):
         subject: Global___Subject | None = ...,
         purpose: Global___Purpose | None = ...,
         requester: Global___Requester | None = ...,
+        assertion: _builtins.bytes = ...,
+        assertion_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "requester", b"requester", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "requester", b"requester", "search_id", b"search_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assertion", b"assertion", "assertion_signature", b"assertion_signature", "purpose", b"purpose", "requester", b"requester", "search_id", b"search_id", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MatchRequest: _TypeAlias = MatchRequest  # noqa: Y015
+
+@_typing.final
+class QueryAssertion(_message.Message):
+    """What the broker vouches for on every Match call. The node checks the signature
+    with the broker's public key, that issued_at is within 60 s of its own clock,
+    that the nonce is new, and that query_sha256 is the hash of this request with
+    fields 5 and 6 cleared (deterministic serialisation) — so a stolen broker TLS
+    session cannot replay or alter a search.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PURPOSE_CODE_FIELD_NUMBER: _builtins.int
+    QUERY_SHA256_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_MS_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    search_id: _builtins.str
+    user_id: _builtins.str
+    organisation: _builtins.str
+    role: _builtins.str
+    purpose_code: _builtins.str
+    query_sha256: _builtins.bytes
+    issued_at_ms: _builtins.int
+    nonce: _builtins.bytes
+    key_id: _builtins.str
+    """which broker signing key, for rotation"""
+    def __init__(
+        self,
+        *,
+        search_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        organisation: _builtins.str = ...,
+        role: _builtins.str = ...,
+        purpose_code: _builtins.str = ...,
+        query_sha256: _builtins.bytes = ...,
+        issued_at_ms: _builtins.int = ...,
+        nonce: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at_ms", b"issued_at_ms", "key_id", b"key_id", "nonce", b"nonce", "organisation", b"organisation", "purpose_code", b"purpose_code", "query_sha256", b"query_sha256", "role", b"role", "search_id", b"search_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAssertion: _TypeAlias = QueryAssertion  # noqa: Y015
 
 @_typing.final
 class Contact(_message.Message):
