@@ -61,7 +61,15 @@ class NodeConfig:
     """Ed25519 public keys whose signed query assertions this node accepts (more than one during rotation)."""
     max_message_bytes: int = 64 * 1024
     """Largest gRPC message accepted: a Match request is a few hundred bytes."""
+    answer_floor_seconds: float = 0.005
+    """Every Match answer takes at least this long, so a shielded match times like no match."""
+    journal_path: Path | None = None
+    """The node's journal of searches (access log, safeguarding alerts); default beside the store."""
     log_level: str = "info"
+
+    @property
+    def journal(self) -> Path:
+        return self.journal_path or self.store.with_name(self.store.stem + ".journal.sqlite3")
 
 
 def read_tls(reader: Reader) -> TLSConfig:
@@ -84,5 +92,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         tls=read_tls(reader),
         broker_public_keys=reader.paths("broker_public_keys"),
         max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
+        journal_path=reader.optional_path("journal"),
+        answer_floor_seconds=reader.number("answer_floor_ms", 5.0) / 1000,
         log_level=reader.text("log_level", "info"),
     )

@@ -17,7 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from certs.assertions import AssertionVerifier, load_public_key
 from certs.revocation import RevocationList
+from node.admin import NodeAdminService
 from node.config import NodeConfig, TLSConfig
+from node.journal import Journal
 from node.matching import build_matcher
 from node.service import NodeService
 from node.store import RecordStore
@@ -60,6 +62,7 @@ class RunningNode:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.store.close()
+        self.service.journal.close()
 
 
 async def start_node(config: NodeConfig) -> RunningNode:
@@ -68,7 +71,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
     matcher = build_matcher(store.identities())
     verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
-    service = NodeService(config.code, config.name, matcher, store, verifier=verifier, revocations=revocations)
+    journal = Journal(config.journal)
+    service = NodeService(config.code, config.name, matcher, store, verifier=verifier, revocations=revocations,
+                          journal=journal, answer_floor_seconds=config.answer_floor_seconds)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
@@ -76,6 +81,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     ]
     server = grpc.aio.server(options=options)
     node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
+    node_pb2_grpc.add_NodeAdminServiceServicer_to_server(NodeAdminService(config.code, journal, revocations), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen

@@ -20,6 +20,8 @@ from certs.identity import Identity, IdentityError, Role, identity_from_pem
 from certs.revocation import RevocationList
 from node.errors import MatchRequestError
 from node.matching import Matcher, MatchResult, Query
+from node.journal import Journal
+from node.timing import TIMER
 from node.records import Involvement
 from node.store import RecordStore
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
@@ -88,12 +90,15 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     """One authority's answers. ``matcher`` is swappable: a re-import installs a new one atomically."""
 
     def __init__(self, code: str, name: str, matcher: Matcher, store: RecordStore, *,
-                 verifier: AssertionVerifier, revocations: RevocationList) -> None:
+                 verifier: AssertionVerifier, revocations: RevocationList, journal: Journal,
+                 answer_floor_seconds: float = 0.005) -> None:
         self.code, self.name = code, name
         self.matcher = matcher
         self.store = store
         self.verifier = verifier
         self.revocations = revocations
+        self.journal = journal
+        self.answer_floor_seconds = answer_floor_seconds
 
     async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
         identity = caller_identity(context)
@@ -122,12 +127,20 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
         if request.purpose.code == "":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
         candidates = []
+        entries: list[tuple[str, str | None, str | None]] = []
         for result in self.matcher.match(query):
             if result.shielded:
-                continue  # answered exactly as no match; see docs for the safeguarding alert
+                # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
+                entries.append(("alert", result.record_id, result.band))
+                continue
             candidate = candidate_of(result, self.store.involvements(result.record_id))
             if candidate is not None:
                 candidates.append(candidate)
+                entries.append(("match", result.record_id, result.band))
+        self.journal.record(request, entries or [("none", None, None)])
+        # Answer no sooner than the floor: a shielded child's record is found and scored, which takes
+        # longer than finding nothing, and neither the searcher nor the broker may be able to tell.
+        await TIMER.wait_until(started + self.answer_floor_seconds)
         log.info(
             "match_answered", search_id=request.search_id, purpose=request.purpose.code,
             requester=request.requester.user_id, candidates=len(candidates),

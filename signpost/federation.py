@@ -31,7 +31,8 @@ DEMO_USERS = {
     Role.PRACTITIONER: ("practitioner", "Pat Practitioner", "Leeds City Council", "pat.practitioner@leeds.example"),
     Role.AUDITOR: ("auditor", "Alex Auditor", "Signpost Audit", "alex.auditor@signpost.example"),
     Role.OPERATOR: ("operator", "Olu Operator", "Signpost Operations", "olu.operator@signpost.example"),
-    Role.NODE_ADMIN: ("node-admin", "Nia Admin", "Leeds City Council", "nia.admin@leeds.example"),
+    # A node-admin's id names the authority they administer: <user>@<CODE>.
+    Role.NODE_ADMIN: ("nia@LEEDS", "Nia Admin", "Leeds City Council", "nia.admin@leeds.example"),
 }
 
 
@@ -65,7 +66,7 @@ def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
     ca_files = ca.save(directory)
     nodes = {code: ca.issue_to(directory, f"node-{code}", node_subject(code, name)) for code, name in authorities}
     users = {
-        role: ca.issue_to(directory, uid, user_subject(role, uid, name, org, email))
+        role: ca.issue_to(directory, role.value, user_subject(role, uid, name, org, email))
         for role, (uid, name, org, email) in DEMO_USERS.items()
     }
     assertion_key, assertion_pub = create_assertion_key(directory)

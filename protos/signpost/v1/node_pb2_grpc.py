@@ -146,3 +146,169 @@ class NodeService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class NodeAdminServiceStub:
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListAlerts = channel.unary_unary(
+                '/signpost.v1.NodeAdminService/ListAlerts',
+                request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/signpost.v1.NodeAdminService/AcknowledgeAlert',
+                request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertResponse.FromString,
+                _registered_method=True)
+        self.ListAccessLog = channel.unary_unary(
+                '/signpost.v1.NodeAdminService/ListAccessLog',
+                request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.ListAccessLogRequest.SerializeToString,
+                response_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.FromString,
+                _registered_method=True)
+
+
+class NodeAdminServiceServicer:
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    def ListAlerts(self, request, context):
+        """Searches that found a shielded child's record, for the designated safeguarding officer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessLog(self, request, context):
+        """Searches that matched this authority's records: the holder's access log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.ListAlertsRequest.FromString,
+                    response_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'ListAccessLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessLog,
+                    request_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.ListAccessLogRequest.FromString,
+                    response_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'signpost.v1.NodeAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('signpost.v1.NodeAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeAdminService:
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signpost.v1.NodeAdminService/ListAlerts',
+            protos_dot_signpost_dot_v1_dot_node__pb2.ListAlertsRequest.SerializeToString,
+            protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signpost.v1.NodeAdminService/AcknowledgeAlert',
+            protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertRequest.SerializeToString,
+            protos_dot_signpost_dot_v1_dot_node__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/signpost.v1.NodeAdminService/ListAccessLog',
+            protos_dot_signpost_dot_v1_dot_node__pb2.ListAccessLogRequest.SerializeToString,
+            protos_dot_signpost_dot_v1_dot_node__pb2.JournalEntries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -78,3 +78,61 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who is this node, how much does it hold, how fresh is its data."""
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class NodeAdminServiceStub:
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> NodeAdminServiceAsyncStub: ...
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListAlertsRequest, _node_pb2.JournalEntries]
+    """Searches that found a shielded child's record, for the designated safeguarding officer."""
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_node_pb2.AcknowledgeAlertRequest, _node_pb2.AcknowledgeAlertResponse]
+    ListAccessLog: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListAccessLogRequest, _node_pb2.JournalEntries]
+    """Searches that matched this authority's records: the holder's access log."""
+
+@_typing.type_check_only
+class NodeAdminServiceAsyncStub(NodeAdminServiceStub):
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_node_pb2.ListAlertsRequest, _node_pb2.JournalEntries]  # type: ignore[assignment]
+    """Searches that found a shielded child's record, for the designated safeguarding officer."""
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_node_pb2.AcknowledgeAlertRequest, _node_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
+    ListAccessLog: _aio.UnaryUnaryMultiCallable[_node_pb2.ListAccessLogRequest, _node_pb2.JournalEntries]  # type: ignore[assignment]
+    """Searches that matched this authority's records: the holder's access log."""
+
+class NodeAdminServiceServicer(metaclass=_abc_1.ABCMeta):
+    """An authority's own staff (certificate role node-admin, id "<user>@<AUTHORITY CODE>")
+    reviewing their node's journal. The broker cannot call this service.
+    """
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _node_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.JournalEntries, _abc.Awaitable[_node_pb2.JournalEntries]]:
+        """Searches that found a shielded child's record, for the designated safeguarding officer."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _node_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_node_pb2.AcknowledgeAlertResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAccessLog(
+        self,
+        request: _node_pb2.ListAccessLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.JournalEntries, _abc.Awaitable[_node_pb2.JournalEntries]]:
+        """Searches that matched this authority's records: the holder's access log."""
+
+def add_NodeAdminServiceServicer_to_server(servicer: NodeAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,169 @@
+"""Protected (shielded) children: a match looks exactly like no match — to the searcher and to
+the broker — while the holding node alerts its safeguarding officer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from certs.identity import Role, node_dns_name
+from protos.signpost.v1 import node_pb2, node_pb2_grpc
+from tests.conftest import row
+
+SHIELDED = {"given_name": "Rowan", "family_name": "Ashdown", "date_of_birth": "2012-06-30", "sex": "F"}
+ABSENT = {"given_name": "Marigold", "family_name": "Penhallow", "date_of_birth": "2012-06-30", "sex": "F"}
+PURPOSE = {"code": "missing-child", "justification": "Reported missing from school today"}
+
+
+def data():
+    return {
+        "LEEDS": [row(), row(record_id="S1", given_name="Rowan", family_name="Ashdown", date_of_birth="2012-06-30",
+                            postcode="LS7 3QQ", shielded="true")],
+        "KENT": [row(record_id="K1", given_name="Oliver", family_name="Brown", date_of_birth="2011-01-01")],
+        "CORNWALL": [row(record_id="C1", given_name="Tegen", family_name="Pascoe", date_of_birth="2013-02-02")],
+    }
+
+
+def strip(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k not in ("search_id", "audit")}
+
+
+async def test_shielded_match_is_indistinguishable_from_no_match_in_the_response(federation):
+    fed = await federation(data())
+    shielded = await fed.search(SHIELDED, purpose=PURPOSE)
+    absent = await fed.search(ABSENT, purpose=PURPOSE)
+    assert shielded[0] == absent[0] == 200
+    assert strip(shielded[1]) == strip(absent[1]) == {
+        "results": [], "coverage": {"asked": 3, "answered": 3, "not_answered": []}}
+
+
+async def test_broker_logs_do_not_reveal_the_holding_authority(federation):
+    fed = await federation(data())
+    with capture_logs() as shielded_logs:
+        await fed.search(SHIELDED, purpose=PURPOSE)
+    with capture_logs() as absent_logs:
+        await fed.search(ABSENT, purpose=PURPOSE)
+
+    def broker_view(logs):
+        # The node's own log lines are the authority's; what the broker writes must not differ.
+        drop = {"search_id", "ms", "timestamp", "log_level"}
+        return sorted(json.dumps({k: v for k, v in e.items() if k not in drop}, sort_keys=True)
+                      for e in logs if e["event"] in ("node_outcome", "search_completed"))
+
+    assert broker_view(shielded_logs) == broker_view(absent_logs)
+
+
+async def admin_stub(fed, pki, code: str, files):
+    creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes(), files.key.read_bytes(), files.cert.read_bytes())
+    channel = grpc.aio.secure_channel(fed.nodes[code].address, creds,
+                                      options=[("grpc.ssl_target_name_override", node_dns_name(code))])
+    return channel, node_pb2_grpc.NodeAdminServiceStub(channel)
+
+
+async def test_holding_node_alerts_its_safeguarding_officer(federation, pki):
+    fed = await federation(data())
+    await fed.search(SHIELDED, purpose=PURPOSE)
+    channel, admin = await admin_stub(fed, pki, "LEEDS", pki.users[Role.NODE_ADMIN])
+    async with channel:
+        [alert] = (await admin.ListAlerts(node_pb2.ListAlertsRequest(), timeout=5)).entries
+        assert (alert.kind, alert.record_id) == ("alert", "S1")
+        assert (alert.requester.user_id, alert.requester.name, alert.requester.organisation,
+                alert.requester.role, alert.requester.email) == (
+            "practitioner", "Pat Practitioner", "Leeds City Council", "practitioner", "pat.practitioner@leeds.example")
+        assert (alert.purpose.code, alert.purpose.justification) == (PURPOSE["code"], PURPOSE["justification"])
+        assert alert.time
+        ack = await admin.AcknowledgeAlert(node_pb2.AcknowledgeAlertRequest(alert_id=alert.id), timeout=5)
+        assert ack.acknowledged
+        assert not (await admin.ListAlerts(node_pb2.ListAlertsRequest(), timeout=5)).entries
+        again = await admin.AcknowledgeAlert(node_pb2.AcknowledgeAlertRequest(alert_id=alert.id), timeout=5)
+        assert not again.acknowledged
+        [seen] = (await admin.ListAlerts(node_pb2.ListAlertsRequest(include_acknowledged=True), timeout=5)).entries
+        assert seen.acknowledged_by == "nia@LEEDS"
+
+
+async def test_holders_access_log_lists_matching_searches_only(federation, pki):
+    fed = await federation(data())
+    await fed.search({"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}, purpose=PURPOSE)
+    await fed.search(ABSENT, purpose=PURPOSE)
+    channel, admin = await admin_stub(fed, pki, "LEEDS", pki.users[Role.NODE_ADMIN])
+    async with channel:
+        entries = (await admin.ListAccessLog(node_pb2.ListAccessLogRequest(), timeout=5)).entries
+    assert [(e.kind, e.record_id, e.band, e.requester.user_id, e.purpose.code) for e in entries] == [
+        ("match", "R1", "match", "practitioner", "missing-child")]
+
+
+@pytest.mark.parametrize("who", ["broker", "practitioner", "other-authority-admin"])
+async def test_only_the_authoritys_own_admin_may_read_its_journal(federation, pki, who, tmp_path):
+    from certs.pki import CertificateAuthority, user_subject
+
+    fed = await federation(data())
+    if who == "broker":
+        files = pki.broker
+    elif who == "practitioner":
+        files = pki.users[Role.PRACTITIONER]
+    else:
+        ca = CertificateAuthority.load(pki.directory)
+        files = ca.issue_to(tmp_path, "kent-admin", user_subject(Role.NODE_ADMIN, "kai@KENT", "Kai", "Kent CC"))
+    channel, admin = await admin_stub(fed, pki, "LEEDS", files)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await admin.ListAlerts(node_pb2.ListAlertsRequest(), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def _timings(fed, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    shielded, absent = [], []
+    session = fed.session()
+    for i in range(rounds):
+        # Interleaved, alternating which goes first, so drift in the machine's load hits both alike.
+        order = [(SHIELDED, shielded), (ABSENT, absent)]
+        for subject, out in (order if i % 2 == 0 else order[::-1]):
+            started = time.perf_counter()
+            async with session.post(f"{fed.url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}) as r:
+                await r.read()
+                assert r.status == 200
+            out.append(time.perf_counter() - started)
+    return np.array(shielded[10:]), np.array(absent[10:])  # the first few warm caches and channels
+
+
+def permutation_p(a: np.ndarray, b: np.ndarray, *, permutations: int = 4000, seed: int = 1) -> float:
+    """Two-sided p-value that the medians of a and b differ only by chance."""
+    rng = np.random.default_rng(seed)
+    observed = abs(np.median(a) - np.median(b))
+    pooled = np.concatenate([a, b])
+    hits = 0
+    for _ in range(permutations):
+        rng.shuffle(pooled)
+        hits += abs(np.median(pooled[: len(a)]) - np.median(pooled[len(a):])) >= observed
+    return (hits + 1) / (permutations + 1)
+
+
+async def test_no_measurable_timing_difference_between_shielded_and_no_match(federation):
+    fed = await federation(data())
+    shielded, absent = await _timings(fed, 160)
+    p = permutation_p(shielded, absent)
+    diff_ms = (np.median(shielded) - np.median(absent)) * 1000
+    # A real difference a searcher could exploit shows up as a tiny p (see the control test below).
+    assert p > 1e-3, f"shielded searches differ in timing: median diff {diff_ms:.3f} ms, p={p:.5f}"
+
+
+async def test_the_timing_test_detects_a_leak_when_there_is_one(federation):
+    """Control: make alerts slower than the node's answer floor, and the same statistics must notice."""
+    fed = await federation(data())
+    journal = fed.nodes["LEEDS"].service.journal
+    original = journal.record
+
+    def slow_record(request, outcomes):
+        if any(kind == "alert" for kind, _, _ in outcomes):
+            time.sleep(fed.nodes["LEEDS"].service.answer_floor_seconds + 0.004)
+        original(request, outcomes)
+
+    journal.record = slow_record  # type: ignore[method-assign]
+    shielded, absent = await _timings(fed, 80)
+    assert permutation_p(shielded, absent) < 1e-3
