@@ -18,11 +18,13 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.auth import REVOCATIONS, require
 from broker.config import BrokerConfig
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
+from broker.metrics import Metrics
 from broker.ratelimit import RateLimiter
 from broker.registry import load_registry
 from broker.searches import PURPOSES, SearchRequest, parse_search
@@ -36,6 +38,7 @@ CONFIG = web.AppKey("config", BrokerConfig)
 FANOUT = web.AppKey("fanout", FanOut)
 LIMITER = web.AppKey("limiter", RateLimiter)
 SIGNER = web.AppKey("signer", AssertionSigner)
+METRICS = web.AppKey("metrics", Metrics)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -75,6 +78,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         # Only the type: an exception's text could carry request data.
         log.error("internal_error", error_type=type(exc).__name__, path=request.path)
         return error_body(500, "internal", "internal error")
+
+
+_OUTCOMES = {200: "answered", 400: "invalid", 401: "unauthenticated", 403: "forbidden", 429: "rate_limited",
+             503: "unavailable"}
+
+
+@web.middleware
+async def searches_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every search attempt by outcome, refused ones included (outside the error renderer)."""
+    if request.path != "/v1/searches" or request.method != "POST":
+        return await handler(request)
+    started = time.perf_counter()
+    response = await handler(request)
+    m = request.app[METRICS]
+    m.searches.labels(_OUTCOMES.get(response.status, "error")).inc()
+    m.search_seconds.observe(time.perf_counter() - started)
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -135,6 +155,13 @@ def coverage_json(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
+def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        m.node_seconds.labels(o.authority.code).observe(o.ms / 1000)
+        if o.error is not None:
+            m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
+
+
 class NoNodes(NoNodesReachable):
     def __init__(self, coverage: dict[str, Any]) -> None:
         super().__init__("no authority could be asked; try again shortly")
@@ -143,10 +170,13 @@ class NoNodes(NoNodesReachable):
 
 async def create_search(request: web.Request) -> web.Response:
     caller = require(request, Role.PRACTITIONER)
-    wait = request.app[LIMITER].check(caller.id)
-    if wait:
-        raise RateLimited("too many searches; wait before searching again",
-                          headers={"Retry-After": str(math.ceil(wait))})
+    decision = request.app[LIMITER].check(caller.id)
+    if decision.unusual:
+        log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
+        request.app[METRICS].unusual_volume.inc()
+    if not decision.allowed:
+        raise RateLimited(f"too many searches this {decision.window}; wait before searching again",
+                          headers={"Retry-After": str(math.ceil(decision.retry_after))})
     today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).date()
     search = parse_search(await read_json(request), today=today)
     search_id = str(uuid.uuid4())
@@ -155,6 +185,7 @@ async def create_search(request: web.Request) -> web.Response:
     request.app[SIGNER].sign(node_request)
     outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds)
     coverage = coverage_json(outcomes)
+    record_outcomes(request.app[METRICS], outcomes)
     results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
     results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
     log.info("search_completed", search_id=search_id, user=caller.id, purpose=search.purpose_code,
@@ -183,6 +214,12 @@ async def list_nodes(request: web.Request) -> web.Response:
     return web.json_response({"nodes": list(await asyncio.gather(*(describe(c) for c in clients)))})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    require(request, Role.OPERATOR)
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def list_purposes(request: web.Request) -> web.Response:
     require(request, Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR)
     return web.json_response({"purposes": [{"code": k, "description": v} for k, v in PURPOSES.items()]})
@@ -191,10 +228,12 @@ async def list_purposes(request: web.Request) -> web.Response:
 def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
     """The broker app; without ``fanout`` it dials every node in the config's registry."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[searches_middleware, errors_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
-    app[LIMITER] = RateLimiter(config.rate_limit_per_minute, clock=clock)
+    app[LIMITER] = RateLimiter(config.rate_limit_per_minute, config.rate_limit_per_day,
+                               alert_per_hour=config.alert_searches_per_hour, clock=clock)
+    app[METRICS] = Metrics()
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
     app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 
@@ -209,4 +248,5 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
     app.router.add_post("/v1/searches", create_search)
     app.router.add_get("/v1/nodes", list_nodes)
     app.router.add_get("/v1/purposes", list_purposes)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -42,6 +42,10 @@ class BrokerConfig:
     """Every search answers within this, listing the authorities that did not."""
     rate_limit_per_minute: int = 30
     """Searches per practitioner per minute; 0 turns the limit off."""
+    rate_limit_per_day: int = 300
+    """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
+    alert_searches_per_hour: int = 60
+    """More searches than this by one practitioner in an hour raises an unusual-volume alert; 0 = never."""
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted."""
     log_level: str = "info"
@@ -57,6 +61,8 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         assertion_key=reader.path("assertion_key"),
         search_deadline_seconds=reader.number("search_deadline_seconds", 2.0, minimum=0.05),
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
+        rate_limit_per_day=reader.integer("rate_limit_per_day", 300),
+        alert_searches_per_hour=reader.integer("alert_searches_per_hour", 60),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),
     )

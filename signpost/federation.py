@@ -151,6 +151,8 @@ async def start_local_federation(
             listen=("127.0.0.1", broker_port), registry=registry, tls=pki.tls(pki.broker),
             assertion_key=pki.assertion_key,
             rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
+            # --rate-limit 0 means bulk evaluation on one's own machine: no daily limit either.
+            rate_limit_per_day=0 if rate_limit_per_minute == 0 else 300,
         )
         broker = await start_broker(broker_config, create_app(broker_config))
     except BaseException:

@@ -137,7 +137,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         save_registry(registry, tuple(authorities))
         config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
                               assertion_key=pki.assertion_key, search_deadline_seconds=deadline,
-                              rate_limit_per_minute=rate_limit)
+                              rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0)
         app = create_app(config, fanout=build_fanout(authorities, config.tls))
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))

@@ -118,3 +118,53 @@ async def test_rate_limit_is_429_with_retry_after(federation):
         assert resp.status == 429
         assert int(resp.headers["Retry-After"]) >= 1
         assert (await resp.json())["error"]["code"] == "rate_limited"
+
+
+async def test_daily_limit_is_429_naming_the_day(federation, pki, tmp_path):
+    from broker.app import LIMITER
+
+    fed = await federation({"LEEDS": [row()]})
+    limiter = fed.server.app[LIMITER]
+    limiter.per_minute, limiter.per_day = 0, 2
+    assert (await fed.search(GOOD))[0] == 200
+    assert (await fed.search(GOOD))[0] == 200
+    status, body = await fed.search(GOOD)
+    assert status == 429 and "day" in body["error"]["message"]
+
+
+def test_unusual_volume_alerts_once_an_hour():
+    from broker.ratelimit import RateLimiter
+
+    now = [1000.0]
+    limiter = RateLimiter(0, 0, alert_per_hour=3, clock=lambda: now[0])
+    flags = []
+    for _ in range(6):
+        now[0] += 60
+        flags.append(limiter.check("pat").unusual)
+    assert flags == [False, False, False, True, False, False]
+    now[0] += 3700
+    for _ in range(4):
+        now[0] += 1
+        flags.append(limiter.check("pat").unusual)
+    assert flags[-4:] == [False, False, False, True]
+    assert not any(limiter.check("other").unusual for _ in range(3))
+
+
+async def test_unusual_volume_is_logged_and_counted(federation):
+    from structlog.testing import capture_logs
+
+    from broker.app import LIMITER
+    from certs.identity import Role
+
+    fed = await federation({"LEEDS": [row()]})
+    fed.server.app[LIMITER].alert_per_hour = 2
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert (await fed.search(GOOD))[0] == 200
+    assert [e["user"] for e in logs if e["event"] == "unusual_search_volume"] == ["practitioner"]
+    async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/metrics") as resp:
+        text = await resp.text()
+    assert "signpost_unusual_volume_alerts_total 1.0" in text
+    assert 'signpost_searches_total{outcome="answered"} 3.0' in text
+    async with fed.session(role=Role.PRACTITIONER).get(f"{fed.url}/metrics") as resp:
+        assert resp.status == 403

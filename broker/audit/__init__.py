@@ -1,0 +1,32 @@
+"""The broker's tamper-evident audit log of searches.
+
+    log.AuditLog        append an entry -> signed Receipt; latest checkpoint; auditors' queries
+    store               SQLite file (default) or PostgreSQL schema; one transaction per append
+    merkle              RFC 6962 tree: leaf/node hashes, O(log n) Frontier, inclusion proofs
+    keys                Ed25519 signing key, subject HMAC key, ``subject_hashes``, signed heads
+    verify              walk the log, name the first edited/deleted/inserted/reordered entry
+    errors              AuditError and its subclasses
+
+Nothing in this package sees a plaintext identifier except ``keys.subject_hashes``,
+which returns only HMACs; nothing here logs an entry.
+"""
+
+from broker.audit.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError
+from broker.audit.keys import (
+    SignedHead,
+    load_or_create_hmac_key,
+    load_or_create_signing_key,
+    load_public_key,
+    public_key_path,
+    subject_hashes,
+)
+from broker.audit.log import AuditLog, Receipt, open_audit_log
+from broker.audit.store import AuditStore, PostgresAuditStore, SQLiteAuditStore, StoredEntry, open_store
+from broker.audit.verify import VerifyReport, run_verify, verify_database, verify_log
+
+__all__ = [
+    "AuditConfigError", "AuditError", "AuditIntegrityError", "AuditLog", "AuditStore", "AuditWriteError",
+    "PostgresAuditStore", "Receipt", "SQLiteAuditStore", "SignedHead", "StoredEntry", "VerifyReport",
+    "load_or_create_hmac_key", "load_or_create_signing_key", "load_public_key", "open_audit_log", "open_store",
+    "public_key_path", "run_verify", "subject_hashes", "verify_database", "verify_log",
+]

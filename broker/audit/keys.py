@@ -1,0 +1,245 @@
+"""The audit log's two keys, and what each one is used for.
+
+* An Ed25519 signing key signs every tree head the log reaches. Its public
+  half (written beside it as PEM) lets anyone check a head without being able
+  to forge one. The key signs tree heads and nothing else, so a signature can
+  never be lifted from some other message.
+* An HMAC key turns a child's identifiers into the ``subject_hashes`` a search's
+  audit entry carries, so an auditor can find every search about one child
+  without the log holding who the child is.
+
+Why these combinations (``subject_hashes``): one hash of given name + family
+name + date of birth, one of family name + date of birth (a child whose given
+name was misspelt, shortened or changed is still found), and one of the NHS
+number when it was given. An auditor answering a subject access request knows
+exactly these facts about the person asking, so they can compute the same
+hashes and look them up; nothing finer (no postcode, no partial dates) is
+hashed, because every extra combination is one more handle on a child. The
+log is not a register: without the HMAC key no hash can be tested against a
+guessed name, and the key never sits in the database.
+
+Key files are created with mode 0600 from the first byte (``os.open``), under
+a temporary name and then linked into place, so two brokers starting at once
+end up with one key between them rather than two half-written files.
+
+This module must never log, print or return a plaintext identifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from broker.audit.errors import AuditConfigError
+from node.normalise import tokens
+
+HMAC_KEY_BYTES = 32
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one serialisation everything hashed or signed here goes through."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# ---------------------------------------------------------------- key files
+
+
+def _create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Write ``data`` to ``path`` (mode 0600 unless told) unless it exists; False if another writer won."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # link() fails if the name exists: the key is either wholly ours or wholly someone else's.
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def public_key_path(signing_key_path: Path) -> Path:
+    """Where the public half of ``signing_key_path`` is written: ``audit.key`` -> ``audit.pub.pem``."""
+    return signing_key_path.with_suffix(".pub.pem")
+
+
+def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Load the Ed25519 key at ``path``, creating it (0600) and its public PEM if missing."""
+    if not path.exists():
+        fresh = Ed25519PrivateKey.generate()
+        pem = fresh.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _create_exclusive(path, pem)
+    key = load_signing_key(path)
+    pub, pem = public_key_path(path), public_key_pem(key.public_key())
+    # Linked into place like the key, so a racing reader never sees half a file.
+    if not _create_exclusive(pub, pem, 0o644) and pub.read_bytes() != pem:
+        # A stale public key would make every honest head look forged to whoever trusts that file.
+        raise AuditConfigError(f"{pub} is not the public half of {path}; move one of them aside")
+    return key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise AuditConfigError(f"{path}: cannot read the audit signing key ({type(exc).__name__})") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditConfigError(f"{path}: expected an Ed25519 private key in PEM")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise AuditConfigError(f"{path}: cannot read the audit public key ({type(exc).__name__})") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise AuditConfigError(f"{path}: expected an Ed25519 public key in PEM")
+    return key
+
+
+def public_key_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_or_create_hmac_key(path: Path) -> bytes:
+    """Load the 32-byte HMAC key stored as hex at ``path``, creating it (0600) if missing."""
+    if not path.exists():
+        _create_exclusive(path, secrets.token_bytes(HMAC_KEY_BYTES).hex().encode() + b"\n")
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError) as exc:
+        raise AuditConfigError(f"{path}: cannot read the subject HMAC key ({type(exc).__name__})") from exc
+    if len(key) != HMAC_KEY_BYTES:
+        raise AuditConfigError(f"{path}: the subject HMAC key must be {HMAC_KEY_BYTES} bytes as hex")
+    return key
+
+
+# ---------------------------------------------------------------- subject hashes
+
+
+def _name(text: str) -> str:
+    # tokens() folds case, accents and punctuation and joins particles, so "O'Brien" == "obrien".
+    return "".join(tokens(text))
+
+
+def _dob(value: str | dt.date) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise ValueError("date_of_birth must be a date in YYYY-MM-DD form") from None  # never echo it
+
+
+def subject_hashes(
+    key: bytes, *, given_name: str, family_name: str, date_of_birth: str | dt.date | None,
+    nhs_number: str | None = None,
+) -> list[str]:
+    """HMAC-SHA256 (hex) of name + date of birth, family name + date of birth, and the NHS number.
+
+    Names are normalised with ``node.normalise`` first; a combination with an
+    empty part is left out. Fields are joined with "|", which no normalised
+    name or date contains, so no two combinations can produce the same message.
+    """
+    given, family = _name(given_name), _name(family_name)
+    dob = _dob(date_of_birth) if date_of_birth else ""
+    messages: list[str] = []
+    if given and family and dob:
+        messages.append(f"{given}|{family}|{dob}")
+    if family and dob:
+        messages.append(f"{family}|{dob}")
+    # NFKC first so that full-width digits count; spaces and dashes in "943 476 5919" are dropped.
+    digits = "".join(c for c in unicodedata.normalize("NFKC", nhs_number or "") if "0" <= c <= "9")
+    if digits:
+        messages.append(digits)
+    return [hmac.new(key, m.encode(), hashlib.sha256).hexdigest() for m in messages]
+
+
+# ---------------------------------------------------------------- signed tree heads
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A tree head the log's key signed: the checkpoint an auditor keeps."""
+
+    tree_size: int
+    root: str
+    """Hex SHA-256 of the Merkle tree over entries 0..tree_size-1."""
+    timestamp: str
+    """When the log signed it, ISO 8601 UTC."""
+    signature: str
+    """Base64 Ed25519 signature over ``message()``."""
+
+    def message(self) -> bytes:
+        """What is signed: the canonical JSON of tree_size, root and timestamp."""
+        return canonical_json({"tree_size": self.tree_size, "root": self.root, "timestamp": self.timestamp})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tree_size": self.tree_size, "root": self.root, "timestamp": self.timestamp,
+                "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignedHead:
+        """Read a checkpoint; ValueError when a field is missing or of the wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError("a signed head is a JSON object")
+        size, root, ts, sig = (data.get(k) for k in ("tree_size", "root", "timestamp", "signature"))
+        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+            raise ValueError("tree_size must be a non-negative integer")
+        if not (isinstance(root, str) and isinstance(ts, str) and isinstance(sig, str)):
+            raise ValueError("root, timestamp and signature must be strings")
+        return cls(size, root, ts, sig)
+
+    def valid(self, public_key: Ed25519PublicKey) -> bool:
+        try:
+            public_key.verify(base64.b64decode(self.signature, validate=True), self.message())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso_utc(when: dt.datetime) -> str:
+    """Fixed-width ISO 8601 in UTC with microseconds, so text order is time order."""
+    if when.tzinfo is None:
+        raise ValueError("timestamps must carry a timezone")
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class HeadSigner:
+    """Signs tree heads with the log's key at the time ``clock`` says."""
+
+    def __init__(self, key: Ed25519PrivateKey, *, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._key = key
+        self._clock = clock
+        self.public_key = key.public_key()
+
+    def __call__(self, tree_size: int, root: bytes) -> SignedHead:
+        unsigned = SignedHead(tree_size, root.hex(), iso_utc(self._clock()), "")
+        signature = base64.b64encode(self._key.sign(unsigned.message())).decode("ascii")
+        return SignedHead(unsigned.tree_size, unsigned.root, unsigned.timestamp, signature)
