@@ -20,11 +20,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.auth import REVOCATIONS, require
+from broker.audit.keys import load_or_create_hmac_key
+from broker.audit.log import AuditLog, open_audit_log
+from broker.auditing import AUDIT, SUBJECT_KEY, AuditUnavailable, SearchRecord, checkpoint, commit, list_entries
+from broker.auth import REVOCATIONS, peer_identity, require
 from broker.config import BrokerConfig
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
-from broker.metrics import Metrics
+from broker.metrics import METRICS, Metrics
 from broker.ratelimit import RateLimiter
 from broker.registry import load_registry
 from broker.searches import PURPOSES, SearchRequest, parse_search
@@ -38,7 +41,7 @@ CONFIG = web.AppKey("config", BrokerConfig)
 FANOUT = web.AppKey("fanout", FanOut)
 LIMITER = web.AppKey("limiter", RateLimiter)
 SIGNER = web.AppKey("signer", AssertionSigner)
-METRICS = web.AppKey("metrics", Metrics)
+SEARCH = web.RequestKey("search", SearchRecord)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -90,7 +93,14 @@ async def searches_middleware(request: web.Request, handler: Handler) -> web.Str
     if request.path != "/v1/searches" or request.method != "POST":
         return await handler(request)
     started = time.perf_counter()
+    record = request[SEARCH] = SearchRecord(search_id=str(uuid.uuid4()))
     response = await handler(request)
+    if record.receipt is None:  # refused, or failed: audited here, after the error was rendered
+        now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc)
+        try:
+            await commit(request.app, record, response.status, _OUTCOMES.get(response.status, "error"), now)
+        except AuditUnavailable as exc:
+            response = error_body(exc.status, exc.code, exc.message)
     m = request.app[METRICS]
     m.searches.labels(_OUTCOMES.get(response.status, "error")).inc()
     m.search_seconds.observe(time.perf_counter() - started)
@@ -169,6 +179,8 @@ class NoNodes(NoNodesReachable):
 
 
 async def create_search(request: web.Request) -> web.Response:
+    record = request[SEARCH]
+    record.identify(peer_identity(request))  # a refused caller is audited too, by name
     caller = require(request, Role.PRACTITIONER)
     decision = request.app[LIMITER].check(caller.id)
     if decision.unusual:
@@ -179,13 +191,15 @@ async def create_search(request: web.Request) -> web.Response:
                           headers={"Retry-After": str(math.ceil(decision.retry_after))})
     today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).date()
     search = parse_search(await read_json(request), today=today)
-    search_id = str(uuid.uuid4())
+    record.describe(search, request.app[SUBJECT_KEY])
+    search_id = record.search_id
     started = time.perf_counter()
     node_request = match_request(search_id, search, caller)
     request.app[SIGNER].sign(node_request)
     outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds)
     coverage = coverage_json(outcomes)
     record_outcomes(request.app[METRICS], outcomes)
+    record.outcomes(outcomes)
     results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
     results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
     log.info("search_completed", search_id=search_id, user=caller.id, purpose=search.purpose_code,
@@ -193,7 +207,11 @@ async def create_search(request: web.Request) -> web.Response:
              ms=round((time.perf_counter() - started) * 1000, 1))
     if coverage["answered"] == 0:
         raise NoNodes(coverage)
-    return web.json_response({"search_id": search_id, "results": results, "coverage": coverage})
+    # Committed before the results leave: a search that cannot be audited is not answered.
+    receipt = await commit(request.app, record, 200, "answered",
+                           dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc))
+    return web.json_response({"search_id": search_id, "results": results, "coverage": coverage,
+                              "audit": receipt.to_json()})
 
 
 async def list_nodes(request: web.Request) -> web.Response:
@@ -225,9 +243,9 @@ async def list_purposes(request: web.Request) -> web.Response:
     return web.json_response({"purposes": [{"code": k, "description": v} for k, v in PURPOSES.items()]})
 
 
-def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
+def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: AuditLog | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
-    """The broker app; without ``fanout`` it dials every node in the config's registry."""
+    """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log."""
     app = web.Application(middlewares=[searches_middleware, errors_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -243,10 +261,20 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None,
         if fanout is None:  # channels we opened are ours to close
             await app[FANOUT].close()
 
+    async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[AUDIT] = audit or await open_audit_log(config.audit_log, config.audit_signing_key)
+        app[SUBJECT_KEY] = load_or_create_hmac_key(config.subject_key)
+        yield
+        if audit is None:
+            await app[AUDIT].close()
+
+    app.cleanup_ctx.append(audit_ctx)
     app.cleanup_ctx.append(fanout_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/searches", create_search)
     app.router.add_get("/v1/nodes", list_nodes)
     app.router.add_get("/v1/purposes", list_purposes)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/audit/entries", list_entries)
+    app.router.add_get("/v1/audit/checkpoint", checkpoint)
     return app

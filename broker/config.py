@@ -46,6 +46,12 @@ class BrokerConfig:
     """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
     alert_searches_per_hour: int = 60
     """More searches than this by one practitioner in an hour raises an unusual-volume alert; 0 = never."""
+    audit_log: str = "audit.sqlite3"
+    """The audit log: a SQLite file (one broker) or a postgresql:// URL (replicas sharing one log)."""
+    audit_signing_key: Path = Path("audit.key")
+    """Ed25519 key that signs the audit log's tree heads; created if missing (public half beside it)."""
+    subject_key: Path = Path("subject.key")
+    """HMAC key for the child's identifiers in the audit log; auditors hold a copy. Created if missing."""
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted."""
     log_level: str = "info"
@@ -63,6 +69,15 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
         rate_limit_per_day=reader.integer("rate_limit_per_day", 300),
         alert_searches_per_hour=reader.integer("alert_searches_per_hour", 60),
+        audit_log=_audit_location(reader),
+        audit_signing_key=reader.path("audit_signing_key", "audit.key"),
+        subject_key=reader.path("subject_key", "subject.key"),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),
     )
+
+
+def _audit_location(reader: Reader) -> str:
+    """A postgresql:// URL as given; anything else is a SQLite path relative to the config file."""
+    value = reader.text("audit_log", "audit.sqlite3")
+    return value if value.startswith(("postgresql://", "postgres://")) else str(reader.path("audit_log", value))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -32,3 +33,6 @@ class Metrics:
         self.unusual_volume = Counter("signpost_unusual_volume_alerts",
                                       "Practitioners whose hourly search volume passed the alert level", registry=r)
         self.nodes_up = Gauge("signpost_nodes_up", "Authorities answering health checks", registry=r)
+
+
+METRICS = web.AppKey("metrics", Metrics)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.app import create_app
+from broker.audit.keys import public_key_path
 from broker.config import BrokerConfig
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
@@ -103,6 +104,9 @@ class LocalFederation:
             "broker_url": self.broker_url,
             "ca": str(self.pki.ca.cert),
             "users": {r.value: {"cert": str(f.cert), "key": str(f.key)} for r, f in self.pki.users.items()},
+            "audit": {"db": self.broker_config.audit_log,
+                      "public_key": str(public_key_path(self.broker_config.audit_signing_key)),
+                      "subject_key": str(self.broker_config.subject_key)},
             "authorities": [
                 {"code": n.config.code, "name": names[n.config.code], "grpc": n.address, "records": n.service.matcher.size}
                 for n in self.nodes
@@ -153,6 +157,9 @@ async def start_local_federation(
             rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
             # --rate-limit 0 means bulk evaluation on one's own machine: no daily limit either.
             rate_limit_per_day=0 if rate_limit_per_minute == 0 else 300,
+            # The audit log and its keys outlive a demo run (the PKI does not): restart and verify.
+            audit_log=str(workdir / "audit.sqlite3"), audit_signing_key=workdir / "audit.key",
+            subject_key=workdir / "subject.key",
         )
         broker = await start_broker(broker_config, create_app(broker_config))
     except BaseException:

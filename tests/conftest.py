@@ -137,7 +137,9 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         save_registry(registry, tuple(authorities))
         config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
                               assertion_key=pki.assertion_key, search_deadline_seconds=deadline,
-                              rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0)
+                              rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0,
+                              audit_log=str(tmp_path / "audit.sqlite3"), audit_signing_key=tmp_path / "audit.key",
+                              subject_key=tmp_path / "subject.key")
         app = create_app(config, fanout=build_fanout(authorities, config.tls))
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
