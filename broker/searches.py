@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import InvalidRequest
+from node.normalise import fold
 from signpost.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
 
 PURPOSES: dict[str, str] = {
@@ -149,6 +150,21 @@ def _purpose(raw: Any, errors: _Errors) -> tuple[str, str]:
     return (code if isinstance(code, str) else ""), (justification.strip() if isinstance(justification, str) else "")
 
 
+def _justification_names_the_child(justification: str, subject: Subject, errors: _Errors) -> None:
+    """The justification is stored in the audit log in clear: it must not identify the child."""
+    text = " " + fold(justification) + " "
+    digits = "".join(c for c in justification if c.isdigit())
+    names = [fold(n) for n in (subject.given_name, subject.family_name, *subject.other_names)]
+    leaks = any(len(n) >= 3 and f" {n} " in text for n in names)
+    if subject.date_of_birth:
+        y, m, d = subject.date_of_birth.split("-")
+        leaks |= any(form in digits for form in (y + m + d, d + m + y, m + d + y))
+    leaks |= bool(subject.nhs_number) and subject.nhs_number in digits
+    if leaks:
+        errors.add("purpose.justification", "must not contain the child's name, date of birth or NHS number "
+                                            "(it is kept in the audit log); give a case reference instead")
+
+
 def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
     """Check a decoded JSON body; raise InvalidRequest naming every bad field."""
     errors = _Errors()
@@ -158,6 +174,8 @@ def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
     subject = _subject(body.get("subject"), errors, today)
     _minimum_query(subject, errors)
     code, justification = _purpose(body.get("purpose"), errors)
+    if justification and not any(f.startswith("subject") for f in errors.fields):
+        _justification_names_the_child(justification, subject, errors)
     if errors.fields:
         raise InvalidRequest("the search request is not valid", fields=errors.fields)
     return SearchRequest(subject, code, justification)

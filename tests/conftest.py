@@ -120,7 +120,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
 
     async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
                    extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
-                   node_ca: Path | None = None, pki: Pki | None = None) -> Federation:
+                   node_ca: Path | None = None, pki: Pki | None = None,
+                   audit_log: str | None = None) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
@@ -138,7 +139,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
                               assertion_key=pki.assertion_key, search_deadline_seconds=deadline,
                               rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0,
-                              audit_log=str(tmp_path / "audit.sqlite3"), audit_signing_key=tmp_path / "audit.key",
+                              audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
+                              audit_signing_key=tmp_path / "audit.key",
                               subject_key=tmp_path / "subject.key")
         app = create_app(config, fanout=build_fanout(authorities, config.tls))
         server = TestServer(app)

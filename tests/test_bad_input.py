@@ -64,6 +64,17 @@ async def test_every_bad_field_is_reported_at_once(fed):
     assert set(body["error"]["fields"]) == {"subject.sex", "subject.nhs_number", "purpose.code", "purpose.justification"}
 
 
+@pytest.mark.parametrize("justification", [
+    "Strategy meeting about Amelia Smith", "Case for amelia, see notes", "Born 09/03/2014 per GP",
+    "DOB 2014-03-09 on the referral",
+    "NHS 9434765919 flagged by school nurse"])
+async def test_justification_must_not_identify_the_child(fed, justification):
+    subject = {**GOOD, "nhs_number": "9434765919"}
+    status, body = await fed.search(subject, purpose={"code": "missing-child", "justification": justification})
+    assert status == 400 and "purpose.justification" in body["error"]["fields"]
+    assert "Amelia" not in json.dumps(body)
+
+
 async def test_nhs_number_with_family_name_is_a_sufficient_query(fed):
     status, body = await fed.search({"nhs_number": "943 476 5919", "family_name": "Smith"})
     assert status == 200, body

@@ -1,0 +1,49 @@
+"""Deny by default: every route names its roles, and every other caller is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from certs.identity import Role
+from tests.conftest import row
+
+# The roles each route admits. A new route must be added here, or the test below fails.
+ALLOWED = {
+    ("POST", "/v1/searches"): {Role.PRACTITIONER},
+    ("GET", "/v1/nodes"): {Role.OPERATOR},
+    ("GET", "/metrics"): {Role.OPERATOR},
+    ("GET", "/v1/purposes"): {Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR},
+    ("GET", "/v1/audit/entries"): {Role.AUDITOR},
+    ("GET", "/v1/audit/checkpoint"): {Role.AUDITOR},
+}
+OPEN = {("GET", "/healthz")}
+
+
+@pytest.fixture
+async def fed(federation):
+    return await federation({"LEEDS": [row()]})
+
+
+def routes(app):
+    return {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+
+
+async def test_every_route_is_listed_with_its_roles(fed):
+    assert routes(fed.server.app) == set(ALLOWED) | OPEN
+
+
+async def call(fed, method, path, role):
+    session = fed.session(role=role)
+    async with session.request(method, f"{fed.url}{path}", json={} if method == "POST" else None) as resp:
+        return resp.status
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ALLOWED))
+async def test_roles_not_named_are_refused(fed, method, path):
+    assert await call(fed, method, path, None) == 401
+    for role in (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR, Role.NODE_ADMIN):
+        status = await call(fed, method, path, role)
+        if role in ALLOWED[(method, path)]:
+            assert status not in (401, 403), (role, status)
+        else:
+            assert status == 403, (role, status)
