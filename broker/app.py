@@ -27,6 +27,8 @@ from broker.auth import REVOCATIONS, peer_identity, require
 from broker.config import BrokerConfig
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
+from broker.health import HealthMonitor
+from broker.watcher import ConfigWatcher
 from broker.metrics import METRICS, Metrics
 from broker.ratelimit import RateLimiter
 from broker.registry import load_registry
@@ -42,6 +44,8 @@ FANOUT = web.AppKey("fanout", FanOut)
 LIMITER = web.AppKey("limiter", RateLimiter)
 SIGNER = web.AppKey("signer", AssertionSigner)
 SEARCH = web.RequestKey("search", SearchRecord)
+MONITOR = web.AppKey("monitor", HealthMonitor)
+WATCHER = web.AppKey("watcher", ConfigWatcher)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -195,8 +199,15 @@ async def create_search(request: web.Request) -> web.Response:
     search_id = record.search_id
     started = time.perf_counter()
     node_request = match_request(search_id, search, caller)
-    request.app[SIGNER].sign(node_request)
-    outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds)
+    signer = request.app[SIGNER]
+    signer.sign(node_request)
+
+    def resign() -> bytes:
+        fresh = match_request(search_id, search, caller)
+        signer.sign(fresh)
+        return fresh.SerializeToString()
+
+    outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
     coverage = coverage_json(outcomes)
     record_outcomes(request.app[METRICS], outcomes)
     record.outcomes(outcomes)
@@ -215,27 +226,28 @@ async def create_search(request: web.Request) -> web.Response:
 
 
 async def list_nodes(request: web.Request) -> web.Response:
+    """GET /v1/nodes (operator): every authority's health as the monitor sees it; ?refresh=true polls now."""
     require(request, Role.OPERATOR)
-    clients = request.app[FANOUT].clients
-
-    async def describe(client: Any) -> dict[str, Any]:
-        entry = {"code": client.authority.code, "name": client.authority.name, "address": client.authority.address}
-        started = time.perf_counter()
-        try:
-            info = await client.describe(timeout=request.app[CONFIG].search_deadline_seconds)
-        except Exception as exc:  # noqa: BLE001 - any failure is "down", with its reason
-            return {**entry, "status": "down", "reason": getattr(exc, "reason", "error")}
-        return {**entry, "status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                "record_count": info.record_count, "data_as_of": info.data_as_of or None,
-                "software_version": info.software_version}
-
-    return web.json_response({"nodes": list(await asyncio.gather(*(describe(c) for c in clients)))})
+    fanout = request.app[FANOUT]
+    if request.query.get("refresh") in ("1", "true"):
+        await request.app[MONITOR].poll_once()
+    nodes = [h.to_json() for c in fanout.clients if (h := fanout.health_of(c.authority.code)) is not None]
+    request.app[METRICS].nodes_up.set(sum(1 for n in nodes if n["status"] in ("up", "probation")))
+    now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).isoformat(timespec="seconds")
+    return web.json_response({"generated_at": now, "nodes": nodes})
 
 
 async def metrics(request: web.Request) -> web.Response:
     require(request, Role.OPERATOR)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """GET /dashboard (operator): the node-health page; imported on first use."""
+    from broker.dashboard import dashboard
+
+    return await dashboard(request)
 
 
 async def list_purposes(request: web.Request) -> web.Response:
@@ -256,8 +268,14 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls)
+        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls, settings=config.health)
+        app[MONITOR] = HealthMonitor(app[FANOUT], app[FANOUT].settings)
+        app[MONITOR].start()
+        app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)
+        app[WATCHER].start()
         yield
+        await app[WATCHER].stop()
+        await app[MONITOR].stop()
         if fanout is None:  # channels we opened are ours to close
             await app[FANOUT].close()
 
@@ -275,6 +293,7 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app.router.add_get("/v1/nodes", list_nodes)
     app.router.add_get("/v1/purposes", list_purposes)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/v1/audit/entries", list_entries)
     app.router.add_get("/v1/audit/checkpoint", checkpoint)
     return app

@@ -91,8 +91,8 @@ async def commit(app: web.Application, record: SearchRecord, status: int, outcom
         receipt = await app[AUDIT].append(record.entry(status, outcome, now))
     except AuditError as exc:
         log.error("audit_write_failed", search_id=record.search_id, error_type=type(exc).__name__)
-        raise AuditUnavailable("the search could not be recorded in the audit log, so it was not run; "
-                               "try again shortly") from None
+        raise AuditUnavailable("the search could not be recorded in the audit log, so its results are "
+                               "withheld; try again shortly") from None
     finally:
         metrics.audit_seconds.observe(time.perf_counter() - started)
     record.receipt = receipt

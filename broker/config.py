@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.health import HealthSettings
 from node.config import TLSConfig, read_tls
 from signpost.config import Reader, read_toml
 
@@ -52,6 +53,10 @@ class BrokerConfig:
     """Ed25519 key that signs the audit log's tree heads; created if missing (public half beside it)."""
     subject_key: Path = Path("subject.key")
     """HMAC key for the child's identifiers in the audit log; auditors hold a copy. Created if missing."""
+    reload_interval_seconds: float = 2.0
+    """How often the registry and the broker's certificate files are checked for changes."""
+    health: HealthSettings = HealthSettings()
+    """How nodes are polled, when circuits open, when a slow node is put on probation."""
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted."""
     log_level: str = "info"
@@ -72,6 +77,8 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         audit_log=_audit_location(reader),
         audit_signing_key=reader.path("audit_signing_key", "audit.key"),
         subject_key=reader.path("subject_key", "subject.key"),
+        reload_interval_seconds=reader.number("reload_interval_seconds", 2.0, minimum=0.1),
+        health=_health(reader.sub("health")),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),
     )
@@ -81,3 +88,15 @@ def _audit_location(reader: Reader) -> str:
     """A postgresql:// URL as given; anything else is a SQLite path relative to the config file."""
     value = reader.text("audit_log", "audit.sqlite3")
     return value if value.startswith(("postgresql://", "postgres://")) else str(reader.path("audit_log", value))
+
+
+def _health(reader: Reader) -> HealthSettings:
+    d = HealthSettings()
+    return HealthSettings(
+        poll_interval=reader.number("poll_interval_seconds", d.poll_interval, minimum=0.05),
+        poll_timeout=reader.number("poll_timeout_seconds", d.poll_timeout, minimum=0.05),
+        failure_threshold=reader.integer("failure_threshold", d.failure_threshold, minimum=1),
+        reset_after=reader.number("reset_after_seconds", d.reset_after, minimum=0.1),
+        slow_ms=reader.number("slow_ms", d.slow_ms, minimum=1),
+        probation_timeout=reader.number("probation_timeout_seconds", d.probation_timeout, minimum=0.01),
+    )

@@ -12,7 +12,8 @@
         ├── NodeTimeout            no answer before the deadline
         ├── NodeUnavailable        not reachable
         ├── NodeRefused            TLS identity wrong, or the node refused us
-        └── NodeFailed             the node answered with an error or a malformed answer
+        ├── NodeFailed             the node answered with an error or a malformed answer
+        └── NodeCircuitOpen        not asked: its circuit breaker is open
 
 Messages are shown to callers and logged: they must never contain a child's details.
 """
@@ -79,3 +80,9 @@ class NodeRefused(NodeCallError):
 
 class NodeFailed(NodeCallError):
     reason = "error"
+
+
+class NodeCircuitOpen(NodeCallError):
+    """Not asked: the node failed repeatedly and its circuit is open until a probe succeeds."""
+
+    reason = "circuit_open"

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from broker.errors import NodeCallError, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
+from broker.breaker import CircuitBreaker
+from broker.errors import NodeCallError, NodeCircuitOpen, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
+from broker.health import HealthSettings, NodeHealth
 from broker.registry import Authority
 from node.config import TLSConfig
 from protos.signpost.v1 import node_pb2
@@ -28,6 +33,7 @@ from protos.signpost.v1 import node_pb2
 log = structlog.get_logger("signpost.broker")
 MATCH_METHOD = "/signpost.v1.NodeService/Match"
 DESCRIBE_METHOD = "/signpost.v1.NodeService/Describe"
+SERVICE = "signpost.v1.NodeService"
 BANDS = frozenset({"match", "possible"})
 # Text grpc puts in UNAVAILABLE when the TLS handshake, not the network, failed.
 _HANDSHAKE_MARKERS = ("handshake", "ssl", "certificate", "verification", "unauthenticated", "tsi_", "alert")
@@ -71,6 +77,8 @@ class NodeClient:
                 # Reconnect quickly after a node restarts: searches should not wait out a long backoff.
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2_000),
+                # One retry layer per call path: FanOut's, which knows the search's deadline.
+                ("grpc.enable_retries", 0),
             ],
         )
         # request_serializer=None: the caller serialises the query once for every authority.
@@ -82,6 +90,7 @@ class NodeClient:
             request_serializer=node_pb2.DescribeRequest.SerializeToString,
             response_deserializer=node_pb2.DescribeResponse.FromString,
         )
+        self._health = health_pb2_grpc.HealthStub(self.channel)
 
     async def match(self, request: bytes, timeout: float) -> node_pb2.MatchResponse:
         try:
@@ -107,8 +116,20 @@ class NodeClient:
             raise NodeRefused("answered as another authority")
         return response
 
-    async def close(self) -> None:
-        await self.channel.close()
+    async def probe(self, timeout: float) -> dict[str, Any]:
+        """The health monitor's check: grpc.health.v1 for the NodeService, then Describe."""
+        try:
+            status = await self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc) from exc
+        if status.status != health_pb2.HealthCheckResponse.SERVING:
+            raise NodeUnavailable("not serving")
+        info = await self.describe(timeout)
+        return {"record_count": info.record_count, "data_as_of": info.data_as_of or None,
+                "software_version": info.software_version, "cert_expires": info.certificate_expires or None}
+
+    async def close(self, grace: float | None = None) -> None:
+        await self.channel.close(grace)
 
 
 @dataclass(frozen=True)
@@ -121,33 +142,119 @@ class Outcome:
     ms: float
 
 
+RESERVE_SECONDS = 0.05
+"""Of a search's deadline, kept back for assembling, auditing and sending the answer."""
+MIN_ATTEMPT_SECONDS = 0.02
+"""Do not start (or retry) a call with less time than this left."""
+
+
 class FanOut:
-    """Sends one search to every authority concurrently and waits no longer than the deadline."""
+    """Sends one search to every authority concurrently and answers by the deadline.
 
-    def __init__(self, clients: Iterable[NodeClient]) -> None:
-        self.clients: Sequence[NodeClient] = tuple(clients)
+    Per-node timeouts come from the time left; a node that is merely unreachable
+    (UNAVAILABLE before any response) is retried with backoff while time remains;
+    a refused handshake is not retried. Open circuits are skipped, and nodes on
+    probation get at most ``probation_timeout`` of the deadline.
+    """
 
-    async def _one(self, client: NodeClient, request: bytes, timeout: float, search_id: str) -> Outcome:
+    def __init__(self, clients: Iterable[NodeClient], *, settings: HealthSettings | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 3) -> None:
+        self.settings = settings or HealthSettings()
+        self._clock, self._wall_clock, self._sleep = clock, wall_clock, sleep
+        self.max_attempts = max_attempts
+        self._clients: dict[str, NodeClient] = {}
+        self._health: dict[str, NodeHealth] = {}
+        for client in clients:
+            self._add(client)
+
+    def _add(self, client: NodeClient) -> None:
+        code = client.authority.code
+        self._clients[code] = client
+        if code not in self._health or self._health[code].authority != client.authority:
+            breaker = CircuitBreaker(failure_threshold=self.settings.failure_threshold,
+                                     reset_after=self.settings.reset_after, clock=self._clock)
+            self._health[code] = NodeHealth(client.authority, breaker, self.settings, self._wall_clock)
+
+    @property
+    def clients(self) -> Sequence[NodeClient]:
+        return tuple(self._clients.values())
+
+    def health_of(self, code: str) -> NodeHealth | None:
+        return self._health.get(code)
+
+    def replace(self, clients: Iterable[NodeClient]) -> list[NodeClient]:
+        """Swap in a new set of clients (registry reload, credential rotation); return the old ones to close."""
+        old = list(self._clients.values())
+        self._clients = {}
+        for client in clients:
+            self._add(client)
+        for code in set(self._health) - set(self._clients):
+            del self._health[code]
+        return [c for c in old if self._clients.get(c.authority.code) is not c]
+
+    async def _attempts(self, client: NodeClient, request: bytes, budget_end: float,
+                        resign: Callable[[], bytes] | None) -> node_pb2.MatchResponse:
+        def out_of_time(state: RetryCallState) -> bool:
+            return (state.attempt_number >= self.max_attempts
+                    or budget_end - self._clock() < MIN_ATTEMPT_SECONDS + 0.1)
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(NodeUnavailable), stop=out_of_time,
+            wait=wait_exponential(multiplier=0.05, max=0.2), sleep=self._sleep, reraise=True,
+        ):
+            with attempt:
+                remaining = budget_end - self._clock()
+                if remaining < MIN_ATTEMPT_SECONDS:
+                    raise NodeTimeout("no time left before the deadline")
+                # A retry carries a fresh assertion: if the first attempt did reach the node, the same
+                # nonce again would (rightly) be refused as a replay.
+                payload = request if attempt.retry_state.attempt_number == 1 or resign is None else resign()
+                return await client.match(payload, remaining)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def _one(self, client: NodeClient, request: bytes, deadline_at: float, search_id: str,
+                   resign: Callable[[], bytes] | None) -> Outcome:
         started = time.perf_counter()
-        try:
-            response = await client.match(request, timeout)
-            error = None
-        except NodeCallError as exc:
-            response, error = None, exc
+        health = self._health[client.authority.code]
+        response: node_pb2.MatchResponse | None = None
+        error: NodeCallError | None = None
+        if not health.breaker.allow():
+            error = NodeCircuitOpen("circuit open after repeated failures")
+        else:
+            budget_end = deadline_at - RESERVE_SECONDS
+            if health.on_probation:
+                budget_end = min(budget_end, self._clock() + self.settings.probation_timeout)
+            try:
+                response = await self._attempts(client, request, budget_end, resign)
+            except NodeCallError as exc:
+                error = exc
         ms = (time.perf_counter() - started) * 1000
+        if error is None:
+            health.succeeded(ms)
+        elif not isinstance(error, NodeCircuitOpen):
+            health.failed(error)
         log.info("node_outcome", search_id=search_id, authority=client.authority.code,
                  outcome="answered" if error is None else error.reason, ms=round(ms, 1))
         return Outcome(client.authority, response, error, ms)
 
-    async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float) -> list[Outcome]:
+    async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float,
+                     resign: Callable[[], bytes] | None = None) -> list[Outcome]:
+        """Ask every node; ``resign`` gives a freshly signed copy of the request for retries."""
         payload = request.SerializeToString()
-        jobs = (self._one(c, payload, deadline_seconds, request.search_id) for c in self.clients)
+        deadline_at = self._clock() + deadline_seconds
+        jobs = (self._one(c, payload, deadline_at, request.search_id, resign) for c in self.clients)
         return list(await asyncio.gather(*jobs))
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
 
 
-def build_fanout(authorities: Iterable[Authority], tls: TLSConfig) -> FanOut:
+def build_clients(authorities: Iterable[Authority], tls: TLSConfig) -> list[NodeClient]:
     credentials = channel_credentials(tls)
-    return FanOut(NodeClient(a, credentials) for a in authorities)
+    return [NodeClient(a, credentials) for a in authorities]
+
+
+def build_fanout(authorities: Iterable[Authority], tls: TLSConfig, *,
+                 settings: HealthSettings | None = None) -> FanOut:
+    return FanOut(build_clients(authorities, tls), settings=settings)

@@ -63,6 +63,10 @@ class NodeConfig:
     """Largest gRPC message accepted: a Match request is a few hundred bytes."""
     answer_floor_seconds: float = 0.005
     """Every Match answer takes at least this long, so a shielded match times like no match."""
+    refresh_interval_seconds: float = 10.0
+    """How often the node checks its store for a new import to swap in."""
+    max_connection_age_seconds: float = 300.0
+    """Connections older than this are closed (after a grace), so rotated certificates take over."""
     journal_path: Path | None = None
     """The node's journal of searches (access log, safeguarding alerts); default beside the store."""
     log_level: str = "info"
@@ -94,5 +98,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
         journal_path=reader.optional_path("journal"),
         answer_floor_seconds=reader.number("answer_floor_ms", 5.0) / 1000,
+        refresh_interval_seconds=reader.number("refresh_interval_seconds", 10.0, minimum=0.1),
+        max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
         log_level=reader.text("log_level", "info"),
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import StoreError
+from node.store import private_file
 from protos.signpost.v1 import node_pb2
 
 SCHEMA = """
@@ -69,6 +70,7 @@ class Journal:
     def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         try:
+            private_file(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed row survives the process being killed, at no fsync per search.

@@ -11,8 +11,11 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import grpc
 import structlog
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from certs.assertions import AssertionVerifier, load_public_key
@@ -20,7 +23,7 @@ from certs.revocation import RevocationList
 from node.admin import NodeAdminService
 from node.config import NodeConfig, TLSConfig
 from node.journal import Journal
-from node.matching import build_matcher
+from node.refresh import Refresher, build_generation
 from node.service import NodeService
 from node.store import RecordStore
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
@@ -34,12 +37,42 @@ def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
-        [(tls.key.read_bytes(), tls.cert.read_bytes())],
-        root_certificates=tls.ca.read_bytes(),
-        require_client_auth=True,
-    )
+def certificate_expiry(path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return cert.not_valid_after_utc.isoformat(timespec="seconds")
+
+
+class CredentialFiles:
+    """The node's TLS files, re-read for new handshakes when any of them changes (rotation without restart)."""
+
+    def __init__(self, tls: TLSConfig, service: NodeService) -> None:
+        self.tls, self.service = tls, service
+        self._stamp = self._mtimes()
+
+    def _mtimes(self) -> tuple[float, ...]:
+        return tuple(p.stat().st_mtime for p in (self.tls.cert, self.tls.key, self.tls.ca))
+
+    def initial(self) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(self.tls.key.read_bytes(), self.tls.cert.read_bytes())], root_certificates=self.tls.ca.read_bytes())
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """Called by grpc before each new handshake (on a grpc thread): None keeps the current files."""
+        try:
+            stamp = self._mtimes()
+            if stamp == self._stamp:
+                return None
+            config = self.initial()
+            self.service.certificate_expires = certificate_expiry(self.tls.cert)
+        except (OSError, ValueError) as exc:  # half-written files: keep serving with the old ones
+            log.error("certificate_reload_failed", error_type=type(exc).__name__)
+            return None
+        self._stamp = stamp
+        log.info("certificate_reloaded", expires=self.service.certificate_expires)
+        return config
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(self.initial(), self.fetch, require_client_authentication=True)
 
 
 @dataclass
@@ -52,15 +85,18 @@ class RunningNode:
     health: health.aio.HealthServicer
     store: RecordStore
     port: int
+    refresher: Refresher
 
     @property
     def address(self) -> str:
         return join_host_port(self.config.listen[0], self.port)
 
     async def stop(self, grace: float = 1.0) -> None:
-        # Say NOT_SERVING first so health-checking clients stop sending before the port closes.
+        # Say NOT_SERVING first so health-checking clients stop sending, then let in-flight calls drain.
         await self.health.enter_graceful_shutdown()
+        await self.refresher.stop()
         await self.server.stop(grace)
+        self.service.generation.close()
         self.store.close()
         self.service.journal.close()
 
@@ -68,16 +104,20 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
-    matcher = build_matcher(store.identities())
+    generation = await asyncio.to_thread(build_generation, store)
     verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)
-    service = NodeService(config.code, config.name, matcher, store, verifier=verifier, revocations=revocations,
+    service = NodeService(config.code, config.name, generation, verifier=verifier, revocations=revocations,
                           journal=journal, answer_floor_seconds=config.answer_floor_seconds)
+    service.certificate_expires = certificate_expiry(config.tls.cert)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
         ("grpc.so_reuseport", 0),
+        # Connections are recycled, so rotated certificates take over within a bounded time.
+        ("grpc.max_connection_age_ms", int(config.max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", 10_000),
     ]
     server = grpc.aio.server(options=options)
     node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
@@ -85,24 +125,28 @@ async def start_node(config: NodeConfig) -> RunningNode:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen
-    bound = server.add_secure_port(join_host_port(host, port), server_credentials(config.tls))
+    bound = server.add_secure_port(join_host_port(host, port), CredentialFiles(config.tls, service).credentials())
     if bound == 0:
+        generation.close()
         store.close()
         raise OSError(f"node {config.code}: cannot listen on {host}:{port}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("node_started", authority=config.code, port=bound, records=matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound)
+    refresher = Refresher(store, service, interval=config.refresh_interval_seconds)
+    refresher.start()
+    log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
+    return RunningNode(config, server, service, health_servicer, store, bound, refresher)
 
 
 async def serve_forever(config: NodeConfig) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; SIGHUP checks for new data now."""
     node = await start_node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.refresher.poke)
     await stop.wait()
     log.info("node_stopping", authority=config.code)
     await node.stop(grace=5.0)

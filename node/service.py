@@ -18,12 +18,12 @@ import structlog
 from certs.assertions import AssertionRejected, AssertionVerifier
 from certs.identity import Identity, IdentityError, Role, identity_from_pem
 from certs.revocation import RevocationList
-from node.errors import MatchRequestError
+from node.errors import MatchRequestError, StoreError
 from node.matching import Matcher, MatchResult, Query
 from node.journal import Journal
 from node.timing import TIMER
 from node.records import Involvement
-from node.store import RecordStore
+from node.refresh import Generation, GenerationHolder
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 from signpost import __version__
 from signpost.identifiers import nhs_number_valid, parse_date
@@ -86,19 +86,24 @@ def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> no
     return node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons), contacts=contacts)
 
 
-class NodeService(node_pb2_grpc.NodeServiceServicer):
-    """One authority's answers. ``matcher`` is swappable: a re-import installs a new one atomically."""
+class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
+    """One authority's answers, from one generation (index + snapshot) at a time; see node.refresh."""
 
-    def __init__(self, code: str, name: str, matcher: Matcher, store: RecordStore, *,
+    def __init__(self, code: str, name: str, generation: Generation, *,
                  verifier: AssertionVerifier, revocations: RevocationList, journal: Journal,
                  answer_floor_seconds: float = 0.005) -> None:
         self.code, self.name = code, name
-        self.matcher = matcher
-        self.store = store
+        self.generation = generation
         self.verifier = verifier
         self.revocations = revocations
         self.journal = journal
         self.answer_floor_seconds = answer_floor_seconds
+        self.certificate_expires = ""
+        """RFC 3339 not-after of the certificate this node serves with; set by the server, updated on rotation."""
+
+    @property
+    def matcher(self) -> Matcher:
+        return self.generation.matcher
 
     async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
         identity = caller_identity(context)
@@ -126,18 +131,12 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.purpose.code == "":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
-        candidates = []
-        entries: list[tuple[str, str | None, str | None]] = []
-        for result in self.matcher.match(query):
-            if result.shielded:
-                # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
-                entries.append(("alert", result.record_id, result.band))
-                continue
-            candidate = candidate_of(result, self.store.involvements(result.record_id))
-            if candidate is not None:
-                candidates.append(candidate)
-                entries.append(("match", result.record_id, result.band))
-        self.journal.record(request, entries or [("none", None, None)])
+        try:
+            candidates = self._answer(request, query)
+        except StoreError:
+            # The store's own message stays in this node's log; the broker learns only that it failed.
+            log.error("store_failed", search_id=request.search_id)
+            await context.abort(grpc.StatusCode.INTERNAL, "the node could not read or record the search")
         # Answer no sooner than the floor: a shielded child's record is found and scored, which takes
         # longer than finding nothing, and neither the searcher nor the broker may be able to tell.
         await TIMER.wait_until(started + self.answer_floor_seconds)
@@ -148,11 +147,30 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
         )
         return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
 
+    def _answer(self, request: node_pb2.MatchRequest, query: Query) -> list[node_pb2.Candidate]:
+        """Match, read contacts and journal the search, all from one generation and with no await between."""
+        candidates = []
+        entries: list[tuple[str, str | None, str | None]] = []
+        generation = self.generation  # one generation for the whole answer, even if a refresh swaps it
+        for result in generation.matcher.match(query):
+            if result.shielded:
+                # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
+                entries.append(("alert", result.record_id, result.band))
+                continue
+            candidate = candidate_of(result, generation.store.involvements(result.record_id))
+            if candidate is not None:
+                candidates.append(candidate)
+                entries.append(("match", result.record_id, result.band))
+        # The journal is how the holder reviews searches: no answer goes out unrecorded.
+        self.journal.record(request, entries or [("none", None, None)])
+        return candidates
+
     async def Describe(
         self, request: node_pb2.DescribeRequest, context: grpc.aio.ServicerContext
     ) -> node_pb2.DescribeResponse:
         await self._require_broker(context)
         return node_pb2.DescribeResponse(
-            authority_code=self.code, authority_name=self.name, record_count=self.matcher.size,
-            data_as_of=self.store.data_as_of(), software_version=__version__,
+            authority_code=self.code, authority_name=self.name, record_count=self.generation.matcher.size,
+            data_as_of=self.generation.store.data_as_of(), software_version=__version__,
+            certificate_expires=self.certificate_expires,
         )

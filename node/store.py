@@ -8,6 +8,7 @@ index) sees either the old data or the new, never half an import.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing
@@ -55,19 +56,35 @@ _CHILD_COLUMNS = (
 _INVOLVEMENT_COLUMNS = tuple(Involvement.__dataclass_fields__)
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (children's records), if it does not exist yet."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 class RecordStore:
     """Records of one authority in a SQLite file; open one per process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, pinned: bool = False) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            if pinned:
+                # A read transaction held open sees the database as it was at its first read, whatever
+                # imports commit meanwhile (WAL): the index and the contacts come from the same data.
+                self._db.execute("BEGIN")
+                self._db.execute("SELECT count(*) FROM meta").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the record store at {path}: {exc}") from exc
+
+    def snapshot(self) -> RecordStore:
+        """A read-only view of the store as it is now, unchanged by later imports, until closed."""
+        return RecordStore(self.path, pinned=True)
 
     def close(self) -> None:
         self._db.close()
@@ -86,6 +103,9 @@ class RecordStore:
                         self._write(cur, record)
                         count += 1
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
+                    # A counter, not the time: two imports in one second must still be told apart.
+                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_version', "
+                                "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)")
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -115,6 +135,10 @@ class RecordStore:
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM children").fetchone()[0])
 
+    def data_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+        return int(row[0]) if row else 0
+
     def data_as_of(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'data_as_of'").fetchone()
         return str(row[0]) if row else ""
@@ -129,10 +153,13 @@ class RecordStore:
 
     def involvements(self, record_id: str) -> tuple[Involvement, ...]:
         """The contacts of one record, in the order they were loaded."""
-        rows = self._db.execute(
-            f"SELECT {','.join(_INVOLVEMENT_COLUMNS)} FROM involvements WHERE record_id = ? ORDER BY position",
-            (record_id,),
-        ).fetchall()
+        try:
+            rows = self._db.execute(
+                f"SELECT {','.join(_INVOLVEMENT_COLUMNS)} FROM involvements WHERE record_id = ? ORDER BY position",
+                (record_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the record store at {self.path}: {exc}") from exc
         return tuple(Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row)), "sensitive": bool(row[-1])}) for row in rows)
 
     def records(self) -> Iterator[Record]:

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from broker.app import FANOUT, create_app
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
+from broker.health import HealthSettings
 from broker.registry import Authority, save_registry
 from broker.server import server_ssl_context
 from certs.identity import Role, node_dns_name
@@ -28,6 +29,8 @@ from node.records import COLUMNS
 from node.server import RunningNode, start_node
 from signpost.federation import Pki, client_ssl_context, create_pki, import_authority
 
+# The harness polls nodes often, so a stopped node shows as down within a fraction of a second.
+FAST_HEALTH = HealthSettings(poll_interval=0.2, poll_timeout=1.0)
 AUTHORITIES = [("LEEDS", "Leeds"), ("KENT", "Kent"), ("CORNWALL", "Cornwall"), ("HACKNEY", "Hackney")]
 
 
@@ -121,7 +124,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
     async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
                    extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
                    node_ca: Path | None = None, pki: Pki | None = None,
-                   audit_log: str | None = None) -> Federation:
+                   audit_log: str | None = None, health: HealthSettings | None = None) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
@@ -141,8 +144,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                               rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0,
                               audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
                               audit_signing_key=tmp_path / "audit.key",
-                              subject_key=tmp_path / "subject.key")
-        app = create_app(config, fanout=build_fanout(authorities, config.tls))
+                              subject_key=tmp_path / "subject.key", health=health or FAST_HEALTH)
+        app = create_app(config, fanout=build_fanout(authorities, config.tls, settings=config.health))
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
         fed = Federation(pki, nodes, server, tmp_path)

@@ -140,11 +140,14 @@ async def test_wrong_role_is_403(federation):
 async def test_operator_sees_node_status(federation):
     fed = await federation({"LEEDS": [row(), row(record_id="R2", given_name="Ben")], "KENT": [row(record_id="K1")]})
     await fed.nodes["KENT"].stop(grace=0)
-    async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/v1/nodes") as resp:
+    async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/v1/nodes?refresh=true") as resp:
         body = await resp.json()
     by_code = {n["code"]: n for n in body["nodes"]}
     assert by_code["LEEDS"]["status"] == "up" and by_code["LEEDS"]["record_count"] == 2
-    assert by_code["KENT"]["status"] == "down"
+    assert by_code["LEEDS"]["cert_expires"] and by_code["LEEDS"]["software_version"]
+    assert by_code["LEEDS"]["latency_ms"]["p50"] is not None and by_code["LEEDS"]["error_rate"] == 0.0
+    # Background polls may already have opened its circuit: either way it is shown as not answering.
+    assert by_code["KENT"]["status"] in ("down", "circuit_open") and by_code["KENT"]["reason"] == "unavailable"
 
 
 async def test_healthz_needs_no_certificate_and_says_nothing_about_data(federation):

@@ -12,6 +12,7 @@ ALLOWED = {
     ("POST", "/v1/searches"): {Role.PRACTITIONER},
     ("GET", "/v1/nodes"): {Role.OPERATOR},
     ("GET", "/metrics"): {Role.OPERATOR},
+    ("GET", "/dashboard"): {Role.OPERATOR},
     ("GET", "/v1/purposes"): {Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR},
     ("GET", "/v1/audit/entries"): {Role.AUDITOR},
     ("GET", "/v1/audit/checkpoint"): {Role.AUDITOR},

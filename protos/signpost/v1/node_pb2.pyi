@@ -339,12 +339,15 @@ class DescribeResponse(_message.Message):
     RECORD_COUNT_FIELD_NUMBER: _builtins.int
     DATA_AS_OF_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_EXPIRES_FIELD_NUMBER: _builtins.int
     authority_code: _builtins.str
     authority_name: _builtins.str
     record_count: _builtins.int
     data_as_of: _builtins.str
     """RFC 3339 time of the last import, empty if never"""
     software_version: _builtins.str
+    certificate_expires: _builtins.str
+    """RFC 3339 not-after of the node's own certificate"""
     def __init__(
         self,
         *,
@@ -353,10 +356,11 @@ class DescribeResponse(_message.Message):
         record_count: _builtins.int = ...,
         data_as_of: _builtins.str = ...,
         software_version: _builtins.str = ...,
+        certificate_expires: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority_code", b"authority_code", "authority_name", b"authority_name", "data_as_of", b"data_as_of", "record_count", b"record_count", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority_code", b"authority_code", "authority_name", b"authority_name", "certificate_expires", b"certificate_expires", "data_as_of", b"data_as_of", "record_count", b"record_count", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

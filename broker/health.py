@@ -1,0 +1,164 @@
+"""What the broker knows about each authority's node, and the monitor that keeps it current.
+
+Every call — a search's Match or the monitor's health check and Describe —
+feeds the node's record: recent latencies (p50, p99), error rate, last
+success, and the circuit breaker. The monitor polls every node on an interval
+(``grpc.health.v1`` Check, then Describe for record count, data freshness,
+software version and certificate expiry). ``GET /v1/nodes`` and the operator
+dashboard show this state; searches use it to skip open circuits and to give
+slow nodes (on probation) less of the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from broker.breaker import BreakerState, CircuitBreaker
+from broker.errors import NodeCallError
+from broker.registry import Authority
+
+if TYPE_CHECKING:
+    from broker.fanout import FanOut, NodeClient
+
+log = structlog.get_logger("signpost.broker")
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """How the broker watches nodes."""
+
+    poll_interval: float = 5.0
+    """Seconds between health polls of every node."""
+    poll_timeout: float = 1.0
+    failure_threshold: int = 5
+    """Consecutive failures that open a node's circuit."""
+    reset_after: float = 10.0
+    """Seconds an open circuit waits before one probe is let through."""
+    slow_ms: float = 500.0
+    """A node whose recent p90 latency exceeds this is put on probation."""
+    probation_timeout: float = 0.5
+    """The most of a search's deadline a node on probation is given."""
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+@dataclass
+class NodeHealth:
+    """One authority's recent record, as the broker sees it."""
+
+    authority: Authority
+    breaker: CircuitBreaker
+    settings: HealthSettings
+    wall_clock: Callable[[], float]
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=100))
+    last_success: float | None = None
+    last_error: str = ""
+    polled: bool = False
+    reachable: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def succeeded(self, ms: float) -> None:
+        self.latencies.append(ms)
+        self.outcomes.append(True)
+        self.last_success, self.reachable = self.wall_clock(), True
+        self.breaker.success()
+
+    def failed(self, error: NodeCallError) -> None:
+        self.outcomes.append(False)
+        self.last_error, self.reachable = error.reason, False
+        if error.reason == "timeout":
+            self.latencies.append(float("inf"))  # a timeout is the slowest answer of all
+        self.breaker.failure()
+
+    @property
+    def on_probation(self) -> bool:
+        recent = list(self.latencies)[-20:]
+        p90 = _percentile(recent, 90)
+        return len(recent) >= 5 and p90 is not None and p90 > self.settings.slow_ms
+
+    @property
+    def status(self) -> str:
+        if self.breaker.state is BreakerState.OPEN:
+            return "circuit_open"
+        if not self.polled and not self.outcomes:
+            return "unknown"
+        if not self.reachable:
+            return "down"
+        if self.on_probation or self.breaker.state is BreakerState.HALF_OPEN:
+            return "probation"
+        return "up"
+
+    def to_json(self) -> dict[str, Any]:
+        finite = [v for v in self.latencies if v != float("inf")]
+        p50, p99 = _percentile(finite, 50), _percentile(list(self.latencies), 99)
+        errors = self.outcomes.count(False)
+        return {
+            "code": self.authority.code, "name": self.authority.name, "address": self.authority.address,
+            "status": self.status, "reason": self.last_error or None,
+            "latency_ms": {"p50": None if p50 is None else round(p50, 1),
+                           "p99": None if p99 is None or p99 == float("inf") else round(p99, 1)},
+            "error_rate": round(errors / len(self.outcomes), 3) if self.outcomes else None,
+            "last_success": _iso(self.last_success), "circuit": self.breaker.state.value, **self.info,
+        }
+
+
+class HealthMonitor:
+    """Polls every node of a fan-out on an interval until stopped."""
+
+    def __init__(self, fanout: FanOut, settings: HealthSettings) -> None:
+        self.fanout, self.settings = fanout, settings
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="signpost-health-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.settings.poll_interval)
+
+    async def poll_once(self) -> None:
+        await asyncio.gather(*(self._poll(c) for c in self.fanout.clients))
+
+    async def _poll(self, client: NodeClient) -> None:
+        health = self.fanout.health_of(client.authority.code)
+        if health is None or not health.breaker.allow():
+            return  # an open circuit is probed only once its reset time has passed
+        started = time.perf_counter()
+        try:
+            info = await client.probe(self.settings.poll_timeout)
+        except NodeCallError as exc:
+            if health.reachable or not health.polled:
+                log.warning("node_down", authority=client.authority.code, reason=exc.reason)
+            health.failed(exc)
+        else:
+            if not health.reachable:
+                log.info("node_up", authority=client.authority.code)
+            health.succeeded((time.perf_counter() - started) * 1000)
+            health.info = info
+        health.polled = True

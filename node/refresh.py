@@ -1,0 +1,93 @@
+"""Serving new data without a restart: a re-import is picked up and swapped in atomically.
+
+A *generation* is a match index together with the store snapshot it was built
+from (a pinned SQLite read transaction), so every answer's candidates and
+contacts come from the same import. The refresher notices a new import (the
+store's ``data_version`` counter), builds the next generation in a worker
+thread while the current one keeps serving, then swaps the pair in one
+assignment. Matching and reading contacts happen with no ``await`` between
+them, so no query ever sees half of one generation and half of another; the
+old snapshot is closed after the swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from node.matching import Matcher, build_matcher
+from node.store import RecordStore
+
+log = structlog.get_logger("signpost.node")
+
+
+@dataclass(frozen=True)
+class Generation:
+    matcher: Matcher
+    store: RecordStore
+    """A pinned snapshot: read-only, consistent with ``matcher``."""
+    version: int
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_generation(store: RecordStore) -> Generation:
+    """Snapshot the store and index that snapshot (blocking: run it in a thread when serving)."""
+    snapshot = store.snapshot()
+    try:
+        return Generation(build_matcher(snapshot.identities()), snapshot, snapshot.data_version())
+    except BaseException:
+        snapshot.close()
+        raise
+
+
+class Refresher:
+    """Watches a store for new imports and swaps a new generation into ``target``."""
+
+    def __init__(self, store: RecordStore, target: GenerationHolder, *, interval: float) -> None:
+        self.store, self.target, self.interval = store, target, interval
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="signpost-refresher")
+
+    def poke(self) -> None:
+        """Check now (SIGHUP, or a test)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.refresh_if_changed()
+
+    async def refresh_if_changed(self) -> bool:
+        if self.store.data_version() == self.target.generation.version:
+            return False
+        try:
+            new = await asyncio.to_thread(build_generation, self.store)
+        except Exception as exc:  # noqa: BLE001 - keep serving the current data, say why
+            log.error("refresh_failed", error_type=type(exc).__name__)
+            return False
+        old, self.target.generation = self.target.generation, new
+        old.close()
+        log.info("data_refreshed", records=new.matcher.size, version=new.version)
+        return True
+
+
+class GenerationHolder:
+    """Anything that serves from a generation (the node service)."""
+
+    generation: Generation
