@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from certs.identity import Role
+from node.config import NodeConfig
 from signpost import __version__
 from signpost.config import ConfigError
 
@@ -73,11 +74,36 @@ def _revoke(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
+def _journal(args: argparse.Namespace, config: NodeConfig) -> int:
+    """The node's journal, read on the node's own host by the authority's staff."""
+    from node.journal import Journal
+
+    journal = Journal(config.journal)
+    try:
+        if args.node_command == "alerts" and args.ack is not None:
+            done = journal.acknowledge(args.ack, args.by)
+            print(f"alert {args.ack} acknowledged by {args.by}" if done else f"no unacknowledged alert {args.ack}")
+            return 0 if done else 1
+        rows = (journal.alerts(include_acknowledged=args.all) if args.node_command == "alerts"
+                else journal.access_log(since=args.since))
+    finally:
+        journal.close()
+    for r in rows:
+        seen = f" acknowledged {r.acknowledged_at} by {r.acknowledged_by}" if r.acknowledged_at else ""
+        print(f"#{r.id} {r.time} {r.kind} record {r.record_id} ({r.band}) searched by {r.requester_name} "
+              f"<{r.requester_email}>, {r.requester_role}, {r.requester_organisation}; purpose "
+              f"{r.purpose_code}: {r.justification}{seen}")
+    print(f"{len(rows)} {'alerts' if args.node_command == 'alerts' else 'searches that matched'}")
+    return 0
+
+
 def _node(args: argparse.Namespace) -> int:
     from node.config import load_node_config
     from node.errors import NodeError
 
     config = load_node_config(Path(args.config), os.environ)
+    if args.node_command in ("alerts", "access-log"):
+        return _journal(args, config)
     if args.node_command == "serve":
         from node.server import serve_forever
         from signpost.logs import configure
@@ -238,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--replace", action="store_true", help="drop records not in this file (full snapshot)")
     serve = node_commands.add_parser("serve", help="serve the node over gRPC with mTLS")
     serve.add_argument("--config", required=True)
+    alerts = node_commands.add_parser("alerts", help="searches that found a shielded child (safeguarding officer)")
+    alerts.add_argument("--config", required=True)
+    alerts.add_argument("--all", action="store_true", help="include acknowledged alerts")
+    alerts.add_argument("--ack", type=int, help="acknowledge this alert id")
+    alerts.add_argument("--by", default="node-admin", help="who acknowledges (with --ack)")
+    access = node_commands.add_parser("access-log", help="searches that matched this authority's records")
+    access.add_argument("--config", required=True)
+    access.add_argument("--since", default="", help="RFC 3339 time")
     node_parser.set_defaults(handler=_node)
 
     broker_parser = commands.add_parser("broker", help="the federation broker")

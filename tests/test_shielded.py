@@ -167,3 +167,28 @@ async def test_the_timing_test_detects_a_leak_when_there_is_one(federation):
     journal.record = slow_record  # type: ignore[method-assign]
     shielded, absent = await _timings(fed, 80)
     assert permutation_p(shielded, absent) < 1e-3
+
+
+async def test_node_admin_cli_lists_and_acknowledges_alerts(federation, tmp_path):
+    import subprocess
+    import sys
+
+    fed = await federation(data())
+    await fed.search(SHIELDED, purpose=PURPOSE)
+    node = fed.nodes["LEEDS"]
+    config = tmp_path / "leeds-node.toml"
+    config.write_text(f'store = "{node.config.store}"\nbroker_public_keys = ["x.pub"]\n'
+                      '[authority]\ncode = "LEEDS"\nname = "Leeds"\n[tls]\nca = "a"\ncert = "b"\nkey = "c"\n')
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "signpost.cli", "node", *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("alerts")
+    assert listed.returncode == 0 and "1 alerts" in listed.stdout
+    assert "record S1" in listed.stdout and "Pat Practitioner" in listed.stdout and "missing-child" in listed.stdout
+    alert_id = listed.stdout.split()[0].lstrip("#")
+    assert cli("alerts", "--ack", alert_id, "--by", "nia").returncode == 0
+    assert "0 alerts" in cli("alerts").stdout
+    assert "acknowledged" in cli("alerts", "--all").stdout
+    assert "0 searches that matched" not in cli("access-log").stdout
