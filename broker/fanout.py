@@ -35,8 +35,13 @@ MATCH_METHOD = "/signpost.v1.NodeService/Match"
 DESCRIBE_METHOD = "/signpost.v1.NodeService/Describe"
 SERVICE = "signpost.v1.NodeService"
 BANDS = frozenset({"match", "possible"})
-# Text grpc puts in UNAVAILABLE when the TLS handshake, not the network, failed.
-_HANDSHAKE_MARKERS = ("handshake", "ssl", "certificate", "verification", "unauthenticated", "tsi_", "alert")
+# Text grpc puts in UNAVAILABLE when the peer's certificate was not accepted (either way round).
+_REFUSAL_MARKERS = ("certificate", "verif", "alert", "ssl_error_ssl", "unauthenticated", "tsi_", "handshake failed")
+# Text of a connection that broke, even mid-handshake ("Handshake read failed (recvmsg:Connection reset
+# by peer)"): the node went away, which is worth retrying, not a certificate refusal.
+_CONNECTION_MARKERS = ("connection reset", "broken pipe", "socket closed", "connection refused", "recvmsg",
+                       "sendmsg", "end of tcp stream", "connection aborted", "failed to connect to remote host")
+_EVIDENCE_OF_REFUSAL = ("certificate", "verif", "alert", "ssl_error_ssl")
 
 
 def translate(exc: grpc.aio.AioRpcError) -> NodeCallError:
@@ -45,11 +50,15 @@ def translate(exc: grpc.aio.AioRpcError) -> NodeCallError:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return NodeTimeout("no answer before the deadline")
     if code is grpc.StatusCode.UNAVAILABLE:
-        if any(marker in details.lower() for marker in _HANDSHAKE_MARKERS):
+        text = details.lower()
+        broken = any(m in text for m in _CONNECTION_MARKERS) and not any(m in text for m in _EVIDENCE_OF_REFUSAL)
+        if not broken and any(m in text for m in _REFUSAL_MARKERS):
             return NodeRefused("TLS handshake failed: certificate not accepted")
         return NodeUnavailable("not reachable")
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return NodeRefused("the node refused the broker")
+    if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED):
+        return NodeUnavailable("the node went away mid-call")  # e.g. it is shutting down
     return NodeFailed(f"the node answered {code.name}")
 
 
@@ -75,8 +84,8 @@ class NodeClient:
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 30_000),
                 # Reconnect quickly after a node restarts: searches should not wait out a long backoff.
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2_000),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1_000),
                 # One retry layer per call path: FanOut's, which knows the search's deadline.
                 ("grpc.enable_retries", 0),
             ],
@@ -144,6 +153,10 @@ class Outcome:
 
 RESERVE_SECONDS = 0.05
 """Of a search's deadline, kept back for assembling, auditing and sending the answer."""
+RETRY_WINDOW_SECONDS = 1.0
+"""How long an unreachable node is retried within one search: long enough to outlast grpc's reconnect
+backoff and a quick restart, short enough that a dead node does not hold every search to the deadline
+before its circuit opens."""
 MIN_ATTEMPT_SECONDS = 0.02
 """Do not start (or retry) a call with less time than this left."""
 
@@ -159,10 +172,11 @@ class FanOut:
 
     def __init__(self, clients: Iterable[NodeClient], *, settings: HealthSettings | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 3) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 8,
+                 retry_window: float = RETRY_WINDOW_SECONDS) -> None:
         self.settings = settings or HealthSettings()
         self._clock, self._wall_clock, self._sleep = clock, wall_clock, sleep
-        self.max_attempts = max_attempts
+        self.max_attempts, self.retry_window = max_attempts, retry_window
         self._clients: dict[str, NodeClient] = {}
         self._health: dict[str, NodeHealth] = {}
         for client in clients:
@@ -195,13 +209,15 @@ class FanOut:
 
     async def _attempts(self, client: NodeClient, request: bytes, budget_end: float,
                         resign: Callable[[], bytes] | None) -> node_pb2.MatchResponse:
+        retry_until = min(budget_end, self._clock() + self.retry_window)
+
         def out_of_time(state: RetryCallState) -> bool:
-            return (state.attempt_number >= self.max_attempts
-                    or budget_end - self._clock() < MIN_ATTEMPT_SECONDS + 0.1)
+            # Stop while an attempt would still have time to answer, so the reason stays "unavailable".
+            return state.attempt_number >= self.max_attempts or retry_until - self._clock() < MIN_ATTEMPT_SECONDS + 0.1
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(NodeUnavailable), stop=out_of_time,
-            wait=wait_exponential(multiplier=0.05, max=0.2), sleep=self._sleep, reraise=True,
+            wait=wait_exponential(multiplier=0.05, max=0.25), sleep=self._sleep, reraise=True,
         ):
             with attempt:
                 remaining = budget_end - self._clock()

@@ -35,12 +35,12 @@ log = structlog.get_logger("signpost.broker")
 class HealthSettings:
     """How the broker watches nodes."""
 
-    poll_interval: float = 5.0
+    poll_interval: float = 2.0
     """Seconds between health polls of every node."""
     poll_timeout: float = 1.0
     failure_threshold: int = 5
     """Consecutive failures that open a node's circuit."""
-    reset_after: float = 10.0
+    reset_after: float = 5.0
     """Seconds an open circuit waits before one probe is let through."""
     slow_ms: float = 500.0
     """A node whose recent p90 latency exceeds this is put on probation."""

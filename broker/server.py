@@ -20,6 +20,7 @@ from broker.config import BrokerConfig
 from node.config import TLSConfig
 
 log = structlog.get_logger("signpost.broker")
+DRAIN_SECONDS = 5.0
 
 
 def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
@@ -40,10 +41,11 @@ class RunningBroker:
 
 
 async def start_broker(config: BrokerConfig, app: web.Application | None = None) -> RunningBroker:
-    runner = web.AppRunner(app or create_app(config), access_log=None)
+    # In-flight searches get this long to finish when the broker is stopped (SIGTERM).
+    runner = web.AppRunner(app or create_app(config), access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     host, port = config.listen
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls), shutdown_timeout=5.0)
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls))
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("broker_started", port=bound)

@@ -157,6 +157,7 @@ async def start_local_federation(
             rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
             # --rate-limit 0 means bulk evaluation on one's own machine: no daily limit either.
             rate_limit_per_day=0 if rate_limit_per_minute == 0 else 300,
+            alert_searches_per_hour=0 if rate_limit_per_minute == 0 else 60,
             # The audit log and its keys outlive a demo run (the PKI does not): restart and verify.
             audit_log=str(workdir / "audit.sqlite3"), audit_signing_key=workdir / "audit.key",
             subject_key=workdir / "subject.key",

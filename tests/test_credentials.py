@@ -93,3 +93,33 @@ async def test_a_crl_not_signed_by_the_ca_is_ignored_once_running(federation, ow
     assert (await post(session, fed.url))[0] == 200
     write_crl(foreign.ca.key, foreign.ca.cert, {serial_of(files.cert)}, own_pki.crl)
     assert (await post(session, fed.url))[0] == 200
+
+
+async def test_a_node_whose_certificate_expires_while_serving_is_refused_afterwards(federation, own_pki):
+    """Its running server keeps the file, but new handshakes after expiry fail: reported as refused."""
+    import asyncio
+
+    from certs.pki import node_subject
+
+    ca = CertificateAuthority.load(own_pki.directory)
+    now = dt.datetime.now(dt.timezone.utc)
+    short = ca.issue_to(own_pki.directory, "node-KENT-short", node_subject("KENT", "Kent"),
+                        not_before=now - dt.timedelta(minutes=5), validity=dt.timedelta(minutes=5, seconds=3))
+    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki,
+                           node_files={"KENT": short})
+    status, body = await fed.search(AMELIA)
+    assert body["coverage"]["answered"] == 2
+    while dt.datetime.now(dt.timezone.utc) < now + dt.timedelta(seconds=4):
+        await asyncio.sleep(0.2)
+    # Close the broker's warm channel to KENT, as max_connection_age would: the next call handshakes anew.
+    from broker.app import FANOUT
+    from broker.fanout import NodeClient, channel_credentials
+
+    fanout = fed.server.app[FANOUT]
+    credentials = channel_credentials(own_pki.tls(own_pki.broker))
+    retired = fanout.replace([NodeClient(c.authority, credentials) for c in fanout.clients])
+    for client in retired:
+        await client.close()
+    status, body = await fed.search(AMELIA)
+    assert status == 200
+    assert {n["code"]: n["reason"] for n in body["coverage"]["not_answered"]} == {"KENT": "refused"}

@@ -30,3 +30,36 @@ async def test_no_match_anywhere_is_an_empty_result_with_full_coverage(federatio
     assert status == 200
     assert body["results"] == []
     assert body["coverage"]["answered"] == 2 and body["coverage"]["not_answered"] == []
+
+
+TWINS = [
+    row(record_id="T1", given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F",
+        postcode="LS6 2AB", address="4 Elm Street", practitioner_name="Worker For Olivia"),
+    row(record_id="T2", given_name="Oliver", family_name="Kowalski", date_of_birth="2016-05-04", sex="M",
+        postcode="LS6 2AB", address="4 Elm Street", practitioner_name="Worker For Oliver"),
+]
+
+
+async def test_twins_are_never_a_match_for_each_other_end_to_end(federation):
+    fed = await federation({"LEEDS": TWINS, "KENT": [TWINS[1] | {"record_id": "K2"}]})
+    status, body = await fed.search({"given_name": "Olivia", "family_name": "Kowalski", "date_of_birth": "2016-05-04",
+                                     "sex": "F", "postcode": "LS6 2AB"})
+    assert status == 200
+    # Leeds holds Olivia: one match, hers. Kent holds only her twin Oliver: nothing at all.
+    assert [(r["authority"]["code"], r["band"]) for r in body["results"]] == [("LEEDS", "match")]
+    assert [c["practitioner_name"] for c in body["results"][0]["contacts"]] == ["Worker For Olivia"]
+    assert body["coverage"]["answered"] == 2
+
+
+async def test_a_moved_child_with_a_new_postcode_and_a_nickname_is_found_end_to_end(federation):
+    fed = await federation({
+        "LEEDS": [row(record_id="M1", given_name="William", family_name="Okonkwo", date_of_birth="2011-07-21",
+                      sex="M", postcode="LS8 1QT", address="77 Harehills Lane")],
+        "KENT": TWINS,
+    })
+    status, body = await fed.search({"given_name": "Bill", "family_name": "Okonkwo", "date_of_birth": "2011-07-21",
+                                     "sex": "M", "postcode": "M14 5RT", "address": "3 Wilmslow Road"})
+    assert status == 200
+    [result] = body["results"]
+    assert (result["authority"]["code"], result["band"]) == ("LEEDS", "match")
+    assert "given name: nickname or variant" in result["reasons"] and "postcode differs" in result["reasons"]

@@ -170,3 +170,30 @@ async def test_operator_sees_not_serving_during_shutdown(federation):
     async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/v1/nodes?refresh=true") as resp:
         nodes = {n["code"]: n for n in (await resp.json())["nodes"]}
     assert nodes["KENT"]["status"] in ("down", "circuit_open") and nodes["LEEDS"]["status"] == "up"
+
+
+async def test_stopping_the_broker_drains_searches_in_flight(tmp_path):
+    """The real HTTPS server (TCPSite), not TestServer: a search under way when it stops still answers."""
+    import aiohttp
+
+    from signpost.federation import client_ssl_context, start_local_federation
+
+    data = write_csv(tmp_path / "LEEDS.csv", [row()])
+    fed = await start_local_federation(tmp_path / "work", [("LEEDS", "Leeds", data)], rate_limit_per_minute=0)
+    try:
+        fed.nodes[0].service.answer_floor_seconds = 0.6  # slow enough that the stop lands mid-search
+        context = client_ssl_context(fed.pki.ca.cert, fed.pki.users[Role.PRACTITIONER])
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            async def search() -> tuple[int, dict]:
+                body = {"subject": AMELIA, "purpose": {"code": "missing-child", "justification": "Missing since Friday"}}
+                async with session.post(f"{fed.broker_url}/v1/searches", json=body) as resp:
+                    return resp.status, await resp.json()
+
+            pending = asyncio.create_task(search())
+            await asyncio.sleep(0.2)
+            await fed.broker.stop()
+            status, body = await pending
+        assert status == 200 and body["results"] and body["coverage"]["answered"] == 1
+    finally:
+        for node in fed.nodes:
+            await node.stop(grace=0)
