@@ -1,0 +1,367 @@
+"""``signpost bench scale``: England on one box — N authorities, millions of records, load through HTTPS.
+
+Layout on this machine: node *worker processes* each host a share of the
+authorities (every authority still its own gRPC server, port and certificate),
+the broker runs in its own process, and this process drives searches through
+the real HTTPS API. CPU seconds and peak RSS per component come from /proc.
+Then the same records go into one node — the ContactPoint shape — answering
+the same queries through the same broker, for federated/central ratios.
+Figures go to JSON, charts to PNG (matplotlib). Nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broker.config import BrokerConfig
+from broker.health import HealthSettings
+from broker.registry import Authority, save_registry
+from certs.identity import Role, node_dns_name
+from node.config import NodeConfig
+from node.importer import import_csv
+from node.store import RecordStore
+from signpost.bench.common import machine, percentile, write_json
+from signpost.federation import Pki, client_ssl_context, create_pki
+from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
+
+CHILDREN_PER_RECORD = 1.0 / 0.68
+PURPOSE = {"code": "child-protection-enquiry", "justification": "Scale benchmark search"}
+
+
+# -- processes ------------------------------------------------------------------------------
+
+def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
+    from node.server import start_node
+    from signpost.logs import configure
+
+    configure("error")
+
+    async def main() -> None:
+        nodes = [await start_node(c) for c in configs]
+        ready.put([(n.config.code, n.port) for n in nodes])
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for node in nodes:
+            await node.stop(grace=0.5)
+
+    asyncio.run(main())
+
+
+def _broker_worker(config: BrokerConfig, ready: Any, stop: Any) -> None:
+    from broker.server import start_broker
+    from signpost.logs import configure
+
+    configure("error")
+
+    async def main() -> None:
+        broker = await start_broker(config)
+        ready.put(broker.port)
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        await broker.stop()
+
+    asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Deployment:
+    """Node workers plus a broker process, started from prepared stores."""
+
+    def __init__(self, work: Path, pki: Pki, nodes: list[tuple[str, str, Path]], workers: int, deadline: float):
+        self.work, self.pki, self.nodes, self.workers, self.deadline = work, pki, nodes, workers, deadline
+        self.ctx = mp.get_context("spawn")
+        self.stop = self.ctx.Event()
+        self.processes: list[Any] = []
+        self.broker_pid = 0
+        self.url = ""
+
+    def start(self) -> None:
+        ready = self.ctx.Queue()
+        shares = [self.nodes[i::self.workers] for i in range(self.workers)]
+        for share in (s for s in shares if s):
+            configs = [NodeConfig(code, name, ("127.0.0.1", 0), store, self.pki.tls(self.pki.nodes[code]),
+                                  broker_public_keys=(self.pki.assertion_pub,), refresh_interval_seconds=3600)
+                       for code, name, store in share]
+            proc = self.ctx.Process(target=_node_worker, args=(configs, ready, self.stop), daemon=True)
+            proc.start()
+            self.processes.append(proc)
+        ports: dict[str, int] = {}
+        for _ in [s for s in shares if s]:
+            ports.update(dict(ready.get(timeout=900)))
+        registry = self.work / "registry.json"
+        save_registry(registry, tuple(Authority(code, name, f"127.0.0.1:{ports[code]}", node_dns_name(code))
+                                      for code, name, _ in self.nodes))
+        config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=self.pki.tls(self.pki.broker),
+                              assertion_key=self.pki.assertion_key, search_deadline_seconds=self.deadline,
+                              rate_limit_per_minute=0, rate_limit_per_day=0, alert_searches_per_hour=0,
+                              audit_log=str(self.work / "audit.sqlite3"), audit_signing_key=self.work / "audit.key",
+                              subject_key=self.work / "subject.key", health=HealthSettings(poll_interval=5.0))
+        broker = self.ctx.Process(target=_broker_worker, args=(config, ready, self.stop), daemon=True)
+        broker.start()
+        self.processes.append(broker)
+        self.broker_pid = broker.pid or 0
+        self.url = f"https://127.0.0.1:{ready.get(timeout=120)}"
+
+    @property
+    def node_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid != self.broker_pid]
+
+    def close(self) -> None:
+        self.stop.set()
+        for proc in self.processes:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+# -- load -----------------------------------------------------------------------------------
+
+async def _search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> tuple[float, bool]:
+    started = time.perf_counter()
+    async with session.post(f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE},
+                            timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        body = await resp.json()
+    complete = resp.status == 200 and body["coverage"]["answered"] == body["coverage"]["asked"]
+    return (time.perf_counter() - started) * 1000, complete
+
+
+async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: float | None, count: int) -> dict[str, Any]:
+    """``count`` searches, one at a time (rate None) or open loop at ``rate`` per second."""
+    context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.PRACTITIONER])
+    pids = [dep.broker_pid, *dep.node_pids]
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    results: list[tuple[float, bool]] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=500)) as session:
+        began = time.perf_counter()
+        if rate is None:
+            for i in range(count):
+                results.append(await _search(session, dep.url, subjects[i % len(subjects)]))
+        else:
+            tasks = []
+            for i in range(count):
+                await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(_search(session, dep.url, subjects[i % len(subjects)])))
+            results = list(await asyncio.gather(*tasks))
+        elapsed = time.perf_counter() - began
+    after = {pid: cpu_seconds(pid) for pid in pids}
+    latencies = [ms for ms, _ in results]
+    node_cpu = sum(after[p] - before[p] for p in dep.node_pids)
+    return {
+        "offered_rate": rate, "searches": len(results), "throughput_per_second": round(len(results) / elapsed, 2),
+        "latency_ms": {q: round(percentile(latencies, float(q[1:])), 1) for q in ("p50", "p95", "p99")},
+        "coverage_complete": round(sum(ok for _, ok in results) / len(results), 4),
+        "broker_cpu_ms_per_search": round((after[dep.broker_pid] - before[dep.broker_pid]) * 1000 / len(results), 2),
+        "nodes_cpu_ms_per_search": round(node_cpu * 1000 / len(results), 2),
+    }
+
+
+async def _wait_ready(dep: Deployment, expected: int) -> None:
+    context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.OPERATOR])
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        for _ in range(120):
+            try:
+                async with session.get(f"{dep.url}/v1/nodes?refresh=true") as resp:
+                    nodes = (await resp.json())["nodes"]
+                if len(nodes) == expected and all(n["status"] == "up" for n in nodes):
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(1)
+    raise RuntimeError("the federation did not come up")
+
+
+async def run_shape(dep: Deployment, subjects: list[dict[str, Any]], args: argparse.Namespace,
+                    expected: int) -> dict[str, Any]:
+    await _wait_ready(dep, expected)
+    await measure(dep, subjects, rate=None, count=20)  # warm channels and caches
+    serial = await measure(dep, subjects, rate=None, count=args.serial)
+    loads = [await measure(dep, subjects, rate=r, count=int(r * args.duration)) for r in args.rates]
+    return {"serial": serial, "loads": loads,
+            "peak_rss_mb": {"broker": round(peak_rss_mb(dep.broker_pid), 1),
+                            "node_workers": [round(peak_rss_mb(p), 1) for p in dep.node_pids]}}
+
+
+# -- data -----------------------------------------------------------------------------------
+
+def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, Path]], list[dict[str, Any]]]:
+    chosen = ENGLISH_AUTHORITIES[: args.authorities]
+    data = work / "data"
+    if not (data / "queries.json").exists():
+        generate_to(SynthConfig(authorities=tuple((c, n) for c, n, _ in chosen),
+                                children=int(args.records * CHILDREN_PER_RECORD), seed=args.seed, queries=400,
+                                sizes=tuple(s for *_, s in chosen)), data)
+    nodes = []
+    for code, name, _ in chosen:
+        store = work / "stores" / f"{code}.sqlite3"
+        if not store.exists():
+            s = RecordStore(store)
+            import_csv(s, data / f"{code}.csv")
+            s.close()
+        nodes.append((code, name, store))
+    queries = json.loads((data / "queries.json").read_text())
+    subjects = [q["subject"] for q in queries if q["kind"] in ("exact", "variant", "absent")]
+    return nodes, subjects
+
+
+def central_store(work: Path, nodes: list[tuple[str, str, Path]]) -> Path:
+    """Every authority's records in one store: the ContactPoint shape."""
+    store_path = work / "stores" / "CENTRAL.sqlite3"
+    if not store_path.exists():
+        store = RecordStore(store_path)
+        for code, _, _ in nodes:
+            import_csv(store, work / "data" / f"{code}.csv")
+        store.close()
+    return store_path
+
+
+def charts(report: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for shape in ("federated", "central"):
+        if shape in report:
+            loads = report[shape]["loads"]
+            rates = [l["throughput_per_second"] for l in loads]
+            ax.plot(rates, [l["latency_ms"]["p50"] for l in loads], marker="o", label=f"{shape} p50")
+            ax.plot(rates, [l["latency_ms"]["p99"] for l in loads], marker="x", linestyle="--", label=f"{shape} p99")
+    ax.set_xlabel("searches per second (achieved)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"Latency against load: {report['authorities']} authorities, {report['records']:,} records")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    path = out / "scale-latency-vs-load.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    written.append(str(path))
+    if report.get("by_authorities"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        points = report["by_authorities"]
+        ax.plot([p["authorities"] for p in points], [p["latency_ms"]["p50"] for p in points], marker="o", label="p50")
+        ax.plot([p["authorities"] for p in points], [p["latency_ms"]["p99"] for p in points], marker="x",
+                linestyle="--", label="p99")
+        ax.set_xlabel("authorities asked per search")
+        ax.set_ylabel("latency one search at a time (ms)")
+        ax.set_title("Latency against the number of authorities")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = out / "scale-latency-vs-authorities.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        written.append(str(path))
+    plt.close("all")
+    return written
+
+
+async def by_authorities(dep: Deployment, nodes: list[tuple[str, str, Path]], subjects: list[dict[str, Any]],
+                         counts: list[int], serial: int) -> list[dict[str, Any]]:
+    """Serial latency with the broker's registry cut to the first k authorities (reloaded live)."""
+    registry = json.loads((dep.work / "registry.json").read_text())
+    points = []
+    for k in counts:
+        save_registry(dep.work / "registry.json", tuple(Authority(**a) for a in registry["authorities"][:k]))
+        await asyncio.sleep(3.0)  # the broker's watcher applies registry edits within 2 s
+        await _wait_ready(dep, k)
+        result = await measure(dep, subjects, rate=None, count=serial)
+        points.append({"authorities": k, **result})
+    save_registry(dep.work / "registry.json", tuple(Authority(**a) for a in registry["authorities"]))
+    return points
+
+
+async def run_scale(args: argparse.Namespace) -> dict[str, Any]:
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    nodes, subjects = prepare(work, args)
+    prepared = time.perf_counter() - started
+    pki = create_pki(work / "pki", [(c, n) for c, n, _ in nodes] + [("CENTRAL", "Central index")])
+    report: dict[str, Any] = {"benchmark": "scale", "machine": machine(), "authorities": len(nodes),
+                              "records": sum(RecordStore(s).count() for *_, s in nodes), "workers": args.workers,
+                              "deadline_seconds": args.deadline, "prepare_seconds": round(prepared, 1)}
+    dep = Deployment(work, pki, nodes, args.workers, args.deadline)
+    try:
+        dep.start()
+        report["federated"] = await run_shape(dep, subjects, args, len(nodes))
+        counts = sorted({k for k in (1, 10, 38, 76, len(nodes)) if k <= len(nodes)})
+        report["by_authorities"] = await by_authorities(dep, nodes, subjects, counts, args.serial)
+    finally:
+        dep.close()
+    if args.central:
+        dep = Deployment(work, pki, [("CENTRAL", "Central index", central_store(work, nodes))], 1, args.deadline)
+        try:
+            dep.start()
+            report["central"] = await run_shape(dep, subjects, args, 1)
+        finally:
+            dep.close()
+        fed, cen = report["federated"]["serial"]["latency_ms"], report["central"]["serial"]["latency_ms"]
+        report["federated_over_central"] = {q: round(fed[q] / cen[q], 2) if cen[q] else None for q in ("p50", "p99")}
+    report["charts"] = charts(report, args.out.parent)
+    return report
+
+
+def print_report(r: dict[str, Any]) -> None:
+    print(f"scale: {r['authorities']} authorities, {r['records']:,} records, {r['workers']} node worker processes")
+    for shape in ("federated", "central"):
+        if shape not in r:
+            continue
+        s = r[shape]["serial"]
+        print(f"  {shape}: one at a time p50 {s['latency_ms']['p50']} ms p99 {s['latency_ms']['p99']} ms; "
+              f"broker CPU {s['broker_cpu_ms_per_search']} ms/search, nodes {s['nodes_cpu_ms_per_search']} ms/search")
+        for load in r[shape]["loads"]:
+            print(f"    offered {load['offered_rate']}/s -> {load['throughput_per_second']}/s: "
+                  f"p50 {load['latency_ms']['p50']} p95 {load['latency_ms']['p95']} p99 {load['latency_ms']['p99']} ms, "
+                  f"coverage complete {load['coverage_complete']:.1%}, broker CPU {load['broker_cpu_ms_per_search']} "
+                  f"ms/search, nodes {load['nodes_cpu_ms_per_search']} ms/search")
+        print(f"    peak RSS MiB: {r[shape]['peak_rss_mb']}")
+    if "federated_over_central" in r:
+        print(f"  federated/central latency (serial): {r['federated_over_central']}")
+    for p in r.get("by_authorities", []):
+        print(f"  {p['authorities']:>4} authorities: p50 {p['latency_ms']['p50']} ms, p99 {p['latency_ms']['p99']} ms, "
+              f"broker CPU {p['broker_cpu_ms_per_search']} ms/search")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--authorities", type=int, default=152)
+    parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument("--workers", type=int, default=2, help="node worker processes")
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[10.0, 25.0, 50.0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per offered rate")
+    parser.add_argument("--serial", type=int, default=100, help="searches one at a time")
+    parser.add_argument("--deadline", type=float, default=2.0)
+    parser.add_argument("--no-central", dest="central", action="store_false")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=Path("bench-results/scale-work"),
+                        help="data and stores are kept here and reused by the next run")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/scale.json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    report = asyncio.run(run_scale(args))
+    print_report(report)
+    write_json(args.out, report)
+    return 0

@@ -1,0 +1,44 @@
+"""Each benchmark runs end to end at a tiny scale and writes its JSON (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SIGNPOST = [sys.executable, "-m", "signpost.cli", "bench"]
+
+
+def bench(tmp_path: Path, *args: str, timeout: float = 300) -> dict:
+    out = tmp_path / "result.json"
+    result = subprocess.run([*SIGNPOST, *args, "--out", str(out)], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text())
+
+
+def test_accuracy_smoke(tmp_path):
+    r = bench(tmp_path, "accuracy", "--children", "600", "--queries", "60", "--authorities", "3")
+    assert r["queries"] == 60 and 0.0 <= r["match"]["f1"] <= 1.0 and r["incomplete_coverage_searches"] == 0
+
+
+def test_speed_smoke(tmp_path):
+    r = bench(tmp_path, "speed", "--records", "3000", "--queries", "50")
+    assert r["records"] > 2000 and r["queries"] == 50 and r["latency_ms"]["p99"] > 0
+
+
+def test_soak_smoke(tmp_path):
+    r = bench(tmp_path, "soak", "--minutes", "0.1", "--rate", "5", "--authorities", "3", "--children", "600",
+              "--flap-period", "3")
+    assert r["searches_served"] == r["searches_sent"] == 30 and r["authorities_misreported"] == 0
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("matplotlib"), reason="matplotlib not installed")
+def test_scale_smoke(tmp_path):
+    r = bench(tmp_path, "scale", "--authorities", "3", "--records", "900", "--workers", "2", "--rates", "5",
+              "--duration", "2", "--serial", "5", "--workdir", str(tmp_path / "work"))
+    assert r["authorities"] == 3 and r["federated"]["loads"][0]["coverage_complete"] == 1.0
+    assert r["central"]["serial"]["searches"] == 5 and r["federated_over_central"]["p50"] is not None
+    assert all(Path(c).exists() for c in r["charts"])
