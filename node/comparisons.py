@@ -51,6 +51,16 @@ def _one_slip(a: str, b: str) -> bool:
     return min(len(a), len(b)) >= 4 and OSA.distance(a, b, score_cutoff=1) <= 1
 
 
+def _spelling_level(a: str, b: str, disagree: int) -> int:
+    """Levels 2-4 shared by given and family names: close spelling, sounds alike, similar; else ``disagree``."""
+    sim = JaroWinkler.similarity(a, b)
+    if sim >= 0.92 or _one_slip(a, b):
+        return 2
+    if _phonetic_agree(a, b):
+        return 3
+    return 4 if sim >= 0.85 else disagree
+
+
 def _phonetic_agree(a: str, b: str) -> bool:
     pa, pb = phonetic(a), phonetic(b)
     return bool(pa[0]) and (pa[0] in pb or (pa[1] != pa[0] and pa[1] in pb))
@@ -78,12 +88,7 @@ def _one_given(a: str, b: str, variants: NameVariants) -> int:
         return 1
     if len(a) == 1 or len(b) == 1:
         return 5 if a[0] == b[0] else 6
-    sim = JaroWinkler.similarity(a, b)
-    if sim >= 0.92 or _one_slip(a, b):
-        return 2
-    if _phonetic_agree(a, b):
-        return 3
-    return 4 if sim >= 0.85 else 6
+    return _spelling_level(a, b, GIVEN.disagree)
 
 
 def family_level(query: tuple[str, ...], record: Iterable[tuple[str, ...]]) -> int:
@@ -107,12 +112,7 @@ def _one_family(a: str, a_parts: tuple[str, ...], b: str, b_parts: tuple[str, ..
         return 0
     if (len(a_parts) > 1 or len(b_parts) > 1) and set(a_parts) & set(b_parts):
         return 1
-    sim = JaroWinkler.similarity(a, b)
-    if sim >= 0.92 or _one_slip(a, b):
-        return 2
-    if _phonetic_agree(a, b):
-        return 3
-    return 4 if sim >= 0.85 else 5
+    return _spelling_level(a, b, FAMILY.disagree)
 
 
 def dob_level(a: int, b: int) -> int:
