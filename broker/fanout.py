@@ -173,10 +173,10 @@ class FanOut:
     def __init__(self, clients: Iterable[NodeClient], *, settings: HealthSettings | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 8,
-                 retry_window: float = RETRY_WINDOW_SECONDS) -> None:
+                 retry_window: float = RETRY_WINDOW_SECONDS, max_retrying: int = 1) -> None:
         self.settings = settings or HealthSettings()
         self._clock, self._wall_clock, self._sleep = clock, wall_clock, sleep
-        self.max_attempts, self.retry_window = max_attempts, retry_window
+        self.max_attempts, self.retry_window, self.max_retrying = max_attempts, retry_window, max_retrying
         self._clients: dict[str, NodeClient] = {}
         self._health: dict[str, NodeHealth] = {}
         for client in clients:
@@ -208,25 +208,37 @@ class FanOut:
         return [c for c in old if self._clients.get(c.authority.code) is not c]
 
     async def _attempts(self, client: NodeClient, request: bytes, budget_end: float,
-                        resign: Callable[[], bytes] | None) -> node_pb2.MatchResponse:
+                        resign: Callable[[], bytes] | None, health: NodeHealth) -> node_pb2.MatchResponse:
         retry_until = min(budget_end, self._clock() + self.retry_window)
+        retrying = False
 
-        def out_of_time(state: RetryCallState) -> bool:
+        def give_up(state: RetryCallState) -> bool:
+            nonlocal retrying
+            if not retrying:
+                # One search at a time rides out a blip for the node; the others in flight fail fast, so
+                # a node that has died costs one search the retry window, not every search.
+                if health.retrying >= self.max_retrying:
+                    return True
+                health.retrying, retrying = health.retrying + 1, True
             # Stop while an attempt would still have time to answer, so the reason stays "unavailable".
             return state.attempt_number >= self.max_attempts or retry_until - self._clock() < MIN_ATTEMPT_SECONDS + 0.1
 
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(NodeUnavailable), stop=out_of_time,
-            wait=wait_exponential(multiplier=0.05, max=0.25), sleep=self._sleep, reraise=True,
-        ):
-            with attempt:
-                remaining = budget_end - self._clock()
-                if remaining < MIN_ATTEMPT_SECONDS:
-                    raise NodeTimeout("no time left before the deadline")
-                # A retry carries a fresh assertion: if the first attempt did reach the node, the same
-                # nonce again would (rightly) be refused as a replay.
-                payload = request if attempt.retry_state.attempt_number == 1 or resign is None else resign()
-                return await client.match(payload, remaining)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(NodeUnavailable), stop=give_up,
+                wait=wait_exponential(multiplier=0.05, max=0.25), sleep=self._sleep, reraise=True,
+            ):
+                with attempt:
+                    remaining = budget_end - self._clock()
+                    if remaining < MIN_ATTEMPT_SECONDS:
+                        raise NodeTimeout("no time left before the deadline")
+                    # A retry carries a fresh assertion: if the first attempt did reach the node, the same
+                    # nonce again would (rightly) be refused as a replay.
+                    payload = request if attempt.retry_state.attempt_number == 1 or resign is None else resign()
+                    return await client.match(payload, remaining)
+        finally:
+            if retrying:
+                health.retrying -= 1
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _one(self, client: NodeClient, request: bytes, deadline_at: float, search_id: str,
@@ -242,7 +254,7 @@ class FanOut:
             if health.on_probation:
                 budget_end = min(budget_end, self._clock() + self.settings.probation_timeout)
             try:
-                response = await self._attempts(client, request, budget_end, resign)
+                response = await self._attempts(client, request, budget_end, resign, health)
             except NodeCallError as exc:
                 error = exc
         ms = (time.perf_counter() - started) * 1000

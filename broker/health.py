@@ -74,6 +74,8 @@ class NodeHealth:
     last_success: float | None = None
     last_error: str = ""
     polled: bool = False
+    retrying: int = 0
+    """Searches now retrying this node (see FanOut.max_retrying)."""
     reachable: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
