@@ -34,8 +34,10 @@ class PreciseTimer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._cond:
+            earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, next(self._counter), loop, future))
-            self._cond.notify()
+            if earliest:  # otherwise the thread already wakes in time for this one
+                self._cond.notify()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="signpost-precise-timer", daemon=True)
                 self._thread.start()

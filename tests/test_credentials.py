@@ -30,6 +30,19 @@ def issue(pki, user_id: str, *, not_before: dt.datetime | None = None, validity=
                        not_before=not_before, validity=validity)
 
 
+async def until(call, done, *, seconds: float = 5.0):
+    """Repeat ``call`` until ``done(result)``: the CRL is re-read at most once a second."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await call()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
 def serial_of(path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
@@ -56,7 +69,7 @@ async def test_revoked_practitioner_gets_401_even_on_an_open_connection(federati
     status, _ = await post(session, fed.url)
     assert status == 200  # the keep-alive connection is now open
     own_pki.revoke(serial_of(files.cert))
-    status, body = await post(session, fed.url)
+    status, body = await until(lambda: post(session, fed.url), lambda r: r[0] != 200)
     assert status == 401 and "revoked" in body["error"]["message"]
 
 
@@ -64,7 +77,7 @@ async def test_revoked_broker_is_refused_by_every_node(federation, own_pki):
     fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki)
     assert (await fed.search(AMELIA))[0] == 200
     own_pki.revoke(serial_of(own_pki.broker.cert))
-    status, body = await fed.search(AMELIA)
+    status, body = await until(lambda: fed.search(AMELIA), lambda r: r[0] != 200)
     assert status == 503
     assert {n["reason"] for n in body["error"]["coverage"]["not_answered"]} == {"refused"}
 
