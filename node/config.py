@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.identity import AUTHORITY_CODE
+from node.matching import MatchSettings
 from signpost.config import ConfigError, Reader, read_toml
 
 ENV_PREFIX = "SIGNPOST_NODE_"
@@ -63,6 +64,8 @@ class NodeConfig:
     """Largest gRPC message accepted: a Match request is a few hundred bytes."""
     answer_floor_seconds: float = 0.005
     """Every Match answer takes at least this long, so a shielded match times like no match."""
+    matching: MatchSettings = MatchSettings()
+    """Bands: ``[matching] match_threshold`` (default 0.95) and ``possible_threshold`` (0.30)."""
     refresh_interval_seconds: float = 10.0
     """How often the node checks its store for a new import to swap in."""
     max_connection_age_seconds: float = 300.0
@@ -99,6 +102,18 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         journal_path=reader.optional_path("journal"),
         answer_floor_seconds=reader.number("answer_floor_ms", 5.0) / 1000,
         refresh_interval_seconds=reader.number("refresh_interval_seconds", 10.0, minimum=0.1),
+        matching=_matching(reader.sub("matching")),
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
         log_level=reader.text("log_level", "info"),
     )
+
+
+def _matching(reader: Reader) -> MatchSettings:
+    """The match bands an authority may tune; the probability scale is explained in the README."""
+    default = MatchSettings()
+    match = reader.number("match_threshold", default.match_threshold)
+    possible = reader.number("possible_threshold", default.possible_threshold)
+    if not 0 < possible < match <= 1:
+        raise ConfigError(f"{reader.source}: key 'matching.possible_threshold' and 'matching.match_threshold' "
+                          "must satisfy 0 < possible_threshold < match_threshold <= 1")
+    return MatchSettings(match_threshold=match, possible_threshold=possible)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from node.matching import Matcher, build_matcher
+from node.matching import Matcher, MatchSettings, build_matcher
 from node.store import RecordStore
 
 log = structlog.get_logger("signpost.node")
@@ -34,11 +34,11 @@ class Generation:
         self.store.close()
 
 
-def build_generation(store: RecordStore) -> Generation:
+def build_generation(store: RecordStore, settings: MatchSettings | None = None) -> Generation:
     """Snapshot the store and index that snapshot (blocking: run it in a thread when serving)."""
     snapshot = store.snapshot()
     try:
-        return Generation(build_matcher(snapshot.identities()), snapshot, snapshot.data_version())
+        return Generation(build_matcher(snapshot.identities(), settings), snapshot, snapshot.data_version())
     except BaseException:
         snapshot.close()
         raise
@@ -47,8 +47,9 @@ def build_generation(store: RecordStore) -> Generation:
 class Refresher:
     """Watches a store for new imports and swaps a new generation into ``target``."""
 
-    def __init__(self, store: RecordStore, target: GenerationHolder, *, interval: float) -> None:
-        self.store, self.target, self.interval = store, target, interval
+    def __init__(self, store: RecordStore, target: GenerationHolder, *, interval: float,
+                 settings: MatchSettings | None = None) -> None:
+        self.store, self.target, self.interval, self.settings = store, target, interval, settings
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -77,7 +78,7 @@ class Refresher:
         if self.store.data_version() == self.target.generation.version:
             return False
         try:
-            new = await asyncio.to_thread(build_generation, self.store)
+            new = await asyncio.to_thread(build_generation, self.store, self.settings)
         except Exception as exc:  # noqa: BLE001 - keep serving the current data, say why
             log.error("refresh_failed", error_type=type(exc).__name__)
             return False

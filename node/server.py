@@ -104,7 +104,7 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
-    generation = await asyncio.to_thread(build_generation, store)
+    generation = await asyncio.to_thread(build_generation, store, config.matching)
     verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)
@@ -133,7 +133,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    refresher = Refresher(store, service, interval=config.refresh_interval_seconds)
+    refresher = Refresher(store, service, interval=config.refresh_interval_seconds, settings=config.matching)
     refresher.start()
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
     return RunningNode(config, server, service, health_servicer, store, bound, refresher)

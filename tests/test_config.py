@@ -58,3 +58,13 @@ def test_broker_config_numbers_are_checked(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_node_config(tmp_path / "nope.toml", {})
+
+
+def test_match_thresholds_are_configurable_and_checked(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(NODE + "[matching]\nmatch_threshold = 0.99\npossible_threshold = 0.5\n")
+    config = load_node_config(path, {})
+    assert (config.matching.match_threshold, config.matching.possible_threshold) == (0.99, 0.5)
+    path.write_text(NODE + "[matching]\nmatch_threshold = 0.4\npossible_threshold = 0.5\n")
+    with pytest.raises(ConfigError, match="possible_threshold < match_threshold"):
+        load_node_config(path, {})
