@@ -24,6 +24,7 @@ import structlog
 from broker.breaker import BreakerState, CircuitBreaker
 from broker.errors import NodeCallError
 from broker.registry import Authority
+from signpost.tasks import BackgroundLoop
 
 if TYPE_CHECKING:
     from broker.fanout import FanOut, NodeClient
@@ -129,15 +130,8 @@ class HealthMonitor:
 
     def __init__(self, fanout: FanOut, settings: HealthSettings) -> None:
         self.fanout, self.settings = fanout, settings
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="signpost-health-monitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._loop = BackgroundLoop("signpost-health-monitor", self._run)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     async def _run(self) -> None:
         while True:

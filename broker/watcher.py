@@ -21,6 +21,7 @@ from broker.config import BrokerConfig
 from broker.fanout import FanOut, NodeClient, channel_credentials
 from broker.registry import load_registry
 from signpost.config import ConfigError
+from signpost.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.broker")
 
@@ -41,17 +42,15 @@ class ConfigWatcher:
         self._registry_stamp = _mtimes(config.registry)
         self._tls_stamp = _mtimes(config.tls.cert, config.tls.key, config.tls.ca)
         self._credentials: grpc.ChannelCredentials | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("signpost-config-watcher", self._run)
+        self.start = self._loop.start
         self._closing: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="signpost-config-watcher")
-
     async def stop(self) -> None:
-        for task in (self._task, *self._closing):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._task, *self._closing) if t is not None), return_exceptions=True)
+        await self._loop.stop()
+        for task in self._closing:
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:

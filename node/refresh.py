@@ -19,6 +19,7 @@ import structlog
 
 from node.matching import Matcher, MatchSettings, build_matcher
 from node.store import RecordStore
+from signpost.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.node")
 
@@ -50,20 +51,13 @@ class Refresher:
     def __init__(self, store: RecordStore, target: GenerationHolder, *, interval: float,
                  settings: MatchSettings | None = None) -> None:
         self.store, self.target, self.interval, self.settings = store, target, interval, settings
-        self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="signpost-refresher")
+        self._loop = BackgroundLoop("signpost-refresher", self._run)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def poke(self) -> None:
         """Check now (SIGHUP, or a test)."""
         self._wake.set()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
