@@ -25,7 +25,7 @@ from broker.audit.log import AuditLog, open_audit_log
 from broker.auditing import AUDIT, SUBJECT_KEY, AuditUnavailable, SearchRecord, checkpoint, commit, list_entries
 from broker.auth import REVOCATIONS, peer_identity, require
 from broker.config import BrokerConfig
-from broker.errors import ApiError, InvalidRequest, NoNodesReachable, RateLimited
+from broker.errors import ApiError, InvalidRequest, NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
 from broker.health import HealthMonitor
 from broker.watcher import ConfigWatcher
@@ -45,6 +45,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 SIGNER = web.AppKey("signer", AssertionSigner)
 SEARCH = web.RequestKey("search", SearchRecord)
 MONITOR = web.AppKey("monitor", HealthMonitor)
+IN_FLIGHT = web.AppKey("in_flight", list)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -198,6 +199,19 @@ async def create_search(request: web.Request) -> web.Response:
     record.describe(search, request.app[SUBJECT_KEY])
     search_id = record.search_id
     started = time.perf_counter()
+    in_flight = request.app[IN_FLIGHT]
+    if in_flight[0] >= request.app[CONFIG].max_searches_in_flight:
+        # Past this the searches under way only get slower together: say so at once instead.
+        raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
+    in_flight[0] += 1
+    try:
+        return await _run_search(request, record, search, caller, search_id, started)
+    finally:
+        in_flight[0] -= 1
+
+
+async def _run_search(request: web.Request, record: SearchRecord, search: SearchRequest, caller: Identity,
+                      search_id: str, started: float) -> web.Response:
     node_request = match_request(search_id, search, caller)
     signer = request.app[SIGNER]
     signer.sign(node_request)
@@ -264,6 +278,7 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app[LIMITER] = RateLimiter(config.rate_limit_per_minute, config.rate_limit_per_day,
                                alert_per_hour=config.alert_searches_per_hour, clock=clock)
     app[METRICS] = Metrics()
+    app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
     app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 

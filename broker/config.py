@@ -53,6 +53,8 @@ class BrokerConfig:
     """Ed25519 key that signs the audit log's tree heads; created if missing (public half beside it)."""
     subject_key: Path = Path("subject.key")
     """HMAC key for the child's identifiers in the audit log; auditors hold a copy. Created if missing."""
+    max_searches_in_flight: int = 64
+    """Searches the broker works on at once; more are refused with 503 and Retry-After, not queued."""
     reload_interval_seconds: float = 2.0
     """How often the registry and the broker's certificate files are checked for changes."""
     health: HealthSettings = HealthSettings()
@@ -78,6 +80,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         audit_signing_key=reader.path("audit_signing_key", "audit.key"),
         subject_key=reader.path("subject_key", "subject.key"),
         reload_interval_seconds=reader.number("reload_interval_seconds", 2.0, minimum=0.1),
+        max_searches_in_flight=reader.integer("max_searches_in_flight", 64, minimum=1),
         health=_health(reader.sub("health")),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),

@@ -7,7 +7,8 @@
     │   ├── Forbidden              403 forbidden
     │   ├── NotFound               404 not_found
     │   ├── RateLimited            429 rate_limited (Retry-After)
-    │   └── NoNodesReachable       503 unavailable
+    │   ├── NoNodesReachable       503 unavailable
+    │   └── Overloaded             503 overloaded (Retry-After)
     └── NodeCallError              one authority could not be asked (broker.fanout translates grpc errors)
         ├── NodeTimeout            no answer before the deadline
         ├── NodeUnavailable        not reachable
@@ -58,6 +59,12 @@ class RateLimited(ApiError):
 
 class NoNodesReachable(ApiError):
     status, code = 503, "unavailable"
+
+
+class Overloaded(ApiError):
+    """More searches under way than the broker admits: refuse at once rather than queue."""
+
+    status, code = 503, "overloaded"
 
 
 class NodeCallError(BrokerError):

@@ -124,7 +124,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
     async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
                    extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
                    node_ca: Path | None = None, pki: Pki | None = None,
-                   audit_log: str | None = None, health: HealthSettings | None = None) -> Federation:
+                   audit_log: str | None = None, health: HealthSettings | None = None,
+                   max_in_flight: int = 64) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
@@ -144,7 +145,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                               rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0,
                               audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
                               audit_signing_key=tmp_path / "audit.key",
-                              subject_key=tmp_path / "subject.key", health=health or FAST_HEALTH)
+                              subject_key=tmp_path / "subject.key", health=health or FAST_HEALTH,
+                              max_searches_in_flight=max_in_flight)
         app = create_app(config, fanout=build_fanout(authorities, config.tls, settings=config.health))
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))

@@ -155,3 +155,24 @@ async def test_healthz_needs_no_certificate_and_says_nothing_about_data(federati
     async with fed.session(role=None).get(f"{fed.url}/healthz") as resp:
         assert resp.status == 200
         assert await resp.json() == {"status": "ok"}
+
+
+async def test_a_busy_broker_refuses_at_once_rather_than_queueing(federation):
+    import asyncio
+
+    from broker.auditing import AUDIT
+
+    fed = await federation({"LEEDS": [row()]}, deadline=3.0, max_in_flight=1)
+    app = fed.server.app
+    fed.nodes["LEEDS"].service.answer_floor_seconds = 0.5
+    first = asyncio.create_task(fed.search(AMELIA))
+    await asyncio.sleep(0.15)
+    session = fed.session()
+    body = {"subject": AMELIA, "purpose": {"code": "missing-child", "justification": "Missing since Friday"}}
+    async with session.post(f"{fed.url}/v1/searches", json=body) as resp:
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["error"]["code"] == "overloaded"
+    status, answer = await first
+    assert status == 200 and answer["results"]
+    outcomes = [e.entry["outcome"] for e in await app[AUDIT].entries()]
+    assert sorted(outcomes) == ["answered", "unavailable"]  # the refusal is audited too
