@@ -17,32 +17,23 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from importlib.resources import files
 from pathlib import Path
 
+from node.normalise import fold
+
 _DATA_PACKAGE = "node.data"
 _DATA_FILE = "given_name_variants.txt"
-# Letters NFKD does not decompose into a base letter plus combining marks.
-_SPECIAL = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "ß": "ss", "đ": "d", "œ": "oe",
-                          "ð": "d", "þ": "th", "ı": "i", "ŀ": "l", "ħ": "h"})
 _A_TO_Z = re.compile(r"[a-z]+")
-_NON_A_TO_Z = re.compile(r"[^a-z]+")
 _NO_GROUPS: frozenset[int] = frozenset()
 
 
-def _fold(name: str) -> str:
-    """Casefold, map special letters and strip accents; other characters are kept."""
-    folded = name.casefold().translate(_SPECIAL)
-    if folded.isascii():
-        return folded
-    decomposed = unicodedata.normalize("NFKD", folded)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 def normalise_given(name: str) -> str:
-    """'Siobhán' -> 'siobhan', 'Łukasz' -> 'lukasz', 'Mary-Jane' -> 'maryjane'."""
-    return _NON_A_TO_Z.sub("", _fold(name))
+    """'Siobhán' -> 'siobhan', 'Łukasz' -> 'lukasz', 'Mary-Jane' -> 'maryjane'.
+
+    The matcher's own folding (node.normalise.fold), without the spaces between parts.
+    """
+    return fold(name).replace(" ", "")
 
 
 # The hot loop compares the same few query names with many candidates.
@@ -107,8 +98,11 @@ def _parse(text: str, source: str) -> list[frozenset[str]]:
             continue
         names: set[str] = set()
         for entry in line.split(","):
-            name = _fold(entry.strip())
-            if not _A_TO_Z.fullmatch(name):
+            entry = entry.strip()
+            name = fold(entry)
+            # Letters only (a hyphen, apostrophe or digit is an error, not something to fold away),
+            # and letters that fold to a-z.
+            if not entry.isalpha() or not _A_TO_Z.fullmatch(name):
                 raise ValueError(f"{source} line {number}: {entry.strip()!r} is not a name of letters a-z")
             names.add(name)
         if len(names) < 2:

@@ -22,7 +22,7 @@ PLACEHOLDERS = frozenset({
     "babyof", "male", "female", "xx", "xxx", "test",
 })
 _SPECIAL = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th",
-                          "ı": "i", "ħ": "h"})
+                          "ı": "i", "ħ": "h", "ŀ": "l"})
 _SPLIT = re.compile(r"[\s\-‐‑–—_/.,;]+")
 # Particles that are written with or without a space: "Mac Donald" = "MacDonald", "De Souza" = "DeSouza".
 _PARTICLES = frozenset({"mac", "mc", "o", "de", "da", "di", "del", "della", "van", "von", "der", "le", "la",

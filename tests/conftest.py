@@ -6,7 +6,6 @@ TestServer with a TLS context. Everything started here is stopped in teardown.
 from __future__ import annotations
 
 import csv
-import ssl
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from structlog.testing import capture_logs
 
 from broker.audit.errors import AuditWriteError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -13,7 +12,6 @@ from importlib import metadata
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from certs.identity import Role, identity_from_pem
 from signpost.federation import client_ssl_context

@@ -3,7 +3,6 @@ the broker — while the holding node alerts its safeguarding officer."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 

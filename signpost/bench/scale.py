@@ -236,46 +236,47 @@ def central_store(work: Path, nodes: list[tuple[str, str, Path]]) -> Path:
     return store_path
 
 
-def charts(report: dict[str, Any], out: Path) -> list[str]:
+def _chart(path: Path, title: str, xlabel: str, ylabel: str,
+           series: list[tuple[str, list[float], list[dict[str, Any]]]], *, log: bool = False) -> str:
+    """One PNG: a p50 line and a dashed p99 line per (label, x values, points with latency_ms)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    for shape in ("federated", "central"):
-        if shape in report:
-            loads = report[shape]["loads"]
-            rates = [l["throughput_per_second"] for l in loads]
-            ax.plot(rates, [l["latency_ms"]["p50"] for l in loads], marker="o", label=f"{shape} p50")
-            ax.plot(rates, [l["latency_ms"]["p99"] for l in loads], marker="x", linestyle="--", label=f"{shape} p99")
-    ax.set_xlabel("searches per second (achieved)")
-    ax.set_ylabel("latency (ms, log scale)")
-    ax.set_yscale("log")  # an overloaded federation and a central index differ by three orders of magnitude
-    ax.set_title(f"Latency against load: {report['authorities']} authorities, {report['records']:,} records")
+    for label, xs, points in series:
+        prefix = f"{label} " if label else ""
+        ax.plot(xs, [p["latency_ms"]["p50"] for p in points], marker="o", label=f"{prefix}p50")
+        ax.plot(xs, [p["latency_ms"]["p99"] for p in points], marker="x", linestyle="--", label=f"{prefix}p99")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    path = out / "scale-latency-vs-load.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    written.append(str(path))
+    plt.close(fig)
+    return str(path)
+
+
+def charts(report: dict[str, Any], out: Path) -> list[str]:
+    loads: list[tuple[str, list[float], list[dict[str, Any]]]] = [
+        (shape, [l["throughput_per_second"] for l in report[shape]["loads"]], report[shape]["loads"])
+        for shape in ("federated", "central") if shape in report]
+    written = [_chart(
+        out / "scale-latency-vs-load.png",
+        f"Latency against load: {report['authorities']} authorities, {report['records']:,} records",
+        "searches per second (achieved)", "latency (ms, log scale)", loads,
+        log=True,  # an overloaded federation and a central index differ by three orders of magnitude
+    )]
     if report.get("by_authorities"):
-        fig, ax = plt.subplots(figsize=(7, 4))
         points = report["by_authorities"]
-        ax.plot([p["authorities"] for p in points], [p["latency_ms"]["p50"] for p in points], marker="o", label="p50")
-        ax.plot([p["authorities"] for p in points], [p["latency_ms"]["p99"] for p in points], marker="x",
-                linestyle="--", label="p99")
-        ax.set_xlabel("authorities asked per search")
-        ax.set_ylabel("latency one search at a time (ms)")
-        ax.set_title("Latency against the number of authorities")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        path = out / "scale-latency-vs-authorities.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        written.append(str(path))
-    plt.close("all")
+        written.append(_chart(out / "scale-latency-vs-authorities.png", "Latency against the number of authorities",
+                              "authorities asked per search", "latency one search at a time (ms)",
+                              [("", [p["authorities"] for p in points], points)]))
     return written
 
 
