@@ -13,8 +13,10 @@ another authority fails the TLS handshake, and we report that node as refused.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +27,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from broker.breaker import CircuitBreaker
 from broker.errors import NodeCallError, NodeCircuitOpen, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
-from broker.health import HealthSettings, NodeHealth
+from broker.health import HealthSettings, NodeHealth, Peers
 from broker.registry import Authority
 from node.config import TLSConfig
 from protos.signpost.v1 import node_pb2
 
 log = structlog.get_logger("signpost.broker")
-MATCH_METHOD = "/signpost.v1.NodeService/Match"
+STREAM_METHOD = "/signpost.v1.NodeService/MatchStream"
 DESCRIBE_METHOD = "/signpost.v1.NodeService/Describe"
 SERVICE = "signpost.v1.NodeService"
 BANDS = frozenset({"match", "possible"})
@@ -46,7 +48,10 @@ _EVIDENCE_OF_REFUSAL = ("certificate", "verif", "alert", "ssl_error_ssl")
 
 def translate(exc: grpc.aio.AioRpcError) -> NodeCallError:
     """The broker's error for a failed node call (the only grpc-to-broker translation)."""
-    code, details = exc.code(), (exc.details() or "")
+    return translate_status(exc.code(), exc.details() or "")
+
+
+def translate_status(code: grpc.StatusCode, details: str) -> NodeCallError:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return NodeTimeout("no answer before the deadline")
     if code is grpc.StatusCode.UNAVAILABLE:
@@ -62,6 +67,9 @@ def translate(exc: grpc.aio.AioRpcError) -> NodeCallError:
     return NodeFailed(f"the node answered {code.name}")
 
 
+_STATUS_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
+
+
 def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=tls.ca.read_bytes(),
@@ -70,8 +78,187 @@ def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
     )
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def batch_piece(request: bytes) -> bytes:
+    """One serialised MatchRequest as MatchBatch field 2, ready to splice into any node's batch.
+
+    Protobuf's wire format lets a message be built by concatenating its fields, so each search is
+    serialised (and signed) once and every node's batch is a join of pieces, not a re-encoding.
+    """
+    return b"\x12" + _varint(len(request)) + request
+
+
+def _batch_bytes(batch_id: int, pieces: list[bytes]) -> bytes:
+    return b"\x08" + _varint(batch_id) + b"".join(pieces)
+
+
+STREAM_LIFETIME_SECONDS = 5.0
+"""A stream is retired (half-closed once its batches are answered) after this long, well inside the grace
+a node gives open calls when it recycles a connection (max_connection_age_grace, 10 s), so recycling —
+how rotated node certificates take over — never cuts a batch off."""
+MAX_BATCH = 64
+MAX_BATCHES_IN_FLIGHT = 1
+"""Per node. Searches that arrive while a batch awaits its answer wait and go out together in the next:
+one search at a time goes alone; under load each message carries several, and the busier the machine
+the more, which is what lets it keep up (group commit, in effect)."""
+
+Answered = tuple[node_pb2.MatchResponse, float]
+"""A node's answer and when it arrived (time.perf_counter)."""
+
+
+class _Stream:
+    """One MatchStream call and the batches sent on it that await answers."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall, opened_at: float) -> None:
+        self.call, self.opened_at = call, opened_at
+        self.in_flight: dict[int, list[asyncio.Future[Answered]]] = {}
+        self.half_closed = False
+
+    async def half_close(self) -> None:
+        """No more batches from us: the node answers what it has and ends the call."""
+        if not self.half_closed:
+            self.half_closed = True
+            await self.call.done_writing()
+
+
+class MatchPipe:
+    """Searches to one node over one long-lived MatchStream, batched while earlier batches are in flight.
+
+    Each search's future resolves to its own answer or its own error: an outcome the node refused for
+    that search alone, or, if the stream breaks, the stream's error — never a silent "no contact".
+    """
+
+    def __init__(self, open_stream: Callable[[], grpc.aio.StreamStreamCall],
+                 convert: Callable[[node_pb2.MatchOutcome], node_pb2.MatchResponse], *,
+                 clock: Callable[[], float] = time.monotonic, lifetime: float = STREAM_LIFETIME_SECONDS,
+                 max_batch: int = MAX_BATCH, max_in_flight: int = MAX_BATCHES_IN_FLIGHT) -> None:
+        self._open, self._convert, self._clock = open_stream, convert, clock
+        self.lifetime, self.max_batch, self.max_in_flight = lifetime, max_batch, max_in_flight
+        self._queue: deque[tuple[bytes, asyncio.Future[Answered]]] = deque()
+        self._stream: _Stream | None = None
+        self._ids = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
+
+    def submit(self, piece: bytes) -> asyncio.Future[Answered]:
+        future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
+        self._queue.append((piece, future))
+        if self._writer is None:
+            self._writer = self._spawn(self._write_loop())
+        self._wake.set()
+        return future
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _current(self) -> _Stream:
+        stream, now = self._stream, self._clock()
+        if stream is not None and now - stream.opened_at > self.lifetime:
+            # Retired: half-closed now if idle, else by its reader once its batches are answered.
+            if not stream.in_flight:
+                self._spawn(self._quietly(stream.half_close()))
+            self._stream = stream = None
+        if stream is None:
+            stream = self._stream = _Stream(self._open(), now)
+            self._spawn(self._read_loop(stream))
+        return stream
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                stream = self._current()
+                if len(stream.in_flight) >= self.max_in_flight:
+                    break  # the reader wakes us when a batch is answered
+                pieces: list[bytes] = []
+                futures: list[asyncio.Future[Answered]] = []
+                while self._queue and len(pieces) < self.max_batch:
+                    piece, future = self._queue.popleft()
+                    if not future.done():  # a search that timed out while queued is not sent
+                        pieces.append(piece)
+                        futures.append(future)
+                if not pieces:
+                    continue
+                batch_id = next(self._ids)
+                stream.in_flight[batch_id] = futures
+                try:
+                    await stream.call.write(_batch_bytes(batch_id, pieces))
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    # The call has ended; its reader reports why to every batch on it. Queue to a new one.
+                    if self._stream is stream:
+                        self._stream = None
+
+    async def _read_loop(self, stream: _Stream) -> None:
+        error: NodeCallError = NodeUnavailable("the node closed the stream")
+        try:
+            while True:
+                if stream is not self._stream and not stream.in_flight:
+                    await stream.half_close()  # retired and drained: let the node end it
+                result = await stream.call.read()
+                if result is grpc.aio.EOF:
+                    break
+                futures = stream.in_flight.pop(result.batch_id, None)
+                if futures is None or len(futures) != len(result.outcomes):
+                    error = NodeFailed("malformed answer")
+                    stream.call.cancel()
+                    break
+                answered_at = time.perf_counter()
+                for future, outcome in zip(futures, result.outcomes):
+                    if future.done():
+                        continue  # timed out meanwhile
+                    try:
+                        future.set_result((self._convert(outcome), answered_at))
+                    except NodeCallError as exc:
+                        future.set_exception(exc)
+                if self._queue:
+                    self._wake.set()
+        except grpc.aio.AioRpcError as exc:
+            error = translate(exc)
+        except asyncio.InvalidStateError:
+            pass  # done_writing on a call that had already ended: the default error says so
+        finally:
+            if self._stream is stream:
+                self._stream = None
+            for futures in stream.in_flight.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(type(error)(str(error)))
+            stream.in_flight.clear()
+            if self._queue:
+                self._wake.set()  # queued searches go out on a new stream
+
+    @staticmethod
+    async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the call had ended anyway; its reader reports it
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._queue:
+            _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(NodeUnavailable("the broker closed its connection to the node"))
+
+
 class NodeClient:
-    """One authority's node behind one channel; requests go out pre-serialised."""
+    """One authority's node behind one channel; searches go out pre-serialised, on a MatchPipe."""
 
     def __init__(self, authority: Authority, credentials: grpc.ChannelCredentials) -> None:
         self.authority = authority
@@ -90,10 +277,11 @@ class NodeClient:
                 ("grpc.enable_retries", 0),
             ],
         )
-        # request_serializer=None: the caller serialises the query once for every authority.
-        self._match = self.channel.unary_unary(
-            MATCH_METHOD, request_serializer=None, response_deserializer=node_pb2.MatchResponse.FromString
-        )
+        # request_serializer=None: batches are spliced from pieces each serialised once (batch_piece).
+        stream = self.channel.stream_stream(
+            STREAM_METHOD, request_serializer=None, response_deserializer=node_pb2.MatchBatchResult.FromString)
+        self._pipe: MatchPipe | None = None
+        self._open_stream = lambda: stream()
         self._describe = self.channel.unary_unary(
             DESCRIBE_METHOD,
             request_serializer=node_pb2.DescribeRequest.SerializeToString,
@@ -101,20 +289,30 @@ class NodeClient:
         )
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
+    def submit(self, piece: bytes, timeout: float) -> asyncio.Future[Answered]:
+        """Send one search (a batch_piece); the future fails with NodeTimeout if no answer within ``timeout``."""
+        if self._pipe is None:
+            self._pipe = MatchPipe(self._open_stream, self._outcome)
+        future = self._pipe.submit(piece)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
+
     async def match(self, request: bytes, timeout: float) -> node_pb2.MatchResponse:
-        try:
-            response: node_pb2.MatchResponse = await self._match(request, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc) from exc
-        self._check(response)
+        response, _ = await self.submit(batch_piece(request), timeout)
         return response
 
-    def _check(self, response: node_pb2.MatchResponse) -> None:
+    def _outcome(self, outcome: node_pb2.MatchOutcome) -> node_pb2.MatchResponse:
+        if not outcome.HasField("response"):
+            code = _STATUS_BY_VALUE.get(outcome.status_code, grpc.StatusCode.UNKNOWN)
+            raise translate_status(code, outcome.status_message)
+        response = outcome.response
         if response.authority_code != self.authority.code:
             raise NodeRefused("answered as another authority")
         for candidate in response.candidates:
             if candidate.band not in BANDS or not 0.0 <= candidate.score <= 1.0:
                 raise NodeFailed("malformed answer")
+        return response
 
     async def describe(self, timeout: float) -> node_pb2.DescribeResponse:
         try:
@@ -138,7 +336,14 @@ class NodeClient:
                 "software_version": info.software_version, "cert_expires": info.certificate_expires or None}
 
     async def close(self, grace: float | None = None) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
         await self.channel.close(grace)
+
+
+def _expire(future: asyncio.Future[Answered]) -> None:
+    if not future.done():
+        future.set_exception(NodeTimeout("no answer before the deadline"))
 
 
 @dataclass(frozen=True)
@@ -179,6 +384,7 @@ class FanOut:
         self.max_attempts, self.retry_window, self.max_retrying = max_attempts, retry_window, max_retrying
         self._clients: dict[str, NodeClient] = {}
         self._health: dict[str, NodeHealth] = {}
+        self._peers = Peers(self.settings, clock=clock)
         for client in clients:
             self._add(client)
 
@@ -188,7 +394,8 @@ class FanOut:
         if code not in self._health or self._health[code].authority != client.authority:
             breaker = CircuitBreaker(failure_threshold=self.settings.failure_threshold,
                                      reset_after=self.settings.reset_after, clock=self._clock)
-            self._health[code] = NodeHealth(client.authority, breaker, self.settings, self._wall_clock)
+            self._health[code] = NodeHealth(client.authority, breaker, self.settings, self._wall_clock,
+                                            peers=self._peers)
 
     @property
     def clients(self) -> Sequence[NodeClient]:
@@ -205,20 +412,13 @@ class FanOut:
             self._add(client)
         for code in set(self._health) - set(self._clients):
             del self._health[code]
+            self._peers.members.pop(code, None)
         return [c for c in old if self._clients.get(c.authority.code) is not c]
 
-    async def _attempts(self, client: NodeClient, request: bytes, budget_end: float,
-                        resign: Callable[[], bytes] | None, health: NodeHealth) -> node_pb2.MatchResponse:
+    async def _retry(self, client: NodeClient, piece: bytes, budget_end: float,
+                     resign: Callable[[], bytes] | None, health: NodeHealth) -> Answered:
+        """After a first attempt found the node unreachable: retry within the window, if no other search is."""
         retry_until = min(budget_end, self._clock() + self.retry_window)
-        remaining = budget_end - self._clock()
-        if remaining < MIN_ATTEMPT_SECONDS:
-            raise NodeTimeout("no time left before the deadline")
-        try:
-            # The first attempt goes straight out: nearly all succeed, and building a retry
-            # controller for each of 150 calls a search cost a tenth of the broker's CPU.
-            return await client.match(request, remaining)
-        except NodeUnavailable:
-            pass
         retrying = False
 
         def give_up(state: RetryCallState) -> bool:
@@ -235,8 +435,8 @@ class FanOut:
 
         if give_up(RetryCallState(None, None, (), {})):  # type: ignore[arg-type]
             raise NodeUnavailable("not reachable")
-        await self._sleep(0.05)
         try:
+            await self._sleep(0.05)
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(NodeUnavailable), stop=give_up,
                 wait=wait_exponential(multiplier=0.1, max=0.25), sleep=self._sleep, reraise=True,
@@ -247,47 +447,75 @@ class FanOut:
                         raise NodeTimeout("no time left before the deadline")
                     # A retry carries a fresh assertion: if the first attempt did reach the node, the same
                     # nonce again would (rightly) be refused as a replay.
-                    return await client.match(request if resign is None else resign(), remaining)
+                    return await client.submit(batch_piece(resign()) if resign else piece, remaining)
         finally:
             if retrying:
                 health.retrying -= 1
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
-    async def _one(self, client: NodeClient, request: bytes, deadline_at: float, search_id: str,
-                   resign: Callable[[], bytes] | None) -> Outcome:
-        started = time.perf_counter()
-        health = self._health[client.authority.code]
-        response: node_pb2.MatchResponse | None = None
-        error: NodeCallError | None = None
-        if not health.breaker.allow():
-            error = NodeCircuitOpen("circuit open after repeated failures")
-        else:
-            budget_end = deadline_at - RESERVE_SECONDS
-            if health.on_probation:
-                budget_end = min(budget_end, self._clock() + self.settings.probation_timeout)
-            try:
-                response = await self._attempts(client, request, budget_end, resign, health)
-            except NodeCallError as exc:
-                error = exc
-        ms = (time.perf_counter() - started) * 1000
+    def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
+                 answered: Answered | None, error: BaseException | None) -> Outcome:
+        if error is not None and not isinstance(error, NodeCallError):
+            raise error
+        response = answered[0] if answered else None
+        ms = ((answered[1] if answered else time.perf_counter()) - started) * 1000
         if error is None:
             health.succeeded(ms)
         elif not isinstance(error, NodeCircuitOpen):
             health.failed(error)
         # 150 authorities answer every search: their answers are debug detail (search_completed has the
         # counts); an authority that did not answer is worth a line at info.
-        (log.debug if error is None else log.info)(
-            "node_outcome", search_id=search_id, authority=client.authority.code,
-            outcome="answered" if error is None else error.reason, ms=round(ms, 1))
+        if error is not None or log.is_enabled_for(10):  # 10: debug; skip building 150 events per search
+            (log.debug if error is None else log.info)(
+                "node_outcome", search_id=search_id, authority=client.authority.code,
+                outcome="answered" if error is None else error.reason, ms=round(ms, 1))
         return Outcome(client.authority, response, error, ms)
 
     async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float,
                      resign: Callable[[], bytes] | None = None) -> list[Outcome]:
-        """Ask every node; ``resign`` gives a freshly signed copy of the request for retries."""
-        payload = request.SerializeToString()
-        deadline_at = self._clock() + deadline_seconds
-        jobs = (self._one(c, payload, deadline_at, request.search_id, resign) for c in self.clients)
-        return list(await asyncio.gather(*jobs))
+        """Ask every node; ``resign`` gives a freshly signed copy of the request for retries.
+
+        The query is serialised once and every first attempt is a future on the node's MatchPipe — no
+        task per node; only the rare node found unreachable gets a task, to retry within the deadline.
+        """
+        piece = batch_piece(request.SerializeToString())
+        search_id = request.search_id
+        started, now = time.perf_counter(), self._clock()
+        deadline_at = now + deadline_seconds
+        clients = self.clients
+        outcomes: dict[str, Outcome] = {}
+        waiting: list[tuple[NodeClient, NodeHealth, float, asyncio.Future[Answered]]] = []
+        for client in clients:
+            health = self._health[client.authority.code]
+            if not health.breaker.allow():
+                outcomes[client.authority.code] = self._outcome(
+                    client, health, search_id, started, None, NodeCircuitOpen("circuit open after repeated failures"))
+                continue
+            budget_end = deadline_at - RESERVE_SECONDS
+            if health.on_probation:
+                budget_end = min(budget_end, now + self.settings.probation_timeout)
+            if budget_end - now < MIN_ATTEMPT_SECONDS:
+                outcomes[client.authority.code] = self._outcome(
+                    client, health, search_id, started, None, NodeTimeout("no time left before the deadline"))
+                continue
+            waiting.append((client, health, budget_end, client.submit(piece, budget_end - now)))
+        if waiting:
+            await asyncio.wait([future for *_, future in waiting])
+        retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
+        for client, health, budget_end, future in waiting:
+            error = future.exception()
+            if isinstance(error, NodeUnavailable):
+                retries.append((client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health))))
+            else:
+                outcomes[client.authority.code] = self._outcome(
+                    client, health, search_id, started, None if error else future.result(), error)
+        if retries:
+            await asyncio.wait([task for *_, task in retries])
+            for client, health, task in retries:
+                error = task.exception()
+                outcomes[client.authority.code] = self._outcome(
+                    client, health, search_id, started, None if error else task.result(), error)
+        return [outcomes[c.authority.code] for c in clients]
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))

@@ -44,7 +44,8 @@ class HealthSettings:
     reset_after: float = 5.0
     """Seconds an open circuit waits before one probe is let through."""
     slow_ms: float = 500.0
-    """A node whose recent p90 latency exceeds this is put on probation."""
+    """A node whose recent p90 latency exceeds this, and is an outlier among its peers (see Peers), is
+    put on probation."""
     probation_timeout: float = 0.5
     """The most of a search's deadline a node on probation is given."""
 
@@ -60,6 +61,45 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+PEER_FACTOR = 3.0
+"""How many times the federation's typical latency a node's p90 must be to count as slow."""
+
+
+class Peers:
+    """The federation's typical node latency, so that probation singles out a node slow among its peers.
+
+    When the whole machine is busy every node answers slowly; giving them all a short probation
+    timeout would turn load into timeouts, timeouts into open circuits, and a busy afternoon into
+    searches that could not ask most authorities. So a node is on probation only if its recent p90
+    is over ``slow_ms`` and over PEER_FACTOR times the (lower) median of every node's recent p50.
+    Recomputed at most every ``interval`` seconds: it is read once per node per search.
+    """
+
+    def __init__(self, settings: HealthSettings, *, clock: Callable[[], float] = time.monotonic,
+                 interval: float = 0.5) -> None:
+        self.settings, self._clock, self.interval = settings, clock, interval
+        self.members: dict[str, NodeHealth] = {}
+        self._computed_at = float("-inf")
+        self.typical_ms: float | None = None
+
+    def refresh(self) -> None:
+        now = self._clock()
+        if now - self._computed_at < self.interval:
+            return
+        self._computed_at = now
+        p50s, p90s = [], {}
+        for code, health in self.members.items():
+            recent = sorted(list(health.latencies)[-20:])
+            if len(recent) >= 5:
+                p50s.append(recent[len(recent) // 2])
+                p90s[code] = recent[min(len(recent) - 1, int(0.9 * len(recent)))]
+        p50s.sort()
+        self.typical_ms = p50s[(len(p50s) - 1) // 2] if p50s else None
+        floor = max(self.settings.slow_ms, PEER_FACTOR * (self.typical_ms or 0.0))
+        for code, health in self.members.items():
+            health.probation = p90s.get(code, 0.0) > floor
 
 
 @dataclass
@@ -79,6 +119,14 @@ class NodeHealth:
     """Searches now retrying this node (see FanOut.max_retrying)."""
     reachable: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    peers: Peers | None = None
+    probation: bool = False
+    """Set by ``peers``; read through on_probation."""
+
+    def __post_init__(self) -> None:
+        if self.peers is None:
+            self.peers = Peers(self.settings)
+        self.peers.members[self.authority.code] = self
 
     def succeeded(self, ms: float) -> None:
         self.latencies.append(ms)
@@ -95,9 +143,9 @@ class NodeHealth:
 
     @property
     def on_probation(self) -> bool:
-        recent = list(self.latencies)[-20:]
-        p90 = _percentile(recent, 90)
-        return len(recent) >= 5 and p90 is not None and p90 > self.settings.slow_ms
+        assert self.peers is not None
+        self.peers.refresh()
+        return self.probation
 
     @property
     def status(self) -> str:

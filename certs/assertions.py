@@ -109,7 +109,24 @@ class AssertionVerifier:
         self._clock = clock
         self._seen: OrderedDict[bytes, float] = OrderedDict()
 
-    def verify(self, request: node_pb2.MatchRequest) -> node_pb2.QueryAssertion:
+    def verify(self, request: node_pb2.MatchRequest, raw: bytes | None = None) -> node_pb2.QueryAssertion:
+        """Check ``request`` (``raw``: its bytes as received, when the caller has them) or raise AssertionRejected."""
+        assertion = _VERIFIED.get(raw) if raw is not None else None
+        if assertion is None:
+            assertion = self._check_signed(request)
+            if raw is not None:
+                _VERIFIED.put(raw, assertion)
+        elif assertion.key_id not in self._keys:
+            raise AssertionRejected("assertion signed with an unknown broker key")
+        # Freshness and the nonce are this node's own state: checked on every request, cached or not.
+        now = self._clock()
+        if abs(now - assertion.issued_at_ms / 1000) > self._max_skew:
+            raise AssertionRejected("assertion is not fresh")
+        self._remember(assertion.nonce, now)
+        return assertion
+
+    def _check_signed(self, request: node_pb2.MatchRequest) -> node_pb2.QueryAssertion:
+        """What depends only on the request and the broker's key: the signature and what it covers."""
         if not request.assertion or not request.assertion_signature:
             raise AssertionRejected("request carries no broker assertion")
         assertion = node_pb2.QueryAssertion.FromString(request.assertion)
@@ -120,15 +137,11 @@ class AssertionVerifier:
             key.verify(request.assertion_signature, request.assertion)
         except InvalidSignature:
             raise AssertionRejected("assertion signature is not valid") from None
-        now = self._clock()
-        if abs(now - assertion.issued_at_ms / 1000) > self._max_skew:
-            raise AssertionRejected("assertion is not fresh")
         if assertion.query_sha256 != request_digest(request):
             raise AssertionRejected("assertion does not match the request")
         if (assertion.search_id, assertion.user_id, assertion.purpose_code) != (
                 request.search_id, request.requester.user_id, request.purpose.code):
             raise AssertionRejected("assertion does not match the request")
-        self._remember(assertion.nonce, now)
         return assertion
 
     def _remember(self, nonce: bytes, now: float) -> None:
@@ -140,3 +153,28 @@ class AssertionVerifier:
         while self._seen and (next(iter(self._seen.values())) < horizon or len(self._seen) >= MAX_NONCES):
             self._seen.popitem(last=False)
         self._seen[nonce] = now
+
+
+class _VerifiedRequests:
+    """Requests whose signature has been checked, by their exact bytes, shared by every node in the process.
+
+    A host that serves several authorities' nodes (an IT provider's, or the scale benchmark's) receives
+    the same signed request once per authority; checking the Ed25519 signature and the request hash is a
+    pure function of those bytes and the broker's key (named by key id, a hash of the key), so it is done
+    once. Only successes are kept; freshness and the nonce stay per node. Bounded, in memory only.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, node_pb2.QueryAssertion] = OrderedDict()
+
+    def get(self, raw: bytes) -> node_pb2.QueryAssertion | None:
+        return self._entries.get(raw)
+
+    def put(self, raw: bytes, assertion: node_pb2.QueryAssertion) -> None:
+        self._entries[raw] = assertion
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+_VERIFIED = _VerifiedRequests()

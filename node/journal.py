@@ -84,10 +84,16 @@ class Journal:
 
     def record(self, request: node_pb2.MatchRequest, outcomes: list[tuple[str, str | None, str | None]]) -> None:
         """The rows of one Match call, in one transaction: (kind, record id, band) each; kind none, match or alert."""
-        r = request.requester
+        self.record_many([(request, outcomes)])
+
+    def record_many(self, searches: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]]) -> None:
+        """The rows of several searches (a batch), in one transaction: committed before any is answered."""
         now = self._clock().isoformat(timespec="seconds")
         rows = [(now, request.search_id, kind, record_id, band, r.user_id, r.name, r.organisation, r.role,
-                 r.email, request.purpose.code, request.purpose.justification) for kind, record_id, band in outcomes]
+                 r.email, request.purpose.code, request.purpose.justification)
+                for request, outcomes in searches for r in (request.requester,) for kind, record_id, band in outcomes]
+        if not rows:
+            return
         try:
             with self._db:  # one commit, however many rows
                 self._db.executemany(

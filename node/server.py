@@ -94,6 +94,7 @@ class RunningNode:
     async def stop(self, grace: float = 1.0) -> None:
         # Say NOT_SERVING first so health-checking clients stop sending, then let in-flight calls drain.
         await self.health.enter_graceful_shutdown()
+        self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
         await self.server.stop(grace)
         self.service.generation.close()

@@ -9,12 +9,14 @@ sensitive involvements are never disclosed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from certs.assertions import AssertionRejected, AssertionVerifier
 from certs.identity import Identity, IdentityError, Role, identity_from_pem
@@ -77,6 +79,31 @@ def query_from(subject: node_pb2.Subject) -> Query:
     )
 
 
+STORE_FAILED = "the node could not read or record the search"
+
+
+class _Refused(Exception):
+    """A search this node will not answer, with the status and safe message the broker gets."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _refusal(code: grpc.StatusCode, message: str) -> node_pb2.MatchOutcome:
+    return node_pb2.MatchOutcome(status_code=code.value[0], status_message=message)
+
+
+async def _pump(batches: AsyncIterator[node_pb2.MatchBatch], inbox: asyncio.Queue[node_pb2.MatchBatch | None]) -> None:
+    try:
+        async for batch in batches:
+            inbox.put_nowait(batch)
+    except grpc.aio.AioRpcError:
+        pass  # the broker went away; the handler ends on the None below
+    finally:
+        inbox.put_nowait(None)
+
+
 def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> node_pb2.Candidate | None:
     """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
     contacts = [
@@ -107,6 +134,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         self.journal = journal
         self.answer_floor_seconds = answer_floor_seconds
         self.certificate_expires = ""
+        self._inboxes: set[asyncio.Queue[node_pb2.MatchBatch | None]] = set()
+        """One per open MatchStream."""
         """RFC 3339 not-after of the certificate this node serves with; set by the server, updated on rotation."""
 
     @property
@@ -124,27 +153,34 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the caller's certificate is revoked")
         return identity
 
-    async def Match(self, request: node_pb2.MatchRequest, context: grpc.aio.ServicerContext) -> node_pb2.MatchResponse:
-        await self._require_broker(context)
-        started = time.perf_counter()
+    def _checked(self, request: node_pb2.MatchRequest, raw: bytes | None = None) -> Query:
+        """The query of a search this node may answer, or _Refused with a safe status and message."""
         try:
-            self.verifier.verify(request)
+            self.verifier.verify(request, raw)
         except AssertionRejected as exc:
             log.warning("assertion_rejected", search_id=request.search_id, reason=str(exc))
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
         try:
             query = query_from(request.subject)
         except MatchRequestError as exc:
             log.info("match_rejected", search_id=request.search_id, reason=str(exc))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         if request.purpose.code == "":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "purpose.code is required")
+        return query
+
+    async def Match(self, request: node_pb2.MatchRequest, context: grpc.aio.ServicerContext) -> node_pb2.MatchResponse:
+        await self._require_broker(context)
+        started = time.perf_counter()
         try:
-            candidates = self._answer(request, query)
+            query = self._checked(request)
+            [candidates] = self._answer([(request, query)])
+        except _Refused as refused:
+            await context.abort(refused.code, refused.message)
         except StoreError:
             # The store's own message stays in this node's log; the broker learns only that it failed.
             log.error("store_failed", search_id=request.search_id)
-            await context.abort(grpc.StatusCode.INTERNAL, "the node could not read or record the search")
+            await context.abort(grpc.StatusCode.INTERNAL, STORE_FAILED)
         # Answer no sooner than the floor: a shielded child's record is found and scored, which takes
         # longer than finding nothing, and neither the searcher nor the broker may be able to tell.
         await TIMER.wait_until(started + self.answer_floor_seconds)
@@ -155,23 +191,88 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         )
         return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
 
-    def _answer(self, request: node_pb2.MatchRequest, query: Query) -> list[node_pb2.Candidate]:
-        """Match, read contacts and journal the search, all from one generation and with no await between."""
-        candidates = []
-        entries: list[tuple[str, str | None, str | None]] = []
-        generation = self.generation  # one generation for the whole answer, even if a refresh swaps it
-        for result in generation.matcher.match(query):
-            if result.shielded:
-                # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
-                entries.append(("alert", result.record_id, result.band))
+    async def MatchStream(self, request_iterator: AsyncIterator[node_pb2.MatchBatch],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.MatchBatchResult]:
+        """Batches of searches on one long-lived stream; each batch answered as one, after the floor."""
+        identity = await self._require_broker(context)
+        # Batches come through an inbox so that a shutdown can end the stream cleanly (close_streams):
+        # a cancelled handler leaves grpc holding the call open for all of the server's grace.
+        inbox: asyncio.Queue[node_pb2.MatchBatch | None] = asyncio.Queue()
+        pump = asyncio.get_running_loop().create_task(_pump(request_iterator, inbox))
+        self._inboxes.add(inbox)
+        try:
+            while (batch := await inbox.get()) is not None:
+                if self.revocations.is_revoked(identity.serial):  # checked per batch, as Match checks per call
+                    log.warning("caller_refused", role=identity.role.value, reason="revoked")
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the caller's certificate is revoked")
+                started = time.perf_counter()
+                outcomes = self._answer_batch(batch)
+                await TIMER.wait_until(started + self.answer_floor_seconds)
+                yield node_pb2.MatchBatchResult(batch_id=batch.batch_id, outcomes=outcomes)
+                log.debug("batch_answered", searches=len(outcomes), ms=round((time.perf_counter() - started) * 1000, 2))
+        finally:
+            self._inboxes.discard(inbox)
+            pump.cancel()
+
+    def close_streams(self) -> None:
+        """Shutting down: each stream ends once the batches already received are answered.
+
+        The broker sees the stream end, reports any batch it had sent since as unavailable, and
+        retries on a new connection (to another instance, or once this one is back).
+        """
+        for inbox in self._inboxes:
+            inbox.put_nowait(None)
+
+    def _answer_batch(self, batch: node_pb2.MatchBatch) -> list[node_pb2.MatchOutcome]:
+        outcomes: list[node_pb2.MatchOutcome | None] = []
+        accepted: list[tuple[int, node_pb2.MatchRequest, Query]] = []
+        for raw in batch.requests:
+            try:
+                request = node_pb2.MatchRequest.FromString(raw)
+            except DecodeError:
+                outcomes.append(_refusal(grpc.StatusCode.INVALID_ARGUMENT, "a request in the batch is malformed"))
                 continue
-            candidate = candidate_of(result, generation.store.involvements(result.record_id))
-            if candidate is not None:
-                candidates.append(candidate)
-                entries.append(("match", result.record_id, result.band))
-        # The journal is how the holder reviews searches: no answer goes out unrecorded.
-        self.journal.record(request, entries or [("none", None, None)])
-        return candidates
+            try:
+                accepted.append((len(outcomes), request, self._checked(request, raw)))
+                outcomes.append(None)
+            except _Refused as refused:
+                outcomes.append(_refusal(refused.code, refused.message))
+        try:
+            answers = self._answer([(request, query) for _, request, query in accepted])
+        except StoreError:
+            log.error("store_failed", searches=len(accepted))
+            for at, _, _ in accepted:
+                outcomes[at] = _refusal(grpc.StatusCode.INTERNAL, STORE_FAILED)
+            return [o for o in outcomes if o is not None]
+        for (at, request, _), candidates in zip(accepted, answers):
+            outcomes[at] = node_pb2.MatchOutcome(
+                response=node_pb2.MatchResponse(authority_code=self.code, candidates=candidates))
+            log.info("match_answered", search_id=request.search_id, purpose=request.purpose.code,
+                     requester=request.requester.user_id, candidates=len(candidates))
+        return [o for o in outcomes if o is not None]
+
+    def _answer(self, searches: list[tuple[node_pb2.MatchRequest, Query]]) -> list[list[node_pb2.Candidate]]:
+        """Match, read contacts and journal each search, all from one generation and with no await between."""
+        answers: list[list[node_pb2.Candidate]] = []
+        journal: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]] = []
+        generation = self.generation  # one generation for the whole batch, even if a refresh swaps it
+        for request, query in searches:
+            candidates = []
+            entries: list[tuple[str, str | None, str | None]] = []
+            for result in generation.matcher.match(query):
+                if result.shielded:
+                    # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
+                    entries.append(("alert", result.record_id, result.band))
+                    continue
+                candidate = candidate_of(result, generation.store.involvements(result.record_id))
+                if candidate is not None:
+                    candidates.append(candidate)
+                    entries.append(("match", result.record_id, result.band))
+            answers.append(candidates)
+            journal.append((request, entries or [("none", None, None)]))
+        # The journal is how the holder reviews searches: no answer goes out unrecorded (one commit a batch).
+        self.journal.record_many(journal)
+        return answers
 
     async def Describe(
         self, request: node_pb2.DescribeRequest, context: grpc.aio.ServicerContext

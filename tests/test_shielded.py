@@ -156,14 +156,14 @@ async def test_the_timing_test_detects_a_leak_when_there_is_one(federation):
     """Control: make alerts slower than the node's answer floor, and the same statistics must notice."""
     fed = await federation(data())
     journal = fed.nodes["LEEDS"].service.journal
-    original = journal.record
+    original = journal.record_many
 
-    def slow_record(request, outcomes):
-        if any(kind == "alert" for kind, _, _ in outcomes):
+    def slow_record(searches):
+        if any(kind == "alert" for _, outcomes in searches for kind, _, _ in outcomes):
             time.sleep(fed.nodes["LEEDS"].service.answer_floor_seconds + 0.004)
-        original(request, outcomes)
+        original(searches)
 
-    journal.record = slow_record  # type: ignore[method-assign]
+    journal.record_many = slow_record  # type: ignore[method-assign]
     shielded, absent = await _timings(fed, 80)
     assert permutation_p(shielded, absent) < 1e-3
 

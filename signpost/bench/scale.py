@@ -17,6 +17,8 @@ import json
 import multiprocessing as mp
 import os
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +140,26 @@ class Deployment:
 
 # -- load -----------------------------------------------------------------------------------
 
-async def _search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> tuple[float, bool]:
+@dataclass(frozen=True)
+class Sample:
+    ms: float
+    status: int
+    complete: bool
+    not_answered: tuple[str, ...]
+    """Coverage reasons of the authorities that did not answer (timeout, unavailable, ...)."""
+
+
+async def _search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> Sample:
     started = time.perf_counter()
     async with session.post(f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE},
                             timeout=aiohttp.ClientTimeout(total=60)) as resp:
         body = await resp.json()
-    complete = resp.status == 200 and body["coverage"]["answered"] == body["coverage"]["asked"]
-    return (time.perf_counter() - started) * 1000, complete
+    ms = (time.perf_counter() - started) * 1000
+    if resp.status != 200:
+        return Sample(ms, resp.status, False, ())
+    coverage = body["coverage"]
+    return Sample(ms, 200, coverage["answered"] == coverage["asked"],
+                  tuple(n["reason"] for n in coverage["not_answered"]))
 
 
 async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: float | None, count: int) -> dict[str, Any]:
@@ -152,7 +167,7 @@ async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: floa
     context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.PRACTITIONER])
     pids = [dep.broker_pid, *dep.node_pids]
     before = {pid: cpu_seconds(pid) for pid in pids}
-    results: list[tuple[float, bool]] = []
+    results: list[Sample] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=500)) as session:
         began = time.perf_counter()
         if rate is None:
@@ -166,12 +181,16 @@ async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: floa
             results = list(await asyncio.gather(*tasks))
         elapsed = time.perf_counter() - began
     after = {pid: cpu_seconds(pid) for pid in pids}
-    latencies = [ms for ms, _ in results]
+    # Latency of the searches the broker admitted (a 503 "overloaded" answers at once and is counted apart).
+    latencies = [r.ms for r in results if r.status == 200] or [0.0]
     node_cpu = sum(after[p] - before[p] for p in dep.node_pids)
     return {
-        "offered_rate": rate, "searches": len(results), "throughput_per_second": round(len(results) / elapsed, 2),
+        "offered_rate": rate, "searches": len(results),
+        "throughput_per_second": round(sum(r.status == 200 for r in results) / elapsed, 2),  # served
+        "statuses": dict(Counter(str(r.status) for r in results)),
         "latency_ms": {q: round(percentile(latencies, float(q[1:])), 1) for q in ("p50", "p95", "p99")},
-        "coverage_complete": round(sum(ok for _, ok in results) / len(results), 4),
+        "coverage_complete": round(sum(r.complete for r in results) / len(results), 4),
+        "not_answered": dict(Counter(reason for r in results for reason in r.not_answered)),
         "broker_cpu_ms_per_search": round((after[dep.broker_pid] - before[dep.broker_pid]) * 1000 / len(results), 2),
         "nodes_cpu_ms_per_search": round(node_cpu * 1000 / len(results), 2),
     }
@@ -338,7 +357,8 @@ def print_report(r: dict[str, Any]) -> None:
             print(f"    offered {load['offered_rate']}/s -> {load['throughput_per_second']}/s: "
                   f"p50 {load['latency_ms']['p50']} p95 {load['latency_ms']['p95']} p99 {load['latency_ms']['p99']} ms, "
                   f"coverage complete {load['coverage_complete']:.1%}, broker CPU {load['broker_cpu_ms_per_search']} "
-                  f"ms/search, nodes {load['nodes_cpu_ms_per_search']} ms/search")
+                  f"ms/search, nodes {load['nodes_cpu_ms_per_search']} ms/search; statuses {load['statuses']}, "
+                  f"not answered {load['not_answered']}")
         print(f"    peak RSS MiB: {r[shape]['peak_rss_mb']}")
     if "federated_over_central" in r:
         print(f"  federated/central latency (serial): {r['federated_over_central']}")

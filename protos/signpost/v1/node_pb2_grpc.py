@@ -41,6 +41,11 @@ class NodeServiceStub:
                 request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchRequest.SerializeToString,
                 response_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchResponse.FromString,
                 _registered_method=True)
+        self.MatchStream = channel.stream_stream(
+                '/signpost.v1.NodeService/MatchStream',
+                request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatch.SerializeToString,
+                response_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatchResult.FromString,
+                _registered_method=True)
         self.Describe = channel.unary_unary(
                 '/signpost.v1.NodeService/Describe',
                 request_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.DescribeRequest.SerializeToString,
@@ -60,6 +65,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MatchStream(self, request_iterator, context):
+        """The broker's working path: one long-lived stream per node. Each MatchBatch carries every search
+        the broker has for this node at that moment (one when it is quiet, several under load) and is
+        answered by one MatchBatchResult, outcomes in request order. Each search is checked exactly as
+        Match checks it and refused alone; a caller that may not call the node has the stream refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Describe(self, request, context):
         """Who is this node, how much does it hold, how fresh is its data.
         """
@@ -74,6 +89,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.Match,
                     request_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchRequest.FromString,
                     response_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchResponse.SerializeToString,
+            ),
+            'MatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.MatchStream,
+                    request_deserializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatch.FromString,
+                    response_serializer=protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatchResult.SerializeToString,
             ),
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
@@ -110,6 +130,33 @@ class NodeService:
             '/signpost.v1.NodeService/Match',
             protos_dot_signpost_dot_v1_dot_node__pb2.MatchRequest.SerializeToString,
             protos_dot_signpost_dot_v1_dot_node__pb2.MatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/signpost.v1.NodeService/MatchStream',
+            protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatch.SerializeToString,
+            protos_dot_signpost_dot_v1_dot_node__pb2.MatchBatchResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class NodeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> NodeServiceAsyncStub: ...
     Match: _grpc.UnaryUnaryMultiCallable[_node_pb2.MatchRequest, _node_pb2.MatchResponse]
     """Does this authority hold a record of this child, and who is the contact?"""
+    MatchStream: _grpc.StreamStreamMultiCallable[_node_pb2.MatchBatch, _node_pb2.MatchBatchResult]
+    """The broker's working path: one long-lived stream per node. Each MatchBatch carries every search
+    the broker has for this node at that moment (one when it is quiet, several under load) and is
+    answered by one MatchBatchResult, outcomes in request order. Each search is checked exactly as
+    Match checks it and refused alone; a caller that may not call the node has the stream refused.
+    """
     Describe: _grpc.UnaryUnaryMultiCallable[_node_pb2.DescribeRequest, _node_pb2.DescribeResponse]
     """Who is this node, how much does it hold, how fresh is its data."""
 
@@ -53,6 +59,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Match: _aio.UnaryUnaryMultiCallable[_node_pb2.MatchRequest, _node_pb2.MatchResponse]  # type: ignore[assignment]
     """Does this authority hold a record of this child, and who is the contact?"""
+    MatchStream: _aio.StreamStreamMultiCallable[_node_pb2.MatchBatch, _node_pb2.MatchBatchResult]  # type: ignore[assignment]
+    """The broker's working path: one long-lived stream per node. Each MatchBatch carries every search
+    the broker has for this node at that moment (one when it is quiet, several under load) and is
+    answered by one MatchBatchResult, outcomes in request order. Each search is checked exactly as
+    Match checks it and refused alone; a caller that may not call the node has the stream refused.
+    """
     Describe: _aio.UnaryUnaryMultiCallable[_node_pb2.DescribeRequest, _node_pb2.DescribeResponse]  # type: ignore[assignment]
     """Who is this node, how much does it hold, how fresh is its data."""
 
@@ -68,6 +80,18 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.MatchResponse, _abc.Awaitable[_node_pb2.MatchResponse]]:
         """Does this authority hold a record of this child, and who is the contact?"""
+
+    @_abc_1.abstractmethod
+    def MatchStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_pb2.MatchBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_pb2.MatchBatchResult], _abc.AsyncIterator[_node_pb2.MatchBatchResult]]:
+        """The broker's working path: one long-lived stream per node. Each MatchBatch carries every search
+        the broker has for this node at that moment (one when it is quiet, several under load) and is
+        answered by one MatchBatchResult, outcomes in request order. Each search is checked exactly as
+        Match checks it and refused alone; a caller that may not call the node has the stream refused.
+        """
 
     @_abc_1.abstractmethod
     def Describe(

@@ -1,0 +1,165 @@
+"""The broker's working path to a node: one long-lived MatchStream, searches batched under load.
+
+Real node servers over real mTLS; the broker side is broker.fanout's own NodeClient and MatchPipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
+from broker.fanout import NodeClient, batch_piece, channel_credentials
+from broker.health import HealthSettings, NodeHealth, Peers
+from broker.breaker import CircuitBreaker
+from broker.registry import Authority
+from certs.assertions import AssertionSigner, AssertionVerifier, AssertionRejected, load_private_key, load_public_key
+from certs.identity import node_dns_name
+from protos.signpost.v1 import node_pb2
+from tests.conftest import row
+
+
+def signed(signer: AssertionSigner, search_id: str, **subject: str) -> node_pb2.MatchRequest:
+    req = node_pb2.MatchRequest(search_id=search_id, subject=node_pb2.Subject(**subject),
+                                purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
+                                requester=node_pb2.Requester(user_id="pat", role="practitioner"))
+    signer.sign(req)
+    return req
+
+
+AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
+
+
+@pytest.fixture
+async def leeds(federation, pki):
+    fed = await federation({"LEEDS": [row()]})
+    node = fed.nodes["LEEDS"]
+    client = NodeClient(Authority("LEEDS", "Leeds", node.address, node_dns_name("LEEDS")),
+                        channel_credentials(pki.tls(pki.broker)))
+    signer = AssertionSigner(load_private_key(pki.assertion_key))
+    batches: list[int] = []
+    original = node.service._answer_batch
+
+    def counting(batch):
+        batches.append(len(batch.requests))
+        return original(batch)
+
+    node.service._answer_batch = counting  # type: ignore[method-assign]
+    yield node, client, signer, batches
+    await client.close()
+
+
+async def test_concurrent_searches_share_batches_and_each_gets_its_own_answer(leeds):
+    node, client, signer, batches = leeds
+    requests = [signed(signer, f"s{i}", **(AMELIA if i % 2 == 0 else {**AMELIA, "given_name": "Zebedee"}))
+                for i in range(40)]
+    answers = await asyncio.gather(*(client.match(r.SerializeToString(), 5.0) for r in requests))
+    assert [len(a.candidates) for a in answers] == [1 if i % 2 == 0 else 0 for i in range(40)]
+    assert sum(batches) == 40
+    assert len(batches) < 40  # while one batch was out, the rest queued and went together
+    assert max(batches) > 1
+
+
+async def test_one_search_alone_goes_in_a_batch_of_one(leeds):
+    node, client, signer, batches = leeds
+    for i in range(3):
+        await client.match(signed(signer, f"s{i}", **AMELIA).SerializeToString(), 5.0)
+    assert batches == [1, 1, 1]
+
+
+async def test_a_refused_search_is_refused_alone(leeds):
+    node, client, signer, batches = leeds
+    good = signed(signer, "good", **AMELIA)
+    replayed = signed(signer, "replay", **AMELIA)
+    await client.match(replayed.SerializeToString(), 5.0)
+    tampered = signed(signer, "tampered", **AMELIA)
+    tampered.subject.given_name = "Ben"  # the assertion no longer covers the request
+    invalid = signed(signer, "invalid", family_name="Smith", date_of_birth="2014-13-45")
+    results = await asyncio.gather(
+        *(client.match(r.SerializeToString(), 5.0) for r in (good, replayed, tampered, invalid)),
+        return_exceptions=True)
+    assert isinstance(results[0], node_pb2.MatchResponse) and len(results[0].candidates) == 1
+    assert isinstance(results[1], NodeRefused) and isinstance(results[2], NodeRefused)
+    assert isinstance(results[3], NodeFailed)
+    # The next search on the same stream is answered: a refused search does not end the stream.
+    assert (await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 5.0)).candidates
+
+
+async def test_streams_are_recycled_without_losing_a_search(leeds):
+    node, client, signer, batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    client._pipe.lifetime = 0.02  # type: ignore[union-attr]
+    for i in range(30):
+        answer = await client.match(signed(signer, f"s{i}", **AMELIA).SerializeToString(), 5.0)
+        assert len(answer.candidates) == 1
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert len(node.service._inboxes) <= 2  # retired streams were half-closed and ended by the node
+
+
+async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(leeds):
+    node, client, signer, batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    assert node.service._inboxes
+    started = time.perf_counter()
+    await node.stop(grace=10.0)
+    assert time.perf_counter() - started < 5.0
+    with pytest.raises(NodeUnavailable):
+        await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 2.0)
+
+
+async def test_junk_in_a_batch_is_refused_as_malformed(leeds):
+    node, client, signer, batches = leeds
+    future = client.submit(batch_piece(b"\xff\xff\xff"), 5.0)
+    with pytest.raises(NodeFailed):
+        await future
+
+
+def test_probation_singles_out_a_node_slow_among_its_peers():
+    settings = HealthSettings(slow_ms=100)
+    peers = Peers(settings, interval=0)
+
+    def health(code: str, ms: float) -> NodeHealth:
+        h = NodeHealth(Authority(code, code, "127.0.0.1:1", node_dns_name(code)), CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
+                       settings, time.time, peers=peers)
+        for _ in range(10):
+            h.succeeded(ms)
+        return h
+
+    fast = [health(f"F{i}", 20.0) for i in range(5)]
+    slow = health("SLOW", 400.0)
+    assert slow.on_probation and not any(h.on_probation for h in fast)
+    # The whole machine busy: every node slow alike, so none is singled out and given less time.
+    busy = Peers(settings, interval=0)
+    everyone = [NodeHealth(Authority(f"B{i}", "b", "127.0.0.1:1", node_dns_name(f"B{i}")), CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
+                           settings, time.time, peers=busy) for i in range(6)]
+    for i, h in enumerate(everyone):
+        for _ in range(10):
+            h.succeeded(600.0 + 50 * i)
+    assert not any(h.on_probation for h in everyone)
+
+
+def test_a_cached_signature_check_still_applies_each_nodes_own_rules(pki, tmp_path):
+    from certs.assertions import create_assertion_key
+
+    signer = AssertionSigner(load_private_key(pki.assertion_key))
+    leeds = AssertionVerifier([load_public_key(pki.assertion_pub)])
+    kent = AssertionVerifier([load_public_key(pki.assertion_pub)])
+    _, other_pub = create_assertion_key(tmp_path, "other")
+    stranger = AssertionVerifier([load_public_key(other_pub)])
+    req = signed(signer, "s1", **AMELIA)
+    raw = req.SerializeToString()
+    leeds.verify(req, raw)
+    kent.verify(req, raw)  # the same search reaches every node once
+    with pytest.raises(AssertionRejected, match="used before"):
+        kent.verify(req, raw)  # ...but not twice
+    with pytest.raises(AssertionRejected, match="unknown broker key"):
+        stranger.verify(req, raw)
+    req.subject.given_name = "Ben"
+    with pytest.raises(AssertionRejected, match="does not match"):
+        leeds.verify(req, req.SerializeToString())
+    late = AssertionVerifier([load_public_key(pki.assertion_pub)], clock=lambda: time.time() + 3600)
+    with pytest.raises(AssertionRejected, match="not fresh"):
+        late.verify(signed(signer, "s2", **AMELIA), raw)
