@@ -172,7 +172,7 @@ def coverage_json(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
     for o in outcomes:
-        m.node_seconds.labels(o.authority.code).observe(o.ms / 1000)
+        m.observe_node(o.authority.code, o.ms / 1000)
         if o.error is not None:
             m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
 

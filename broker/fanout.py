@@ -289,13 +289,17 @@ class NodeClient:
         )
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
-    def submit(self, piece: bytes, timeout: float) -> asyncio.Future[Answered]:
-        """Send one search (a batch_piece); the future fails with NodeTimeout if no answer within ``timeout``."""
+    def submit(self, piece: bytes, timeout: float | None) -> asyncio.Future[Answered]:
+        """Send one search (a batch_piece); the future fails with NodeTimeout if no answer within ``timeout``.
+
+        With ``timeout`` None the caller expires the future itself (FanOut: one timer per search, not per node).
+        """
         if self._pipe is None:
             self._pipe = MatchPipe(self._open_stream, self._outcome)
         future = self._pipe.submit(piece)
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
-        future.add_done_callback(lambda _: timer.cancel())
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+            future.add_done_callback(lambda _: timer.cancel())
         return future
 
     async def match(self, request: bytes, timeout: float) -> node_pb2.MatchResponse:
@@ -454,7 +458,7 @@ class FanOut:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
-                 answered: Answered | None, error: BaseException | None) -> Outcome:
+                 answered: Answered | None, error: BaseException | None, debug: bool = False) -> Outcome:
         if error is not None and not isinstance(error, NodeCallError):
             raise error
         response = answered[0] if answered else None
@@ -465,7 +469,7 @@ class FanOut:
             health.failed(error)
         # 150 authorities answer every search: their answers are debug detail (search_completed has the
         # counts); an authority that did not answer is worth a line at info.
-        if error is not None or log.is_enabled_for(10):  # 10: debug; skip building 150 events per search
+        if error is not None or debug:  # skip building 150 debug events per search when nobody reads them
             (log.debug if error is None else log.info)(
                 "node_outcome", search_id=search_id, authority=client.authority.code,
                 outcome="answered" if error is None else error.reason, ms=round(ms, 1))
@@ -484,6 +488,8 @@ class FanOut:
         deadline_at = now + deadline_seconds
         clients = self.clients
         outcomes: dict[str, Outcome] = {}
+        debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
+        common_end = deadline_at - RESERVE_SECONDS
         waiting: list[tuple[NodeClient, NodeHealth, float, asyncio.Future[Answered]]] = []
         for client in clients:
             health = self._health[client.authority.code]
@@ -498,9 +504,13 @@ class FanOut:
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None, NodeTimeout("no time left before the deadline"))
                 continue
-            waiting.append((client, health, budget_end, client.submit(piece, budget_end - now)))
+            # Nodes on probation have a timer of their own; the rest share the search's (below).
+            waiting.append((client, health, budget_end,
+                            client.submit(piece, None if budget_end == common_end else budget_end - now)))
         if waiting:
-            await asyncio.wait([future for *_, future in waiting])
+            await asyncio.wait([future for *_, future in waiting], timeout=max(0.0, common_end - now))
+            for *_, future in waiting:
+                _expire(future)
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
         for client, health, budget_end, future in waiting:
             error = future.exception()
@@ -508,7 +518,7 @@ class FanOut:
                 retries.append((client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health))))
             else:
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None if error else future.result(), error)
+                    client, health, search_id, started, None if error else future.result(), error, debug)
         if retries:
             await asyncio.wait([task for *_, task in retries])
             for client, health, task in retries:

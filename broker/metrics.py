@@ -7,6 +7,7 @@ child, and never user ids (unbounded cardinality; the audit log answers "who").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +34,14 @@ class Metrics:
         self.unusual_volume = Counter("signpost_unusual_volume_alerts",
                                       "Practitioners whose hourly search volume passed the alert level", registry=r)
         self.nodes_up = Gauge("signpost_nodes_up", "Authorities answering health checks", registry=r)
+        self._node_seconds: dict[str, Any] = {}
+
+    def observe_node(self, code: str, seconds: float) -> None:
+        """One authority's answer time; the labelled child is looked up once per authority, not per search."""
+        child = self._node_seconds.get(code)
+        if child is None:
+            child = self._node_seconds[code] = self.node_seconds.labels(code)
+        child.observe(seconds)
 
 
 METRICS = web.AppKey("metrics", Metrics)
