@@ -152,7 +152,7 @@ class MatchPipe:
     def submit(self, piece: bytes) -> asyncio.Future[Answered]:
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
         self._queue.append((piece, future))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():  # done: closed, or ended by an error below
             self._writer = self._spawn(self._write_loop())
         self._wake.set()
         return future
@@ -176,6 +176,16 @@ class MatchPipe:
         return stream
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        except Exception as exc:  # e.g. the channel was closed under us: nothing queued may wait in vain
+            log.warning("node_stream_failed", error_type=type(exc).__name__)
+            while self._queue:
+                _, future = self._queue.popleft()
+                if not future.done():
+                    future.set_exception(NodeUnavailable("the broker could not open a stream to the node"))
+
+    async def _write_batches(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -163,3 +163,13 @@ def test_a_cached_signature_check_still_applies_each_nodes_own_rules(pki, tmp_pa
     late = AssertionVerifier([load_public_key(pki.assertion_pub)], clock=lambda: time.time() + 3600)
     with pytest.raises(AssertionRejected, match="not fresh"):
         late.verify(signed(signer, "s2", **AMELIA), raw)
+
+
+async def test_a_search_on_a_closed_client_is_unavailable_not_left_to_time_out(leeds):
+    node, client, signer, batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    await client.close()
+    started = time.perf_counter()
+    with pytest.raises(NodeUnavailable):
+        await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 5.0)
+    assert time.perf_counter() - started < 2.0
