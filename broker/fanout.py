@@ -180,10 +180,14 @@ class MatchPipe:
             await self._write_batches()
         except Exception as exc:  # e.g. the channel was closed under us: nothing queued may wait in vain
             log.warning("node_stream_failed", error_type=type(exc).__name__)
-            while self._queue:
-                _, future = self._queue.popleft()
-                if not future.done():
-                    future.set_exception(NodeUnavailable("the broker could not open a stream to the node"))
+            self._fail_queued("the broker could not open a stream to the node")
+
+    def _fail_queued(self, why: str) -> None:
+        """Searches not yet sent, and now never to be: unavailable, said at once rather than left to time out."""
+        while self._queue:
+            _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(NodeUnavailable(why))
 
     async def _write_batches(self) -> None:
         while True:
@@ -261,10 +265,7 @@ class MatchPipe:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._queue:
-            _, future = self._queue.popleft()
-            if not future.done():
-                future.set_exception(NodeUnavailable("the broker closed its connection to the node"))
+        self._fail_queued("the broker closed its connection to the node")
 
 
 class NodeClient:

@@ -89,12 +89,14 @@ class Peers:
         if now - self._computed_at < self.interval:
             return
         self._computed_at = now
-        p50s, p90s = [], {}
+        p50s: list[float] = []
+        p90s: dict[str, float] = {}
         for code, health in self.members.items():
-            recent = sorted(list(health.latencies)[-20:])
-            if len(recent) >= 5:
-                p50s.append(recent[len(recent) // 2])
-                p90s[code] = recent[min(len(recent) - 1, int(0.9 * len(recent)))]
+            recent = list(health.latencies)[-20:]
+            p50, p90 = _percentile(recent, 50), _percentile(recent, 90)
+            if len(recent) >= 5 and p50 is not None and p90 is not None:
+                p50s.append(p50)
+                p90s[code] = p90
         p50s.sort()
         self.typical_ms = p50s[(len(p50s) - 1) // 2] if p50s else None
         floor = max(self.settings.slow_ms, PEER_FACTOR * (self.typical_ms or 0.0))

@@ -82,12 +82,11 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def record(self, request: node_pb2.MatchRequest, outcomes: list[tuple[str, str | None, str | None]]) -> None:
-        """The rows of one Match call, in one transaction: (kind, record id, band) each; kind none, match or alert."""
-        self.record_many([(request, outcomes)])
-
     def record_many(self, searches: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]]) -> None:
-        """The rows of several searches (a batch), in one transaction: committed before any is answered."""
+        """The rows of one call's searches (one, or a batch), in one transaction, committed before any is answered.
+
+        Each search's rows are (kind, record id, band); kind none, match or alert.
+        """
         now = self._clock().isoformat(timespec="seconds")
         rows = [(now, request.search_id, kind, record_id, band, r.user_id, r.name, r.organisation, r.role,
                  r.email, request.purpose.code, request.purpose.justification)
