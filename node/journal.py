@@ -25,7 +25,7 @@ from protos.signpost.v1 import node_pb2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
     search_id TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('none', 'match', 'alert')),
@@ -41,8 +41,18 @@ CREATE TABLE IF NOT EXISTS journal (
     acknowledged_at TEXT,
     acknowledged_by TEXT
 );
-CREATE INDEX IF NOT EXISTS journal_kind_time ON journal (kind, time);
+DROP INDEX IF EXISTS journal_kind_time;
+CREATE INDEX IF NOT EXISTS journal_reviewed_kind_time ON journal (kind, time) WHERE kind IN ('match', 'alert');
 """
+# Why the schema is shaped so (every search writes a row on every node, so each page a row touches
+# is a page written to the WAL on every search):
+# - no AUTOINCREMENT: it rewrites the sqlite_sequence page on every insert. Ids still only grow,
+#   because rows are never deleted (an acknowledgement updates a row, it does not remove one).
+# - a partial index: the holder reviews matches and alerts, never the "none" rows that most searches
+#   write, so those rows touch no index page. Queries that use it repeat its WHERE term exactly
+#   (REVIEWED), which is how SQLite knows the index covers them.
+# A journal made by an earlier version keeps its table; its old full index is replaced at open.
+REVIEWED = "kind IN ('match', 'alert')"
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,18 @@ class Journal:
         if not rows:
             return
         try:
-            with self._db:  # one commit, however many rows
+            # The connection is in autocommit mode, where ``with connection`` opens no transaction and
+            # executemany would commit each row alone: BEGIN makes the batch one commit, all or nothing.
+            self._db.execute("BEGIN")
+            try:
                 self._db.executemany(
                     "INSERT INTO journal (time, search_id, kind, record_id, band, requester_id, requester_name, "
                     "requester_organisation, requester_role, requester_email, purpose_code, justification) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the journal: {exc}") from exc
 
@@ -110,12 +127,12 @@ class Journal:
 
     def alerts(self, *, include_acknowledged: bool = False, limit: int = 200) -> list[JournalRow]:
         """Searches that found a shielded child's record: for the designated safeguarding officer."""
-        where = "kind = 'alert'" + ("" if include_acknowledged else " AND acknowledged_at IS NULL")
+        where = f"{REVIEWED} AND kind = 'alert'" + ("" if include_acknowledged else " AND acknowledged_at IS NULL")
         return self._rows(where, (), limit)
 
     def access_log(self, *, since: str = "", limit: int = 500) -> list[JournalRow]:
         """Searches that matched this authority's records (the holder's access log)."""
-        return self._rows("kind IN ('match', 'alert') AND time >= ?", (since,), limit)
+        return self._rows(f"{REVIEWED} AND time >= ?", (since,), limit)
 
     def acknowledge(self, alert_id: int, by: str) -> bool:
         """Mark an alert seen; False if there is no such unacknowledged alert."""
