@@ -49,19 +49,26 @@ class PreciseTimer:
                 if not self._heap:
                     self._cond.wait()
                     continue
-                deadline = self._heap[0][0]
-                remaining = deadline - time.perf_counter()
+                now = time.perf_counter()
+                remaining = self._heap[0][0] - now
                 if remaining > 0:
                     self._cond.wait(remaining)
                     continue
-                _, _, loop, future = heapq.heappop(self._heap)
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_release, future)
+                # Every waiter now due goes in one hand-over per event loop: a host of many nodes has
+                # dozens due together, and each call_soon_threadsafe is a wake-up write of its own.
+                due: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, loop, future = heapq.heappop(self._heap)
+                    due.setdefault(loop, []).append(future)
+                for loop, futures in due.items():
+                    if not loop.is_closed():
+                        loop.call_soon_threadsafe(_release, futures)
 
 
-def _release(future: asyncio.Future[None]) -> None:
-    if not future.done():  # the call may have been cancelled meanwhile
-        future.set_result(None)
+def _release(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # the call may have been cancelled meanwhile
+            future.set_result(None)
 
 
 TIMER = PreciseTimer()

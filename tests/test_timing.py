@@ -1,0 +1,43 @@
+"""The precise timer behind the nodes' answer floor: nobody is woken early, and waiters wake in deadline order."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from node.timing import PreciseTimer
+
+
+async def test_many_waiters_each_wake_at_or_after_their_deadline_in_order():
+    timer = PreciseTimer()
+    rng = random.Random(7)
+    start = time.perf_counter()
+    # Many deadlines close together, as a host of many nodes has them: several fall due in one wake-up.
+    deadlines = sorted(start + 0.002 + rng.random() * 0.010 for _ in range(200))
+    woken: list[tuple[float, float]] = []
+
+    async def wait(deadline: float) -> None:
+        await timer.wait_until(deadline)
+        woken.append((deadline, time.perf_counter()))
+
+    await asyncio.gather(*(wait(d) for d in rng.sample(deadlines, len(deadlines))))
+    assert len(woken) == len(deadlines)
+    assert all(at >= deadline for deadline, at in woken)
+    assert [deadline for deadline, _ in woken] == deadlines
+
+
+async def test_a_cancelled_waiter_does_not_hold_up_the_others():
+    timer = PreciseTimer()
+    now = time.perf_counter()
+    cancelled = asyncio.ensure_future(timer.wait_until(now + 0.005))
+    kept = asyncio.ensure_future(timer.wait_until(now + 0.005))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await kept
+    assert cancelled.cancelled() and time.perf_counter() >= now + 0.005
+
+
+async def test_a_deadline_already_past_returns_at_once():
+    timer = PreciseTimer()
+    await asyncio.wait_for(timer.wait_until(time.perf_counter() - 1.0), timeout=5)
