@@ -74,16 +74,17 @@ class BlockingIndex:
             postings.append(record)
         return cls(keys, postings)
 
-    def lookup(self, key_hashes: list[int]) -> set[int]:
-        if not key_hashes or len(self.keys) == 0:
+    def lookup(self, wanted: SearchKeys) -> set[int]:
+        """Record numbers under any of the keys (see search_keys)."""
+        n = len(wanted) // 2
+        if n == 0 or len(self.keys) == 0:
             return set()
-        wanted = np.array(key_hashes, dtype=np.int64)
-        # The array methods, not np.searchsorted: the module function's dispatch cost more than the search.
-        lo = self.keys.searchsorted(wanted, side="left")
-        hi = self.keys.searchsorted(wanted, side="right")
+        # One search finds both ends of every key's run: where k starts, and where k + 1 would (the
+        # array method, not np.searchsorted, whose dispatch cost more than the search itself).
+        bounds = self.keys.searchsorted(wanted).tolist()
         found: set[int] = set()
-        for a, b in zip(lo.tolist(), hi.tolist()):
-            if 0 < b - a <= MAX_POSTINGS_PER_KEY:
+        for a, b in zip(bounds[:n], bounds[n:]):
+            if a != b and b - a <= MAX_POSTINGS_PER_KEY:
                 found.update(self.postings[a:b].tolist())
         return found
 
@@ -92,6 +93,22 @@ class BlockingIndex:
         return int(self.keys.nbytes + self.postings.nbytes)
 
 
+SearchKeys = np.ndarray
+"""Keys to look up, as search_keys makes them."""
+_TOP = np.iinfo(np.int64).max
+
+
+def search_keys(key_hashes: list[int]) -> SearchKeys:
+    """The keys then each key + 1, as int64: made once per query, looked up in every index."""
+    keys = np.array(key_hashes, dtype=np.int64)
+    return np.concatenate([keys, keys + 1])
+
+
 def key_hash(*parts: object) -> int:
-    """A 64-bit key for the index; Python's hash is per-process, which is all an in-memory index needs."""
-    return hash(parts)
+    """A 64-bit key for the index; Python's hash is per-process, which is all an in-memory index needs.
+
+    Never the largest int64, so that key + 1 (search_keys) cannot overflow: that one value shares the
+    key below it, which at worst puts a few more candidates in front of the scorer.
+    """
+    h = hash(parts)
+    return h if h != _TOP else _TOP - 1

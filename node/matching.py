@@ -32,7 +32,7 @@ from typing import Protocol
 
 from node import comparisons as cmp
 from node.comparisons import NULL
-from node.index import BlockingIndex, RecordTable, key_hash
+from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
 from node.nicknames import NameVariants, default_variants
 from node.normalise import address_tokens, dob_int, first_token, is_placeholder, phonetic, postcode_parts, tokens
 from node.records import Record
@@ -187,16 +187,18 @@ def query_keys(q: _Prepared) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1024)
-def prepare_query(query: Query) -> tuple[_Prepared, list[int]]:
+def prepare_query(query: Query) -> tuple[_Prepared, SearchKeys]:
     """A query normalised, and its index keys, worked out once per process.
 
     Both are pure functions of the query. A host serving several authorities' nodes (an IT
     provider's, or the scale benchmark's) receives every search once per authority, and normalising
     names and computing phonetic keys was a large share of each answer. Bounded and in memory only,
-    like the records the process already holds; callers must not mutate the key list.
+    like the records the process already holds; the key array is read-only.
     """
     prepared = _Prepared.of(query)
-    return prepared, query_keys(prepared)
+    keys = search_keys(query_keys(prepared))
+    keys.flags.writeable = False  # shared by every node in the process
+    return prepared, keys
 
 
 class MatchEngine:
@@ -252,7 +254,7 @@ class MatchEngine:
         estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
         for i in rng.sample(range(n), min(n, self.settings.em_sample_records)):
-            for j in self.index.lookup(list(self._record_keys(self.table, i))):
+            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i)))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
         run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
@@ -273,7 +275,7 @@ class MatchEngine:
     # -- matching -------------------------------------------------------------
 
     def candidates(self, q: _Prepared) -> set[int]:
-        return self.index.lookup(query_keys(q))
+        return self.index.lookup(search_keys(query_keys(q)))
 
     def match(self, query: Query) -> list[MatchResult]:
         q, keys = prepare_query(query)
