@@ -283,7 +283,8 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls, settings=config.health)
+        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls, settings=config.health,
+                                             dispatch_window=config.dispatch_window_seconds)
         app[MONITOR] = HealthMonitor(app[FANOUT], app[FANOUT].settings)
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)

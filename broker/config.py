@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.health import HealthSettings
 from node.config import TLSConfig, read_tls
 from signpost.config import Reader, read_toml
@@ -55,6 +56,9 @@ class BrokerConfig:
     """HMAC key for the child's identifiers in the audit log; auditors hold a copy. Created if missing."""
     max_searches_in_flight: int = 64
     """Searches the broker works on at once; more are refused with 503 and Retry-After, not queued."""
+    dispatch_window_seconds: float = DISPATCH_WINDOW_SECONDS
+    """Searches arriving while a dispatch to the nodes is out wait for it (at most this long) and go
+    together in the next (broker.dispatch); a search alone never waits. 0 sends each search at once."""
     reload_interval_seconds: float = 2.0
     """How often the registry and the broker's certificate files are checked for changes."""
     health: HealthSettings = HealthSettings()
@@ -81,6 +85,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         subject_key=reader.path("subject_key", "subject.key"),
         reload_interval_seconds=reader.number("reload_interval_seconds", 2.0, minimum=0.1),
         max_searches_in_flight=reader.integer("max_searches_in_flight", 64, minimum=1),
+        dispatch_window_seconds=reader.number("dispatch_window_seconds", DISPATCH_WINDOW_SECONDS, minimum=0.0),
         health=_health(reader.sub("health")),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),

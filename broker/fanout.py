@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from broker.breaker import CircuitBreaker
+from broker.dispatch import DISPATCH_WINDOW_SECONDS, DispatchGate
 from broker.errors import NodeCallError, NodeCircuitOpen, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.registry import Authority
@@ -371,6 +372,9 @@ class Outcome:
     ms: float
 
 
+_Waiting = tuple[NodeClient, NodeHealth, float, asyncio.Future[Answered]]
+"""A first attempt under way: the node, its health, the end of its budget, the answer to come."""
+
 RESERVE_SECONDS = 0.05
 """Of a search's deadline, kept back for assembling, auditing and sending the answer."""
 RETRY_WINDOW_SECONDS = 1.0
@@ -393,8 +397,10 @@ class FanOut:
     def __init__(self, clients: Iterable[NodeClient], *, settings: HealthSettings | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 8,
-                 retry_window: float = RETRY_WINDOW_SECONDS, max_retrying: int = 1) -> None:
+                 retry_window: float = RETRY_WINDOW_SECONDS, max_retrying: int = 1,
+                 dispatch_window: float = DISPATCH_WINDOW_SECONDS) -> None:
         self.settings = settings or HealthSettings()
+        self.gate = DispatchGate(dispatch_window)
         self._clock, self._wall_clock, self._sleep = clock, wall_clock, sleep
         self.max_attempts, self.retry_window, self.max_retrying = max_attempts, retry_window, max_retrying
         self._clients: dict[str, NodeClient] = {}
@@ -495,13 +501,26 @@ class FanOut:
         """
         piece = batch_piece(request.SerializeToString())
         search_id = request.search_id
-        started, now = time.perf_counter(), self._clock()
-        deadline_at = now + deadline_seconds
-        clients = self.clients
+        deadline_at = self._clock() + deadline_seconds
+        # Under load, wait for the dispatch out to be answered and go with the searches that arrive
+        # meanwhile (broker.dispatch); the wait is part of the deadline, not of any node's latency.
+        # Leave once the first attempts are in: retries of an unreachable node hold up nobody else.
+        group = await self.gate.enter()
+        started, clients = time.perf_counter(), self.clients
+        try:
+            outcomes, waiting = await self._first_attempts(clients, piece, search_id, started, deadline_at)
+        finally:
+            self.gate.leave(group)
+        await self._settle(outcomes, waiting, piece, search_id, started, resign)
+        return [outcomes[c.authority.code] for c in clients]
+
+    async def _first_attempts(self, clients: Sequence[NodeClient], piece: bytes, search_id: str, started: float,
+                              deadline_at: float) -> tuple[dict[str, Outcome], list[_Waiting]]:
+        """Every node's first attempt, answered or expired by its budget; open circuits answered at once."""
+        now = self._clock()
         outcomes: dict[str, Outcome] = {}
-        debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
         common_end = deadline_at - RESERVE_SECONDS
-        waiting: list[tuple[NodeClient, NodeHealth, float, asyncio.Future[Answered]]] = []
+        waiting: list[_Waiting] = []
         for client in clients:
             health = self._health[client.authority.code]
             if not health.breaker.allow():
@@ -522,6 +541,12 @@ class FanOut:
             await asyncio.wait([future for *_, future in waiting], timeout=max(0.0, common_end - now))
             for *_, future in waiting:
                 _expire(future)
+        return outcomes, waiting
+
+    async def _settle(self, outcomes: dict[str, Outcome], waiting: list[_Waiting], piece: bytes, search_id: str,
+                      started: float, resign: Callable[[], bytes] | None) -> None:
+        """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones."""
+        debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
         for client, health, budget_end, future in waiting:
             error = future.exception()
@@ -536,7 +561,6 @@ class FanOut:
                 error = task.exception()
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None if error else task.result(), error)
-        return [outcomes[c.authority.code] for c in clients]
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
@@ -547,6 +571,6 @@ def build_clients(authorities: Iterable[Authority], tls: TLSConfig) -> list[Node
     return [NodeClient(a, credentials) for a in authorities]
 
 
-def build_fanout(authorities: Iterable[Authority], tls: TLSConfig, *,
-                 settings: HealthSettings | None = None) -> FanOut:
-    return FanOut(build_clients(authorities, tls), settings=settings)
+def build_fanout(authorities: Iterable[Authority], tls: TLSConfig, *, settings: HealthSettings | None = None,
+                 dispatch_window: float = DISPATCH_WINDOW_SECONDS) -> FanOut:
+    return FanOut(build_clients(authorities, tls), settings=settings, dispatch_window=dispatch_window)
