@@ -204,12 +204,13 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from signpost.bench import accuracy, scale, soak, speed
+    from signpost.bench import accuracy, floor, scale, soak, speed
     from signpost.logs import configure
 
     configure("warning")  # a benchmark prints figures; per-search logs would drown them
     runner: Callable[[argparse.Namespace], int] = {
-        "accuracy": accuracy.run, "speed": speed.run, "soak": soak.run, "scale": scale.run}[args.bench_command]
+        "accuracy": accuracy.run, "speed": speed.run, "soak": soak.run, "scale": scale.run,
+        "grpc-floor": floor.run}[args.bench_command]
     return runner(args)
 
 
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     subject.add_argument("--nhs")
     audit.set_defaults(handler=_audit)
 
-    from signpost.bench import accuracy, scale, soak, speed
+    from signpost.bench import accuracy, floor, scale, soak, speed
 
     bench = commands.add_parser("bench", help="benchmarks that print figures and write JSON")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_arguments(bench_commands.add_parser("speed", help="one node's index build, memory and latency"))
     soak.add_arguments(bench_commands.add_parser("soak", help="steady searches for minutes while a node flaps"))
     scale.add_arguments(bench_commands.add_parser("scale", help="N authorities, millions of records, load via HTTPS"))
+    floor.add_arguments(bench_commands.add_parser("grpc-floor", help="what a bare N-way grpc.aio fan-out costs"))
     bench.set_defaults(handler=_bench)
     return parser
 

@@ -42,3 +42,8 @@ def test_scale_smoke(tmp_path):
     assert r["authorities"] == 3 and r["federated"]["loads"][0]["coverage_complete"] == 1.0
     assert r["central"]["serial"]["searches"] == 5 and r["federated_over_central"]["p50"] is not None
     assert all(Path(c).exists() for c in r["charts"])
+
+
+def test_grpc_floor_smoke(tmp_path):
+    r = bench(tmp_path, "grpc-floor", "--authorities", "3", "--rounds", "20", "--workdir", str(tmp_path / "work"))
+    assert r["streams"] == 3 and r["rounds"] == 20 and r["caller_cpu_ms_per_round"] > 0
