@@ -14,7 +14,8 @@ async def test_many_waiters_each_wake_at_or_after_their_deadline_in_order():
     rng = random.Random(7)
     start = time.perf_counter()
     # Many deadlines close together, as a host of many nodes has them: several fall due in one wake-up.
-    deadlines = sorted(start + 0.002 + rng.random() * 0.010 for _ in range(200))
+    # The first is well in the future, so none has passed before every waiter is queued.
+    deadlines = sorted(start + 0.1 + rng.random() * 0.010 for _ in range(200))
     woken: list[tuple[float, float]] = []
 
     async def wait(deadline: float) -> None:
@@ -41,3 +42,13 @@ async def test_a_cancelled_waiter_does_not_hold_up_the_others():
 async def test_a_deadline_already_past_returns_at_once():
     timer = PreciseTimer()
     await asyncio.wait_for(timer.wait_until(time.perf_counter() - 1.0), timeout=5)
+
+
+async def test_an_earlier_deadline_wakes_the_sleeping_timer():
+    timer = PreciseTimer()
+    now = time.perf_counter()
+    late = asyncio.ensure_future(timer.wait_until(now + 2.0))
+    await asyncio.sleep(0.02)  # the timer thread is now asleep until the late deadline
+    await asyncio.wait_for(timer.wait_until(time.perf_counter() + 0.02), timeout=1.5)
+    assert not late.done()
+    late.cancel()
