@@ -71,12 +71,17 @@ class BrokerConfig:
 def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
     """Read the broker's config; raise ConfigError naming the file and key on any problem."""
     reader = Reader(path, read_toml(path, env, ENV_PREFIX), path.parent)
+    deadline = reader.number("search_deadline_seconds", 2.0, minimum=0.05)
+    # A search may wait up to the window before it is sent: most of its deadline must be left for the nodes.
+    dispatch_window = reader.number("dispatch_window_seconds", DISPATCH_WINDOW_SECONDS, minimum=0.0)
+    if dispatch_window > deadline / 4:
+        raise reader.fail("dispatch_window_seconds", f"at most a quarter of search_deadline_seconds ({deadline / 4:g})")
     return BrokerConfig(
         listen=reader.address("listen", "127.0.0.1:8443"),
         registry=reader.path("registry"),
         tls=read_tls(reader),
         assertion_key=reader.path("assertion_key"),
-        search_deadline_seconds=reader.number("search_deadline_seconds", 2.0, minimum=0.05),
+        search_deadline_seconds=deadline,
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
         rate_limit_per_day=reader.integer("rate_limit_per_day", 300),
         alert_searches_per_hour=reader.integer("alert_searches_per_hour", 60),
@@ -85,7 +90,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         subject_key=reader.path("subject_key", "subject.key"),
         reload_interval_seconds=reader.number("reload_interval_seconds", 2.0, minimum=0.1),
         max_searches_in_flight=reader.integer("max_searches_in_flight", 64, minimum=1),
-        dispatch_window_seconds=reader.number("dispatch_window_seconds", DISPATCH_WINDOW_SECONDS, minimum=0.0),
+        dispatch_window_seconds=dispatch_window,
         health=_health(reader.sub("health")),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
         log_level=reader.text("log_level", "info"),

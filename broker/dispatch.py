@@ -52,7 +52,7 @@ class DispatchGate:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.leave(future.result())  # admitted, then cancelled before it could go
-            else:
+            elif future in self._waiting:  # a release in the same turn may have taken the list already
                 self._waiting.remove(future)
             raise
 

@@ -475,14 +475,16 @@ class FanOut:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
-                 answered: Answered | None, error: BaseException | None, debug: bool = False) -> Outcome:
+                 answered: Answered | None, error: BaseException | None, debug: bool = False,
+                 asked: bool = True) -> Outcome:
+        """One node's part; ``asked`` False when the broker never sent it (no node health is judged then)."""
         if error is not None and not isinstance(error, NodeCallError):
             raise error
         response = answered[0] if answered else None
         ms = ((answered[1] if answered else time.perf_counter()) - started) * 1000
         if error is None:
             health.succeeded(ms)
-        elif not isinstance(error, NodeCircuitOpen):
+        elif asked and not isinstance(error, NodeCircuitOpen):
             health.failed(error)
         # 150 authorities answer every search: their answers are debug detail (search_completed has the
         # counts); an authority that did not answer is worth a line at info.
@@ -531,8 +533,10 @@ class FanOut:
             if health.on_probation:
                 budget_end = min(budget_end, now + self.settings.probation_timeout)
             if budget_end - now < MIN_ATTEMPT_SECONDS:
+                # The search's own time ran out before this node was asked: not the node's failure.
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None, NodeTimeout("no time left before the deadline"))
+                    client, health, search_id, started, None, NodeTimeout("no time left before the deadline"),
+                    asked=False)
                 continue
             # Nodes on probation have a timer of their own; the rest share the search's (below).
             waiting.append((client, health, budget_end,

@@ -112,10 +112,13 @@ class Journal:
                     "INSERT INTO journal (time, search_id, kind, record_id, band, requester_id, requester_name, "
                     "requester_organisation, requester_role, requester_email, purpose_code, justification) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may already have rolled back (a full disk); a failed COMMIT may leave it open,
+                # and an open transaction would swallow every later write, acknowledgements included.
+                if self._db.in_transaction:
+                    self._db.rollback()
                 raise
-            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the journal: {exc}") from exc
 

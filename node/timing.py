@@ -61,8 +61,10 @@ class PreciseTimer:
                     _, _, loop, future = heapq.heappop(self._heap)
                     due.setdefault(loop, []).append(future)
                 for loop, futures in due.items():
-                    if not loop.is_closed():
+                    try:
                         loop.call_soon_threadsafe(_release, futures)
+                    except RuntimeError:
+                        pass  # that loop has closed: nobody is waiting there any more
 
 
 def _release(futures: list[asyncio.Future[None]]) -> None:

@@ -44,19 +44,19 @@ class Reader:
     def __init__(self, source: Path, table: Mapping[str, Any], base: Path, prefix: str = "") -> None:
         self.source, self.table, self.base, self.prefix = source, table, base, prefix
 
-    def _fail(self, key: str, expected: str) -> ConfigError:
+    def fail(self, key: str, expected: str) -> ConfigError:
         return ConfigError(f"{self.source}: key '{self.prefix}{key}' must be {expected}")
 
     def sub(self, key: str) -> Reader:
         value = self.table.get(key, {})
         if not isinstance(value, Mapping):
-            raise self._fail(key, "a table")
+            raise self.fail(key, "a table")
         return Reader(self.source, value, self.base, f"{self.prefix}{key}.")
 
     def text(self, key: str, default: str | None = None) -> str:
         value = self.table.get(key, default)
         if not isinstance(value, str) or not value:
-            raise self._fail(key, "a non-empty string")
+            raise self.fail(key, "a non-empty string")
         return value
 
     def path(self, key: str, default: str | None = None) -> Path:
@@ -69,7 +69,7 @@ class Reader:
         if isinstance(value, str) and value:
             value = [value]
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            raise self._fail(key, "a list of file paths")
+            raise self.fail(key, "a list of file paths")
         return tuple((self.base / v).resolve() for v in value)
 
     def optional_path(self, key: str) -> Path | None:
@@ -80,9 +80,9 @@ class Reader:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self._fail(key, "a number") from None
+            raise self.fail(key, "a number") from None
         if number < minimum:
-            raise self._fail(key, f"at least {minimum}")
+            raise self.fail(key, f"at least {minimum}")
         return number
 
     def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
@@ -90,9 +90,9 @@ class Reader:
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise self._fail(key, "a whole number") from None
+            raise self.fail(key, "a whole number") from None
         if number < minimum:
-            raise self._fail(key, f"at least {minimum}")
+            raise self.fail(key, f"at least {minimum}")
         return number
 
     def address(self, key: str, default: str | None = None) -> tuple[str, int]:
@@ -100,5 +100,5 @@ class Reader:
         text = self.text(key, default)
         host, sep, port = text.rpartition(":")
         if not sep or not port.isdigit() or not host:
-            raise self._fail(key, "host:port, e.g. 127.0.0.1:50051")
+            raise self.fail(key, "host:port, e.g. 127.0.0.1:50051")
         return host.strip("[]"), int(port)

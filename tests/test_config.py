@@ -55,6 +55,18 @@ def test_broker_config_numbers_are_checked(tmp_path):
     assert config.search_deadline_seconds == 1.5 and config.listen == ("127.0.0.1", 8443)
 
 
+def test_broker_dispatch_window_must_leave_most_of_the_deadline_to_the_nodes(tmp_path):
+    path = tmp_path / "broker.toml"
+    path.write_text('registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = 0.2\n'
+                    'dispatch_window_seconds = 0.1\n[tls]\nca="a"\ncert="b"\nkey="c"\n')
+    with pytest.raises(ConfigError, match="dispatch_window_seconds' must be at most a quarter of "
+                                          "search_deadline_seconds"):
+        load_broker_config(path, {})
+    config = load_broker_config(path, {"SIGNPOST_BROKER_DISPATCH_WINDOW_SECONDS": "0.05"})
+    assert config.dispatch_window_seconds == 0.05
+    assert load_broker_config(path, {"SIGNPOST_BROKER_DISPATCH_WINDOW_SECONDS": "0"}).dispatch_window_seconds == 0
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_node_config(tmp_path / "nope.toml", {})

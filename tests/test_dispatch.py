@@ -88,3 +88,46 @@ async def test_window_zero_sends_every_search_at_once():
     gate = DispatchGate(0.0)
     groups = [await asyncio.wait_for(gate.enter(), timeout=1) for _ in range(3)]
     assert gate.waiting == 0 and len(groups) == 3
+
+
+async def test_a_search_cancelled_in_the_same_turn_as_its_release_ends_cancelled_and_leaves_nothing_behind():
+    gate = DispatchGate(LONG)
+    first = await gate.enter()
+    waiter = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)  # it is waiting now
+    waiter.cancel()
+    gate.leave(first)  # releases the dispatch in the same turn, before the cancelled waiter runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert gate.waiting == 0
+    await asyncio.wait_for(gate.enter(), timeout=5)  # nothing is out: the next search goes at once
+
+
+async def test_a_search_admitted_then_cancelled_before_it_runs_leaves_its_dispatch():
+    gate = DispatchGate(LONG)
+    first = await gate.enter()
+    waiter = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)
+    gate.leave(first)  # admits the waiter...
+    waiter.cancel()    # ...which is cancelled before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    # Its dispatch had one member and it has left, so the next search must not wait out the window.
+    await asyncio.wait_for(gate.enter(), timeout=5)
+
+
+async def test_nodes_never_asked_for_want_of_time_are_not_counted_as_failing():
+    from types import SimpleNamespace
+
+    from broker.fanout import MIN_ATTEMPT_SECONDS, RESERVE_SECONDS, FanOut
+    from broker.registry import Authority
+    from protos.signpost.v1 import node_pb2
+
+    client = SimpleNamespace(authority=Authority("LEEDS", "Leeds", "127.0.0.1:1", "leeds.node.signpost"))
+    fanout = FanOut([client], dispatch_window=0)  # type: ignore[list-item]
+    for _ in range(10):  # twice the breaker's threshold
+        [outcome] = await fanout.search(node_pb2.MatchRequest(search_id="s"),
+                                        RESERVE_SECONDS + MIN_ATTEMPT_SECONDS / 2)
+        assert outcome.response is None and outcome.error is not None and outcome.error.reason == "timeout"
+    health = fanout.health_of("LEEDS")
+    assert health is not None and health.breaker.failures == 0 and health.breaker.allow()

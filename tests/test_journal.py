@@ -80,3 +80,32 @@ def test_a_journal_from_an_earlier_version_opens_and_keeps_its_rows(tmp_path):
     assert [row.search_id for row in journal.alerts()] == ["new", "old"]
     indexes = {r[0] for r in journal._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "journal_kind_time" not in indexes and "journal_reviewed_kind_time" in indexes
+
+
+class _CommitFails:
+    """The journal's connection, except that COMMIT fails as a full or broken disk would make it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+def test_a_failed_commit_names_its_cause_and_leaves_no_transaction_open(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    real = journal._db
+    journal._db = _CommitFails(real)  # type: ignore[assignment]
+    with pytest.raises(StoreError, match="disk I/O error"):
+        journal.record_many([(_request("lost"), [("match", "r1", "match")])])
+    journal._db = real
+    assert not real.in_transaction
+    journal.record_many([(_request("kept"), [("alert", "r2", "match")])])
+    assert [row.search_id for row in journal.alerts()] == ["kept"]
+    assert journal.acknowledge(journal.alerts()[0].id, "officer@LEEDS")
+    assert Journal(tmp_path / "journal.sqlite3").alerts() == []  # the acknowledgement was committed
