@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from broker.admission import AdmissionLimit, congested
 from broker.audit.keys import load_or_create_hmac_key
 from broker.audit.log import AuditLog, open_audit_log
 from broker.auditing import AUDIT, SUBJECT_KEY, AuditUnavailable, SearchRecord, checkpoint, commit, list_entries
@@ -46,6 +47,7 @@ SIGNER = web.AppKey("signer", AssertionSigner)
 SEARCH = web.RequestKey("search", SearchRecord)
 MONITOR = web.AppKey("monitor", HealthMonitor)
 IN_FLIGHT = web.AppKey("in_flight", list)
+ADMISSION = web.AppKey("admission", AdmissionLimit)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -177,6 +179,17 @@ def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
             m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
 
 
+def admit(app: web.Application, outcomes: list[Outcome]) -> None:
+    """Tell the admission limit how this search went: congested, or answered in time."""
+    reasons = [o.error.reason for o in outcomes if o.error is not None]
+    was_congested = congested(reasons.count("timeout"), len(outcomes) - reasons.count("circuit_open"))
+    limit = app[ADMISSION]
+    limit.completed(was_congested)
+    if was_congested:
+        app[METRICS].congested.inc()
+    app[METRICS].admission_limit.set(int(limit.limit))
+
+
 class NoNodes(NoNodesReachable):
     def __init__(self, coverage: dict[str, Any]) -> None:
         super().__init__("no authority could be asked; try again shortly")
@@ -200,7 +213,7 @@ async def create_search(request: web.Request) -> web.Response:
     search_id = record.search_id
     started = time.perf_counter()
     in_flight = request.app[IN_FLIGHT]
-    if in_flight[0] >= request.app[CONFIG].max_searches_in_flight:
+    if not request.app[ADMISSION].admits(in_flight[0]):
         # Past this the searches under way only get slower together: say so at once instead.
         raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
     in_flight[0] += 1
@@ -224,6 +237,7 @@ async def _run_search(request: web.Request, record: SearchRecord, search: Search
     outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
     coverage = coverage_json(outcomes)
     record_outcomes(request.app[METRICS], outcomes)
+    admit(request.app, outcomes)
     record.outcomes(outcomes)
     results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
     results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))
@@ -279,6 +293,8 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
                                alert_per_hour=config.alert_searches_per_hour, clock=clock)
     app[METRICS] = Metrics()
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
+    app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
+    app[METRICS].admission_limit.set(config.max_searches_in_flight)
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
     app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
 

@@ -25,6 +25,7 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
+from broker.admission import congested
 from broker.breaker import CircuitBreaker
 from broker.dispatch import DISPATCH_WINDOW_SECONDS, DispatchGate
 from broker.errors import NodeCallError, NodeCircuitOpen, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
@@ -476,15 +477,15 @@ class FanOut:
 
     def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
                  answered: Answered | None, error: BaseException | None, debug: bool = False,
-                 asked: bool = True) -> Outcome:
-        """One node's part; ``asked`` False when the broker never sent it (no node health is judged then)."""
+                 judge: bool = True) -> Outcome:
+        """One node's part; ``judge`` False when it says nothing of the node's health: never sent, or congestion."""
         if error is not None and not isinstance(error, NodeCallError):
             raise error
         response = answered[0] if answered else None
         ms = ((answered[1] if answered else time.perf_counter()) - started) * 1000
         if error is None:
             health.succeeded(ms)
-        elif asked and not isinstance(error, NodeCircuitOpen):
+        elif judge and not isinstance(error, NodeCircuitOpen):
             health.failed(error)
         # 150 authorities answer every search: their answers are debug detail (search_completed has the
         # counts); an authority that did not answer is worth a line at info.
@@ -536,7 +537,7 @@ class FanOut:
                 # The search's own time ran out before this node was asked: not the node's failure.
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None, NodeTimeout("no time left before the deadline"),
-                    asked=False)
+                    judge=False)
                 continue
             # Nodes on probation have a timer of their own; the rest share the search's (below).
             waiting.append((client, health, budget_end,
@@ -551,6 +552,10 @@ class FanOut:
                       started: float, resign: Callable[[], bytes] | None) -> None:
         """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones."""
         debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
+        # Many nodes missing this search's deadline together is congestion (broker.admission): reported
+        # as timeouts, but not held against each node's circuit, or a busy minute would open them all.
+        timeouts = sum(isinstance(future.exception(), NodeTimeout) for *_, future in waiting)
+        blame = not congested(timeouts, len(waiting))
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
         for client, health, budget_end, future in waiting:
             error = future.exception()
@@ -558,7 +563,8 @@ class FanOut:
                 retries.append((client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health))))
             else:
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None if error else future.result(), error, debug)
+                    client, health, search_id, started, None if error else future.result(), error, debug,
+                    judge=blame or not isinstance(error, NodeTimeout))
         if retries:
             await asyncio.wait([task for *_, task in retries])
             for client, health, task in retries:

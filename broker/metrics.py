@@ -34,6 +34,10 @@ class Metrics:
         self.unusual_volume = Counter("signpost_unusual_volume_alerts",
                                       "Practitioners whose hourly search volume passed the alert level", registry=r)
         self.nodes_up = Gauge("signpost_nodes_up", "Authorities answering health checks", registry=r)
+        self.admission_limit = Gauge("signpost_admission_limit",
+                                     "Searches the broker now takes on at once (lowered while congested)", registry=r)
+        self.congested = Counter("signpost_congested_searches",
+                                 "Searches whose authorities missed the deadline together", registry=r)
         self._node_seconds: dict[str, Any] = {}
 
     def observe_node(self, code: str, seconds: float) -> None:
