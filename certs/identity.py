@@ -14,6 +14,7 @@ handshake's hostname check.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -102,7 +103,14 @@ def identity_of(cert: x509.Certificate) -> Identity:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def identity_from_der(der: bytes) -> Identity:
+    """The identity in a DER certificate, parsed once per distinct certificate.
+
+    The broker reads the caller's certificate on every request, and parsing it cost more than the rest
+    of authentication; the answer is a pure function of the bytes (a certificate that fails raises,
+    and failures are not cached). Revocation is not part of it: callers check that on every request.
+    """
     return identity_of(x509.load_der_x509_certificate(der))
 
 

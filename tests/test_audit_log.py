@@ -34,7 +34,7 @@ from broker.audit.keys import (
     subject_hashes,
 )
 from broker.audit.log import AuditLog, open_audit_log
-from broker.audit.store import leaf_bytes, open_store
+from broker.audit.store import GroupCommit, leaf_bytes, open_store
 from broker.audit.verify import VerifyReport, run_verify, verify_database
 
 T0 = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.timezone.utc)
@@ -464,6 +464,66 @@ async def test_200_concurrent_appends_get_contiguous_indexes(open_log, key_path)
     assert len({r.root for r in receipts}) == 200
     report = await verify_database(str(log.store.path), log.public_key)
     assert report.ok and report.tree_size == 200, report.message
+
+
+async def test_appends_arriving_together_share_a_commit_and_a_bad_one_fails_alone(open_log, key_path):
+    log = await open_log()
+    entries: list[dict[str, Any]] = [make_entry(i) for i in range(9)]
+    entries[4] = {**entries[4], "subject_hashes": ["Amelia Smith 2014-03-09"]}  # refused: not an HMAC
+    results = await asyncio.gather(*(log.append(e) for e in entries), return_exceptions=True)
+    assert isinstance(results[4], AuditWriteError) and "Amelia" not in str(results[4])
+    good = [r for i, r in enumerate(results) if i != 4]
+    assert [r.index for r in good] == list(range(8))  # in arrival order, no gap where the bad one was
+    assert [r.tree_size for r in good] == list(range(1, 9))  # each with a head of its own
+    report = await verify_database(str(log.store.path), log.public_key)
+    assert report.ok and report.tree_size == 8, report.message
+
+
+async def test_group_commit_gathers_what_arrives_during_a_write_up_to_its_limit():
+    groups: list[int] = []
+    release = asyncio.Event()
+
+    async def write(group: list[Any]) -> list[Any]:
+        groups.append(len(group))
+        await release.wait()
+        return [f"sealed-{entry['seq']}" for entry, _ in group]
+
+    commit = GroupCommit(write, max_group=4)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(commit.append({"seq": 0}, None))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)  # the first write is under way with one entry
+    later = [asyncio.ensure_future(commit.append({"seq": i}, None)) for i in range(1, 7)]  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=5) == [f"sealed-{i}" for i in range(7)]
+    assert groups == [1, 4, 2]
+
+
+async def test_group_commit_a_failed_write_fails_its_whole_group_and_not_the_next():
+    calls = 0
+
+    async def write(group: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AuditWriteError("audit entry not written: OperationalError")
+        return ["ok" for _ in group]
+
+    commit = GroupCommit(write)  # type: ignore[arg-type]
+    results = await asyncio.gather(*(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
+                                   return_exceptions=True)
+    assert all(isinstance(r, AuditWriteError) for r in results)
+    assert await commit.append({}, None) == "ok"  # type: ignore[arg-type]
+
+
+async def test_an_append_whose_caller_gives_up_is_still_written(open_log, key_path):
+    log = await open_log()
+    waiting = asyncio.ensure_future(log.append(make_entry(0)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    receipt = await log.append(make_entry(1))
+    assert receipt.index == 1  # entry 0 went first, though nobody waited for its receipt
+    report = await verify_database(str(log.store.path), log.public_key)
+    assert report.ok and report.tree_size == 2, report.message
 
 
 async def test_a_failed_write_raises_and_leaves_nothing_behind(open_log):

@@ -7,6 +7,7 @@ that is dropped afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -80,6 +81,22 @@ async def test_append_query_and_verify(schema, tmp_path):
         assert (await log.entries(actor="user2"))[0].entry == entries[2]
     report = await verify_database(url(schema), load_public_key(public_key_path(key)), checkpoint)
     assert report.ok and report.tree_size == 20, report.message
+
+
+async def test_concurrent_appends_share_transactions_and_a_bad_entry_fails_alone(schema, tmp_path):
+    from broker.audit.errors import AuditWriteError
+
+    key = tmp_path / "audit.key"
+    async with await open_audit_log(url(schema), key) as log:
+        entries = [make_entry(i) for i in range(30)]
+        entries[7] = {**entries[7], "time": "2024-05-01T09:00:00"}  # no UTC offset: refused
+        results = await asyncio.gather(*(log.append(e) for e in entries), return_exceptions=True)
+        assert isinstance(results[7], AuditWriteError)
+        assert sorted(r.index for i, r in enumerate(results) if i != 7) == list(range(29))
+        indexed = sql(schema, "SELECT count(DISTINCT idx) FROM {s}.audit_subject_hashes")
+        assert indexed == [(29,)]
+    report = await verify_database(url(schema), load_public_key(public_key_path(key)))
+    assert report.ok and report.tree_size == 29, report.message
 
 
 async def test_tampering_is_found(schema, tmp_path):

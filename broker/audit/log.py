@@ -10,8 +10,9 @@ deleted, inserted or moved.
 
 ``append`` returns only once the entry and its head are durably committed;
 if they are not, it raises ``AuditWriteError`` and the broker must fail the
-search rather than answer it unaudited. On SQLite an append costs one fsync
-(a few milliseconds) plus about 0.1 ms of hashing and signing; ``signpost
+search rather than answer it unaudited. On SQLite a commit costs one fsync
+(a few milliseconds), shared by every append that arrived while the last was
+being written, plus about 0.1 ms of hashing and signing per entry; ``signpost
 bench`` reports the real figure.
 
 Never give this module a plaintext identifier, and never log an entry: it

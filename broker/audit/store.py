@@ -11,9 +11,11 @@ Both stores keep the same tables:
 * ``audit_state``: one row holding the size and frontier of the tree, read
   and rewritten inside every append's transaction.
 
-An append is one transaction: the entry, its subject hashes, its signed head
+An append is in one transaction: the entry, its subject hashes, its signed head
 and the new frontier commit together or not at all, and ``append`` returns
-only once the commit is durable. The index column and constraints order
+only once the commit is durable. Appends that arrive while a commit is under
+way share the next transaction (GroupCommit), each still at its own index
+with its own signed head. The index column and constraints order
 entries, they do not protect them: integrity is what ``broker.audit.verify``
 proves from the hashes and signatures, so there are deliberately no foreign
 keys or triggers to give a false sense of it.
@@ -32,7 +34,8 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +227,62 @@ class AuditStore(abc.ABC):
         """Finish queued work and release the connection."""
 
 
+Pending = tuple[Mapping[str, Any], HeadSign]
+"""An entry to append and the signer of its head."""
+MAX_GROUP = 64
+"""Most entries committed in one transaction."""
+
+
+class GroupCommit:
+    """Appends that arrive while a commit is under way wait for it and go together in the next.
+
+    One transaction, one fsync, for every search that finished meanwhile — as a database's group
+    commit does. Each entry is still sealed alone, at its own index with its own signed head, so the
+    log is exactly what one append at a time would have made. ``write`` commits a group and returns,
+    per entry, its Sealed or the AuditWriteError that refused that entry alone (a malformed entry
+    fails by itself); if ``write`` raises, nothing of the group was committed and every entry in it
+    fails. An entry is committed even if its caller stops waiting, as one being written always was.
+    """
+
+    def __init__(self, write: Callable[[list[Pending]], Awaitable[list[Sealed | AuditWriteError]]], *,
+                 max_group: int = MAX_GROUP) -> None:
+        self._write, self.max_group = write, max_group
+        self._queue: deque[tuple[Pending, asyncio.Future[Sealed]]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Sealed] = loop.create_future()
+        self._queue.append(((entry, sign), future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group = [self._queue.popleft() for _ in range(min(self.max_group, len(self._queue)))]
+            try:
+                results = await self._write([pending for pending, _ in group])
+            except Exception as exc:
+                failed = exc if isinstance(exc, AuditWriteError) else _write_failed(exc)
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(AuditWriteError(str(failed)))
+                continue
+            for (_, future), result in zip(group, results):
+                if future.done():
+                    continue
+                if isinstance(result, AuditWriteError):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def wait_idle(self) -> None:
+        """Let the appends already queued finish (closing waits for them)."""
+        if self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+
+
 def _check_leaves(rows: Sequence[tuple[int, str]], tree_size: int) -> list[bytes]:
     if [i for i, _ in rows] != list(range(tree_size)):
         raise AuditIntegrityError(f"entries 0..{tree_size - 1} are not all present")
@@ -270,8 +329,9 @@ class SQLiteAuditStore(AuditStore):
     disk, off the event loop where it would stall every search in flight.
     BEGIN IMMEDIATE also takes SQLite's write lock before the state is read,
     so even a second process on the same file could not fork the tree.
-    An append whose caller is cancelled may or may not be written (a queued
-    job is dropped, a running one finishes); either way the log stays whole.
+    Appends that arrive while a commit is under way go in the next, together
+    (GroupCommit): one transaction and one fsync for all of them. An append
+    whose caller is cancelled is still written; either way the log stays whole.
     """
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
@@ -280,6 +340,7 @@ class SQLiteAuditStore(AuditStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signpost-audit")
         self._db: sqlite3.Connection | None = None  # used only on the executor's thread
         self._closed = False
+        self._group = GroupCommit(self._write_group)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -335,35 +396,45 @@ class SQLiteAuditStore(AuditStore):
             raise AuditConfigError(f"{self.path}: cannot open the audit log ({exc})") from exc
 
     async def append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
+        return await self._group.append(entry, sign)
+
+    async def _write_group(self, group: list[Pending]) -> list[Sealed | AuditWriteError]:
         try:
-            return await self._run(self._append, entry, sign)
+            return await self._run(self._append_group, group)
         except AuditWriteError:
             raise
         except (sqlite3.Error, OSError, ValueError, RuntimeError, AuditError) as exc:
             raise _write_failed(exc) from exc
 
-    def _append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
+    def _append_group(self, group: list[Pending]) -> list[Sealed | AuditWriteError]:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
             size, frontier = db.execute("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetchone()
-            sealed = seal(entry, size, frontier, sign)
-            db.execute(
-                "INSERT INTO audit_entries (idx, body, leaf_hash, head_json, head_signature, actor_user_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sealed.index, sealed.body, sealed.leaf_hash, sealed.head.message().decode(),
-                 sealed.head.signature, sealed.fields.actor, iso_utc(sealed.created_at)),
-            )
-            db.executemany("INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
-                           [(h, sealed.index) for h in sealed.fields.subject_hashes])
-            db.execute("UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1",
-                       (sealed.index + 1, sealed.frontier_json))
+            results: list[Sealed | AuditWriteError] = []
+            for entry, sign in group:
+                try:
+                    sealed = seal(entry, size, frontier, sign)
+                except ValueError as exc:  # this entry is malformed: it alone is refused
+                    results.append(_write_failed(exc))
+                    continue
+                db.execute(
+                    "INSERT INTO audit_entries (idx, body, leaf_hash, head_json, head_signature, actor_user_id, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sealed.index, sealed.body, sealed.leaf_hash, sealed.head.message().decode(),
+                     sealed.head.signature, sealed.fields.actor, iso_utc(sealed.created_at)),
+                )
+                db.executemany("INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
+                               [(h, sealed.index) for h in sealed.fields.subject_hashes])
+                size, frontier = sealed.index + 1, sealed.frontier_json
+                results.append(sealed)
+            db.execute("UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1", (size, frontier))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return sealed
+        return results
 
     async def latest_head(self) -> SignedHead | None:
         return await self._run(self._latest_head)
@@ -421,6 +492,7 @@ class SQLiteAuditStore(AuditStore):
         if self._closed:
             return
         try:
+            await self._group.wait_idle()
             await self._run(self._close)
         finally:
             self._closed = True
@@ -481,6 +553,7 @@ class PostgresAuditStore(AuditStore):
         self._timeout = connect_timeout
         self._conn: AsyncConnection[TupleRow] | None = None  # reopened when the server drops it
         self._lock = asyncio.Lock()
+        self._group = GroupCommit(self._write_group)
 
     def _q(self, template: str) -> sql.Composed:
         from psycopg import sql
@@ -529,10 +602,11 @@ class PostgresAuditStore(AuditStore):
             raise AuditConfigError(f"cannot open the PostgreSQL audit log: {first_line}") from exc
 
     async def append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
-        # Shielded: a task cancelled mid-transaction would leave the shared connection half-way through one.
-        return await asyncio.shield(self._append(entry, sign))
+        # The group's transaction runs in its own task: a caller that is cancelled cannot leave the
+        # shared connection half-way through one.
+        return await self._group.append(entry, sign)
 
-    async def _append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
+    async def _write_group(self, group: list[Pending]) -> list[Sealed | AuditWriteError]:
         import psycopg
 
         try:
@@ -544,20 +618,32 @@ class PostgresAuditStore(AuditStore):
                     row = await cur.fetchone()
                     if row is None:
                         raise AuditIntegrityError(f"the audit state row is missing in schema {self.schema}")
-                    sealed = seal(entry, int(row[0]), row[1], sign)
-                    await conn.execute(self._q(
-                        "INSERT INTO {s}.audit_entries (idx, body, leaf_hash, head_json, head_signature, "
-                        "actor_user_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"),
-                        [sealed.index, sealed.body, sealed.leaf_hash, sealed.head.message().decode(),
-                         sealed.head.signature, sealed.fields.actor, sealed.created_at])
-                    if sealed.fields.subject_hashes:
-                        async with conn.cursor() as cursor:
+                    size, frontier = int(row[0]), row[1]
+                    results: list[Sealed | AuditWriteError] = []
+                    sealed_all: list[Sealed] = []
+                    for entry, sign in group:
+                        try:
+                            sealed = seal(entry, size, frontier, sign)
+                        except ValueError as exc:  # this entry is malformed: it alone is refused
+                            results.append(_write_failed(exc))
+                            continue
+                        size, frontier = sealed.index + 1, sealed.frontier_json
+                        results.append(sealed)
+                        sealed_all.append(sealed)
+                    async with conn.cursor() as cursor:
+                        if sealed_all:
+                            await cursor.executemany(self._q(
+                                "INSERT INTO {s}.audit_entries (idx, body, leaf_hash, head_json, head_signature, "
+                                "actor_user_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"),
+                                [(x.index, x.body, x.leaf_hash, x.head.message().decode(), x.head.signature,
+                                  x.fields.actor, x.created_at) for x in sealed_all])
+                        hashes = [(h, x.index) for x in sealed_all for h in x.fields.subject_hashes]
+                        if hashes:
                             await cursor.executemany(
-                                self._q("INSERT INTO {s}.audit_subject_hashes (hash, idx) VALUES (%s, %s)"),
-                                [(h, sealed.index) for h in sealed.fields.subject_hashes])
+                                self._q("INSERT INTO {s}.audit_subject_hashes (hash, idx) VALUES (%s, %s)"), hashes)
                     await conn.execute(self._q("UPDATE {s}.audit_state SET tree_size = %s, frontier = %s "
-                                               "WHERE id = 1"), [sealed.index + 1, sealed.frontier_json])
-                return sealed
+                                               "WHERE id = 1"), [size, frontier])
+                return results
         except (psycopg.Error, OSError, ValueError, AuditError) as exc:
             raise _write_failed(exc) from exc
 
@@ -616,6 +702,7 @@ class PostgresAuditStore(AuditStore):
         return _check_leaves(rows, tree_size)
 
     async def close(self) -> None:
+        await self._group.wait_idle()
         async with self._lock:
             if self._conn is not None:
                 await self._conn.close()
