@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.admission import AdmissionLimit, congested
+from broker.admission import AdmissionLimit
 from broker.audit.keys import load_or_create_hmac_key
 from broker.audit.log import AuditLog, open_audit_log
 from broker.auditing import AUDIT, SUBJECT_KEY, AuditUnavailable, SearchRecord, checkpoint, commit, list_entries
@@ -179,12 +179,10 @@ def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
             m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
 
 
-def admit(app: web.Application, outcomes: list[Outcome]) -> None:
+def admitted(app: web.Application, ticket: float, was_congested: bool) -> None:
     """Tell the admission limit how this search went: congested, or answered in time."""
-    reasons = [o.error.reason for o in outcomes if o.error is not None]
-    was_congested = congested(reasons.count("timeout"), len(outcomes) - reasons.count("circuit_open"))
     limit = app[ADMISSION]
-    limit.completed(was_congested)
+    limit.completed(ticket, was_congested)
     if was_congested:
         app[METRICS].congested.inc()
     app[METRICS].admission_limit.set(int(limit.limit))
@@ -213,18 +211,19 @@ async def create_search(request: web.Request) -> web.Response:
     search_id = record.search_id
     started = time.perf_counter()
     in_flight = request.app[IN_FLIGHT]
-    if not request.app[ADMISSION].admits(in_flight[0]):
+    ticket = request.app[ADMISSION].admit(in_flight[0])
+    if ticket is None:
         # Past this the searches under way only get slower together: say so at once instead.
         raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
     in_flight[0] += 1
     try:
-        return await _run_search(request, record, search, caller, search_id, started)
+        return await _run_search(request, record, search, caller, search_id, started, ticket)
     finally:
         in_flight[0] -= 1
 
 
 async def _run_search(request: web.Request, record: SearchRecord, search: SearchRequest, caller: Identity,
-                      search_id: str, started: float) -> web.Response:
+                      search_id: str, started: float, ticket: float) -> web.Response:
     node_request = match_request(search_id, search, caller)
     signer = request.app[SIGNER]
     signer.sign(node_request)
@@ -234,10 +233,11 @@ async def _run_search(request: web.Request, record: SearchRecord, search: Search
         signer.sign(fresh)
         return fresh.SerializeToString()
 
-    outcomes = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
+    fanned = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
+    outcomes = fanned.outcomes
     coverage = coverage_json(outcomes)
     record_outcomes(request.app[METRICS], outcomes)
-    admit(request.app, outcomes)
+    admitted(request.app, ticket, fanned.congested)
     record.outcomes(outcomes)
     results = [result_json(o, c) for o in outcomes if o.response for c in o.response.candidates]
     results.sort(key=lambda r: (r["band"] != "match", -r["score"], r["authority"]["code"]))

@@ -41,6 +41,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """A call let through that says nothing either way (never sent, or lost in congestion): another may probe."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._probing = False
+
     def success(self) -> None:
         self.state, self.failures, self._probing = BreakerState.CLOSED, 0, False
 

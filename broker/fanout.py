@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import structlog
@@ -363,6 +363,20 @@ def _expire(future: asyncio.Future[Answered]) -> None:
         future.set_exception(NodeTimeout("no answer before the deadline"))
 
 
+Judgement = Literal["judged", "congestion", "not_sent"]
+"""What a node's outcome says of its health: a failure counts against it (``judged``); a timeout in a
+congested search only enters its error rate (``congestion``, broker.admission); a node the search had
+no time left to ask, nothing (``not_sent``)."""
+
+
+@dataclass(frozen=True)
+class Fanned:
+    """Every authority's outcome of one search, in registry order, and whether the search was congested."""
+
+    outcomes: list[Outcome]
+    congested: bool
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One authority's part in a search: an answer, or why there is none."""
@@ -477,16 +491,22 @@ class FanOut:
 
     def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
                  answered: Answered | None, error: BaseException | None, debug: bool = False,
-                 judge: bool = True) -> Outcome:
-        """One node's part; ``judge`` False when it says nothing of the node's health: never sent, or congestion."""
+                 judge: Judgement = "judged") -> Outcome:
+        """One node's part, and what it says of the node's health (see Judgement)."""
         if error is not None and not isinstance(error, NodeCallError):
             raise error
         response = answered[0] if answered else None
         ms = ((answered[1] if answered else time.perf_counter()) - started) * 1000
         if error is None:
             health.succeeded(ms)
-        elif judge and not isinstance(error, NodeCircuitOpen):
+        elif isinstance(error, NodeCircuitOpen):
+            pass
+        elif judge == "judged":
             health.failed(error)
+        elif judge == "congestion":
+            health.missed_in_congestion(error)
+        else:
+            health.breaker.release()  # never sent: a half-open circuit's probe goes to the next search
         # 150 authorities answer every search: their answers are debug detail (search_completed has the
         # counts); an authority that did not answer is worth a line at info.
         if error is not None or debug:  # skip building 150 debug events per search when nobody reads them
@@ -496,7 +516,7 @@ class FanOut:
         return Outcome(client.authority, response, error, ms)
 
     async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float,
-                     resign: Callable[[], bytes] | None = None) -> list[Outcome]:
+                     resign: Callable[[], bytes] | None = None) -> Fanned:
         """Ask every node; ``resign`` gives a freshly signed copy of the request for retries.
 
         The query is serialised once and every first attempt is a future on the node's MatchPipe — no
@@ -510,12 +530,22 @@ class FanOut:
         # Leave once the first attempts are in: retries of an unreachable node hold up nobody else.
         group = await self.gate.enter()
         started, clients = time.perf_counter(), self.clients
+        budget_ms = (deadline_at - RESERVE_SECONDS - self._clock()) * 1000
         try:
             outcomes, waiting = await self._first_attempts(clients, piece, search_id, started, deadline_at)
         finally:
             self.gate.leave(group)
-        await self._settle(outcomes, waiting, piece, search_id, started, resign)
-        return [outcomes[c.authority.code] for c in clients]
+        was_congested = self._congested(outcomes, waiting, started, budget_ms)
+        await self._settle(outcomes, waiting, piece, search_id, started, resign, was_congested)
+        return Fanned([outcomes[c.authority.code] for c in clients], was_congested)
+
+    @staticmethod
+    def _congested(outcomes: dict[str, Outcome], waiting: list[_Waiting], started: float, budget_ms: float) -> bool:
+        """broker.admission's rule, on the first attempts: nodes not sent for lack of time count as timeouts."""
+        not_sent = sum(isinstance(o.error, NodeTimeout) for o in outcomes.values())
+        timeouts = not_sent + sum(isinstance(future.exception(), NodeTimeout) for *_, future in waiting)
+        answer_ms = [(future.result()[1] - started) * 1000 for *_, future in waiting if future.exception() is None]
+        return congested(timeouts, not_sent + len(waiting), answer_ms, budget_ms)
 
     async def _first_attempts(self, clients: Sequence[NodeClient], piece: bytes, search_id: str, started: float,
                               deadline_at: float) -> tuple[dict[str, Outcome], list[_Waiting]]:
@@ -537,7 +567,7 @@ class FanOut:
                 # The search's own time ran out before this node was asked: not the node's failure.
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None, NodeTimeout("no time left before the deadline"),
-                    judge=False)
+                    judge="not_sent")
                 continue
             # Nodes on probation have a timer of their own; the rest share the search's (below).
             waiting.append((client, health, budget_end,
@@ -549,13 +579,14 @@ class FanOut:
         return outcomes, waiting
 
     async def _settle(self, outcomes: dict[str, Outcome], waiting: list[_Waiting], piece: bytes, search_id: str,
-                      started: float, resign: Callable[[], bytes] | None) -> None:
-        """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones."""
+                      started: float, resign: Callable[[], bytes] | None, was_congested: bool) -> None:
+        """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones.
+
+        In a congested search (broker.admission) timeouts are reported as ever but not held against each
+        node's circuit, or a busy minute would open them all.
+        """
         debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
-        # Many nodes missing this search's deadline together is congestion (broker.admission): reported
-        # as timeouts, but not held against each node's circuit, or a busy minute would open them all.
-        timeouts = sum(isinstance(future.exception(), NodeTimeout) for *_, future in waiting)
-        blame = not congested(timeouts, len(waiting))
+        timeout_judgement: Judgement = "congestion" if was_congested else "judged"
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
         for client, health, budget_end, future in waiting:
             error = future.exception()
@@ -564,7 +595,7 @@ class FanOut:
             else:
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None if error else future.result(), error, debug,
-                    judge=blame or not isinstance(error, NodeTimeout))
+                    judge=timeout_judgement if isinstance(error, NodeTimeout) else "judged")
         if retries:
             await asyncio.wait([task for *_, task in retries])
             for client, health, task in retries:

@@ -143,6 +143,16 @@ class NodeHealth:
             self.latencies.append(float("inf"))  # a timeout is the slowest answer of all
         self.breaker.failure()
 
+    def missed_in_congestion(self, error: NodeCallError) -> None:
+        """No answer in a congested search (broker.admission): in the error rate, not held against the node.
+
+        Not a failure for the breaker (a half-open probe gives its turn back), not an infinite latency
+        for probation, and not evidence that the node is down.
+        """
+        self.outcomes.append(False)
+        self.last_error = error.reason
+        self.breaker.release()
+
     @property
     def on_probation(self) -> bool:
         assert self.peers is not None

@@ -1,21 +1,26 @@
-"""Congestion: many authorities missing a search's deadline together lowers admission, not their circuits.
+"""Congestion: many authorities missing a search's deadline together, while those that answer are slow,
+lowers admission rather than opening their circuits; a quick answer beside them means they are at fault.
 
 The integration tests stand nine hung authorities (loopback fault proxies in ``blackhole`` mode: a
-connection is accepted and never answered) beside one healthy node, with real mTLS and gRPC: each
-search then answers from LEEDS with nine timeouts, which is what a broker overloaded by its own
-traffic sees. The unit tests drive AdmissionLimit's arithmetic with a fake clock.
+connection is accepted and never answered) beside one that answers — quickly, or slowly through a
+proxy in ``latency`` mode — with real mTLS and gRPC. Slow answers beside the timeouts are what a
+broker overloaded by its own traffic sees; quick ones are a shared outage. The unit tests drive
+the rule and AdmissionLimit's arithmetic with a fake clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from broker.admission import CONGESTED_MIN_TIMEOUTS, AdmissionLimit, congested
-from broker.health import HealthSettings
+from broker.breaker import BreakerState, CircuitBreaker
+from broker.errors import NodeTimeout
+from broker.health import HealthSettings, NodeHealth
 from broker.registry import Authority
 from certs.identity import Role, node_dns_name
 from node.config import NodeConfig
@@ -26,18 +31,23 @@ from tests.faultproxy import FaultProxy
 
 AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
 HUNG = 9
-DEADLINE = 0.6
+DEADLINE = 1.0
+SLOW_MS = 150
+"""Each way, through LEEDS's proxy: an answer takes over a quarter of the deadline."""
 # The monitor polls once at start-up (each hung node: one failure), then not again within a test.
 SETTINGS = HealthSettings(poll_interval=60, poll_timeout=0.5, failure_threshold=2)
 
 
 # -- the rules, alone ------------------------------------------------------------------------
 
-def test_congestion_needs_many_timeouts_and_a_share_of_those_asked():
-    assert not congested(CONGESTED_MIN_TIMEOUTS - 1, CONGESTED_MIN_TIMEOUTS - 1)  # a small federation: never
-    assert congested(CONGESTED_MIN_TIMEOUTS, 10)
-    assert not congested(20, 152)  # the slowest few of England: their own lateness
-    assert congested(38, 152)
+def test_congestion_needs_many_timeouts_a_share_of_those_asked_and_slow_answers():
+    slow, quick = [900.0, 1200.0], [8.0, 12.0]
+    assert not congested(CONGESTED_MIN_TIMEOUTS - 1, CONGESTED_MIN_TIMEOUTS - 1, slow, 1950)  # a small federation
+    assert congested(CONGESTED_MIN_TIMEOUTS, 10, slow, 1950)
+    assert not congested(CONGESTED_MIN_TIMEOUTS, 10, quick, 1950)  # the others were quick: it is the silent ones
+    assert congested(CONGESTED_MIN_TIMEOUTS, 10, [], 1950)  # nobody answered: cannot tell, so the broker backs off
+    assert not congested(20, 152, slow, 1950)  # the slowest few of England: their own lateness
+    assert congested(38, 152, slow, 1950)
 
 
 class Clock:
@@ -48,42 +58,63 @@ class Clock:
         return self.now
 
 
-def test_limit_is_cut_once_per_interval_floored_and_grows_back():
+def test_limit_is_cut_once_for_the_searches_already_under_way_floored_and_grows_back():
     clock = Clock()
-    limit = AdmissionLimit(64, floor=4, backoff=0.5, growth=1.0, backoff_interval=1.0, clock=clock)
-    assert limit.admits(63) and not limit.admits(64)
-    for _ in range(30):  # a whole dispatch comes back congested together: one cut
-        limit.completed(True)
-    assert limit.limit == 32 and not limit.admits(32)
-    for _ in range(10):
+    limit = AdmissionLimit(64, floor=4, backoff=0.5, growth=1.0, clock=clock)
+    assert limit.admit(63) is not None and limit.admit(64) is None
+    tickets = [limit.admit(0) for _ in range(30)]
+    clock.now += 1.0
+    for ticket in tickets:  # all under way together, all back congested together: one cut
+        assert ticket is not None
+        limit.completed(ticket, True)
+    assert limit.limit == 32 and limit.admit(32) is None and limit.congested == 30
+    for _ in range(10):  # each search admitted after the last cut that comes back congested cuts again
         clock.now += 1.0
-        limit.completed(True)
+        ticket = limit.admit(0)
+        assert ticket is not None
+        clock.now += 1.0
+        limit.completed(ticket, True)
     assert limit.limit == 4  # never below the floor, so the broker keeps learning how things are
     for _ in range(100):
-        limit.completed(False)
+        limit.completed(clock.now, False)
     assert limit.limit == 64  # and never above the configured ceiling
 
 
-def test_a_ceiling_below_the_floor_is_the_floor():
+def test_the_floor_is_never_above_the_ceiling():
     limit = AdmissionLimit(2, floor=4)
-    limit.completed(True)
-    assert limit.limit == 2 and limit.admits(1) and not limit.admits(2)
+    limit.completed(0.0, True)
+    assert limit.limit == 2 and limit.admit(1) is not None and limit.admit(2) is None
+
+
+def test_a_half_open_probe_lost_in_congestion_gives_its_turn_back():
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=5.0, clock=clock)
+    health = NodeHealth(Authority("KENT", "Kent", "127.0.0.1:1", node_dns_name("KENT")), breaker,
+                        HealthSettings(), clock)
+    health.failed(NodeTimeout("no answer"))
+    clock.now += 5.0
+    assert breaker.allow() and not breaker.allow()  # half-open: one probe, and it is out
+    health.missed_in_congestion(NodeTimeout("no answer"))
+    assert breaker.state is BreakerState.HALF_OPEN and breaker.allow()  # the next search may probe
+    assert health.to_json()["error_rate"] == 1.0  # still seen by operators
 
 
 # -- a real federation with nine hung authorities --------------------------------------------
 
+async def _node_with_proxies(pki: Pki, tmp_path: Path, code: str, proxies: int) -> tuple[Any, list[FaultProxy]]:
+    store = tmp_path / f"{code}.sqlite3"
+    import_authority(store, write_csv(tmp_path / f"{code}.csv", [row(record_id=f"{code}1")]))
+    node = await start_node(NodeConfig(code, code.title(), ("127.0.0.1", 0), store, pki.tls(pki.nodes[code]),
+                                       broker_public_keys=(pki.assertion_pub,)))
+    return node, [await FaultProxy(node.address).start() for _ in range(proxies)]
+
+
 @pytest.fixture
 async def hung(pki: Pki, tmp_path: Path) -> AsyncIterator[list[Authority]]:
     """Nine authorities whose connections are accepted and never answered (proxies in front of KENT)."""
-    store = tmp_path / "kent.sqlite3"
-    import_authority(store, write_csv(tmp_path / "kent.csv", [row(record_id="K1")]))
-    node = await start_node(NodeConfig("KENT", "Kent", ("127.0.0.1", 0), store, pki.tls(pki.nodes["KENT"]),
-                                       broker_public_keys=(pki.assertion_pub,)))
-    proxies: list[FaultProxy] = []
+    node, proxies = await _node_with_proxies(pki, tmp_path, "KENT", HUNG)
     try:
-        for _ in range(HUNG):
-            proxy = await FaultProxy(node.address).start()
-            proxies.append(proxy)
+        for proxy in proxies:
             await proxy.set_mode("blackhole")
         yield [Authority(f"HUNG{i}", f"Hung {i}", p.address, node_dns_name("KENT")) for i, p in enumerate(proxies)]
     finally:
@@ -92,48 +123,88 @@ async def hung(pki: Pki, tmp_path: Path) -> AsyncIterator[list[Authority]]:
         await node.stop(grace=0)
 
 
-async def _nodes(fed) -> dict[str, dict]:
+@pytest.fixture
+async def slow_leeds(pki: Pki, tmp_path: Path) -> AsyncIterator[Authority]:
+    """LEEDS answering, but slowly: every byte each way waits SLOW_MS in a proxy."""
+    node, [proxy] = await _node_with_proxies(pki, tmp_path, "LEEDS", 1)
+    try:
+        await proxy.set_mode("latency", ms=SLOW_MS)
+        yield Authority("LEEDS", "Leeds", proxy.address, node_dns_name("LEEDS"))
+    finally:
+        await proxy.close()
+        await node.stop(grace=0)
+
+
+async def _nodes(fed: Any) -> dict[str, dict[str, Any]]:
     async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/v1/nodes") as resp:
         return {n["code"]: n for n in (await resp.json())["nodes"]}
 
 
-async def _admission_limit(fed) -> float:
+async def _admission_limit(fed: Any) -> float:
     async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/metrics") as resp:
         text = await resp.text()
-    [line] = [l for l in text.splitlines() if l.startswith("signpost_admission_limit ")]
+    [line] = [line for line in text.splitlines() if line.startswith("signpost_admission_limit ")]
     return float(line.split()[1])
 
 
-async def _polled(fed) -> None:
-    for _ in range(100):  # the start-up poll of the hung nodes ends by its timeout
-        if all(n["status"] != "unknown" for n in (await _nodes(fed)).values()):
+async def _until(check: Callable[[], Awaitable[bool]], what: str, tries: int = 100) -> None:
+    for _ in range(tries):
+        if await check():
             return
         await asyncio.sleep(0.05)
-    pytest.fail("the monitor's first poll never finished")
+    pytest.fail(what)
 
 
-async def test_congested_timeouts_are_reported_but_open_no_circuit(federation, hung):
-    fed = await federation({"LEEDS": [row()]}, extra=hung, deadline=DEADLINE, health=SETTINGS)
+async def _polled(fed: Any) -> None:
+    async def done() -> bool:  # the start-up poll of the hung nodes ends by its timeout
+        return all(n["status"] != "unknown" for n in (await _nodes(fed)).values())
+    await _until(done, "the monitor's first poll never finished")
+
+
+def _missing(body: dict[str, Any]) -> dict[str, str]:
+    return {n["code"]: n["reason"] for n in body["coverage"]["not_answered"]}
+
+
+async def test_timeouts_beside_slow_answers_are_congestion_reported_but_opening_no_circuit(
+        federation, hung, slow_leeds):
+    fed = await federation({}, extra=[slow_leeds, *hung], deadline=DEADLINE, health=SETTINGS)
     await _polled(fed)
-    for _ in range(SETTINGS.failure_threshold + 1):
+    answered = 0
+    for _ in range(8):  # the first search may find LEEDS still connecting through its slow proxy
         status, body = await fed.search(AMELIA)
-        assert status == 200
-        assert {r["authority"]["code"] for r in body["results"]} == {"LEEDS"}
-        assert {n["code"]: n["reason"] for n in body["coverage"]["not_answered"]} == {
-            a.code: "timeout" for a in hung}  # reported as not asked in time, never as "no contact"
+        if status == 200 and {r["authority"]["code"] for r in body["results"]} == {"LEEDS"}:
+            answered += 1
+            # Reported as not asked in time, never as "no contact".
+            assert _missing(body) == {a.code: "timeout" for a in hung}
+            if answered > SETTINGS.failure_threshold:
+                break
+    assert answered > SETTINGS.failure_threshold
     seen = await _nodes(fed)
     assert {seen[a.code]["circuit"] for a in hung} == {"closed"}
+    assert all(seen[a.code]["error_rate"] > 0.5 for a in hung)  # operators still see them failing
     assert await _admission_limit(fed) < 64
 
 
-async def test_after_congestion_searches_past_the_lowered_limit_are_refused_at_once(federation, hung):
-    fed = await federation({"LEEDS": [row()]}, extra=hung, deadline=DEADLINE, health=SETTINGS, max_in_flight=10)
+async def test_timeouts_beside_quick_answers_are_the_silent_nodes_own_and_open_their_circuits(federation, hung):
+    fed = await federation({"LEEDS": [row()]}, extra=hung, deadline=DEADLINE, health=SETTINGS)
     await _polled(fed)
-    status, _ = await fed.search(AMELIA)
-    assert status == 200
-    assert await _admission_limit(fed) == 7  # 10 cut by 0.7 once
+    seen = []
+    for _ in range(SETTINGS.failure_threshold + 1):  # the start-up poll was already one failure each
+        status, body = await fed.search(AMELIA)
+        assert status == 200
+        seen.append(set(_missing(body).values()))
+    assert seen[0] == {"timeout"} and seen[-1] == {"circuit_open"}
+    assert await _admission_limit(fed) == 64  # a shared outage is no reason to refuse searches
+
+
+async def test_after_congestion_searches_past_the_lowered_limit_are_refused_at_once(federation, hung, pki, tmp_path):
+    # Nobody answers at all: the broker cannot tell overload from outage, and backs off.
+    fed = await federation({}, extra=hung, deadline=0.5, health=SETTINGS, max_in_flight=10)
+    await _polled(fed)
+    status, body = await fed.search(AMELIA)
+    assert status == 503 and body["error"]["code"] != "overloaded"  # none could be asked: said so
+    assert await _admission_limit(fed) == 7  # 10, times 0.7
 
     answers = await asyncio.gather(*(fed.search(AMELIA) for _ in range(9)))
-    statuses = [status for status, _ in answers]
-    assert statuses.count(200) == 7
-    assert [body["error"]["code"] for status, body in answers if status != 200] == ["overloaded"] * 2
+    codes = [body["error"]["code"] for _, body in answers]
+    assert codes.count("overloaded") == 2 and len([c for c in codes if c != "overloaded"]) == 7

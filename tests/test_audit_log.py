@@ -517,13 +517,35 @@ async def test_group_commit_a_failed_write_fails_its_whole_group_and_not_the_nex
 
 async def test_an_append_whose_caller_gives_up_is_still_written(open_log, key_path):
     log = await open_log()
-    waiting = asyncio.ensure_future(log.append(make_entry(0)))
+    first = asyncio.ensure_future(log.append(make_entry(0)))
+    await asyncio.sleep(0)  # entry 0 is being written: entry 1 queues behind it
+    queued = asyncio.ensure_future(log.append(make_entry(1)))
     await asyncio.sleep(0)
-    waiting.cancel()
-    receipt = await log.append(make_entry(1))
-    assert receipt.index == 1  # entry 0 went first, though nobody waited for its receipt
-    report = await verify_database(str(log.store.path), log.public_key)
-    assert report.ok and report.tree_size == 2, report.message
+    queued.cancel()  # its caller gives up while it waits (a job dropped from the queue, before)
+    await first
+    receipt = await log.append(make_entry(2))
+    assert receipt.index == 2  # entry 1 was written, though nobody waited for its receipt
+    assert [e.entry["seq"] for e in await log.entries()] == [0, 1, 2]
+
+
+async def test_group_commit_fails_every_waiting_entry_when_the_store_misbehaves():
+    async def short(group: list[Any]) -> list[Any]:
+        return []  # answers for fewer entries than it was given
+
+    commit = GroupCommit(short)  # type: ignore[arg-type]
+    results = await asyncio.wait_for(asyncio.gather(*(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
+                                                    return_exceptions=True), timeout=5)
+    assert all(isinstance(r, AuditWriteError) for r in results)
+
+
+async def test_closing_waits_for_queued_appends_and_then_refuses_more(open_log):
+    log = await open_log()
+    pending = [asyncio.ensure_future(log.append(make_entry(i))) for i in range(5)]
+    await asyncio.sleep(0)
+    await log.close()
+    assert sorted(r.index for r in await asyncio.gather(*pending)) == list(range(5))
+    with pytest.raises(AuditWriteError):
+        await log.append(make_entry(5))
 
 
 async def test_a_failed_write_raises_and_leaves_nothing_behind(open_log):

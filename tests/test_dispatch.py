@@ -126,8 +126,8 @@ async def test_nodes_never_asked_for_want_of_time_are_not_counted_as_failing():
     client = SimpleNamespace(authority=Authority("LEEDS", "Leeds", "127.0.0.1:1", "leeds.node.signpost"))
     fanout = FanOut([client], dispatch_window=0)  # type: ignore[list-item]
     for _ in range(10):  # twice the breaker's threshold
-        [outcome] = await fanout.search(node_pb2.MatchRequest(search_id="s"),
-                                        RESERVE_SECONDS + MIN_ATTEMPT_SECONDS / 2)
+        [outcome] = (await fanout.search(node_pb2.MatchRequest(search_id="s"),
+                                        RESERVE_SECONDS + MIN_ATTEMPT_SECONDS / 2)).outcomes
         assert outcome.response is None and outcome.error is not None and outcome.error.reason == "timeout"
     health = fanout.health_of("LEEDS")
     assert health is not None and health.breaker.failures == 0 and health.breaker.allow()

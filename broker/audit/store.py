@@ -249,8 +249,11 @@ class GroupCommit:
         self._write, self.max_group = write, max_group
         self._queue: deque[tuple[Pending, asyncio.Future[Sealed]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def append(self, entry: Mapping[str, Any], sign: HeadSign) -> Sealed:
+        if self._closed:
+            raise AuditWriteError("audit entry not written: the audit log is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Sealed] = loop.create_future()
         self._queue.append(((entry, sign), future))
@@ -263,22 +266,29 @@ class GroupCommit:
             group = [self._queue.popleft() for _ in range(min(self.max_group, len(self._queue)))]
             try:
                 results = await self._write([pending for pending, _ in group])
-            except Exception as exc:
+                if len(results) != len(group):
+                    raise AuditIntegrityError("the store answered for a different number of entries")
+                for (_, future), result in zip(group, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, AuditWriteError):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+            except BaseException as exc:
+                # Whatever went wrong, nobody waits in vain: every entry not yet answered is told it failed.
                 failed = exc if isinstance(exc, AuditWriteError) else _write_failed(exc)
-                for _, future in group:
+                stranded = [f for _, f in group] + ([f for _, f in self._queue] if not isinstance(exc, Exception) else [])
+                for future in stranded:
                     if not future.done():
                         future.set_exception(AuditWriteError(str(failed)))
-                continue
-            for (_, future), result in zip(group, results):
-                if future.done():
-                    continue
-                if isinstance(result, AuditWriteError):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                if not isinstance(exc, Exception):
+                    self._queue.clear()
+                    raise  # cancelled (the loop is closing): stop
 
-    async def wait_idle(self) -> None:
-        """Let the appends already queued finish (closing waits for them)."""
+    async def close(self) -> None:
+        """Refuse new appends, and let those already queued finish."""
+        self._closed = True
         if self._drainer is not None and not self._drainer.done():
             await asyncio.shield(self._drainer)
 
@@ -492,7 +502,7 @@ class SQLiteAuditStore(AuditStore):
         if self._closed:
             return
         try:
-            await self._group.wait_idle()
+            await self._group.close()
             await self._run(self._close)
         finally:
             self._closed = True
@@ -702,7 +712,7 @@ class PostgresAuditStore(AuditStore):
         return _check_leaves(rows, tree_size)
 
     async def close(self) -> None:
-        await self._group.wait_idle()
+        await self._group.close()
         async with self._lock:
             if self._conn is not None:
                 await self._conn.close()
