@@ -239,9 +239,9 @@ class GroupCommit:
     One transaction, one fsync, for every search that finished meanwhile — as a database's group
     commit does. Each entry is still sealed alone, at its own index with its own signed head, so the
     log is exactly what one append at a time would have made. ``write`` commits a group and returns,
-    per entry, its Sealed or the AuditWriteError that refused that entry alone (a malformed entry
-    fails by itself); if ``write`` raises, nothing of the group was committed and every entry in it
-    fails. An entry is committed even if its caller stops waiting, as one being written always was.
+    per entry, its Sealed or the AuditWriteError that refused that entry alone (one that ``seal``
+    finds malformed fails by itself); if ``write`` raises — the database refused something —
+    nothing of the group was committed and every entry in it fails. An entry is committed even if its caller stops waiting, as one being written always was.
     """
 
     def __init__(self, write: Callable[[list[Pending]], Awaitable[list[Sealed | AuditWriteError]]], *,
