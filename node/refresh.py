@@ -13,6 +13,7 @@ old snapshot is closed after the swap.
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass
 
 import structlog
@@ -43,6 +44,19 @@ def build_generation(store: RecordStore, settings: MatchSettings | None = None) 
     except BaseException:
         snapshot.close()
         raise
+
+
+def settle_heap() -> None:
+    """Put the objects that exist now — chiefly a just-built match index — beyond the cycle collector.
+
+    A node's index is millions of list slots and dict entries that live until the next import. The
+    cycle collector's full passes walk every one of them (about 150 ms per million records here),
+    and while they run the node answers nobody: at 11 M records on two workers that was a pause of
+    about a second every few seconds, the whole of the p95. ``gc.freeze`` moves them to a generation
+    the collector never scans; they are still freed by reference counting when a refresh drops them
+    (the index holds no reference cycles), and new objects are collected as before.
+    """
+    gc.freeze()
 
 
 class Refresher:
@@ -78,6 +92,8 @@ class Refresher:
             return False
         old, self.target.generation = self.target.generation, new
         old.close()
+        del old
+        settle_heap()
         log.info("data_refreshed", records=new.matcher.size, version=new.version)
         return True
 

@@ -23,7 +23,7 @@ from certs.revocation import RevocationList
 from node.admin import NodeAdminService
 from node.config import NodeConfig, TLSConfig
 from node.journal import Journal
-from node.refresh import Refresher, build_generation
+from node.refresh import Refresher, build_generation, settle_heap
 from node.service import NodeService
 from node.store import RecordStore
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
@@ -106,6 +106,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
     generation = await asyncio.to_thread(build_generation, store, config.matching)
+    settle_heap()
     verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)

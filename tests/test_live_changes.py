@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import shutil
 import subprocess
 import sys
+import weakref
 
 from broker.app import FANOUT, WATCHER
 from certs.identity import Role, node_dns_name
@@ -151,6 +153,22 @@ async def test_reimport_while_serving_swaps_atomically_and_never_half_answers(fe
         assert result["contacts"][0]["practitioner_name"] == "Jo Bloggs"
     status, body = await fed.search(newcomer)
     assert body["results"][0]["contacts"][0]["practitioner_name"] == "New Worker"
+
+
+async def test_the_index_is_kept_from_the_cycle_collector_and_freed_when_replaced(federation, tmp_path):
+    fed = await federation({"LEEDS": [row()]})
+    node = fed.nodes["LEEDS"]
+    table = node.service.matcher.table
+    # Frozen at start-up: the collector's full passes no longer walk the index's columns.
+    assert not any(obj is table.given for obj in gc.get_objects())
+    old = weakref.ref(node.service.matcher)
+    del table
+    store = RecordStore(node.config.store)
+    import_csv(store, write_csv(tmp_path / "again.csv", [row(), row(record_id="Z1", given_name="Zara")]))
+    store.close()
+    assert await node.refresher.refresh_if_changed()
+    assert old() is None  # freed by reference counting, frozen or not: a refresh leaks nothing
+    assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())
 
 
 async def test_stopping_a_node_drains_searches_in_flight(federation):
