@@ -5,8 +5,8 @@ waits longer, then searches start to reach their deadline with many authorities 
 Answering those is the worst of both: the practitioner waited the whole deadline and still gets
 "these authorities could not be asked" for a third of England. So the broker keeps an *admission
 limit* on searches under way: it starts at ``max_searches_in_flight`` and, while searches come back
-congested, is cut back (at most once per ``backoff_interval``), then grows again by a little with each
-search that is answered in time. A search beyond the limit is refused at once with 503 and
+congested, is cut back (once for the searches already under way when it last was), then grows again
+by a little with each search that is answered in time. A search beyond the limit is refused at once with 503 and
 Retry-After, which the practitioner can act on, instead of being answered late and with gaps.
 
 Congestion is read from the outcomes themselves (``congested``): many of one search's authorities

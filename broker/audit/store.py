@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # psycopg is imported only when a PostgreSQL log is opened
 T = TypeVar("T")
 HeadSign = Callable[[int, bytes], SignedHead]
 """Signs (tree_size, root): a ``keys.HeadSigner``."""
+Pending = tuple[Mapping[str, Any], HeadSign]
+"""An entry to append and the signer of its head."""
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HMAC_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -159,6 +161,35 @@ def seal(entry: Mapping[str, Any], tree_size: int, frontier_json: str, sign: Hea
                   json.dumps(frontier.to_json(), separators=(",", ":")))
 
 
+@dataclass(frozen=True)
+class SealedGroup:
+    """A group of entries placed in the tree one after another, ready to be written in one transaction."""
+
+    results: list[Sealed | AuditWriteError]
+    """Per entry, in order: its Sealed, or the error that refused it alone."""
+    sealed: list[Sealed]
+    """The entries to write."""
+    tree_size: int
+    frontier_json: str
+    """The state after the last of them (unchanged if none was sealed)."""
+
+
+def seal_group(group: Sequence[Pending], tree_size: int, frontier_json: str) -> SealedGroup:
+    """``seal`` each entry in turn from the stored state; a malformed one is refused alone and takes no index."""
+    results: list[Sealed | AuditWriteError] = []
+    sealed: list[Sealed] = []
+    for entry, sign in group:
+        try:
+            placed = seal(entry, tree_size, frontier_json, sign)
+        except ValueError as exc:
+            results.append(_write_failed(exc))
+            continue
+        tree_size, frontier_json = placed.index + 1, placed.frontier_json
+        results.append(placed)
+        sealed.append(placed)
+    return SealedGroup(results, sealed, tree_size, frontier_json)
+
+
 def head_from_row(head_json: str, signature: str, index: int) -> SignedHead:
     try:
         return SignedHead.from_json({**json.loads(head_json), "signature": signature})
@@ -227,8 +258,6 @@ class AuditStore(abc.ABC):
         """Finish queued work and release the connection."""
 
 
-Pending = tuple[Mapping[str, Any], HeadSign]
-"""An entry to append and the signer of its head."""
 MAX_GROUP = 64
 """Most entries committed in one transaction."""
 
@@ -241,7 +270,8 @@ class GroupCommit:
     log is exactly what one append at a time would have made. ``write`` commits a group and returns,
     per entry, its Sealed or the AuditWriteError that refused that entry alone (one that ``seal``
     finds malformed fails by itself); if ``write`` raises — the database refused something —
-    nothing of the group was committed and every entry in it fails. An entry is committed even if its caller stops waiting, as one being written always was.
+    nothing of the group was committed and every entry in it fails. An entry is committed even if
+    its caller stops waiting, as one being written always was.
     """
 
     def __init__(self, write: Callable[[list[Pending]], Awaitable[list[Sealed | AuditWriteError]]], *,
@@ -278,13 +308,14 @@ class GroupCommit:
             except BaseException as exc:
                 # Whatever went wrong, nobody waits in vain: every entry not yet answered is told it failed.
                 failed = exc if isinstance(exc, AuditWriteError) else _write_failed(exc)
-                stranded = [f for _, f in group] + ([f for _, f in self._queue] if not isinstance(exc, Exception) else [])
-                for future in stranded:
+                stopping = not isinstance(exc, Exception)  # cancelled: the loop is closing
+                stranded = [*group, *self._queue] if stopping else group
+                for _, future in stranded:
                     if not future.done():
                         future.set_exception(AuditWriteError(str(failed)))
-                if not isinstance(exc, Exception):
+                if stopping:
                     self._queue.clear()
-                    raise  # cancelled (the loop is closing): stop
+                    raise
 
     async def close(self) -> None:
         """Refuse new appends, and let those already queued finish."""
@@ -421,30 +452,22 @@ class SQLiteAuditStore(AuditStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             size, frontier = db.execute("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetchone()
-            results: list[Sealed | AuditWriteError] = []
-            for entry, sign in group:
-                try:
-                    sealed = seal(entry, size, frontier, sign)
-                except ValueError as exc:  # this entry is malformed: it alone is refused
-                    results.append(_write_failed(exc))
-                    continue
-                db.execute(
-                    "INSERT INTO audit_entries (idx, body, leaf_hash, head_json, head_signature, actor_user_id, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sealed.index, sealed.body, sealed.leaf_hash, sealed.head.message().decode(),
-                     sealed.head.signature, sealed.fields.actor, iso_utc(sealed.created_at)),
-                )
-                db.executemany("INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
-                               [(h, sealed.index) for h in sealed.fields.subject_hashes])
-                size, frontier = sealed.index + 1, sealed.frontier_json
-                results.append(sealed)
-            db.execute("UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1", (size, frontier))
+            placed = seal_group(group, size, frontier)
+            db.executemany(
+                "INSERT INTO audit_entries (idx, body, leaf_hash, head_json, head_signature, actor_user_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(x.index, x.body, x.leaf_hash, x.head.message().decode(), x.head.signature, x.fields.actor,
+                  iso_utc(x.created_at)) for x in placed.sealed])
+            db.executemany("INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
+                           [(h, x.index) for x in placed.sealed for h in x.fields.subject_hashes])
+            db.execute("UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1",
+                       (placed.tree_size, placed.frontier_json))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return results
+        return placed.results
 
     async def latest_head(self) -> SignedHead | None:
         return await self._run(self._latest_head)
@@ -628,32 +651,21 @@ class PostgresAuditStore(AuditStore):
                     row = await cur.fetchone()
                     if row is None:
                         raise AuditIntegrityError(f"the audit state row is missing in schema {self.schema}")
-                    size, frontier = int(row[0]), row[1]
-                    results: list[Sealed | AuditWriteError] = []
-                    sealed_all: list[Sealed] = []
-                    for entry, sign in group:
-                        try:
-                            sealed = seal(entry, size, frontier, sign)
-                        except ValueError as exc:  # this entry is malformed: it alone is refused
-                            results.append(_write_failed(exc))
-                            continue
-                        size, frontier = sealed.index + 1, sealed.frontier_json
-                        results.append(sealed)
-                        sealed_all.append(sealed)
+                    placed = seal_group(group, int(row[0]), row[1])
                     async with conn.cursor() as cursor:
-                        if sealed_all:
+                        if placed.sealed:
                             await cursor.executemany(self._q(
                                 "INSERT INTO {s}.audit_entries (idx, body, leaf_hash, head_json, head_signature, "
                                 "actor_user_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"),
                                 [(x.index, x.body, x.leaf_hash, x.head.message().decode(), x.head.signature,
-                                  x.fields.actor, x.created_at) for x in sealed_all])
-                        hashes = [(h, x.index) for x in sealed_all for h in x.fields.subject_hashes]
+                                  x.fields.actor, x.created_at) for x in placed.sealed])
+                        hashes = [(h, x.index) for x in placed.sealed for h in x.fields.subject_hashes]
                         if hashes:
                             await cursor.executemany(
                                 self._q("INSERT INTO {s}.audit_subject_hashes (hash, idx) VALUES (%s, %s)"), hashes)
                     await conn.execute(self._q("UPDATE {s}.audit_state SET tree_size = %s, frontier = %s "
-                                               "WHERE id = 1"), [size, frontier])
-                return results
+                                               "WHERE id = 1"), [placed.tree_size, placed.frontier_json])
+                return placed.results
         except (psycopg.Error, OSError, ValueError, AuditError) as exc:
             raise _write_failed(exc) from exc
 
