@@ -128,14 +128,9 @@ async def read_json(request: web.Request) -> Any:
 
 
 def match_request(search_id: str, search: SearchRequest, caller: Identity) -> node_pb2.MatchRequest:
-    s = search.subject
     return node_pb2.MatchRequest(
         search_id=search_id,
-        subject=node_pb2.Subject(
-            given_name=s.given_name, middle_names=s.middle_names, family_name=s.family_name,
-            other_names=list(s.other_names), date_of_birth=s.date_of_birth, sex=s.sex,
-            postcode=s.postcode, address=s.address, nhs_number=s.nhs_number,
-        ),
+        subject=search.subject.to_proto(),
         purpose=node_pb2.Purpose(code=search.purpose_code, justification=search.justification),
         requester=node_pb2.Requester(user_id=caller.id, name=caller.name, organisation=caller.organisation,
                                      role=caller.role.value, email=caller.email),

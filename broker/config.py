@@ -22,8 +22,8 @@ from pathlib import Path
 
 from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.health import HealthSettings
-from node.config import TLSConfig, read_tls
-from signpost.config import Reader, read_toml
+from certs.tls import TLSConfig, read_tls
+from core.config import Reader, read_toml
 
 ENV_PREFIX = "SIGNPOST_BROKER_"
 

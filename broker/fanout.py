@@ -31,7 +31,7 @@ from broker.dispatch import DISPATCH_WINDOW_SECONDS, DispatchGate
 from broker.errors import NodeCallError, NodeCircuitOpen, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.registry import Authority
-from node.config import TLSConfig
+from certs.tls import TLSConfig, channel_credentials
 from protos.signpost.v1 import node_pb2
 
 log = structlog.get_logger("signpost.broker")
@@ -70,14 +70,6 @@ def translate_status(code: grpc.StatusCode, details: str) -> NodeCallError:
 
 
 _STATUS_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
-
-
-def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=tls.ca.read_bytes(),
-        private_key=tls.key.read_bytes(),
-        certificate_chain=tls.cert.read_bytes(),
-    )
 
 
 def _varint(n: int) -> bytes:

@@ -24,7 +24,8 @@ import structlog
 from broker.breaker import BreakerState, CircuitBreaker
 from broker.errors import NodeCallError
 from broker.registry import Authority
-from signpost.tasks import BackgroundLoop
+from core.stats import percentile
+from core.tasks import BackgroundLoop
 
 if TYPE_CHECKING:
     from broker.fanout import FanOut, NodeClient
@@ -54,13 +55,6 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 PEER_FACTOR = 3.0
@@ -93,7 +87,7 @@ class Peers:
         p90s: dict[str, float] = {}
         for code, health in self.members.items():
             recent = list(health.latencies)[-20:]
-            p50, p90 = _percentile(recent, 50), _percentile(recent, 90)
+            p50, p90 = percentile(recent, 50), percentile(recent, 90)
             if len(recent) >= 5 and p50 is not None and p90 is not None:
                 p50s.append(p50)
                 p90s[code] = p90
@@ -173,7 +167,7 @@ class NodeHealth:
 
     def to_json(self) -> dict[str, Any]:
         finite = [v for v in self.latencies if v != float("inf")]
-        p50, p99 = _percentile(finite, 50), _percentile(list(self.latencies), 99)
+        p50, p99 = percentile(finite, 50), percentile(list(self.latencies), 99)
         errors = self.outcomes.count(False)
         return {
             "code": self.authority.code, "name": self.authority.name, "address": self.authority.address,

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from certs.identity import AUTHORITY_CODE, node_dns_name
-from signpost.config import ConfigError
+from core.config import ConfigError
 
 
 @dataclass(frozen=True)

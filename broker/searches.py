@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import InvalidRequest
-from node.normalise import fold
-from signpost.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
+from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date_of_birth
+from core.names import fold
+from core.subject import MINIMUM_QUERY, Subject, missing_for_minimum_query
 
 PURPOSES: dict[str, str] = {
     "child-protection-enquiry": "Section 47 enquiry or strategy discussion about significant harm",
@@ -32,25 +33,6 @@ MAX_TEXT = 100
 MAX_ADDRESS = 200
 MAX_OTHER_NAMES = 10
 JUSTIFICATION_LENGTH = (10, 500)
-MINIMUM_QUERY = (
-    "a search needs given_name, family_name and date_of_birth, "
-    "or a valid nhs_number with family_name or date_of_birth"
-)
-
-
-@dataclass(frozen=True)
-class Subject:
-    """The child searched for, validated and normalised; never logged."""
-
-    given_name: str = ""
-    middle_names: str = ""
-    family_name: str = ""
-    other_names: tuple[str, ...] = ()
-    date_of_birth: str = ""
-    sex: str = ""
-    postcode: str = ""
-    address: str = ""
-    nhs_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,8 +88,7 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
     dob = values.get("date_of_birth", "")
     if dob:
         try:
-            if parse_date(dob) > today:
-                errors.add("subject.date_of_birth", "is in the future")
+            parse_date_of_birth(dob, today)
         except ValueError as exc:
             errors.add("subject.date_of_birth", str(exc))
     sex = values.get("sex", "")
@@ -127,13 +108,8 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
 def _minimum_query(subject: Subject, errors: _Errors) -> None:
     if any(f.startswith("subject") for f in errors.fields):
         return  # fix the fields first; the minimum-query rule is judged on valid values
-    by_name = subject.given_name and subject.family_name and subject.date_of_birth
-    by_nhs = subject.nhs_number and (subject.family_name or subject.date_of_birth)
-    if by_name or by_nhs:
-        return
-    for name in ("given_name", "family_name", "date_of_birth"):
-        if not getattr(subject, name):
-            errors.add(f"subject.{name}", "required: " + MINIMUM_QUERY)
+    for name in missing_for_minimum_query(subject):
+        errors.add(f"subject.{name}", "required: " + MINIMUM_QUERY)
 
 
 def _purpose(raw: Any, errors: _Errors) -> tuple[str, str]:

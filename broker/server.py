@@ -8,8 +8,6 @@ still fails the handshake, before any HTTP is spoken.
 from __future__ import annotations
 
 import asyncio
-import signal
-import ssl
 from dataclasses import dataclass
 
 import structlog
@@ -17,18 +15,11 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config import BrokerConfig
-from node.config import TLSConfig
+from certs.tls import server_ssl_context
+from core.lifecycle import stop_on_signals
 
 log = structlog.get_logger("signpost.broker")
 DRAIN_SECONDS = 5.0
-
-
-def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
-    context.load_cert_chain(str(tls.cert), str(tls.key))
-    context.verify_mode = ssl.CERT_OPTIONAL
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 @dataclass
@@ -54,10 +45,7 @@ async def start_broker(config: BrokerConfig, app: web.Application | None = None)
 
 async def serve_forever(config: BrokerConfig) -> None:
     broker = await start_broker(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await stop.wait()
     log.info("broker_stopping")
     await broker.stop()

@@ -18,10 +18,11 @@ import grpc
 import structlog
 
 from broker.config import BrokerConfig
-from broker.fanout import FanOut, NodeClient, channel_credentials
+from broker.fanout import FanOut, NodeClient
+from certs.tls import channel_credentials
 from broker.registry import load_registry
-from signpost.config import ConfigError
-from signpost.tasks import BackgroundLoop
+from core.config import ConfigError
+from core.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.broker")
 

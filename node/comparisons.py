@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from rapidfuzz.distance import OSA, JaroWinkler
 
 from node.nicknames import NameVariants
-from node.normalise import phonetic, postcode_parts
+from core.identifiers import postcode_parts
+from node.normalise import phonetic
 
 NULL = -1
 

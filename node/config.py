@@ -26,23 +26,10 @@ from pathlib import Path
 
 from certs.identity import AUTHORITY_CODE
 from node.matching import MatchSettings
-from signpost.config import ConfigError, Reader, read_toml
+from certs.tls import TLSConfig, read_tls
+from core.config import ConfigError, Reader, read_toml
 
 ENV_PREFIX = "SIGNPOST_NODE_"
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """The files a server or client presents and trusts."""
-
-    ca: Path
-    """The federation CA certificate; peers must chain to it."""
-    cert: Path
-    """This party's certificate (PEM)."""
-    key: Path
-    """This party's private key (PEM, mode 0600)."""
-    crl: Path | None = None
-    """The federation CA's certificate revocation list; re-read when it changes."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +64,6 @@ class NodeConfig:
     @property
     def journal(self) -> Path:
         return self.journal_path or self.store.with_name(self.store.stem + ".journal.sqlite3")
-
-
-def read_tls(reader: Reader) -> TLSConfig:
-    tls = reader.sub("tls")
-    return TLSConfig(ca=tls.path("ca"), cert=tls.path("cert"), key=tls.path("key"), crl=tls.optional_path("crl"))
 
 
 def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:

@@ -34,7 +34,10 @@ from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
 from node.nicknames import NameVariants, default_variants
-from node.normalise import address_tokens, dob_int, first_token, is_placeholder, phonetic, postcode_parts, tokens
+from core.identifiers import dob_int, postcode_parts
+from core.names import first_token, is_placeholder, tokens
+from core.subject import Subject
+from node.normalise import address_tokens, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
 
@@ -63,21 +66,6 @@ class MatchSettings:
 
 
 @dataclass(frozen=True)
-class Query:
-    """The searched-for child, as the broker passed it on (already validated)."""
-
-    given_name: str = ""
-    family_name: str = ""
-    date_of_birth: str = ""
-    middle_names: str = ""
-    other_names: tuple[str, ...] = ()
-    sex: str = ""
-    postcode: str = ""
-    address: str = ""
-    nhs_number: str = ""
-
-
-@dataclass(frozen=True)
 class MatchResult:
     record_id: str
     shielded: bool
@@ -87,7 +75,7 @@ class MatchResult:
 
 
 class Matcher(Protocol):
-    def match(self, query: Query) -> list[MatchResult]: ...
+    def match(self, query: Subject) -> list[MatchResult]: ...
 
     @property
     def size(self) -> int: ...
@@ -118,7 +106,7 @@ class _Prepared:
     nhs: str
 
     @classmethod
-    def of(cls, q: Query) -> _Prepared:
+    def of(cls, q: Subject) -> _Prepared:
         givens = [first_token(q.given_name)]
         families = [tuple(t for t in tokens(q.family_name)) if not is_placeholder(q.family_name) else ()]
         for other in q.other_names:
@@ -187,7 +175,7 @@ def query_keys(q: _Prepared) -> list[int]:
 
 
 @functools.lru_cache(maxsize=1024)
-def prepare_query(query: Query) -> tuple[_Prepared, SearchKeys]:
+def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
     """A query normalised, and its index keys, worked out once per process.
 
     Both are pure functions of the query. A host serving several authorities' nodes (an IT
@@ -277,7 +265,7 @@ class MatchEngine:
     def candidates(self, q: _Prepared) -> set[int]:
         return self.index.lookup(search_keys(query_keys(q)))
 
-    def match(self, query: Query) -> list[MatchResult]:
+    def match(self, query: Subject) -> list[MatchResult]:
         q, keys = prepare_query(query)
         scored = [s for s in (self._score(q, i) for i in self.index.lookup(keys)) if s is not None]
         scored = self._household_guard(scored)

@@ -20,7 +20,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-from node.normalise import fold
+from core.names import fold
 
 _DATA_PACKAGE = "node.data"
 _DATA_FILE = "given_name_variants.txt"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from signpost.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
+from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
 
 COLUMNS = (
     "record_id", "given_name", "middle_names", "family_name", "other_names", "date_of_birth", "sex",

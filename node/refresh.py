@@ -20,7 +20,7 @@ import structlog
 
 from node.matching import Matcher, MatchSettings, build_matcher
 from node.store import RecordStore
-from signpost.tasks import BackgroundLoop
+from core.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.node")
 

@@ -8,7 +8,6 @@ hostile or broken peer cannot make the node allocate without bound.
 from __future__ import annotations
 
 import asyncio
-import signal
 from dataclasses import dataclass
 
 from pathlib import Path
@@ -20,8 +19,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from certs.assertions import AssertionVerifier, load_public_key
 from certs.revocation import RevocationList
+from certs.tls import TLSConfig, rotating_server_credentials, server_certificate_configuration
+from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
-from node.config import NodeConfig, TLSConfig
+from node.config import NodeConfig
 from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
 from node.service import NodeService
@@ -53,8 +54,7 @@ class CredentialFiles:
         return tuple(p.stat().st_mtime for p in (self.tls.cert, self.tls.key, self.tls.ca))
 
     def initial(self) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(self.tls.key.read_bytes(), self.tls.cert.read_bytes())], root_certificates=self.tls.ca.read_bytes())
+        return server_certificate_configuration(self.tls)
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by grpc before each new handshake (on a grpc thread): None keeps the current files."""
@@ -72,7 +72,7 @@ class CredentialFiles:
         return config
 
     def credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(self.initial(), self.fetch, require_client_authentication=True)
+        return rotating_server_credentials(self.initial(), self.fetch)
 
 
 @dataclass
@@ -144,11 +144,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
 async def serve_forever(config: NodeConfig) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully; SIGHUP checks for new data now."""
     node = await start_node(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, node.refresher.poke)
+    stop = stop_on_signals(on_hangup=node.refresher.poke)
     await stop.wait()
     log.info("node_stopping", authority=config.code)
     await node.stop(grace=5.0)

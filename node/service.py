@@ -10,6 +10,7 @@ sensitive involvements are never disclosed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -22,14 +23,15 @@ from certs.assertions import AssertionRejected, AssertionVerifier
 from certs.identity import Identity, IdentityError, Role, identity_from_pem
 from certs.revocation import RevocationList
 from node.errors import MatchRequestError, StoreError
-from node.matching import Matcher, MatchResult, Query
+from node.matching import Matcher, MatchResult
 from node.journal import Journal
 from node.timing import TIMER
 from node.records import Involvement
 from node.refresh import Generation, GenerationHolder
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
-from signpost import __version__
-from signpost.identifiers import nhs_number_valid, parse_date
+from core import __version__
+from core.identifiers import nhs_number_valid, normalise_nhs_number, parse_date
+from core.subject import MINIMUM_QUERY, SEXES, Subject, missing_for_minimum_query
 
 log = structlog.get_logger("signpost.node")
 
@@ -52,35 +54,29 @@ def caller_identity(context: grpc.aio.ServicerContext) -> Identity | None:
     return _identity_of_pem(pems[0]) if pems else None
 
 
-def query_from(subject: node_pb2.Subject) -> Query:
-    """Check a subject the broker sent; raise MatchRequestError with a safe message."""
-    if not (subject.family_name or subject.nhs_number):
-        raise MatchRequestError("subject needs a family name or an NHS number")
-    for name, value in (("date_of_birth", subject.date_of_birth),):
-        if value:
-            try:
-                parse_date(value)
-            except ValueError as exc:
-                raise MatchRequestError(f"subject.{name} {exc}") from None
+def query_from(message: node_pb2.Subject) -> Subject:
+    """Check a subject the broker sent; raise MatchRequestError with a safe message.
+
+    The same rules the broker applies (:mod:`core.subject`, :mod:`core.identifiers`): a node does
+    not rely on the broker to have refused a fishing trip.
+    """
+    subject = Subject.from_proto(message)
+    if subject.date_of_birth:
+        try:
+            parse_date(subject.date_of_birth)
+        except ValueError as exc:
+            raise MatchRequestError(f"subject.date_of_birth {exc}") from None
     if subject.nhs_number and not nhs_number_valid(subject.nhs_number):
         raise MatchRequestError("subject.nhs_number has an invalid check digit")
-    if subject.sex not in ("", "M", "F", "U"):
+    if subject.sex not in SEXES:
         raise MatchRequestError("subject.sex must be M, F or U")
-    return Query(
-        given_name=subject.given_name,
-        family_name=subject.family_name,
-        date_of_birth=subject.date_of_birth,
-        middle_names=subject.middle_names,
-        other_names=tuple(subject.other_names),
-        sex=subject.sex,
-        postcode=subject.postcode,
-        address=subject.address,
-        nhs_number=subject.nhs_number.replace(" ", ""),
-    )
+    if missing_for_minimum_query(subject):
+        raise MatchRequestError("subject: " + MINIMUM_QUERY)
+    return dataclasses.replace(subject, nhs_number=normalise_nhs_number(subject.nhs_number))
 
 
 @functools.lru_cache(maxsize=1024)
-def _query_of_request(raw: bytes) -> Query | str:
+def _query_of_request(raw: bytes) -> Subject | str:
     """query_from for a serialised request, worked out once per process however many nodes it hosts.
 
     A pure function of the bytes (which are unique to one search), like prepare_query; a refusal is
@@ -166,7 +162,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the caller's certificate is revoked")
         return identity
 
-    def _checked(self, request: node_pb2.MatchRequest, raw: bytes | None = None) -> Query:
+    def _checked(self, request: node_pb2.MatchRequest, raw: bytes | None = None) -> Subject:
         """The query of a search this node may answer, or _Refused with a safe status and message."""
         try:
             self.verifier.verify(request, raw)
@@ -240,7 +236,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
 
     def _answer_batch(self, batch: node_pb2.MatchBatch) -> list[node_pb2.MatchOutcome]:
         outcomes: list[node_pb2.MatchOutcome | None] = []
-        accepted: list[tuple[int, node_pb2.MatchRequest, Query]] = []
+        accepted: list[tuple[int, node_pb2.MatchRequest, Subject]] = []
         for raw in batch.requests:
             try:
                 request = node_pb2.MatchRequest.FromString(raw)
@@ -267,7 +263,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
                      requester=request.requester.user_id, candidates=len(candidates))
         return [o for o in outcomes if o is not None]
 
-    def _answer(self, searches: list[tuple[node_pb2.MatchRequest, Query]]) -> list[list[node_pb2.Candidate]]:
+    def _answer(self, searches: list[tuple[node_pb2.MatchRequest, Subject]]) -> list[list[node_pb2.Candidate]]:
         """Match, read contacts and journal each search, all from one generation and with no await between."""
         answers: list[list[node_pb2.Candidate]] = []
         journal: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]] = []

@@ -1,9 +1,10 @@
-"""Signpost: a federated record-location service for children's services.
+"""Signpost's application shell: the ``signpost`` command, the local demo, synthetic data, benchmarks.
 
-This package holds what the broker, the nodes and the command line share: the
-``signpost`` command, the local demo federation, synthetic data, logging set-up
-and identifier rules. The broker lives in :mod:`broker`, the node agent in
-:mod:`node`, the PKI in :mod:`certs` and the wire contract in :mod:`protos`.
+This is the top floor: it imports the broker (:mod:`broker`), the node agent
+(:mod:`node`), the shared kernel (:mod:`core`), the PKI (:mod:`certs`) and the
+wire contract (:mod:`protos`), and nothing below imports it.
 """
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from certs.identity import Role
 from node.config import NodeConfig
-from signpost import __version__
-from signpost.config import ConfigError
+from core import __version__
+from core.config import ConfigError
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -106,7 +106,7 @@ def _node(args: argparse.Namespace) -> int:
         return _journal(args, config)
     if args.node_command == "serve":
         from node.server import serve_forever
-        from signpost.logs import configure
+        from core.logs import configure
 
         configure(config.log_level)
         asyncio.run(serve_forever(config))
@@ -132,7 +132,7 @@ def _node(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     from broker.config import load_broker_config
     from broker.server import serve_forever
-    from signpost.logs import configure
+    from core.logs import configure
 
     config = load_broker_config(Path(args.config), os.environ)
     configure(config.log_level)
@@ -205,7 +205,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from signpost.bench import accuracy, floor, scale, soak, speed
-    from signpost.logs import configure
+    from core.logs import configure
 
     configure("warning")  # a benchmark prints figures; per-search logs would drown them
     runner: Callable[[argparse.Namespace], int] = {

@@ -13,7 +13,6 @@ import asyncio
 import csv
 import json
 import shlex
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,10 @@ from typing import Any
 import aiohttp
 
 from certs.identity import AUTHORITY_CODE, Role
-from signpost.federation import LocalFederation, client_ssl_context, start_local_federation, write_description
-from signpost.logs import configure
+from certs.tls import client_ssl_context
+from signpost.federation import LocalFederation, start_local_federation, write_description
+from core.lifecycle import stop_on_signals
+from core.logs import configure
 
 DEMO_AUTHORITIES = (("LEEDS", "Leeds"), ("MANCHESTER", "Manchester"), ("KENT", "Kent"),
                     ("CORNWALL", "Cornwall"), ("TOWER-HAMLETS", "Tower Hamlets"))
@@ -130,10 +131,7 @@ def curl_line(fed: LocalFederation, subject: dict[str, str]) -> str:
 
 
 async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await stop.wait()
 
 

@@ -21,9 +21,10 @@ from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.assertions import create_assertion_key
 from certs.identity import Role, node_dns_name
+from certs.tls import TLSConfig
 from certs.revocation import revoked_serials, write_crl
 from certs.pki import CertificateAuthority, IssuedFiles, broker_subject, node_subject, user_subject
-from node.config import NodeConfig, TLSConfig
+from node.config import NodeConfig
 from node.importer import ImportReport, import_csv
 from node.server import RunningNode, start_node
 from node.store import RecordStore
@@ -74,14 +75,6 @@ def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
     crl = write_crl(ca.key, ca.cert, set(), directory / "crl.pem")
     return Pki(directory, ca_files, ca.issue_to(directory, "broker", broker_subject()), nodes, users,
                assertion_key, assertion_pub, crl)
-
-
-def client_ssl_context(pki_ca: Path, user: IssuedFiles | None) -> ssl.SSLContext:
-    """What a practitioner's HTTPS client uses: trust the federation CA, present the user's certificate."""
-    context = ssl.create_default_context(cafile=str(pki_ca))
-    if user is not None:
-        context.load_cert_chain(str(user.cert), str(user.key))
-    return context
 
 
 @dataclass

@@ -40,7 +40,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from signpost.identifiers import nhs_check_digit
+from core.identifiers import nhs_check_digit
 from signpost.synth_names import (
     ADULT_GIVEN,
     AUTHORITIES,

@@ -20,13 +20,13 @@ from broker.config import BrokerConfig
 from broker.fanout import build_fanout
 from broker.health import HealthSettings
 from broker.registry import Authority, save_registry
-from broker.server import server_ssl_context
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
-from node.config import NodeConfig, TLSConfig
+from node.config import NodeConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
-from signpost.federation import Pki, client_ssl_context, create_pki, import_authority
+from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
+from signpost.federation import Pki, create_pki, import_authority
 
 # The harness polls nodes often, so a stopped node shows as down within a fraction of a second.
 FAST_HEALTH = HealthSettings(poll_interval=0.2, poll_timeout=1.0)

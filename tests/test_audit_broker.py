@@ -19,7 +19,7 @@ from broker.audit.errors import AuditWriteError
 from broker.audit.keys import load_or_create_hmac_key, public_key_path, subject_hashes
 from broker.auditing import AUDIT
 from certs.identity import Role
-from signpost.federation import client_ssl_context
+from certs.tls import client_ssl_context
 from tests.conftest import row
 
 CHILD = {"given_name": "Philippa", "family_name": "Quenby-Thistlewood", "date_of_birth": "2013-10-17",

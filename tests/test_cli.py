@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from certs.identity import Role, identity_from_pem
-from signpost.federation import client_ssl_context
+from certs.tls import client_ssl_context
 from tests.conftest import row, write_csv
 
 SIGNPOST = [sys.executable, "-m", "signpost.cli"]

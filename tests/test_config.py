@@ -6,7 +6,7 @@ import pytest
 
 from broker.config import load_broker_config
 from node.config import load_node_config
-from signpost.config import ConfigError
+from core.config import ConfigError
 
 NODE = """
 listen = "127.0.0.1:50051"

@@ -87,7 +87,8 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
         shutil.copy(fresh.cert, cert)
         shutil.copy(fresh.key, key)
         os.utime(cert, (os.path.getmtime(cert) + 5,) * 2)
-        from broker.fanout import NodeClient, channel_credentials
+        from broker.fanout import NodeClient
+        from certs.tls import channel_credentials
 
         client = NodeClient(fed.server.app[FANOUT].clients[0].authority.__class__(
             "LEEDS", "Leeds", rotating.address, node_dns_name("LEEDS")), channel_credentials(pki.tls(pki.broker)))
@@ -194,7 +195,8 @@ async def test_stopping_the_broker_drains_searches_in_flight(tmp_path):
     """The real HTTPS server (TCPSite), not TestServer: a search under way when it stops still answers."""
     import aiohttp
 
-    from signpost.federation import client_ssl_context, start_local_federation
+    from certs.tls import client_ssl_context
+    from signpost.federation import start_local_federation
 
     data = write_csv(tmp_path / "LEEDS.csv", [row()])
     fed = await start_local_federation(tmp_path / "work", [("LEEDS", "Leeds", data)], rate_limit_per_minute=0)

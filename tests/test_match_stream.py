@@ -11,7 +11,8 @@ import time
 import pytest
 
 from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
-from broker.fanout import NodeClient, batch_piece, channel_credentials
+from broker.fanout import NodeClient, batch_piece
+from certs.tls import channel_credentials
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.breaker import CircuitBreaker
 from broker.registry import Authority

@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 
 from node import comparisons as cmp
 from node.comparisons import NULL
-from node.matching import MatchEngine, MatchSettings, Query
+from node.matching import MatchEngine, MatchSettings
+from core.subject import Subject
 from node.nicknames import default_variants
-from node.normalise import address_tokens, dob_int, first_token, fold, is_placeholder, postcode_parts, tokens
+from core.identifiers import dob_int, postcode_parts
+from core.names import first_token, fold, is_placeholder, tokens
+from node.normalise import address_tokens
 from node.records import Record
 
 V = default_variants()
@@ -134,7 +137,7 @@ def test_dob_comparison_symmetric(a, b):
 @given(names, names, names, st.text(max_size=12), st.text(max_size=60))
 def test_engine_never_crashes_on_arbitrary_unicode(given_name, family, middle, postcode, address):
     engine = _engine([_rec("R1", "Amelia", "Smith", "2014-03-09")])
-    results = engine.match(Query(given_name=given_name, family_name=family, middle_names=middle,
+    results = engine.match(Subject(given_name=given_name, family_name=family, middle_names=middle,
                                  date_of_birth="2014-03-09", postcode=postcode, address=address,
                                  other_names=(given_name + " " + family,)))
     assert all(0.0 <= r.score <= 1.0 for r in results)
@@ -162,7 +165,7 @@ def _household():
 
 def test_exact_details_are_a_match_with_reasons():
     engine = _engine(_household())
-    [top, *_] = engine.match(Query(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F"))
+    [top, *_] = engine.match(Subject(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F"))
     assert (top.record_id, top.band) == ("T1", "match")
     assert "given name agrees" in top.reasons and "date of birth agrees" in top.reasons
 
@@ -170,7 +173,7 @@ def test_exact_details_are_a_match_with_reasons():
 @pytest.mark.parametrize("searched", ["Olivia", "Oliver", "Ella"])
 def test_twins_are_never_matched_to_each_other(searched):
     engine = _engine(_household())
-    results = engine.match(Query(given_name=searched, family_name="Kowalski", date_of_birth="2016-05-04",
+    results = engine.match(Subject(given_name=searched, family_name="Kowalski", date_of_birth="2016-05-04",
                                  postcode="LS6 2AB", address="4 Elm Street"))
     matches = [r for r in results if r.band == "match"]
     assert len(matches) == 1
@@ -181,14 +184,14 @@ def test_twins_are_never_matched_to_each_other(searched):
 
 def test_a_twin_not_held_is_not_matched_to_the_one_who_is():
     engine = _engine([r for r in _household() if r.record_id != "T1"])
-    results = engine.match(Query(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F",
+    results = engine.match(Subject(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F",
                                  postcode="LS6 2AB"))
     assert [r for r in results if r.band == "match"] == []
 
 
 def test_sibling_with_other_birthday_is_not_a_match():
     engine = _engine(_household())
-    results = engine.match(Query(given_name="Zofia", family_name="Kowalski", date_of_birth="2016-05-04"))
+    results = engine.match(Subject(given_name="Zofia", family_name="Kowalski", date_of_birth="2016-05-04"))
     assert [r.record_id for r in results if r.band == "match"] == []
 
 
@@ -196,19 +199,19 @@ def test_moved_child_with_new_postcode_and_nickname_is_found():
     records = _household() + [_rec("M1", "William", "Okonkwo", "2011-07-21", sex="M", postcode="LS8 1QT",
                                     address="77 Harehills Lane")]
     engine = _engine(records)
-    results = engine.match(Query(given_name="Bill", family_name="Okonkwo", date_of_birth="2011-07-21", sex="M",
+    results = engine.match(Subject(given_name="Bill", family_name="Okonkwo", date_of_birth="2011-07-21", sex="M",
                                  postcode="M14 5RT", address="3 Wilmslow Road"))
     assert results and results[0].record_id == "M1" and results[0].band == "match"
     assert "given name: nickname or variant" in results[0].reasons
 
 
 @pytest.mark.parametrize("query", [
-    Query(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-09-02"),          # day/month swapped
-    Query(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-02-08"),          # one digit
-    Query(given_name="Nowak", family_name="Aleksander", date_of_birth="2013-02-09"),          # names swapped
-    Query(given_name="Aleksander", family_name="Nowak-Smith", date_of_birth="2013-02-09"),    # double-barrelled now
-    Query(given_name="Alexander", family_name="Novak", date_of_birth="2013-02-09"),           # spelling
-    Query(given_name="Aleksander", family_name="Smith", date_of_birth="2013-02-09", other_names=("Aleksander Nowak",)),
+    Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-09-02"),          # day/month swapped
+    Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-02-08"),          # one digit
+    Subject(given_name="Nowak", family_name="Aleksander", date_of_birth="2013-02-09"),          # names swapped
+    Subject(given_name="Aleksander", family_name="Nowak-Smith", date_of_birth="2013-02-09"),    # double-barrelled now
+    Subject(given_name="Alexander", family_name="Novak", date_of_birth="2013-02-09"),           # spelling
+    Subject(given_name="Aleksander", family_name="Smith", date_of_birth="2013-02-09", other_names=("Aleksander Nowak",)),
 ])
 def test_realistic_differences_still_find_the_child(query):
     records = _household() + [_rec("N1", "Aleksander", "Nowak", "2013-02-09", sex="M", postcode="BD3 9AA")]
@@ -218,23 +221,23 @@ def test_realistic_differences_still_find_the_child(query):
 
 def test_previous_surname_on_the_record_is_used():
     records = _household() + [_rec("P1", "Amira", "Haddad", "2015-11-30", other_names=("Amira Mansour",))]
-    results = _engine(records).match(Query(given_name="Amira", family_name="Mansour", date_of_birth="2015-11-30"))
+    results = _engine(records).match(Subject(given_name="Amira", family_name="Mansour", date_of_birth="2015-11-30"))
     assert results and results[0].record_id == "P1" and results[0].band == "match"
 
 
 def test_nhs_number_agreement_and_disagreement():
     records = _household() + [_rec("H1", "Grace", "Adeyemi", "2010-01-15", nhs_number="9434765919")]
     engine = _engine(records)
-    [hit] = engine.match(Query(nhs_number="9434765919", family_name="Adeyemi"))
+    [hit] = engine.match(Subject(nhs_number="9434765919", family_name="Adeyemi"))
     assert hit.record_id == "H1" and "NHS number agrees" in hit.reasons
-    other = engine.match(Query(given_name="Grace", family_name="Adeyemi", date_of_birth="2010-01-15",
+    other = engine.match(Subject(given_name="Grace", family_name="Adeyemi", date_of_birth="2010-01-15",
                                nhs_number="4010232137"))
     assert all(r.band != "match" for r in other)
 
 
 def test_placeholder_given_name_is_not_evidence():
     records = _household() + [_rec("B1", "Baby", "Begum", "2025-12-01", sex="F")]
-    results = _engine(records).match(Query(given_name="Ayesha", family_name="Begum", date_of_birth="2025-12-01"))
+    results = _engine(records).match(Subject(given_name="Ayesha", family_name="Begum", date_of_birth="2025-12-01"))
     assert all(r.band != "match" for r in results)  # a newborn placeholder may be possible, never a match
 
 
@@ -242,8 +245,8 @@ def test_rare_surname_counts_for_more_than_a_common_one():
     common = [_rec(f"C{i}", f"Kid{i}", "Smith", f"200{i % 9}-0{1 + i % 9}-1{i % 9}") for i in range(300)]
     records = common + [_rec("A", "Jack", "Smith", "2012-04-04"), _rec("B", "Jack", "Quaintance", "2012-04-04")]
     engine = _engine(records)
-    smith = engine.match(Query(given_name="Jack", family_name="Smith", date_of_birth="2012-04-05"))
-    rare = engine.match(Query(given_name="Jack", family_name="Quaintance", date_of_birth="2012-04-05"))
+    smith = engine.match(Subject(given_name="Jack", family_name="Smith", date_of_birth="2012-04-05"))
+    rare = engine.match(Subject(given_name="Jack", family_name="Quaintance", date_of_birth="2012-04-05"))
     assert smith[0].record_id == "A" and rare[0].record_id == "B"
     assert rare[0].score > smith[0].score
 
@@ -253,13 +256,13 @@ def test_candidates_come_from_the_index_not_a_scan():
     engine = _engine(records, learn=False)
     from node.matching import _Prepared
 
-    found = engine.candidates(_Prepared.of(Query(given_name="Name7", family_name="Family7", date_of_birth="2017-08-17")))
+    found = engine.candidates(_Prepared.of(Subject(given_name="Name7", family_name="Family7", date_of_birth="2017-08-17")))
     assert "R7" in {engine.table.record_id[i] for i in found}
     assert len(found) < 100
 
 
 def test_thresholds_are_configurable():
     records = _household()
-    query = Query(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04")
+    query = Subject(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04")
     assert _engine(records).match(query)[0].band == "match"
     assert _engine(records, match_threshold=0.9999999).match(query)[0].band == "possible"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from signpost.identifiers import nhs_number_valid, parse_date, postcode_valid
+from core.identifiers import nhs_number_valid, parse_date, postcode_valid
 from signpost.synth import (
     COLUMNS,
     ENGLISH_AUTHORITIES,

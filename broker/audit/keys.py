@@ -34,7 +34,6 @@ import hmac
 import json
 import os
 import secrets
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from broker.audit.errors import AuditConfigError
-from node.normalise import tokens
+from core.identifiers import normalise_nhs_number
+from core.names import tokens
 
 HMAC_KEY_BYTES = 32
 
@@ -159,7 +159,7 @@ def subject_hashes(
 ) -> list[str]:
     """HMAC-SHA256 (hex) of name + date of birth, family name + date of birth, and the NHS number.
 
-    Names are normalised with ``node.normalise`` first; a combination with an
+    Names are normalised with ``core.names`` first; a combination with an
     empty part is left out. Fields are joined with "|", which no normalised
     name or date contains, so no two combinations can produce the same message.
     """
@@ -170,8 +170,8 @@ def subject_hashes(
         messages.append(f"{given}|{family}|{dob}")
     if family and dob:
         messages.append(f"{family}|{dob}")
-    # NFKC first so that full-width digits count; spaces and dashes in "943 476 5919" are dropped.
-    digits = "".join(c for c in unicodedata.normalize("NFKC", nhs_number or "") if "0" <= c <= "9")
+    # The broker has already normalised it (core.identifiers); an auditor may type "943-476-5919".
+    digits = "".join(c for c in normalise_nhs_number(nhs_number or "") if "0" <= c <= "9")
     if digits:
         messages.append(digits)
     return [hmac.new(key, m.encode(), hashlib.sha256).hexdigest() for m in messages]

@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 
 from certs.identity import Role
-from node.matching import Query
+from core.subject import Subject
 from signpost.bench.common import machine, percentile, write_json
-from signpost.federation import LocalFederation, client_ssl_context, start_local_federation
+from certs.tls import client_ssl_context
+from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
 
@@ -108,7 +109,7 @@ def record_level(fed: LocalFederation, queries: list[dict[str, Any]], truth: dic
     for query in queries:
         subject = dict(query["subject"])
         subject["other_names"] = tuple(subject.get("other_names", ()))
-        q = Query(**subject)
+        q = Subject(**subject)
         pid = query.get("person_id")
         home = households.get(pid or "", "")
         for node in fed.nodes:

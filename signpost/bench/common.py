@@ -9,14 +9,13 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from core import stats
+
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    """The q-th percentile (0-100) by nearest rank (:func:`core.stats.percentile`); 0 for no values."""
+    found = stats.percentile(values, q)
+    return 0.0 if found is None else found
 
 
 def rss_mb() -> float:

@@ -19,9 +19,8 @@ from typing import Any
 
 import grpc
 
-from broker.fanout import channel_credentials
+from certs.tls import TLSConfig, channel_credentials, server_credentials
 from certs.identity import node_dns_name
-from node.config import TLSConfig
 from signpost.bench.common import machine, percentile, write_json
 from signpost.federation import create_pki
 
@@ -42,9 +41,7 @@ def _echo_servers(tls: list[TLSConfig], ready: Any, stop: Any) -> None:
             method = grpc.stream_stream_rpc_method_handler(handler)  # bytes in, bytes out
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("signpost.bench.Echo",
                                                                                  {"Stream": method}),))
-            credentials = grpc.ssl_server_credentials([(files.key.read_bytes(), files.cert.read_bytes())],
-                                                      root_certificates=files.ca.read_bytes(),
-                                                      require_client_auth=True)
+            credentials = server_credentials(files)
             ports.append(server.add_secure_port("127.0.0.1:0", credentials))
             await server.start()
             servers.append(server)

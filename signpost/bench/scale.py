@@ -32,7 +32,8 @@ from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
 from signpost.bench.common import machine, percentile, write_json
-from signpost.federation import Pki, client_ssl_context, create_pki
+from certs.tls import client_ssl_context
+from signpost.federation import Pki, create_pki
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
 
 CHILDREN_PER_RECORD = 1.0 / 0.68
@@ -43,7 +44,7 @@ PURPOSE = {"code": "child-protection-enquiry", "justification": "Scale benchmark
 
 def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
     from node.server import start_node
-    from signpost.logs import configure
+    from core.logs import configure
 
     configure("error")
 
@@ -60,7 +61,7 @@ def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
 
 def _broker_worker(config: BrokerConfig, ready: Any, stop: Any) -> None:
     from broker.server import start_broker
-    from signpost.logs import configure
+    from core.logs import configure
 
     configure("error")
 

@@ -28,7 +28,8 @@ import aiohttp
 from certs.identity import Role
 from node.server import start_node
 from signpost.bench.common import machine, percentile, write_json
-from signpost.federation import LocalFederation, client_ssl_context, start_local_federation
+from certs.tls import client_ssl_context
+from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from node.importer import import_csv
-from node.matching import MatchEngine, Query
+from node.matching import MatchEngine
+from core.subject import Subject
 from node.store import RecordStore
 from signpost.bench.common import machine, peak_rss_mb, percentile, rss_mb, write_json
 from signpost.synth import SynthConfig, generate_to
@@ -41,8 +42,8 @@ def _prepare(records: int, seed: int, queries: int, work: Path) -> tuple[Path, l
     return work / "store.sqlite3", json.loads((work / "queries.json").read_text()), generated, imported
 
 
-def _query(subject: dict[str, Any]) -> Query:
-    return Query(**{**subject, "other_names": tuple(subject.get("other_names", ()))})
+def _query(subject: dict[str, Any]) -> Subject:
+    return Subject(**{**subject, "other_names": tuple(subject.get("other_names", ()))})
 
 
 def run_speed(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""Rules for the identifiers that describe a child, written once for broker, nodes and audit.
+
+These functions validate and normalise; they never log or echo the values they
+are given, so error messages built on them are safe to show and to log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+# One UK postcode grammar: outward code (area letters, district) and inward code (sector digit, unit).
+_POSTCODE = re.compile(r"([A-Z]{1,2})([0-9][A-Z0-9]?)([0-9])([A-Z]{2})")
+# A postcode may be written in any spacing, case or punctuation ("ls6 2ab", "LS6-2AB"): only letters
+# and digits carry meaning.
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ASCII_DIGITS = re.compile(r"[0-9]{10}")
+
+
+def _squash_postcode(value: str) -> str:
+    return _NOT_ALNUM.sub("", value.upper())
+
+
+def postcode_valid(value: str) -> bool:
+    """True when ``value`` reads as a UK postcode in any spacing, case or punctuation."""
+    return _POSTCODE.fullmatch(_squash_postcode(value)) is not None
+
+
+def normalise_postcode(value: str) -> str:
+    """Upper-case and space a UK postcode as 'LS6 2AB'; unrecognised text is returned squashed."""
+    squashed = _squash_postcode(value)
+    m = _POSTCODE.fullmatch(squashed)
+    return f"{m[1]}{m[2]} {m[3]}{m[4]}" if m else squashed
+
+
+def postcode_parts(postcode: str) -> tuple[str, str, str, str]:
+    """(full, sector, district, area) of a UK postcode, unspaced; unparseable parts are ''."""
+    squashed = _squash_postcode(postcode)
+    m = _POSTCODE.fullmatch(squashed)
+    if not m:
+        return (squashed, "", "", "") if squashed else ("", "", "", "")
+    area, district, sector, unit = m.groups()
+    return f"{area}{district}{sector}{unit}", f"{area}{district}{sector}", f"{area}{district}", area
+
+
+def nhs_check_digit(first_nine: str) -> int | None:
+    """The modulus-11 check digit for nine digits, or None when no valid digit exists."""
+    total = sum(int(d) * (10 - i) for i, d in enumerate(first_nine))
+    check = 11 - total % 11
+    if check == 11:
+        return 0
+    return None if check == 10 else check
+
+
+def normalise_nhs_number(value: str) -> str:
+    """An NHS number as its digits alone: '943 476 5919' -> '9434765919'."""
+    return value.replace(" ", "")
+
+
+def nhs_number_valid(value: str) -> bool:
+    """True for ten ASCII digits (spaces allowed) whose modulus-11 check digit is right."""
+    digits = normalise_nhs_number(value)
+    # ASCII only: str.isdigit() also accepts superscripts and other scripts' digits, which int() may refuse.
+    if not _ASCII_DIGITS.fullmatch(digits):
+        return False
+    return nhs_check_digit(digits[:9]) == int(digits[9])
+
+
+def parse_date(value: str) -> dt.date:
+    """Parse a strict YYYY-MM-DD date; raise ValueError without echoing the value."""
+    if not _DATE.fullmatch(value) or not value.isascii():
+        raise ValueError("must be a date in YYYY-MM-DD form")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a real calendar date") from None
+
+
+def parse_date_of_birth(value: str, today: dt.date) -> dt.date:
+    """A date of birth a search may carry: a real date, not in the future; ValueError says which rule failed."""
+    born = parse_date(value)
+    if born > today:
+        raise ValueError("is in the future")
+    return born
+
+
+def dob_int(dob: str) -> int:
+    """'2014-03-09' -> 20140309; 0 when empty or malformed (already validated upstream)."""
+    digits = dob.replace("-", "")
+    return int(digits) if len(digits) == 8 and digits.isascii() and digits.isdigit() else 0

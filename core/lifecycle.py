@@ -1,0 +1,22 @@
+"""Stopping a service on SIGINT or SIGTERM: one way for the broker, the nodes and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+
+def stop_on_signals(*, on_hangup: Callable[[], None] | None = None) -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM on the running loop; SIGHUP calls ``on_hangup`` if given.
+
+    Services wait on the event and then shut down gracefully themselves, so an
+    orchestrator's SIGTERM drains in-flight work instead of killing it.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if on_hangup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    return stop

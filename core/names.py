@@ -1,0 +1,68 @@
+"""What a name is, written once: folding, splitting into parts, placeholders.
+
+The broker's justification check, the audit log's subject hashes and the
+node's matcher all see a name through these functions, so that
+"O'Brien-Smith", "obrien smith" and "Ó Briain-Smith" meet on equal terms
+everywhere: case-folded, accents and punctuation stripped, hyphenated and
+double-barrelled surnames split into parts, particles joined ("Mac Donald" =
+"MacDonald"), placeholder names ("Baby", "Twin 1", "Unknown") treated as
+missing. Pure functions, no I/O; nothing here logs.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+# Names a record holds before a child is named, or when the name is not known.
+PLACEHOLDERS = frozenset({
+    "baby", "babyboy", "babygirl", "boy", "girl", "infant", "newborn", "unknown", "unnamed", "notknown",
+    "nk", "na", "none", "twin", "twina", "twinb", "twin1", "twin2", "twinone", "twintwo", "child", "bb", "bg",
+    "babyof", "male", "female", "xx", "xxx", "test",
+})
+_SPECIAL = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th",
+                          "ı": "i", "ħ": "h", "ŀ": "l"})
+_SPLIT = re.compile(r"[\s\-‐‑–—_/.,;]+")
+# Particles that are written with or without a space: "Mac Donald" = "MacDonald", "De Souza" = "DeSouza".
+_PARTICLES = frozenset({"mac", "mc", "o", "de", "da", "di", "del", "della", "van", "von", "der", "le", "la",
+                        "st", "al", "el", "bin", "ibn", "ben"})
+
+
+@lru_cache(maxsize=200_000)
+def fold(text: str) -> str:
+    """Case-fold and strip accents; keep letters and spaces only."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_SPECIAL))
+    kept = [c if c.isalpha() else " " for c in decomposed if not unicodedata.combining(c)]
+    return " ".join("".join(c for c in "".join(kept) if c == " " or ("a" <= c <= "z")).split())
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    """Name parts: 'Smith-Jones' -> ('smith', 'jones'); particles joined: 'Mac Donald' -> ('macdonald',)."""
+    parts = [fold(p) for p in _SPLIT.split(text)]
+    words = [w for p in parts for w in p.split() if w]
+    out: list[str] = []
+    open_particle = False  # the last token is only particles so far ("de", "dela"): the next word joins it
+    for word in words:
+        if out and open_particle:
+            out[-1] += word
+        else:
+            out.append(word)
+        open_particle = word in _PARTICLES and (len(out) > 1 or len(words) > 1)
+    return tuple(out)
+
+
+def name_key(text: str) -> str:
+    """The whole name as one comparable string ('' for a placeholder)."""
+    joined = "".join(tokens(text))
+    return "" if joined in PLACEHOLDERS or is_placeholder(text) else joined
+
+
+def is_placeholder(text: str) -> bool:
+    parts = tokens(text)
+    return not parts or "".join(parts) in PLACEHOLDERS or all(p in PLACEHOLDERS for p in parts)
+
+
+def first_token(text: str) -> str:
+    parts = tokens(text)
+    return "" if not parts or is_placeholder(text) else parts[0]

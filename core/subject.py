@@ -1,0 +1,71 @@
+"""The child searched for: one type from the HTTP boundary to the matcher, and the minimum query.
+
+The broker builds a :class:`Subject` from a practitioner's JSON, sends it to the
+nodes as ``signpost.v1.Subject`` (:meth:`Subject.to_proto`), and each node reads
+it back (:meth:`Subject.from_proto`) and matches on it; the audit log hashes it.
+The minimum query is judged here once, by the same rule on both sides: a node
+refuses a search the broker should never have sent.
+
+A Subject is never logged and never put in an error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protos.signpost.v1 import node_pb2
+
+MINIMUM_QUERY = (
+    "a search needs given_name, family_name and date_of_birth, "
+    "or a valid nhs_number with family_name or date_of_birth"
+)
+"""The rule against trawling, in the words every refusal uses."""
+SEXES = ("", "M", "F", "U")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The searched-for child, validated and normalised (never logged)."""
+
+    given_name: str = ""
+    middle_names: str = ""
+    family_name: str = ""
+    other_names: tuple[str, ...] = ()
+    """Previous or alternative names, each "given family"."""
+    date_of_birth: str = ""
+    """YYYY-MM-DD."""
+    sex: str = ""
+    """M, F, U or empty."""
+    postcode: str = ""
+    address: str = ""
+    nhs_number: str = ""
+    """Ten digits, no spaces."""
+
+    def to_proto(self) -> node_pb2.Subject:
+        return node_pb2.Subject(
+            given_name=self.given_name, middle_names=self.middle_names, family_name=self.family_name,
+            other_names=list(self.other_names), date_of_birth=self.date_of_birth, sex=self.sex,
+            postcode=self.postcode, address=self.address, nhs_number=self.nhs_number,
+        )
+
+    @classmethod
+    def from_proto(cls, message: node_pb2.Subject) -> Subject:
+        return cls(
+            given_name=message.given_name, middle_names=message.middle_names, family_name=message.family_name,
+            other_names=tuple(message.other_names), date_of_birth=message.date_of_birth, sex=message.sex,
+            postcode=message.postcode, address=message.address, nhs_number=message.nhs_number,
+        )
+
+
+def missing_for_minimum_query(subject: Subject) -> tuple[str, ...]:
+    """The fields a search lacks under the minimum query; () when it may go ahead.
+
+    Given name + family name + date of birth, or an NHS number (checked valid by
+    the caller) with a family name or a date of birth: less than that is a
+    fishing trip, whoever sends it.
+    """
+    by_name = subject.given_name and subject.family_name and subject.date_of_birth
+    by_nhs = subject.nhs_number and (subject.family_name or subject.date_of_birth)
+    if by_name or by_nhs:
+        return ()
+    return tuple(name for name in ("given_name", "family_name", "date_of_birth") if not getattr(subject, name))
