@@ -1,0 +1,85 @@
+"""The kernel's identifier rules: one postcode grammar, NHS numbers, dates of birth — the same on every side."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.identifiers import (
+    dob_int,
+    nhs_check_digit,
+    nhs_number_valid,
+    normalise_nhs_number,
+    normalise_postcode,
+    parse_date,
+    parse_date_of_birth,
+    postcode_parts,
+    postcode_valid,
+)
+
+TODAY = dt.date(2026, 12, 2)
+
+
+@pytest.mark.parametrize("written", ["LS6 2AB", "ls62ab", " LS6  2AB ", "LS6-2AB", "ls6.2ab"])
+def test_a_postcode_in_any_spacing_case_or_punctuation_is_one_postcode(written):
+    # The broker's normaliser and the node's parts used to disagree on "LS6-2AB"; now one grammar decides both.
+    assert postcode_valid(written)
+    assert normalise_postcode(written) == "LS6 2AB"
+    assert postcode_parts(written) == ("LS62AB", "LS62", "LS6", "LS")
+
+
+@pytest.mark.parametrize(("written", "spaced", "parts"), [
+    ("M1 1AA", "M1 1AA", ("M11AA", "M11", "M1", "M")),
+    ("EC1A 1BB", "EC1A 1BB", ("EC1A1BB", "EC1A1", "EC1A", "EC")),
+    ("W1A0AX", "W1A 0AX", ("W1A0AX", "W1A0", "W1A", "W")),
+])
+def test_postcode_shapes(written, spaced, parts):
+    assert normalise_postcode(written) == spaced
+    assert postcode_parts(written) == parts
+
+
+@pytest.mark.parametrize("text", ["", "not a postcode", "LS6", "12345", "LS6 2A"])
+def test_text_that_is_no_postcode_is_invalid_and_has_no_parts(text):
+    assert not postcode_valid(text)
+    full, sector, district, area = postcode_parts(text)
+    assert (sector, district, area) == ("", "", "")
+
+
+@given(st.text(max_size=20))
+def test_validity_and_parts_never_disagree(text):
+    assert postcode_valid(text) == bool(postcode_parts(text)[1])
+
+
+def test_nhs_numbers():
+    assert nhs_number_valid("9434765919")
+    assert nhs_number_valid("943 476 5919")
+    assert normalise_nhs_number("943 476 5919") == "9434765919"
+    assert not nhs_number_valid("9434765918")  # wrong check digit
+    assert not nhs_number_valid("943476591")  # nine digits
+    assert nhs_check_digit("943476591") == 9
+
+
+@pytest.mark.parametrize("text", ["²²²²²²²²²²", "٩٤٣٤٧٦٥٩١٩", "９４３４７６５９１９", "943-476-5919x"])
+def test_only_ascii_digits_make_an_nhs_number(text):
+    # str.isdigit() accepts superscripts and other scripts' digits; int() does not take all of them.
+    assert not nhs_number_valid(text)
+
+
+def test_dates():
+    assert parse_date("2014-03-09") == dt.date(2014, 3, 9)
+    assert dob_int("2014-03-09") == 20140309
+    assert dob_int("") == 0
+    for bad, reason in (("2014-02-30", "real calendar date"), ("09/03/2014", "YYYY-MM-DD"),
+                        ("２０１４-03-09", "YYYY-MM-DD")):
+        with pytest.raises(ValueError, match=reason) as caught:
+            parse_date(bad)
+        assert bad not in str(caught.value)  # never echoes the value
+
+
+def test_a_date_of_birth_in_the_future_is_refused():
+    assert parse_date_of_birth("2026-12-02", TODAY) == TODAY
+    with pytest.raises(ValueError, match="in the future"):
+        parse_date_of_birth("2026-12-03", TODAY)

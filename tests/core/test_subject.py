@@ -1,0 +1,57 @@
+"""One Subject from the HTTP boundary to the matcher, and one minimum query for broker and node."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from core.names import first_token, fold, is_placeholder, tokens
+from core.stats import percentile
+from core.subject import Subject, missing_for_minimum_query
+from protos.signpost.v1 import node_pb2
+
+FULL = Subject(given_name="Amelia", middle_names="Rose", family_name="Smith", other_names=("Amelia Jones",),
+               date_of_birth="2014-03-09", sex="F", postcode="LS6 2AB", address="12 Oak Road",
+               nhs_number="9434765919")
+
+
+def test_a_subject_survives_the_wire_unchanged():
+    assert Subject.from_proto(FULL.to_proto()) == FULL
+    assert Subject.from_proto(node_pb2.Subject.FromString(FULL.to_proto().SerializeToString())) == FULL
+
+
+def test_every_field_of_the_wire_subject_is_a_field_of_subject():
+    # A field added to the proto but not to Subject would be dropped silently between broker and node.
+    wire = {f.name for f in node_pb2.Subject.DESCRIPTOR.fields}
+    assert wire == {f.name for f in dataclasses.fields(Subject)}
+
+
+@pytest.mark.parametrize(("subject", "missing"), [
+    (Subject(given_name="A", family_name="B", date_of_birth="2014-03-09"), ()),
+    (Subject(nhs_number="9434765919", family_name="B"), ()),
+    (Subject(nhs_number="9434765919", date_of_birth="2014-03-09"), ()),
+    (Subject(family_name="B"), ("given_name", "date_of_birth")),
+    (Subject(nhs_number="9434765919"), ("given_name", "family_name", "date_of_birth")),
+    (Subject(given_name="A", family_name="B"), ("date_of_birth",)),
+    (Subject(), ("given_name", "family_name", "date_of_birth")),
+])
+def test_minimum_query(subject, missing):
+    assert missing_for_minimum_query(subject) == missing
+
+
+def test_names_fold_the_same_way_everywhere():
+    assert fold("Ó Briain-Smith") == "o briain smith"
+    assert tokens("O'Brien-Smith") == tokens("obrien smith") == ("obrien", "smith")
+    assert tokens("Mac Donald") == ("macdonald",)
+    assert is_placeholder("Baby") and is_placeholder("Twin 1") and not is_placeholder("Amelia")
+    assert first_token("Baby") == "" and first_token("Mary Jane") == "mary"
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 11)]
+    assert percentile(values, 50) == 5.0
+    assert percentile(values, 90) == 9.0
+    assert percentile(values, 99) == 10.0
+    assert percentile(values, 0) == 1.0
+    assert percentile([], 50) is None
