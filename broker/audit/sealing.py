@@ -187,7 +187,7 @@ def stored_entry(index: int, body: Any, leaf: str, head_json: str, signature: st
 
 
 def raw_row(row: Sequence[Any]) -> RawRow:
-    """A scan row (idx, body, leaf_hash, head_json, head_signature, actor, created_at, joined hashes), trusting nothing."""
+    """A scan row (idx, body, leaf_hash, head_json, head_signature, actor, created_at, hashes) as stored."""
     body = row[1] if isinstance(row[1], bytes) else str(row[1]).encode()
     created = row[6] if isinstance(row[6], str) else iso_utc(row[6]) if isinstance(row[6], dt.datetime) else ""
     return RawRow(int(row[0]), body, str(row[2]), str(row[3]), str(row[4]), row[5], created,
