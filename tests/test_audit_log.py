@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from broker.audit import merkle
 from broker.audit.errors import AuditConfigError, AuditWriteError
+from broker.audit.groupcommit import GroupCommit
 from broker.audit.keys import (
     canonical_json,
     load_or_create_hmac_key,
@@ -34,7 +35,8 @@ from broker.audit.keys import (
     subject_hashes,
 )
 from broker.audit.log import AuditLog, open_audit_log
-from broker.audit.store import GroupCommit, leaf_bytes, open_store
+from broker.audit.sealing import leaf_bytes
+from broker.audit.store import open_store
 from broker.audit.verify import VerifyReport, run_verify, verify_database
 
 T0 = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.timezone.utc)

@@ -1,11 +1,14 @@
 """The broker's tamper-evident audit log of searches.
 
     log.AuditLog        append an entry -> signed Receipt; latest checkpoint; auditors' queries
-    store               SQLite file (default) or PostgreSQL schema; one transaction per append
+    store               AuditStore (what every store does) and open_store (SQLite path or PostgreSQL URL)
+    sqlite, postgres    the two stores: a SQLite file (default) or a PostgreSQL schema; one transaction per group
+    groupcommit         appends that arrive during a commit share the next transaction
+    sealing             an entry's body, leaf hash, signed head and query columns; stored rows read back
     merkle              RFC 6962 tree: leaf/node hashes, O(log n) Frontier, inclusion proofs
     keys                Ed25519 signing key, subject HMAC key, ``subject_hashes``, signed heads
     verify              walk the log, name the first edited/deleted/inserted/reordered entry
-    errors              AuditError and its subclasses
+    errors              AuditError and its subclasses; write_failed, the one way a cause becomes an AuditWriteError
 
 Nothing in this package sees a plaintext identifier except ``keys.subject_hashes``,
 which returns only HMACs; nothing here logs an entry.
@@ -21,7 +24,10 @@ from broker.audit.keys import (
     subject_hashes,
 )
 from broker.audit.log import AuditLog, Receipt, open_audit_log
-from broker.audit.store import AuditStore, PostgresAuditStore, SQLiteAuditStore, StoredEntry, open_store
+from broker.audit.postgres import PostgresAuditStore
+from broker.audit.sealing import StoredEntry
+from broker.audit.sqlite import SQLiteAuditStore
+from broker.audit.store import AuditStore, open_store
 from broker.audit.verify import VerifyReport, run_verify, verify_database, verify_log
 
 __all__ = [

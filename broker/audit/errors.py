@@ -11,7 +11,8 @@ Tampering found by ``broker.audit.verify`` is reported in a ``VerifyReport``,
 not raised: an auditor wants the whole story, not a traceback.
 
 Messages name files, indexes and causes; they never contain an entry's body,
-because an entry describes a search about a child.
+because an entry describes a search about a child. ``write_failed`` is the one
+way a cause becomes an AuditWriteError, and it keeps to that.
 """
 
 from __future__ import annotations
@@ -31,3 +32,10 @@ class AuditIntegrityError(AuditError):
 
 class AuditConfigError(AuditError):
     """A key file, path or DSN that cannot be used."""
+
+
+def write_failed(exc: BaseException) -> AuditWriteError:
+    """The AuditWriteError for an entry not written because of ``exc``."""
+    # Only the cause's type and our own words: a driver's message might quote a value.
+    reason = str(exc) if isinstance(exc, (ValueError, AuditError)) else type(exc).__name__
+    return AuditWriteError(f"audit entry not written: {reason}")

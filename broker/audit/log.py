@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit import merkle
 from broker.audit.keys import HeadSigner, load_or_create_signing_key, utc_now
-from broker.audit.store import AuditStore, StoredEntry, open_store
+from broker.audit.sealing import StoredEntry
+from broker.audit.store import AuditStore, open_store
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from broker.audit import merkle
 from broker.audit.errors import AuditConfigError, AuditError
 from broker.audit.keys import SignedHead, iso_utc, load_public_key
-from broker.audit.store import AuditStore, RawRow, indexed_fields, leaf_bytes, open_store
+from broker.audit.sealing import RawRow, indexed_fields, leaf_bytes
+from broker.audit.store import AuditStore, open_store
 
 EDITED, DELETED, INSERTED, REORDERED = "edited", "deleted", "inserted", "reordered"
 BAD_SIGNATURE, TRUNCATED, REWRITTEN = "bad signature", "truncated", "rewritten"
