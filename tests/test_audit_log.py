@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from broker.audit import merkle
 from broker.audit.errors import AuditConfigError, AuditWriteError
 from broker.audit.groupcommit import GroupCommit
+from broker.audit.heads import canonical_json
 from broker.audit.keys import (
-    canonical_json,
     load_or_create_hmac_key,
     load_or_create_signing_key,
     load_public_key,

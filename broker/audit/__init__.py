@@ -6,7 +6,8 @@
     groupcommit         appends that arrive during a commit share the next transaction
     sealing             an entry's body, leaf hash, signed head and query columns; stored rows read back
     merkle              RFC 6962 tree: leaf/node hashes, O(log n) Frontier, inclusion proofs
-    keys                Ed25519 signing key, subject HMAC key, ``subject_hashes``, signed heads
+    keys                the Ed25519 signing key and subject HMAC key files; ``subject_hashes``
+    heads               signed tree heads (checkpoints) and the canonical JSON that is hashed or signed
     verify              walk the log, name the first edited/deleted/inserted/reordered entry
     errors              AuditError and its subclasses; write_failed, the one way a cause becomes an AuditWriteError
 
@@ -15,8 +16,8 @@ which returns only HMACs; nothing here logs an entry.
 """
 
 from broker.audit.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError
+from broker.audit.heads import SignedHead
 from broker.audit.keys import (
-    SignedHead,
     load_or_create_hmac_key,
     load_or_create_signing_key,
     load_public_key,

@@ -31,7 +31,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit import merkle
-from broker.audit.keys import HeadSigner, load_or_create_signing_key, utc_now
+from broker.audit.heads import HeadSigner, utc_now
+from broker.audit.keys import load_or_create_signing_key
 from broker.audit.sealing import StoredEntry
 from broker.audit.store import AuditStore, open_store
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from broker.audit.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError, write_failed
 from broker.audit.groupcommit import GroupCommit
-from broker.audit.keys import SignedHead
+from broker.audit.heads import SignedHead
 from broker.audit.sealing import (
     EMPTY_FRONTIER,
     ENTRY_COLUMNS,

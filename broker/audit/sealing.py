@@ -26,10 +26,10 @@ from typing import Any
 
 from broker.audit import merkle
 from broker.audit.errors import AuditIntegrityError, AuditWriteError, write_failed
-from broker.audit.keys import SignedHead, canonical_json, iso_utc
+from broker.audit.heads import SignedHead, canonical_json, iso_utc
 
 HeadSign = Callable[[int, bytes], SignedHead]
-"""Signs (tree_size, root): a ``keys.HeadSigner``."""
+"""Signs (tree_size, root): a ``heads.HeadSigner``."""
 Pending = tuple[Mapping[str, Any], HeadSign]
 """An entry to append and the signer of its head."""
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from broker.audit.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError, write_failed
 from broker.audit.groupcommit import GroupCommit
-from broker.audit.keys import SignedHead, iso_utc
+from broker.audit.heads import SignedHead, iso_utc
 from broker.audit.sealing import (
     EMPTY_FRONTIER,
     ENTRY_COLUMNS,

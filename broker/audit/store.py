@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from broker.audit.keys import SignedHead
+from broker.audit.heads import SignedHead
 from broker.audit.sealing import HeadSign, RawRow, Sealed, StoredEntry
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

@@ -44,7 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker.audit import merkle
 from broker.audit.errors import AuditConfigError, AuditError
-from broker.audit.keys import SignedHead, iso_utc, load_public_key
+from broker.audit.heads import SignedHead, iso_utc
+from broker.audit.keys import load_public_key
 from broker.audit.sealing import RawRow, indexed_fields, leaf_bytes
 from broker.audit.store import AuditStore, open_store
 
