@@ -13,7 +13,7 @@ import structlog
 from certs.identity import Role
 from certs.revocation import RevocationList
 from node.journal import Journal, JournalRow
-from node.service import caller_identity
+from node.caller import caller_identity
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 
 log = structlog.get_logger("signpost.node")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from certs.identity import AUTHORITY_CODE
 from node.matching import MatchSettings
+from node.policy import ANSWER_FLOOR_SECONDS
 from certs.tls import TLSConfig, read_tls
 from core.config import ConfigError, Reader, read_toml
 
@@ -49,8 +50,8 @@ class NodeConfig:
     """Ed25519 public keys whose signed query assertions this node accepts (more than one during rotation)."""
     max_message_bytes: int = 64 * 1024
     """Largest gRPC message accepted: a Match request is a few hundred bytes."""
-    answer_floor_seconds: float = 0.005
-    """Every Match answer takes at least this long, so a shielded match times like no match."""
+    answer_floor_seconds: float = ANSWER_FLOOR_SECONDS
+    """Every Match answer takes at least this long, so a shielded match times like no match (:mod:`node.policy`)."""
     matching: MatchSettings = MatchSettings()
     """Bands: ``[matching] match_threshold`` (default 0.95) and ``possible_threshold`` (0.30)."""
     refresh_interval_seconds: float = 10.0
@@ -82,7 +83,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         broker_public_keys=reader.paths("broker_public_keys"),
         max_message_bytes=reader.integer("max_message_bytes", 64 * 1024, minimum=1024),
         journal_path=reader.optional_path("journal"),
-        answer_floor_seconds=reader.number("answer_floor_ms", 5.0) / 1000,
+        answer_floor_seconds=reader.number("answer_floor_ms", ANSWER_FLOOR_SECONDS * 1000) / 1000,
         refresh_interval_seconds=reader.number("refresh_interval_seconds", 10.0, minimum=0.1),
         matching=_matching(reader.sub("matching")),
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),

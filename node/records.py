@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
+from core.subject import Subject
 
 COLUMNS = (
     "record_id", "given_name", "middle_names", "family_name", "other_names", "date_of_birth", "sex",
@@ -38,20 +39,18 @@ class Involvement:
     sensitive: bool = False
 
 
-@dataclass(frozen=True)
-class Record:
-    """One child as this authority knows them."""
+@dataclass(frozen=True, kw_only=True)
+class Record(Subject):
+    """One child as this authority knows them: a :class:`core.subject.Subject`'s identity fields, and the record's own.
+
+    The identity fields are the Subject's, so a record and a search are compared on one shape. The
+    match index copies them into columns when it is built (:mod:`node.matching`), so a Record is
+    read once per build and never while answering. Keyword-only: ``record_id`` is required although
+    it follows the Subject's defaulted fields (``parse_row`` requires given name, family name and
+    date of birth as well).
+    """
 
     record_id: str
-    given_name: str
-    family_name: str
-    date_of_birth: str
-    middle_names: str = ""
-    other_names: tuple[str, ...] = ()
-    sex: str = ""
-    address: str = ""
-    postcode: str = ""
-    nhs_number: str = ""
     shielded: bool = False
     involvements: tuple[Involvement, ...] = field(default=())
 

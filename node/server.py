@@ -27,6 +27,7 @@ from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
 from node.service import NodeService
 from node.store import RecordStore
+from node.timing import TIMER
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 
 log = structlog.get_logger("signpost.node")
@@ -111,7 +112,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)
     service = NodeService(config.code, config.name, generation, verifier=verifier, revocations=revocations,
-                          journal=journal, answer_floor_seconds=config.answer_floor_seconds)
+                          journal=journal, answer_floor_seconds=config.answer_floor_seconds, timer=TIMER)
     service.certificate_expires = certificate_expiry(config.tls.cert)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),

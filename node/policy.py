@@ -1,0 +1,130 @@
+"""The node's rules about children's data, in one reading.
+
+A node holds one authority's records of children; these are the rules it keeps whatever the broker
+does. :mod:`node.service` applies them to gRPC calls; everything here is a rule or a small pure function.
+
+1. **Who may call.** NodeService answers the federation broker's certificate only (role ``broker``,
+   read by :mod:`node.caller` from a certificate TLS has already chained to the federation CA), and
+   not once that certificate is revoked: checked on every call, and on every batch of an open stream.
+   Each search must also carry a fresh query assertion signed by a broker key this node knows
+   (:mod:`certs.assertions`).
+2. **What a search must carry.** The same subject checks the broker applies (:mod:`core.subject`,
+   :mod:`core.identifiers`): a valid date of birth and NHS number, a known sex, the minimum query,
+   and a purpose code. A node does not rely on the broker to have refused a fishing trip.
+3. **What a match discloses.** Band, score, reasons and the contacts of non-sensitive involvements
+   (:func:`candidate_of`). A child known only to sensitive services is answered as no match: even "a
+   match" would reveal that.
+4. **Shielded children.** A shielded record is answered exactly as no match, to the broker too, while
+   the holder's journal records an alert for its safeguarding officer (:func:`disclose`).
+5. **Errors.** A refusal or failure goes back with a fixed, safe message: never a database error and
+   never any of the subject's details.
+6. **The answer floor.** Every answer waits until :data:`ANSWER_FLOOR_SECONDS` (configurable) after the
+   call or batch arrived. A shielded child's record is found and scored, which takes longer than finding
+   nothing; if answers went out as soon as they were ready, the time alone would tell the searcher (or
+   the broker) that this authority holds a shielded child. The wait is timed by :mod:`node.timing`.
+
+This module must never log, never await, and never put a child's details in a message or a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeGuard
+
+from certs.identity import Identity, Role
+from core.identifiers import nhs_number_valid, normalise_nhs_number, parse_date
+from core.subject import MINIMUM_QUERY, SEXES, Subject, missing_for_minimum_query
+from node.errors import MatchRequestError
+from node.matching import MatchResult
+from node.records import Involvement
+from protos.signpost.v1 import node_pb2
+
+JournalEntry = tuple[str, str | None, str | None]
+"""One journal row of a search: kind ("none", "match" or "alert"), record id and band."""
+
+BROKER_ONLY = "only the federation broker may call this node"
+REVOKED = "the caller's certificate is revoked"
+PURPOSE_REQUIRED = "purpose.code is required"
+STORE_FAILED = "the node could not read or record the search"
+"""All the broker learns when the store fails: the store's own message stays in this node's log."""
+
+ANSWER_FLOOR_SECONDS = 0.005
+"""No answer leaves sooner than this after its call or batch arrived (rule 6 above)."""
+
+
+def is_broker(identity: Identity | None) -> TypeGuard[Identity]:
+    """May this identity call NodeService at all? (Revocation is checked separately, and again per batch.)"""
+    return identity is not None and identity.role is Role.BROKER
+
+
+def query_from(message: node_pb2.Subject) -> Subject:
+    """Check a subject the broker sent; raise MatchRequestError with a safe message.
+
+    The same rules the broker applies (:mod:`core.subject`, :mod:`core.identifiers`): a node does
+    not rely on the broker to have refused a fishing trip.
+    """
+    subject = Subject.from_proto(message)
+    if subject.date_of_birth:
+        try:
+            parse_date(subject.date_of_birth)
+        except ValueError as exc:
+            raise MatchRequestError(f"subject.date_of_birth {exc}") from None
+    if subject.nhs_number and not nhs_number_valid(subject.nhs_number):
+        raise MatchRequestError("subject.nhs_number has an invalid check digit")
+    if subject.sex not in SEXES:
+        raise MatchRequestError("subject.sex must be M, F or U")
+    if missing_for_minimum_query(subject):
+        raise MatchRequestError("subject: " + MINIMUM_QUERY)
+    return dataclasses.replace(subject, nhs_number=normalise_nhs_number(subject.nhs_number))
+
+
+@functools.lru_cache(maxsize=1024)
+def query_of_request(raw: bytes) -> Subject | str:
+    """query_from for a serialised request, worked out once per process however many nodes it hosts.
+
+    A pure function of the bytes (which are unique to one search), like prepare_query; a refusal is
+    kept as its safe message, so each node refuses with the same words.
+    """
+    try:
+        return query_from(node_pb2.MatchRequest.FromString(raw).subject)
+    except MatchRequestError as exc:
+        return str(exc)
+
+
+def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> node_pb2.Candidate | None:
+    """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
+    contacts = [
+        node_pb2.Contact(
+            service=i.service, team=i.team, practitioner_name=i.practitioner_name,
+            practitioner_role=i.practitioner_role, practitioner_phone=i.practitioner_phone,
+            practitioner_email=i.practitioner_email, involvement_start=i.involvement_start,
+            involvement_end=i.involvement_end,
+        )
+        for i in involvements
+        if not i.sensitive
+    ]
+    if not contacts:
+        return None  # only sensitive services know this child: disclosing even "a match" would reveal that
+    return node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons), contacts=contacts)
+
+
+def disclose(results: Iterable[MatchResult], involvements_of: Callable[[str], Sequence[Involvement]],
+             entries: list[JournalEntry]) -> list[node_pb2.Candidate]:
+    """The candidates one search's results may disclose; appends the search's journal rows to ``entries``.
+
+    ``entries`` is the caller's list (one a search, already needed for the journal), so that this
+    costs the hot path no allocation beyond the candidates themselves.
+    """
+    candidates = []
+    for result in results:
+        if result.shielded:
+            # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
+            entries.append(("alert", result.record_id, result.band))
+            continue
+        candidate = candidate_of(result, involvements_of(result.record_id))
+        if candidate is not None:
+            candidates.append(candidate)
+            entries.append(("match", result.record_id, result.band))
+    return candidates
