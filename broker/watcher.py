@@ -18,7 +18,8 @@ import grpc
 import structlog
 
 from broker.config import BrokerConfig
-from broker.fanout import FanOut, NodeClient
+from broker.fanout import FanOut
+from broker.nodeclient import NodeClient
 from certs.tls import channel_credentials
 from broker.registry import load_registry
 from core.config import ConfigError
