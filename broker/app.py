@@ -28,7 +28,7 @@ from broker.auth import REVOCATIONS, peer_identity, require
 from broker.config import BrokerConfig
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import FanOut, Outcome, build_fanout
-from broker.health import HealthMonitor
+from broker.monitor import HealthMonitor
 from broker.watcher import ConfigWatcher
 from broker.metrics import METRICS, Metrics
 from broker.ratelimit import RateLimiter

@@ -9,7 +9,7 @@
     │   ├── RateLimited            429 rate_limited (Retry-After)
     │   ├── NoNodesReachable       503 unavailable
     │   └── Overloaded             503 overloaded (Retry-After)
-    └── NodeCallError              one authority could not be asked (broker.fanout translates grpc errors)
+    └── NodeCallError              one authority could not be asked (broker.rpc_errors translates grpc errors)
         ├── NodeTimeout            no answer before the deadline
         ├── NodeUnavailable        not reachable
         ├── NodeRefused            TLS identity wrong, or the node refused us

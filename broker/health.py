@@ -1,36 +1,29 @@
-"""What the broker knows about each authority's node, and the monitor that keeps it current.
+"""What the broker knows about each authority's node.
 
 Every call — a search's Match or the monitor's health check and Describe —
 feeds the node's record: recent latencies (p50, p99), error rate, last
-success, and the circuit breaker. The monitor polls every node on an interval
-(``grpc.health.v1`` Check, then Describe for record count, data freshness,
-software version and certificate expiry). ``GET /v1/nodes`` and the operator
-dashboard show this state; searches use it to skip open circuits and to give
-slow nodes (on probation) less of the deadline.
+success, and the circuit breaker. The monitor (broker.monitor) polls every
+node on an interval. ``GET /v1/nodes`` and the operator dashboard show this
+state; searches use it to skip open circuits and to give slow nodes (on
+probation) less of the deadline.
+
+This module is a record only: it must never call a node nor import the modules
+that do (broker.nodeclient, broker.fanout, broker.monitor).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import structlog
+from typing import Any
 
 from broker.breaker import BreakerState, CircuitBreaker
 from broker.errors import NodeCallError
 from broker.registry import Authority
 from core.stats import percentile
-from core.tasks import BackgroundLoop
-
-if TYPE_CHECKING:
-    from broker.fanout import FanOut, NodeClient
-
-log = structlog.get_logger("signpost.broker")
 
 
 @dataclass(frozen=True)
@@ -177,38 +170,3 @@ class NodeHealth:
             "error_rate": round(errors / len(self.outcomes), 3) if self.outcomes else None,
             "last_success": _iso(self.last_success), "circuit": self.breaker.state.value, **self.info,
         }
-
-
-class HealthMonitor:
-    """Polls every node of a fan-out on an interval until stopped."""
-
-    def __init__(self, fanout: FanOut, settings: HealthSettings) -> None:
-        self.fanout, self.settings = fanout, settings
-        self._loop = BackgroundLoop("signpost-health-monitor", self._run)
-        self.start, self.stop = self._loop.start, self._loop.stop
-
-    async def _run(self) -> None:
-        while True:
-            await self.poll_once()
-            await asyncio.sleep(self.settings.poll_interval)
-
-    async def poll_once(self) -> None:
-        await asyncio.gather(*(self._poll(c) for c in self.fanout.clients))
-
-    async def _poll(self, client: NodeClient) -> None:
-        health = self.fanout.health_of(client.authority.code)
-        if health is None or not health.breaker.allow():
-            return  # an open circuit is probed only once its reset time has passed
-        started = time.perf_counter()
-        try:
-            info = await client.probe(self.settings.poll_timeout)
-        except NodeCallError as exc:
-            if health.reachable or not health.polled:
-                log.warning("node_down", authority=client.authority.code, reason=exc.reason)
-            health.failed(exc)
-        else:
-            if not health.reachable:
-                log.info("node_up", authority=client.authority.code)
-            health.succeeded((time.perf_counter() - started) * 1000)
-            health.info = info
-        health.polled = True

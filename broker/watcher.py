@@ -12,13 +12,15 @@ credentials the same way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 import structlog
 
 from broker.config import BrokerConfig
-from broker.fanout import FanOut, NodeClient
+from broker.fanout import FanOut
+from broker.nodeclient import NodeClient
 from certs.tls import channel_credentials
 from broker.registry import load_registry
 from core.config import ConfigError
@@ -38,8 +40,9 @@ def _mtimes(*paths: Path) -> tuple[float, ...]:
 
 
 class ConfigWatcher:
-    def __init__(self, config: BrokerConfig, fanout: FanOut, *, interval: float = 2.0) -> None:
-        self.config, self.fanout, self.interval = config, fanout, interval
+    def __init__(self, config: BrokerConfig, fanout: FanOut, *, interval: float = 2.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.config, self.fanout, self.interval, self._sleep = config, fanout, interval, sleep
         self._registry_stamp = _mtimes(config.registry)
         self._tls_stamp = _mtimes(config.tls.cert, config.tls.key, config.tls.ca)
         self._credentials: grpc.ChannelCredentials | None = None
@@ -55,7 +58,7 @@ class ConfigWatcher:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await self._sleep(self.interval)
             self.check()
 
     def check(self) -> bool:
@@ -89,7 +92,7 @@ class ConfigWatcher:
         grace = self.config.search_deadline_seconds + 1.0
 
         async def close() -> None:
-            await asyncio.sleep(grace)
+            await self._sleep(grace)
             await asyncio.gather(*(c.close() for c in clients))
 
         task = asyncio.create_task(close())

@@ -87,7 +87,7 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
         shutil.copy(fresh.cert, cert)
         shutil.copy(fresh.key, key)
         os.utime(cert, (os.path.getmtime(cert) + 5,) * 2)
-        from broker.fanout import NodeClient
+        from broker.nodeclient import NodeClient
         from certs.tls import channel_credentials
 
         client = NodeClient(fed.server.app[FANOUT].clients[0].authority.__class__(

@@ -1,6 +1,6 @@
 """The broker's working path to a node: one long-lived MatchStream, searches batched under load.
 
-Real node servers over real mTLS; the broker side is broker.fanout's own NodeClient and MatchPipe.
+Real node servers over real mTLS; the broker side is broker.nodeclient's own NodeClient and MatchPipe.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
-from broker.fanout import NodeClient, batch_piece
+from broker.nodeclient import NodeClient, batch_piece
 from certs.tls import channel_credentials
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.breaker import CircuitBreaker
