@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 
 import grpc
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from broker.errors import NodeCallError, NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
 from broker.registry import Authority
@@ -34,6 +34,7 @@ from protos.signpost.v1 import node_pb2
 log = structlog.get_logger("signpost.broker")
 STREAM_METHOD = "/signpost.v1.NodeService/MatchStream"
 DESCRIBE_METHOD = "/signpost.v1.NodeService/Describe"
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 SERVICE = "signpost.v1.NodeService"
 BANDS = frozenset({"match", "possible"})
 
@@ -273,7 +274,12 @@ class NodeClient:
             request_serializer=node_pb2.DescribeRequest.SerializeToString,
             response_deserializer=node_pb2.DescribeResponse.FromString,
         )
-        self._health = health_pb2_grpc.HealthStub(self.channel)
+        # grpc.health.v1 called by name: the health package's type stubs leave HealthStub's methods out.
+        self._health_check = self.channel.unary_unary(
+            HEALTH_CHECK_METHOD,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
 
     def submit(self, piece: bytes, timeout: float | None) -> asyncio.Future[Answered]:
         """Send one search (a batch_piece); the future fails with NodeTimeout if no answer within ``timeout``.
@@ -315,7 +321,7 @@ class NodeClient:
     async def probe(self, timeout: float) -> dict[str, Any]:
         """The health monitor's check: grpc.health.v1 for the NodeService, then Describe."""
         try:
-            status = await self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout)
+            status = await self._health_check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from exc
         if status.status != health_pb2.HealthCheckResponse.SERVING:

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import grpc
 
@@ -72,7 +72,9 @@ def rotating_server_credentials(
 ) -> grpc.ServerCredentials:
     """Server credentials that ask ``fetch`` before each handshake whether the files changed; clients must
     present a certificate."""
-    return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=True)
+    # grpc documents None from the fetcher as "keep the current files"; its type stubs omit that case.
+    fetcher = cast(Callable[[], grpc.ServerCertificateConfiguration], fetch)
+    return grpc.dynamic_ssl_server_credentials(initial, fetcher, require_client_authentication=True)
 
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 import structlog
+from typing import Any
 
 from certs.identity import Role
 from certs.revocation import RevocationList
@@ -35,7 +36,7 @@ class NodeAdminService(node_pb2_grpc.NodeAdminServiceServicer):
     def __init__(self, code: str, journal: Journal, revocations: RevocationList) -> None:
         self.code, self.journal, self.revocations = code, journal, revocations
 
-    async def _require_admin(self, context: grpc.aio.ServicerContext) -> str:
+    async def _require_admin(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         identity = caller_identity(context)
         if (identity is None or identity.role is not Role.NODE_ADMIN
                 or identity.id.rpartition("@")[2] != self.code or self.revocations.is_revoked(identity.serial)):
@@ -46,20 +47,20 @@ class NodeAdminService(node_pb2_grpc.NodeAdminServiceServicer):
         return identity.id
 
     async def ListAlerts(self, request: node_pb2.ListAlertsRequest,
-                         context: grpc.aio.ServicerContext) -> node_pb2.JournalEntries:
+                         context: grpc.aio.ServicerContext[Any, Any]) -> node_pb2.JournalEntries:
         await self._require_admin(context)
         rows = self.journal.alerts(include_acknowledged=request.include_acknowledged, limit=request.limit or 200)
         return node_pb2.JournalEntries(entries=[entry_of(r) for r in rows])
 
     async def AcknowledgeAlert(self, request: node_pb2.AcknowledgeAlertRequest,
-                               context: grpc.aio.ServicerContext) -> node_pb2.AcknowledgeAlertResponse:
+                               context: grpc.aio.ServicerContext[Any, Any]) -> node_pb2.AcknowledgeAlertResponse:
         admin = await self._require_admin(context)
         done = self.journal.acknowledge(request.alert_id, admin)
         log.info("alert_acknowledged", alert=request.alert_id, by=admin, done=done)
         return node_pb2.AcknowledgeAlertResponse(acknowledged=done)
 
     async def ListAccessLog(self, request: node_pb2.ListAccessLogRequest,
-                            context: grpc.aio.ServicerContext) -> node_pb2.JournalEntries:
+                            context: grpc.aio.ServicerContext[Any, Any]) -> node_pb2.JournalEntries:
         await self._require_admin(context)
         rows = self.journal.access_log(since=request.since, limit=request.limit or 500)
         return node_pb2.JournalEntries(entries=[entry_of(r) for r in rows])

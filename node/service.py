@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import structlog
@@ -80,7 +81,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
     def matcher(self) -> Matcher:
         return self.generation.matcher
 
-    async def _require_broker(self, context: grpc.aio.ServicerContext) -> Identity:
+    async def _require_broker(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         identity = caller_identity(context)
         if not policy.is_broker(identity):
             log.warning("caller_refused", role=identity.role.value if identity else None)
@@ -109,7 +110,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, policy.PURPOSE_REQUIRED)
         return query
 
-    async def Match(self, request: node_pb2.MatchRequest, context: grpc.aio.ServicerContext) -> node_pb2.MatchResponse:
+    async def Match(self, request: node_pb2.MatchRequest,
+                    context: grpc.aio.ServicerContext[node_pb2.MatchRequest, node_pb2.MatchResponse]) -> node_pb2.MatchResponse:
         await self._require_broker(context)
         started = time.perf_counter()
         try:
@@ -132,7 +134,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
 
     async def MatchStream(self, request_iterator: AsyncIterator[node_pb2.MatchBatch],
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[node_pb2.MatchBatchResult]:
+                          context: grpc.aio.ServicerContext[node_pb2.MatchBatch, node_pb2.MatchBatchResult],
+                          ) -> AsyncIterator[node_pb2.MatchBatchResult]:
         """Batches of searches on one long-lived stream; each batch answered as one, after the floor."""
         identity = await self._require_broker(context)
         # Batches come through an inbox so that a shutdown can end the stream cleanly (close_streams):
@@ -207,7 +210,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         return answers
 
     async def Describe(
-        self, request: node_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+        self, request: node_pb2.DescribeRequest,
+        context: grpc.aio.ServicerContext[node_pb2.DescribeRequest, node_pb2.DescribeResponse],
     ) -> node_pb2.DescribeResponse:
         await self._require_broker(context)
         return node_pb2.DescribeResponse(

@@ -30,7 +30,7 @@ PAYLOAD = b"x" * 600
 
 
 def _echo_servers(tls: list[TLSConfig], ready: Any, stop: Any) -> None:
-    async def handler(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(requests: Any, context: grpc.aio.ServicerContext[bytes, bytes]) -> Any:
         async for message in requests:
             yield message[:40]
 
@@ -38,7 +38,7 @@ def _echo_servers(tls: list[TLSConfig], ready: Any, stop: Any) -> None:
         servers, ports = [], []
         for files in tls:
             server = grpc.aio.server()
-            method = grpc.stream_stream_rpc_method_handler(handler)  # bytes in, bytes out
+            method: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_stream_rpc_method_handler(handler)  # bytes
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("signpost.bench.Echo",
                                                                                  {"Stream": method}),))
             credentials = server_credentials(files)
@@ -58,7 +58,7 @@ async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds:
     channels = [grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials,
                                         options=[("grpc.ssl_target_name_override", node_dns_name(code))])
                 for port, code in zip(ports, codes)]
-    calls = [c.stream_stream(METHOD)() for c in channels]
+    calls: list[grpc.aio.StreamStreamCall[bytes, bytes]] = [c.stream_stream(METHOD)() for c in channels]
     loop = asyncio.get_running_loop()
     pending: dict[int, asyncio.Future[bytes]] = {}
 
