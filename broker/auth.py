@@ -2,7 +2,7 @@
 
 TLS has already verified the certificate against the federation CA (a
 certificate from any other CA never completes the handshake). Here we read the
-Signpost identity it carries and check the route's roles: deny by default.
+Signpost identity it carries and check the route's roles (broker.policy's table): deny by default.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import ssl
 
 from aiohttp import web
 
+from broker.appkeys import REVOCATIONS
+from broker.policy import roles_for
 from certs.identity import USER_ROLES, Identity, IdentityError, Role, identity_from_der
 from broker.errors import Forbidden, Unauthenticated
-from certs.revocation import RevocationList
 
 IDENTITY_KEY = web.RequestKey("identity", Identity)
-REVOCATIONS = web.AppKey("revocations", RevocationList)
 
 
 def peer_identity(request: web.Request) -> Identity:
@@ -47,3 +47,10 @@ def require(request: web.Request, *roles: Role) -> Identity:
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"this needs the role {allowed}; the certificate's role is {identity.role.value}")
     return identity
+
+
+def require_route(request: web.Request) -> Identity:
+    """The caller, if broker.policy admits their role to the route being called; otherwise 401 or 403."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    return require(request, *roles_for(request.method, path))

@@ -18,8 +18,7 @@ from importlib.resources import files
 
 from aiohttp import web
 
-from broker.auth import require
-from certs.identity import Role
+from broker.auth import require_route
 
 _PAGE = (files("broker") / "static" / "dashboard.html").read_bytes()
 
@@ -57,5 +56,5 @@ _HEADERS = {
 
 async def dashboard(request: web.Request) -> web.Response:
     """``GET /dashboard``: the page, for operators only (401 without a certificate, 403 for other roles)."""
-    require(request, Role.OPERATOR)
+    require_route(request)
     return web.Response(body=_PAGE, headers=_HEADERS)

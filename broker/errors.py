@@ -21,6 +21,8 @@ Messages are shown to callers and logged: they must never contain a child's deta
 
 from __future__ import annotations
 
+from aiohttp import web
+
 
 class BrokerError(Exception):
     """Base of every broker error."""
@@ -65,6 +67,17 @@ class Overloaded(ApiError):
     """More searches under way than the broker admits: refuse at once rather than queue."""
 
     status, code = 503, "overloaded"
+
+
+def http_status(exc: Exception) -> int:
+    """The status broker.app's error middleware answers ``exc`` with; the search audit records the same."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return 400  # the contract's invalid_request, not 413
+    if isinstance(exc, web.HTTPException):
+        return exc.status
+    return 500
 
 
 class NodeCallError(BrokerError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -46,6 +45,3 @@ class Metrics:
         if child is None:
             child = self._node_seconds[code] = self.node_seconds.labels(code)
         child.observe(seconds)
-
-
-METRICS = web.AppKey("metrics", Metrics)

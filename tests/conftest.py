@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from broker.app import FANOUT, create_app
+from broker.app import create_app
+from broker.appkeys import FANOUT
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
 from broker.health import HealthSettings

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from broker.audit.errors import AuditWriteError
 from broker.audit.keys import load_or_create_hmac_key, public_key_path, subject_hashes
-from broker.auditing import AUDIT
+from broker.appkeys import AUDIT
 from certs.identity import Role
 from certs.tls import client_ssl_context
 from tests.conftest import row

@@ -132,7 +132,7 @@ async def test_rate_limit_is_429_with_retry_after(federation):
 
 
 async def test_daily_limit_is_429_naming_the_day(federation, pki, tmp_path):
-    from broker.app import LIMITER
+    from broker.appkeys import LIMITER
 
     fed = await federation({"LEEDS": [row()]})
     limiter = fed.server.app[LIMITER]
@@ -164,7 +164,7 @@ def test_unusual_volume_alerts_once_an_hour():
 async def test_unusual_volume_is_logged_and_counted(federation):
     from structlog.testing import capture_logs
 
-    from broker.app import LIMITER
+    from broker.appkeys import LIMITER
     from certs.identity import Role
 
     fed = await federation({"LEEDS": [row()]})

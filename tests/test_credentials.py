@@ -125,7 +125,7 @@ async def test_a_node_whose_certificate_expires_while_serving_is_refused_afterwa
     while dt.datetime.now(dt.timezone.utc) < now + dt.timedelta(seconds=4):
         await asyncio.sleep(0.2)
     # Close the broker's warm channel to KENT, as max_connection_age would: the next call handshakes anew.
-    from broker.app import FANOUT
+    from broker.appkeys import FANOUT
     from broker.nodeclient import NodeClient
     from certs.tls import channel_credentials
 

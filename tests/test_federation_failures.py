@@ -160,7 +160,7 @@ async def test_healthz_needs_no_certificate_and_says_nothing_about_data(federati
 async def test_a_busy_broker_refuses_at_once_rather_than_queueing(federation):
     import asyncio
 
-    from broker.auditing import AUDIT
+    from broker.appkeys import AUDIT
 
     fed = await federation({"LEEDS": [row()]}, deadline=3.0, max_in_flight=1)
     app = fed.server.app

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import weakref
 
-from broker.app import FANOUT, WATCHER
+from broker.appkeys import FANOUT, WATCHER
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, broker_subject, node_subject
 from node.importer import import_csv

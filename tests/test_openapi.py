@@ -10,7 +10,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from broker.app import create_app
-from broker.searches import PURPOSES
+from broker.policy import PURPOSES
 from certs.identity import Role
 from tests.conftest import row
 

@@ -2,7 +2,8 @@
 
 Every problem is reported against the field it concerns (``subject.date_of_birth``)
 with a reason that never repeats the submitted value — the value may be a
-child's details, and error bodies end up in client logs.
+child's details, and error bodies end up in client logs. The rules it applies
+(purposes, the justification, the minimum query) are broker.policy's.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import InvalidRequest
+from broker.policy import (JUSTIFICATION_LENGTH, JUSTIFICATION_NAMES_THE_CHILD, PURPOSES, justification_names_the_child,
+                           minimum_query_refusals)
 from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date_of_birth
-from core.names import fold
-from core.subject import MINIMUM_QUERY, Subject, missing_for_minimum_query
+from core.subject import Subject
 
-PURPOSES: dict[str, str] = {
-    "child-protection-enquiry": "Section 47 enquiry or strategy discussion about significant harm",
-    "child-in-need-assessment": "Section 17 assessment of a child in need",
-    "early-help-assessment": "Early help assessment with the family's consent",
-    "looked-after-child-review": "Review of a looked-after child's care plan",
-    "missing-child": "A child missing from home, care or education",
-    "private-fostering-assessment": "Assessment of a private fostering arrangement",
-    "youth-justice-assessment": "Assessment by a youth offending team",
-}
 SUBJECT_TEXT = ("given_name", "middle_names", "family_name", "date_of_birth", "sex", "postcode", "address", "nhs_number")
 SUBJECT_FIELDS = frozenset((*SUBJECT_TEXT, "other_names"))
 TOP_FIELDS = frozenset({"subject", "purpose"})
@@ -32,7 +25,6 @@ PURPOSE_FIELDS = frozenset({"code", "justification"})
 MAX_TEXT = 100
 MAX_ADDRESS = 200
 MAX_OTHER_NAMES = 10
-JUSTIFICATION_LENGTH = (10, 500)
 
 
 @dataclass(frozen=True)
@@ -108,8 +100,8 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
 def _minimum_query(subject: Subject, errors: _Errors) -> None:
     if any(f.startswith("subject") for f in errors.fields):
         return  # fix the fields first; the minimum-query rule is judged on valid values
-    for name in missing_for_minimum_query(subject):
-        errors.add(f"subject.{name}", "required: " + MINIMUM_QUERY)
+    for name, reason in minimum_query_refusals(subject).items():
+        errors.add(name, reason)
 
 
 def _purpose(raw: Any, errors: _Errors) -> tuple[str, str]:
@@ -126,21 +118,6 @@ def _purpose(raw: Any, errors: _Errors) -> tuple[str, str]:
     return (code if isinstance(code, str) else ""), (justification.strip() if isinstance(justification, str) else "")
 
 
-def _justification_names_the_child(justification: str, subject: Subject, errors: _Errors) -> None:
-    """The justification is stored in the audit log in clear: it must not identify the child."""
-    text = " " + fold(justification) + " "
-    digits = "".join(c for c in justification if c.isdigit())
-    names = [fold(n) for n in (subject.given_name, subject.family_name, *subject.other_names)]
-    leaks = any(len(n) >= 3 and f" {n} " in text for n in names)
-    if subject.date_of_birth:
-        y, m, d = subject.date_of_birth.split("-")
-        leaks |= any(form in digits for form in (y + m + d, d + m + y, m + d + y))
-    leaks |= bool(subject.nhs_number) and subject.nhs_number in digits
-    if leaks:
-        errors.add("purpose.justification", "must not contain the child's name, date of birth or NHS number "
-                                            "(it is kept in the audit log); give a case reference instead")
-
-
 def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
     """Check a decoded JSON body; raise InvalidRequest naming every bad field."""
     errors = _Errors()
@@ -151,7 +128,8 @@ def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
     _minimum_query(subject, errors)
     code, justification = _purpose(body.get("purpose"), errors)
     if justification and not any(f.startswith("subject") for f in errors.fields):
-        _justification_names_the_child(justification, subject, errors)
+        if justification_names_the_child(justification, subject):
+            errors.add("purpose.justification", JUSTIFICATION_NAMES_THE_CHILD)
     if errors.fields:
         raise InvalidRequest("the search request is not valid", fields=errors.fields)
     return SearchRequest(subject, code, justification)

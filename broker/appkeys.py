@@ -1,0 +1,38 @@
+"""What the broker's aiohttp app holds, as typed keys: the one place to import them from.
+
+``broker.app.create_app`` fills them in (some in its cleanup contexts, at start-up); routes, middlewares
+and tests read them. Keys only: nothing here may create or hold a collaborator itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from broker.admission import AdmissionLimit
+from broker.audit.log import AuditLog
+from broker.config import BrokerConfig
+from broker.fanout import FanOut
+from broker.monitor import HealthMonitor
+from broker.metrics import Metrics
+from broker.ratelimit import RateLimiter
+from broker.watcher import ConfigWatcher
+from certs.assertions import AssertionSigner
+from certs.revocation import RevocationList
+
+CONFIG = web.AppKey("config", BrokerConfig)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+FANOUT = web.AppKey("fanout", FanOut)
+MONITOR = web.AppKey("monitor", HealthMonitor)
+WATCHER = web.AppKey("watcher", ConfigWatcher)
+LIMITER = web.AppKey("limiter", RateLimiter)
+SIGNER = web.AppKey("signer", AssertionSigner)
+IN_FLIGHT = web.AppKey("in_flight", list)
+"""Searches under way, as a one-item list: app state is frozen once the app starts."""
+ADMISSION = web.AppKey("admission", AdmissionLimit)
+METRICS = web.AppKey("metrics", Metrics)
+REVOCATIONS = web.AppKey("revocations", RevocationList)
+AUDIT = web.AppKey("audit", AuditLog)
+SUBJECT_KEY = web.AppKey("subject_key", bytes)
+"""The HMAC key for the child's identifiers in audit entries (never logged)."""

@@ -1,0 +1,68 @@
+"""The auditors' routes: pages of audit entries, and the latest signed tree head to keep.
+
+Entries hold the child only as keyed hashes (broker.search_audit); an auditor looks a child up by
+the hash ``signpost audit subject-hash`` computes, never by name. Query values are checked and
+refused by field name, never echoed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
+from broker.appkeys import AUDIT
+from broker.auth import require_route
+from broker.errors import InvalidRequest
+
+MAX_PAGE = 500
+
+
+def _time_param(request: web.Request, name: str) -> dt.datetime | None:
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 time", fields={name: "not an ISO 8601 time"}) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}",
+                             fields={name: f"a whole number from {low} to {high}"})
+    return int(value)
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    """GET /v1/audit/entries?actor=&since=&until=&subject_hash=&after=&limit= (auditor)."""
+    require_route(request)
+    subject = request.query.get("subject_hash") or None
+    if subject is not None and (len(subject) != 64 or any(c not in "0123456789abcdef" for c in subject)):
+        raise InvalidRequest("subject_hash must be 64 lower-case hex digits (see signpost audit subject-hash)",
+                             fields={"subject_hash": "64 lower-case hex digits"})
+    limit = _int_param(request, "limit", 100, 1, MAX_PAGE) or 100
+    entries = await request.app[AUDIT].entries(
+        actor=request.query.get("actor") or None, since=_time_param(request, "since"),
+        until=_time_param(request, "until"), subject_hash=subject, limit=limit,
+        after_index=_int_param(request, "after", None, 0, 2**62),
+    )
+    body = [{"index": e.index, "entry": e.entry, "leaf_hash": e.leaf_hash, "head": e.head.to_json()}
+            for e in entries]
+    return web.json_response({"entries": body, "next_after": body[-1]["index"] if len(body) == limit else None})
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    """GET /v1/audit/checkpoint (auditor): the latest signed tree head, to keep for later verification."""
+    require_route(request)
+    audit = request.app[AUDIT]
+    head = await audit.latest_checkpoint()
+    public = audit.public_key.public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return web.json_response({**head, "public_key": public})

@@ -1,0 +1,49 @@
+"""The operators' and everyone's small routes: node health, metrics, the dashboard, purposes, /healthz.
+
+None of them says anything about a child; /healthz needs no certificate and says only "ok".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from broker.appkeys import CLOCK, FANOUT, METRICS, MONITOR
+from broker.auth import require_route
+from broker.policy import PURPOSES
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    """GET /v1/nodes (operator): every authority's health as the monitor sees it; ?refresh=true polls now."""
+    require_route(request)
+    fanout = request.app[FANOUT]
+    if request.query.get("refresh") in ("1", "true"):
+        await request.app[MONITOR].poll_once()
+    nodes = [h.to_json() for c in fanout.clients if (h := fanout.health_of(c.authority.code)) is not None]
+    request.app[METRICS].nodes_up.set(sum(1 for n in nodes if n["status"] in ("up", "probation")))
+    now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).isoformat(timespec="seconds")
+    return web.json_response({"generated_at": now, "nodes": nodes})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    require_route(request)
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """GET /dashboard (operator): the node-health page; imported on first use."""
+    from broker.dashboard import dashboard
+
+    return await dashboard(request)
+
+
+async def list_purposes(request: web.Request) -> web.Response:
+    require_route(request)
+    return web.json_response({"purposes": [{"code": k, "description": v} for k, v in PURPOSES.items()]})

@@ -1,0 +1,129 @@
+"""POST /v1/searches: a practitioner's search, from the certificate to the answer.
+
+The attempt runs inside ``audited_search``, so it is audited once whatever happens: refused (401, 403,
+429, 400, 503) or answered. Then, in order: the practitioner's limits, the request's checks, admission
+(refuse at once when busy rather than queue), the signed fan-out to every authority, and the answer,
+which leaves only after its audit entry is committed. Logs carry ids, counts and timings, never the child.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from broker.appkeys import ADMISSION, CLOCK, CONFIG, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
+from broker.auth import peer_identity, require_route
+from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
+from broker.fanout import Outcome
+from broker.metrics import Metrics
+from broker.policy import coverage_json, results_json
+from broker.search_audit import SearchAudit, audited_search
+from broker.search_request import SearchRequest, parse_search
+from certs.identity import Identity
+from protos.signpost.v1 import node_pb2
+
+log = structlog.get_logger("signpost.broker")
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
+        raise InvalidRequest(f"the body is not valid JSON ({where})", fields={"body": "not valid JSON"}) from None
+
+
+def match_request(search_id: str, search: SearchRequest, caller: Identity) -> node_pb2.MatchRequest:
+    return node_pb2.MatchRequest(
+        search_id=search_id,
+        subject=search.subject.to_proto(),
+        purpose=node_pb2.Purpose(code=search.purpose_code, justification=search.justification),
+        requester=node_pb2.Requester(user_id=caller.id, name=caller.name, organisation=caller.organisation,
+                                     role=caller.role.value, email=caller.email),
+    )
+
+
+def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        m.observe_node(o.authority.code, o.ms / 1000)
+        if o.error is not None:
+            m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
+
+
+def admitted(app: web.Application, ticket: float, was_congested: bool) -> None:
+    """Tell the admission limit how this search went: congested, or answered in time."""
+    limit = app[ADMISSION]
+    limit.completed(ticket, was_congested)
+    if was_congested:
+        app[METRICS].congested.inc()
+    app[METRICS].admission_limit.set(int(limit.limit))
+
+
+class NoNodes(NoNodesReachable):
+    def __init__(self, coverage: dict[str, Any]) -> None:
+        super().__init__("no authority could be asked; try again shortly")
+        self.extra = {"coverage": coverage}
+
+
+async def create_search(request: web.Request) -> web.Response:
+    async with audited_search(request.app) as audit:
+        audit.identify(peer_identity(request))  # a refused caller is audited too, by name
+        caller = require_route(request)
+        decision = request.app[LIMITER].check(caller.id)
+        if decision.unusual:
+            log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
+            request.app[METRICS].unusual_volume.inc()
+        if not decision.allowed:
+            raise RateLimited(f"too many searches this {decision.window}; wait before searching again",
+                              headers={"Retry-After": str(math.ceil(decision.retry_after))})
+        today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).date()
+        search = parse_search(await read_json(request), today=today)
+        audit.describe(search)
+        started = time.perf_counter()
+        in_flight = request.app[IN_FLIGHT]
+        ticket = request.app[ADMISSION].admit(in_flight[0])
+        if ticket is None:
+            # Past this the searches under way only get slower together: say so at once instead.
+            raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
+        in_flight[0] += 1
+        try:
+            return await _run_search(request, audit, search, caller, started, ticket)
+        finally:
+            in_flight[0] -= 1
+
+
+async def _run_search(request: web.Request, audit: SearchAudit, search: SearchRequest, caller: Identity,
+                      started: float, ticket: float) -> web.Response:
+    search_id = audit.search_id
+    node_request = match_request(search_id, search, caller)
+    signer = request.app[SIGNER]
+    signer.sign(node_request)
+
+    def resign() -> bytes:
+        fresh = match_request(search_id, search, caller)
+        signer.sign(fresh)
+        return fresh.SerializeToString()
+
+    fanned = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
+    outcomes = fanned.outcomes
+    coverage = coverage_json(outcomes)
+    record_outcomes(request.app[METRICS], outcomes)
+    admitted(request.app, ticket, fanned.congested)
+    audit.outcomes(outcomes)
+    results = results_json(outcomes)
+    log.info("search_completed", search_id=search_id, user=caller.id, purpose=search.purpose_code,
+             asked=coverage["asked"], answered=coverage["answered"], results=len(results),
+             ms=round((time.perf_counter() - started) * 1000, 1))
+    if coverage["answered"] == 0:
+        raise NoNodes(coverage)
+    # Committed before the results leave: a search that cannot be audited is not answered.
+    receipt = await audit.answered()
+    return web.json_response({"search_id": search_id, "results": results, "coverage": coverage,
+                              "audit": receipt.to_json()})
