@@ -27,7 +27,7 @@ from signpost.synth import (
     run,
     write,
 )
-from signpost.synth_names import PURPOSES, canonical_name, squash
+from signpost.synth.names import PURPOSES, canonical_name, squash
 
 SUBJECT_FIELDS = {"given_name", "middle_names", "family_name", "other_names", "date_of_birth", "sex",
                   "postcode", "address", "nhs_number"}

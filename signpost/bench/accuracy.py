@@ -25,7 +25,7 @@ import aiohttp
 
 from certs.identity import Role
 from core.subject import Subject
-from signpost.bench.common import machine, percentile, write_json
+from signpost.bench.common import add_out_argument, machine, percentile, publish
 from certs.tls import client_ssl_context
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
@@ -180,11 +180,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/accuracy.json"))
+    add_out_argument(parser, "accuracy")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(run_accuracy(args))
-    print_report(report)
-    write_json(args.out, report)
+    publish(asyncio.run(run_accuracy(args)), args.out, print_report)
     return 0

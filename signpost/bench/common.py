@@ -1,11 +1,18 @@
-"""Small helpers shared by the benchmarks: percentiles, memory, JSON output."""
+"""Small helpers shared by the benchmarks: percentiles, memory, JSON output, and the shape they share.
+
+Every benchmark is a command: ``add_arguments(parser)`` ending with
+:func:`add_out_argument`, and ``run(args) -> int`` that measures, then hands the
+report to :func:`publish`. Nothing here measures anything.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +44,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nwrote {path}")
+
+
+def add_out_argument(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out``, the last argument of every benchmark: where its JSON goes (bench-results/<name>.json)."""
+    parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}.json"))
+
+
+def publish(report: dict[str, Any], out: Path, show: Callable[[dict[str, Any]], None]) -> None:
+    """Print the figures, then write the whole report as JSON."""
+    show(report)
+    write_json(out, report)

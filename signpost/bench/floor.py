@@ -21,7 +21,7 @@ import grpc
 
 from certs.tls import TLSConfig, channel_credentials, server_credentials
 from certs.identity import node_dns_name
-from signpost.bench.common import machine, percentile, write_json
+from signpost.bench.common import add_out_argument, machine, percentile, publish
 from signpost.federation import create_pki
 
 METHOD = "/signpost.bench.Echo/Stream"
@@ -115,13 +115,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authorities", type=int, default=152, help="echo servers, one stream each")
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--workdir", type=Path, default=Path("bench-results/grpc-floor"))
-    parser.add_argument("--out", type=Path, default=Path("bench-results/grpc-floor.json"))
+    add_out_argument(parser, "grpc-floor")
 
 
-def run(args: argparse.Namespace) -> int:
-    report = run_floor(args)
+def print_report(report: dict[str, Any]) -> None:
     print(f"grpc-floor: {report['streams']}-way fan-out over mTLS streams, one message each way per round: "
           f"caller CPU {report['caller_cpu_ms_per_round']} ms a round, p50 {report['latency_ms']['p50']} ms, "
           f"p99 {report['latency_ms']['p99']} ms (grpcio {report['grpc_version']})")
-    write_json(args.out, report)
+
+
+def run(args: argparse.Namespace) -> int:
+    publish(run_floor(args), args.out, print_report)
     return 0

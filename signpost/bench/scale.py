@@ -31,7 +31,7 @@ from certs.identity import Role, node_dns_name
 from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
-from signpost.bench.common import machine, percentile, write_json
+from signpost.bench.common import add_out_argument, machine, percentile, publish
 from certs.tls import client_ssl_context
 from signpost.federation import Pki, create_pki
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
@@ -385,11 +385,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path("bench-results/scale-work"),
                         help="data and stores are kept here and reused by the next run")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/scale.json"))
+    add_out_argument(parser, "scale")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(run_scale(args))
-    print_report(report)
-    write_json(args.out, report)
+    publish(asyncio.run(run_scale(args)), args.out, print_report)
     return 0

@@ -27,7 +27,7 @@ import aiohttp
 
 from certs.identity import Role
 from node.server import start_node
-from signpost.bench.common import machine, percentile, write_json
+from signpost.bench.common import add_out_argument, machine, percentile, publish
 from certs.tls import client_ssl_context
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
@@ -150,11 +150,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flap-period", type=float, default=20.0)
     parser.add_argument("--deadline", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/soak.json"))
+    add_out_argument(parser, "soak")
 
 
 def run(args: argparse.Namespace) -> int:
     report = asyncio.run(run_soak(args))
-    print_report(report)
-    write_json(args.out, report)
+    publish(report, args.out, print_report)
     return 0 if report["failed_searches"] == 0 and report["authorities_misreported"] == 0 else 1

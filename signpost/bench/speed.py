@@ -21,7 +21,7 @@ from node.importer import import_csv
 from node.matching import MatchEngine
 from core.subject import Subject
 from node.store import RecordStore
-from signpost.bench.common import machine, peak_rss_mb, percentile, rss_mb, write_json
+from signpost.bench.common import add_out_argument, machine, peak_rss_mb, percentile, publish, rss_mb
 from signpost.synth import SynthConfig, generate_to
 
 # About 68% of synthetic children are held somewhere, and a held child has 1-3 rows.
@@ -98,11 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/speed.json"))
+    add_out_argument(parser, "speed")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = run_speed(args)
-    print_report(report)
-    write_json(args.out, report)
+    publish(run_speed(args), args.out, print_report)
     return 0

@@ -585,3 +585,13 @@ def gendered_surname(family: str, sex: str, culture: Culture) -> str:
             if family.endswith(male):
                 return family[: -len(male)] + female
     return family
+
+
+# Boys named Muhammad first are usually called by their second name; nobody is called Singh or Kaur.
+CALLED_BY_MIDDLE = frozenset({"Muhammad", "Mohammed"})
+NOT_CALLED = frozenset({"Singh", "Kaur"})
+
+
+def callable_middle(middle: str) -> bool:
+    """Whether a child could plausibly be known by the first of these middle names."""
+    return bool(middle) and middle.split(" ")[0] not in NOT_CALLED

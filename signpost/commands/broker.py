@@ -1,0 +1,25 @@
+"""``signpost broker serve``: the federation broker, configured from its TOML file and the environment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+
+def add_arguments(broker_parser: argparse.ArgumentParser) -> None:
+    broker_commands = broker_parser.add_subparsers(dest="broker_command", required=True)
+    bserve = broker_commands.add_parser("serve", help="serve the HTTPS API and fan out to nodes")
+    bserve.add_argument("--config", required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from broker.config import load_broker_config
+    from broker.server import serve_forever
+    from core.logs import configure
+
+    config = load_broker_config(Path(args.config), os.environ)
+    configure(config.log_level)
+    asyncio.run(serve_forever(config))
+    return 0
