@@ -1,4 +1,4 @@
-"""Each benchmark runs end to end at a tiny scale and writes its JSON (figures are not asserted)."""
+"""Each benchmark runs end to end at a tiny scale and writes its JSON (only accuracy has floors)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ def bench(tmp_path: Path, *args: str, timeout: float = 300) -> dict:
 
 def test_accuracy_smoke(tmp_path):
     r = bench(tmp_path, "accuracy", "--children", "600", "--queries", "60", "--authorities", "3")
-    assert r["queries"] == 60 and 0.0 <= r["match"]["f1"] <= 1.0 and r["incomplete_coverage_searches"] == 0
+    assert r["queries"] == 60 and r["incomplete_coverage_searches"] == 0
+    # Floors well under what the engine reaches here (seeds 1-5 and 7: precision 1.0, recall 0.96-1.0 over
+    # ~60 held records): a broken matcher falls through them, ordinary seed-to-seed noise does not.
+    assert r["match"]["precision"] >= 0.95 and r["match"]["recall"] >= 0.85, r["match"]
+    # A sibling, a twin or someone else returned as a *match* is the error that sends a practitioner wrong.
+    assert r["record_level"]["match_sibling_or_twin"] == 0 and r["record_level"]["match_other_person"] == 0
 
 
 def test_speed_smoke(tmp_path):

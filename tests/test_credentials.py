@@ -96,16 +96,52 @@ async def test_expired_node_certificate_is_refused_by_the_broker(federation, own
     assert body["coverage"]["not_answered"] == [{"code": "KENT", "name": "Kent", "reason": "refused"}]
 
 
-async def test_a_crl_not_signed_by_the_ca_is_ignored_once_running(federation, own_pki, foreign):
+async def test_a_crl_not_signed_by_the_ca_is_ignored_once_running(federation, own_pki, foreign, monkeypatch):
     """A forged CRL must not un-revoke anyone, nor revoke anyone: the last good list stays."""
-    from certs.revocation import write_crl
+    import functools
 
-    files = issue(own_pki, "keeps-access")
+    import broker.app
+    from certs.revocation import RevocationList, write_crl
+
+    # The broker's list looks at its file only when this clock has moved on a second: the test says when.
+    now = [0.0]
+    monkeypatch.setattr(broker.app, "RevocationList", functools.partial(RevocationList, clock=lambda: now[0]))
+
+    def reread() -> None:
+        now[0] += 1.0
+
+    keeps, revoked = issue(own_pki, "keeps-access"), issue(own_pki, "stays-revoked")
     fed = await federation({"LEEDS": [row()]}, pki=own_pki)
-    session = fed.session(files)
-    assert (await post(session, fed.url))[0] == 200
-    write_crl(foreign.ca.key, foreign.ca.cert, {serial_of(files.cert)}, own_pki.crl)
-    assert (await post(session, fed.url))[0] == 200
+    keeps_session, revoked_session = fed.session(keeps), fed.session(revoked)
+    assert (await post(keeps_session, fed.url))[0] == 200
+    assert (await post(revoked_session, fed.url))[0] == 200
+    own_pki.revoke(serial_of(revoked.cert))
+    reread()
+    assert (await post(revoked_session, fed.url))[0] == 401  # the good list was read: the re-read is real
+    # The forgery swaps the two: it would un-revoke one practitioner and revoke the other.
+    write_crl(foreign.ca.key, foreign.ca.cert, {serial_of(keeps.cert)}, own_pki.crl)
+    reread()
+    assert (await post(keeps_session, fed.url))[0] == 200
+    reread()
+    assert (await post(revoked_session, fed.url))[0] == 401
+
+
+def test_a_forged_crl_is_read_and_refused_and_a_good_one_after_it_is_taken(own_pki, foreign):
+    """The list itself, on an injected clock: the forged file is looked at, refused, and not sticky."""
+    from certs.revocation import RevocationList, write_crl
+
+    ca = CertificateAuthority.load(own_pki.directory)
+    now = [0.0]
+    revocations = RevocationList(own_pki.crl, own_pki.ca.cert, clock=lambda: now[0])
+    write_crl(ca.key, ca.cert, {1}, own_pki.crl)
+    now[0] += 1.0
+    assert revocations.is_revoked(1) and not revocations.is_revoked(2)
+    write_crl(foreign.ca.key, foreign.ca.cert, {2}, own_pki.crl)
+    now[0] += 1.0
+    assert revocations.is_revoked(1) and not revocations.is_revoked(2)
+    write_crl(ca.key, ca.cert, {2}, own_pki.crl)
+    now[0] += 1.0
+    assert revocations.is_revoked(2) and not revocations.is_revoked(1)
 
 
 async def test_a_node_whose_certificate_expires_while_serving_is_refused_afterwards(federation, own_pki):

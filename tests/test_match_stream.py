@@ -104,9 +104,8 @@ async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(le
     node, client, signer, batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
     assert node.service._inboxes
-    started = time.perf_counter()
-    await node.stop(grace=10.0)
-    assert time.perf_counter() - started < 5.0
+    # A grace no test waits out: stopping inside the 30 s safety stop means the streams ended it, not the grace.
+    await asyncio.wait_for(node.stop(grace=600.0), timeout=30)
     with pytest.raises(NodeUnavailable):
         await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 2.0)
 
@@ -170,7 +169,6 @@ async def test_a_search_on_a_closed_client_is_unavailable_not_left_to_time_out(l
     node, client, signer, batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
     await client.close()
-    started = time.perf_counter()
+    # Unavailable, not a timeout: with a deadline no test waits out, inside a 30 s safety stop.
     with pytest.raises(NodeUnavailable):
-        await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 5.0)
-    assert time.perf_counter() - started < 2.0
+        await asyncio.wait_for(client.match(signed(signer, "after", **AMELIA).SerializeToString(), 600.0), timeout=30)

@@ -187,7 +187,18 @@ async def test_node_admin_cli_lists_and_acknowledges_alerts(federation, tmp_path
     assert listed.returncode == 0 and "1 alerts" in listed.stdout
     assert "record S1" in listed.stdout and "Pat Practitioner" in listed.stdout and "missing-child" in listed.stdout
     alert_id = listed.stdout.split()[0].lstrip("#")
-    assert cli("alerts", "--ack", alert_id, "--by", "nia").returncode == 0
-    assert "0 alerts" in cli("alerts").stdout
-    assert "acknowledged" in cli("alerts", "--all").stdout
-    assert "0 searches that matched" not in cli("access-log").stdout
+    acked = cli("alerts", "--ack", alert_id, "--by", "nia")
+    assert acked.returncode == 0 and acked.stdout.strip() == f"alert {alert_id} acknowledged by nia", acked.stderr
+    again = cli("alerts", "--ack", alert_id, "--by", "nia")  # the acknowledgement was stored: nothing left to ack
+    assert again.returncode == 1 and again.stdout.strip() == f"no unacknowledged alert {alert_id}", again.stderr
+    pending = cli("alerts")
+    assert pending.returncode == 0 and pending.stdout.splitlines() == ["0 alerts"], pending.stderr
+    everything = cli("alerts", "--all")
+    assert everything.returncode == 0, everything.stderr
+    *alerts, total = everything.stdout.splitlines()
+    assert total == "1 alerts" and len(alerts) == 1
+    assert alerts[0].startswith(f"#{alert_id} ") and alerts[0].endswith(" by nia") and " acknowledged " in alerts[0]
+    access = cli("access-log")
+    assert access.returncode == 0, access.stderr
+    *searches, total = access.stdout.splitlines()
+    assert total == f"{len(searches)} searches that matched" and any("record S1" in line for line in searches)
