@@ -79,8 +79,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: AuditLog | None = None,
-               clock: Callable[[], float] = time.time) -> web.Application:
-    """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log."""
+               revocations: RevocationList | None = None, clock: Callable[[], float] = time.time) -> web.Application:
+    """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log,
+    without ``revocations`` it reads the CRL named in the config."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -91,7 +92,7 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
     app[METRICS].admission_limit.set(config.max_searches_in_flight)
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
-    app[REVOCATIONS] = RevocationList(config.tls.crl, config.tls.ca)
+    app[REVOCATIONS] = revocations or RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls, settings=config.health,

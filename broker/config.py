@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker import policy
 from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.health import HealthSettings
 from certs.tls import TLSConfig, read_tls
@@ -42,11 +43,11 @@ class BrokerConfig:
     """Ed25519 private key that signs every query sent to nodes (nodes hold the public half)."""
     search_deadline_seconds: float = 2.0
     """Every search answers within this, listing the authorities that did not."""
-    rate_limit_per_minute: int = 30
+    rate_limit_per_minute: int = policy.RATE_LIMIT_PER_MINUTE
     """Searches per practitioner per minute; 0 turns the limit off."""
-    rate_limit_per_day: int = 300
+    rate_limit_per_day: int = policy.RATE_LIMIT_PER_DAY
     """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
-    alert_searches_per_hour: int = 60
+    alert_searches_per_hour: int = policy.ALERT_SEARCHES_PER_HOUR
     """More searches than this by one practitioner in an hour raises an unusual-volume alert; 0 = never."""
     audit_log: str = "audit.sqlite3"
     """The audit log: a SQLite file (one broker) or a postgresql:// URL (replicas sharing one log)."""
@@ -83,9 +84,9 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         tls=read_tls(reader),
         assertion_key=reader.path("assertion_key"),
         search_deadline_seconds=deadline,
-        rate_limit_per_minute=reader.integer("rate_limit_per_minute", 30),
-        rate_limit_per_day=reader.integer("rate_limit_per_day", 300),
-        alert_searches_per_hour=reader.integer("alert_searches_per_hour", 60),
+        rate_limit_per_minute=reader.integer("rate_limit_per_minute", policy.RATE_LIMIT_PER_MINUTE),
+        rate_limit_per_day=reader.integer("rate_limit_per_day", policy.RATE_LIMIT_PER_DAY),
+        alert_searches_per_hour=reader.integer("alert_searches_per_hour", policy.ALERT_SEARCHES_PER_HOUR),
         audit_log=_audit_location(reader),
         audit_signing_key=reader.path("audit_signing_key", "audit.key"),
         subject_key=reader.path("subject_key", "subject.key"),

@@ -26,6 +26,7 @@ from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subj
 from node.config import NodeConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
+from certs.revocation import RevocationList
 from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
 from signpost.federation import Pki, create_pki, import_authority
 
@@ -125,7 +126,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                    extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
                    node_ca: Path | None = None, pki: Pki | None = None,
                    audit_log: str | None = None, health: HealthSettings | None = None,
-                   max_in_flight: int = 64) -> Federation:
+                   max_in_flight: int = 64, revocations: RevocationList | None = None) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
@@ -147,7 +148,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                               audit_signing_key=tmp_path / "audit.key",
                               subject_key=tmp_path / "subject.key", health=health or FAST_HEALTH,
                               max_searches_in_flight=max_in_flight)
-        app = create_app(config, fanout=build_fanout(authorities, config.tls, settings=config.health))
+        app = create_app(config, fanout=build_fanout(authorities, config.tls, settings=config.health),
+                         revocations=revocations)
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
         fed = Federation(pki, nodes, server, tmp_path)

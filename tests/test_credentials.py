@@ -96,22 +96,19 @@ async def test_expired_node_certificate_is_refused_by_the_broker(federation, own
     assert body["coverage"]["not_answered"] == [{"code": "KENT", "name": "Kent", "reason": "refused"}]
 
 
-async def test_a_crl_not_signed_by_the_ca_is_ignored_once_running(federation, own_pki, foreign, monkeypatch):
+async def test_a_crl_not_signed_by_the_ca_is_ignored_once_running(federation, own_pki, foreign):
     """A forged CRL must not un-revoke anyone, nor revoke anyone: the last good list stays."""
-    import functools
-
-    import broker.app
     from certs.revocation import RevocationList, write_crl
 
     # The broker's list looks at its file only when this clock has moved on a second: the test says when.
     now = [0.0]
-    monkeypatch.setattr(broker.app, "RevocationList", functools.partial(RevocationList, clock=lambda: now[0]))
+    revocations = RevocationList(own_pki.crl, own_pki.ca.cert, clock=lambda: now[0])
 
     def reread() -> None:
         now[0] += 1.0
 
     keeps, revoked = issue(own_pki, "keeps-access"), issue(own_pki, "stays-revoked")
-    fed = await federation({"LEEDS": [row()]}, pki=own_pki)
+    fed = await federation({"LEEDS": [row()]}, pki=own_pki, revocations=revocations)
     keeps_session, revoked_session = fed.session(keeps), fed.session(revoked)
     assert (await post(keeps_session, fed.url))[0] == 200
     assert (await post(revoked_session, fed.url))[0] == 200
