@@ -57,7 +57,7 @@ and a failed call (grpc.aio.AioRpcError) offers nothing more structured than its
 empty metadata and debug_error_string(), which (grpc 1.85) is the same text behind the code. Even the
 inner "last error" code is UNKNOWN both for a certificate refused and for a connection refused.
 grpc/grpc#25189 asked for the cause of a failed connection and was pointed at GRPC_TRACE logging. The
-detail text is therefore the only signal; the rules are pinned, one test each, in tests/test_rpc_errors.py,
+detail text is therefore the only signal; the rules are pinned, one test each, in tests/broker/test_rpc_errors.py,
 with the texts grpc gave in the fault tests."""
 
 BY_CODE: dict[grpc.StatusCode, tuple[type[NodeCallError], str]] = {

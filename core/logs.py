@@ -3,7 +3,7 @@
 What may be logged: search ids, authority codes, user ids, purposes, outcomes,
 counts and timings. What must never be logged: a child's name, date of birth,
 address, postcode or NHS number — no event here takes a subject as an argument,
-and ``tests/test_privacy_logs.py`` searches captured logs to prove it.
+and ``tests/e2e/test_privacy_logs.py`` searches captured logs to prove it.
 """
 
 from __future__ import annotations

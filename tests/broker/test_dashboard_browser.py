@@ -26,7 +26,7 @@ from tests.conftest import row
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WAIT_MS = 15_000
 THREE = {"LEEDS": [row()], "KENT": [row(record_id="K1", given_name="Oliver")],
          "CORNWALL": [row(record_id="C1", given_name="Isla"), row(record_id="C2", given_name="Noah")]}

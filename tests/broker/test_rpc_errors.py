@@ -1,6 +1,6 @@
 """broker.rpc_errors: each grpc status, and each rule for UNAVAILABLE's detail text, to the broker's error.
 
-The texts marked "seen" are grpc 1.85's own, recorded while tests/test_faults.py,
+The texts marked "seen" are grpc 1.85's own, recorded while tests/e2e/test_faults.py,
 test_federation_failures.py and test_match_stream.py ran; the others pin each marker of a rule.
 """
 

@@ -23,7 +23,7 @@ from broker.nodeclient import batch_bytes, batch_piece
 from broker.registry import Authority
 from protos.signpost.v1 import node_pb2
 
-BROKER = Path(__file__).resolve().parent.parent / "broker"
+BROKER = Path(__file__).resolve().parents[2] / "broker"
 
 
 def _request(i: int) -> bytes:

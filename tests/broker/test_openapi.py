@@ -14,7 +14,7 @@ from broker.policy import PURPOSES
 from certs.identity import Role
 from tests.conftest import row
 
-SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml").read_text())
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
 
 
 def schema(name: str) -> OAS31Validator:

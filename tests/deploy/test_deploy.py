@@ -26,7 +26,7 @@ from broker.registry import Authority, load_registry, parse_authorities
 from node.config import NodeConfig, load_node_config
 from signpost.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CONFIG = DEPLOY / "config"
 SYSTEMD = DEPLOY / "systemd"

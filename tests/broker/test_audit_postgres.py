@@ -24,12 +24,12 @@ from broker.audit import merkle
 from broker.audit.keys import load_or_create_signing_key, load_public_key, public_key_path
 from broker.audit.log import open_audit_log
 from broker.audit.verify import verify_database
-from tests.test_audit_log import HMAC_KEY, canonical, make_entry
+from tests.broker.test_audit_log import HMAC_KEY, canonical, make_entry
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'psycopg[binary]'")
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ WRITER = """
 import asyncio, sys, time
 from pathlib import Path
 from broker.audit.log import open_audit_log
-from tests.test_audit_log import make_entry
+from tests.broker.test_audit_log import make_entry
 
 url, key, tag, count, go = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5])
 
