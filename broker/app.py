@@ -18,19 +18,32 @@ import structlog
 from aiohttp import web
 
 from broker.admission import AdmissionLimit
-from broker.appkeys import (ADMISSION, AUDIT, CLOCK, CONFIG, FANOUT, IN_FLIGHT, LIMITER, METRICS, MONITOR,
-                            REVOCATIONS, SIGNER, SUBJECT_KEY, WATCHER)
+from broker.appkeys import (
+    ADMISSION,
+    AUDIT,
+    CLOCK,
+    CONFIG,
+    FANOUT,
+    IN_FLIGHT,
+    LIMITER,
+    METRICS,
+    MONITOR,
+    REVOCATIONS,
+    SIGNER,
+    SUBJECT_KEY,
+    WATCHER,
+)
 from broker.audit.keys import load_or_create_hmac_key
 from broker.audit.log import AuditLog, open_audit_log
 from broker.config import BrokerConfig
 from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
-from broker.monitor import HealthMonitor
-from broker.watcher import ConfigWatcher
 from broker.metrics import Metrics
+from broker.monitor import HealthMonitor
 from broker.ratelimit import RateLimiter
 from broker.registry import load_registry
 from broker.routes import add_routes
+from broker.watcher import ConfigWatcher
 from certs.assertions import AssertionSigner, load_private_key
 from certs.revocation import RevocationList
 
@@ -72,7 +85,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence must catch everything
+    except Exception as exc:
         # Only the type: an exception's text could carry request data.
         log.error("internal_error", error_type=type(exc).__name__, path=request.path)
         return error_body(500, "internal", "internal error")

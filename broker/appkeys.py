@@ -14,8 +14,8 @@ from broker.admission import AdmissionLimit
 from broker.audit.log import AuditLog
 from broker.config import BrokerConfig
 from broker.fanout import FanOut
-from broker.monitor import HealthMonitor
 from broker.metrics import Metrics
+from broker.monitor import HealthMonitor
 from broker.ratelimit import RateLimiter
 from broker.watcher import ConfigWatcher
 from certs.assertions import AssertionSigner

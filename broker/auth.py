@@ -12,9 +12,9 @@ import ssl
 from aiohttp import web
 
 from broker.appkeys import REVOCATIONS
+from broker.errors import Forbidden, Unauthenticated
 from broker.policy import roles_for
 from certs.identity import USER_ROLES, Identity, IdentityError, Role, identity_from_der
-from broker.errors import Forbidden, Unauthenticated
 
 IDENTITY_KEY = web.RequestKey("identity", Identity)
 

@@ -206,7 +206,7 @@ class MatchPipe:
                     stream.call.cancel()
                     break
                 answered_at = time.perf_counter()
-                for future, outcome in zip(futures, result.outcomes):
+                for future, outcome in zip(futures, result.outcomes, strict=False):
                     if future.done():
                         continue  # timed out meanwhile
                     try:

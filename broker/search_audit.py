@@ -92,7 +92,7 @@ class SearchRecord:
 
 async def commit(app: web.Application, record: SearchRecord, status: int, outcome: str) -> Receipt:
     """Append the search's entry, timed by the app's clock; raise AuditUnavailable if it is not durably written."""
-    now = dt.datetime.fromtimestamp(app[CLOCK](), dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(app[CLOCK](), dt.UTC)
     metrics = app[METRICS]
     started = time.perf_counter()
     try:

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import InvalidRequest
-from broker.policy import (JUSTIFICATION_LENGTH, JUSTIFICATION_NAMES_THE_CHILD, PURPOSES, justification_names_the_child,
-                           minimum_query_refusals)
+from broker.policy import (
+    JUSTIFICATION_LENGTH,
+    JUSTIFICATION_NAMES_THE_CHILD,
+    PURPOSES,
+    justification_names_the_child,
+    minimum_query_refusals,
+)
 from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date_of_birth
 from core.subject import Subject
 

@@ -7,7 +7,6 @@ still fails the handshake, before any HTTP is spoken.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import structlog

@@ -21,8 +21,8 @@ import structlog
 from broker.config import BrokerConfig
 from broker.fanout import FanOut
 from broker.nodeclient import NodeClient
-from certs.tls import channel_credentials
 from broker.registry import load_registry
+from certs.tls import channel_credentials
 from core.config import ConfigError
 from core.tasks import BackgroundLoop
 

@@ -57,7 +57,7 @@ class CertificateAuthority:
 
     @classmethod
     def create(cls, name: str = "Signpost Federation CA", *, now: dt.datetime | None = None) -> CertificateAuthority:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         cert = (
@@ -106,7 +106,7 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         """Issue a certificate for ``subject``; ``not_before`` lets tests mint not-yet-valid ones."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         start = not_before or now - dt.timedelta(minutes=5)
         key = ec.generate_private_key(ec.SECP256R1())
         names = [x509.NameAttribute(NameOID.COMMON_NAME, subject.name)]

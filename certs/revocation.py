@@ -80,7 +80,7 @@ class RevocationList:
 def write_crl(ca_key: object, ca_cert: x509.Certificate, serials: set[int], path: Path,
               *, now: dt.datetime | None = None) -> Path:
     """Sign a CRL listing ``serials`` and write it atomically."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
                .last_update(now).next_update(now + dt.timedelta(days=7)))
     for serial in sorted(serials):

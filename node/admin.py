@@ -7,14 +7,15 @@ journal never leaves the node any other way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import structlog
-from typing import Any
 
 from certs.identity import Role
 from certs.revocation import RevocationList
-from node.journal import Journal, JournalRow
 from node.caller import caller_identity
+from node.journal import Journal, JournalRow
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 
 log = structlog.get_logger("signpost.node")

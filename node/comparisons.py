@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from node.nicknames import NameVariants
 from core.identifiers import postcode_parts
+from node.nicknames import NameVariants
 from node.normalise import phonetic
 
 NULL = -1
@@ -127,7 +127,7 @@ def dob_level(a: int, b: int) -> int:
     if ya == yb and ma == db and da == mb:
         return 1
     sa, sb = str(a), str(b)
-    if sum(x != y for x, y in zip(sa, sb)) == 1:
+    if sum(x != y for x, y in zip(sa, sb, strict=False)) == 1:
         return 2
     if ya == yb and ma == mb:
         return 3

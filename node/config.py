@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.identity import AUTHORITY_CODE
-from node.matching import MatchSettings
-from node.policy import ANSWER_FLOOR_SECONDS
 from certs.tls import TLSConfig, read_tls
 from core.config import ConfigError, Reader, read_toml
+from node.matching import MatchSettings
+from node.policy import ANSWER_FLOOR_SECONDS
 
 ENV_PREFIX = "SIGNPOST_NODE_"
 

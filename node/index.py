@@ -83,7 +83,7 @@ class BlockingIndex:
         # array method, not np.searchsorted, whose dispatch cost more than the search itself).
         bounds = self.keys.searchsorted(wanted).tolist()
         found: set[int] = set()
-        for a, b in zip(bounds[:n], bounds[n:]):
+        for a, b in zip(bounds[:n], bounds[n:], strict=False):
             if a != b and b - a <= MAX_POSTINGS_PER_KEY:
                 found.update(self.postings[a:b].tolist())
         return found

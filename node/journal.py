@@ -78,7 +78,7 @@ class Journal:
     """Append-only (but for acknowledgements) log in the node's own SQLite file."""
 
     def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
-        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         try:
             private_file(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

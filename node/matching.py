@@ -22,7 +22,6 @@ Results carry reasons a practitioner can read; reasons never contain the values 
 from __future__ import annotations
 
 import functools
-
 import math
 import random
 from collections import Counter
@@ -30,13 +29,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.identifiers import dob_int, postcode_parts
+from core.names import first_token, is_placeholder, tokens
+from core.subject import Subject
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
 from node.nicknames import NameVariants, default_variants
-from core.identifiers import dob_int, postcode_parts
-from core.names import first_token, is_placeholder, tokens
-from core.subject import Subject
 from node.normalise import address_tokens, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
@@ -273,7 +272,7 @@ class MatchEngine:
         for s in scored:
             band = self._band(s)
             if band:
-                reasons = tuple(cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels) if lv != NULL)
+                reasons = tuple(cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels, strict=False) if lv != NULL)
                 if s.swapped:
                     reasons = ("given and family names written the other way round", *reasons)
                 results.append(MatchResult(self.table.record_id[s.index], bool(self.table.shielded[s.index]),
@@ -366,8 +365,8 @@ class MatchEngine:
             return False
         if lv[FAMILY] == cmp.FAMILY.disagree and not same_home:
             return False                                   # a new surname needs the same home as evidence
-        return lv[DOB] <= 1 or (lv[DOB] <= 4 and (same_home or lv[FAMILY] <= 1 and lv[GIVEN] == 0 and
-                                                   lv[POSTCODE] in (1, 2)))
+        return lv[DOB] <= 1 or (lv[DOB] <= 4 and (same_home or (lv[FAMILY] <= 1 and lv[GIVEN] == 0 and
+                                                   lv[POSTCODE] in (1, 2))))
 
     def _household_guard(self, scored: list[_Scored]) -> list[_Scored]:
         """Within one household (family name and date of birth agree), only the best given name can be the child."""

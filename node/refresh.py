@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from core.tasks import BackgroundLoop
 from node.matching import Matcher, MatchSettings, build_matcher
 from node.store import RecordStore
-from core.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.node")
 
@@ -87,7 +87,7 @@ class Refresher:
             return False
         try:
             new = await asyncio.to_thread(build_generation, self.store, self.settings)
-        except Exception as exc:  # noqa: BLE001 - keep serving the current data, say why
+        except Exception as exc:
             log.error("refresh_failed", error_type=type(exc).__name__)
             return False
         old, self.target.generation = self.target.generation, new

@@ -188,7 +188,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
                 outcomes[at] = _refusal(grpc.StatusCode.INTERNAL, policy.STORE_FAILED)
             return [o for o in outcomes if o is not None]
         answered = log.bind().info  # one bind a batch: each call on the lazy proxy would bind anew
-        for (at, request, _), candidates in zip(accepted, answers):
+        for (at, request, _), candidates in zip(accepted, answers, strict=False):
             outcomes[at] = node_pb2.MatchOutcome(
                 response=node_pb2.MatchResponse(authority_code=self.code, candidates=candidates))
             answered("match_answered", search_id=request.search_id, purpose=request.purpose.code,

@@ -91,7 +91,7 @@ class RecordStore:
 
     def replace_records(self, records: Iterable[Record], *, replace_all: bool = False) -> int:
         """Store records, replacing any with the same record_id (or everything); return how many."""
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         count = 0
         try:
             with closing(self._db.cursor()) as cur:
@@ -147,7 +147,7 @@ class RecordStore:
         """Every record's identity fields, without involvements, streamed (for building the match index)."""
         cursor = self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id")
         for values in cursor:
-            row = dict(zip(_CHILD_COLUMNS, values))
+            row = dict(zip(_CHILD_COLUMNS, values, strict=False))
             yield Record(**{**row, "other_names": tuple(n for n in row["other_names"].split(";") if n),
                             "shielded": bool(row["shielded"])})
 
@@ -160,7 +160,7 @@ class RecordStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the record store at {self.path}: {exc}") from exc
-        return tuple(Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row)), "sensitive": bool(row[-1])}) for row in rows)
+        return tuple(Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row, strict=False)), "sensitive": bool(row[-1])}) for row in rows)
 
     def records(self) -> Iterator[Record]:
         """Every record with its involvements (for exports and tests; the matcher uses ``identities``)."""

@@ -72,7 +72,7 @@ class Model:
     def refresh(self) -> None:
         """Recompute the weight table after m or u changed."""
         self.table = [
-            [math.log2(max(m, MIN_U) / max(u, MIN_U)) for m, u in zip(self.m[f.name], self.u[f.name])]
+            [math.log2(max(m, MIN_U) / max(u, MIN_U)) for m, u in zip(self.m[f.name], self.u[f.name], strict=False)]
             for f in FIELDS
         ]
         self.given_exact_m = self.m["given name"][0]

@@ -22,9 +22,9 @@ import aiohttp
 
 from certs.identity import AUTHORITY_CODE, Role
 from certs.tls import client_ssl_context
-from signpost.federation import LocalFederation, start_local_federation, write_description
 from core.lifecycle import stop_on_signals
 from core.logs import configure
+from signpost.federation import LocalFederation, start_local_federation, write_description
 
 DEMO_AUTHORITIES = (("LEEDS", "Leeds"), ("MANCHESTER", "Manchester"), ("KENT", "Kent"),
                     ("CORNWALL", "Cornwall"), ("TOWER-HAMLETS", "Tower Hamlets"))

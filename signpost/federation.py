@@ -9,7 +9,6 @@ API. Nothing here is meant for production deployment (see ``deploy/``).
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,9 @@ from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.assertions import create_assertion_key
 from certs.identity import Role, node_dns_name
-from certs.tls import TLSConfig
-from certs.revocation import revoked_serials, write_crl
 from certs.pki import CertificateAuthority, IssuedFiles, broker_subject, node_subject, user_subject
+from certs.revocation import revoked_serials, write_crl
+from certs.tls import TLSConfig
 from node.config import NodeConfig
 from node.importer import ImportReport, import_csv
 from node.server import RunningNode, start_node

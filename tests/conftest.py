@@ -23,11 +23,11 @@ from broker.health import HealthSettings
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
+from certs.revocation import RevocationList
+from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
 from node.config import NodeConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
-from certs.revocation import RevocationList
-from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
 from signpost.federation import Pki, create_pki, import_authority
 
 # The harness polls nodes often, so a stopped node shows as down within a fraction of a second.

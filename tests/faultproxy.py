@@ -227,7 +227,7 @@ class FaultProxy:
         clean = False
         try:
             clean = await self._forward(conn, reader)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass  # the upstream is not there, or a socket broke: the client sees a reset
         finally:
             self._connections.discard(conn)

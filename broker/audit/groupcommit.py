@@ -61,7 +61,7 @@ class GroupCommit:
                 results = await self._write([pending for pending, _ in group])
                 if len(results) != len(group):
                     raise AuditIntegrityError("the store answered for a different number of entries")
-                for (_, future), result in zip(group, results):
+                for (_, future), result in zip(group, results, strict=False):
                     if future.done():
                         continue
                     if isinstance(result, AuditWriteError):

@@ -67,14 +67,14 @@ class SignedHead:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def iso_utc(when: dt.datetime) -> str:
     """Fixed-width ISO 8601 in UTC with microseconds, so text order is time order."""
     if when.tzinfo is None:
         raise ValueError("timestamps must carry a timezone")
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class HeadSigner:

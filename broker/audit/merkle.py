@@ -62,8 +62,8 @@ def _path(m: int, leaves: Sequence[bytes]) -> list[bytes]:
         return []
     k = _split(n)
     if m < k:
-        return _path(m, leaves[:k]) + [root(leaves[k:])]
-    return _path(m - k, leaves[k:]) + [root(leaves[:k])]
+        return [*_path(m, leaves[:k]), root(leaves[k:])]
+    return [*_path(m - k, leaves[k:]), root(leaves[:k])]
 
 
 def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:
@@ -96,7 +96,7 @@ class Frontier:
     which is exactly how RFC 6962 splits a tree, so folding them right to left gives its head.
     """
 
-    __slots__ = ("_size", "_hashes")
+    __slots__ = ("_hashes", "_size")
 
     def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
         if size < 0 or bin(size).count("1") != len(hashes) or any(len(h) != HASH_SIZE for h in hashes):

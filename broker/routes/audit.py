@@ -27,7 +27,7 @@ def _time_param(request: web.Request, name: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO 8601 time", fields={name: "not an ISO 8601 time"}) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:

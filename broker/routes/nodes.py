@@ -27,7 +27,7 @@ async def list_nodes(request: web.Request) -> web.Response:
         await request.app[MONITOR].poll_once()
     nodes = [h.to_json() for c in fanout.clients if (h := fanout.health_of(c.authority.code)) is not None]
     request.app[METRICS].nodes_up.set(sum(1 for n in nodes if n["status"] in ("up", "probation")))
-    now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).isoformat(timespec="seconds")
     return web.json_response({"generated_at": now, "nodes": nodes})
 
 

@@ -83,7 +83,7 @@ async def create_search(request: web.Request) -> web.Response:
         if not decision.allowed:
             raise RateLimited(f"too many searches this {decision.window}; wait before searching again",
                               headers={"Retry-After": str(math.ceil(decision.retry_after))})
-        today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.timezone.utc).date()
+        today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
         search = parse_search(await read_json(request), today=today)
         audit.describe(search)
         started = time.perf_counter()

@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 
 from certs.identity import Role
+from certs.tls import client_ssl_context
 from core.subject import Subject
 from signpost.bench.common import add_out_argument, machine, percentile, publish
-from certs.tls import client_ssl_context
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
@@ -75,14 +75,14 @@ async def _search_all(fed: LocalFederation, queries: list[dict[str, Any]], concu
                     answers[n] = {"status": resp.status, **(await resp.json())}
                 latencies[n] = (time.perf_counter() - started) * 1000
         await asyncio.gather(*(one(n, q) for n, q in enumerate(queries)))
-    for answer, ms in zip(answers, latencies):
+    for answer, ms in zip(answers, latencies, strict=False):
         answer["ms"] = ms
     return answers
 
 
 def score_answers(queries: list[dict[str, Any]], answers: list[dict[str, Any]]) -> Results:
     results = Results()
-    for query, answer in zip(queries, answers):
+    for query, answer in zip(queries, answers, strict=False):
         results.latencies.append(answer["ms"])
         coverage = answer.get("coverage", {})
         if answer["status"] != 200 or coverage.get("answered") != coverage.get("asked"):

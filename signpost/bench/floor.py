@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
-from certs.tls import TLSConfig, channel_credentials, server_credentials
 from certs.identity import node_dns_name
+from certs.tls import TLSConfig, channel_credentials, server_credentials
 from signpost.bench.common import add_out_argument, machine, percentile, publish
 from signpost.federation import create_pki
 
@@ -57,7 +57,7 @@ async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds:
     credentials = channel_credentials(broker)
     channels = [grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials,
                                         options=[("grpc.ssl_target_name_override", node_dns_name(code))])
-                for port, code in zip(ports, codes)]
+                for port, code in zip(ports, codes, strict=False)]
     calls: list[grpc.aio.StreamStreamCall[bytes, bytes]] = [c.stream_stream(METHOD)() for c in channels]
     loop = asyncio.get_running_loop()
     pending: dict[int, asyncio.Future[bytes]] = {}

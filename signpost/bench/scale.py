@@ -28,11 +28,11 @@ from broker.config import BrokerConfig
 from broker.health import HealthSettings
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
+from certs.tls import client_ssl_context
 from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
 from signpost.bench.common import add_out_argument, machine, percentile, publish
-from certs.tls import client_ssl_context
 from signpost.federation import Pki, create_pki
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
 
@@ -43,8 +43,8 @@ PURPOSE = {"code": "child-protection-enquiry", "justification": "Scale benchmark
 # -- processes ------------------------------------------------------------------------------
 
 def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
-    from node.server import start_node
     from core.logs import configure
+    from node.server import start_node
 
     configure("error")
 
@@ -288,7 +288,7 @@ def _chart(path: Path, title: str, xlabel: str, ylabel: str,
 
 def charts(report: dict[str, Any], out: Path) -> list[str]:
     loads: list[tuple[str, list[float], list[dict[str, Any]]]] = [
-        (shape, [l["throughput_per_second"] for l in report[shape]["loads"]], report[shape]["loads"])
+        (shape, [load["throughput_per_second"] for load in report[shape]["loads"]], report[shape]["loads"])
         for shape in ("federated", "central") if shape in report]
     written = [_chart(
         out / "scale-latency-vs-load.png",

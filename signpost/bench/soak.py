@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 
 from certs.identity import Role
+from certs.tls import client_ssl_context
 from node.server import start_node
 from signpost.bench.common import add_out_argument, machine, percentile, publish
-from certs.tls import client_ssl_context
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.subject import Subject
 from node.importer import import_csv
 from node.matching import MatchEngine
-from core.subject import Subject
 from node.store import RecordStore
 from signpost.bench.common import add_out_argument, machine, peak_rss_mb, percentile, publish, rss_mb
 from signpost.synth import SynthConfig, generate_to

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.node_command in ("alerts", "access-log"):
         return _journal(args, config)
     if args.node_command == "serve":
-        from node.server import serve_forever
         from core.logs import configure
+        from node.server import serve_forever
 
         configure(config.log_level)
         asyncio.run(serve_forever(config))

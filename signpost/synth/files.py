@@ -38,8 +38,9 @@ def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> int:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         count = 0
-        for count, row in enumerate(rows, 1):
+        for row in rows:
             writer.writerow(values(row))
+            count += 1
     return count
 
 

@@ -94,7 +94,7 @@ class Plan:
             width = max(6, len(str(len(holdings))))
             ids = [f"{prefix}-{n:0{width}d}" for n in range(1, len(holdings) + 1)]
             self.record_ids.append(ids)
-            for holding, record_id in zip(holdings, ids):
+            for holding, record_id in zip(holdings, ids, strict=False):
                 self.children[holding.child].held.append((authority, record_id))
 
     def truth(self) -> Iterator[tuple[str, list[dict[str, str]]]]:

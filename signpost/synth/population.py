@@ -203,13 +203,13 @@ class Population:
         days = sorted({between(rng, first_dob + 60, REF_DAY - 60) for _ in range(moves)})
         current = household.residences[0]
         homes = []
-        for day in days:
+        for _day in days:
             other = self.authority_pick.pick(rng)
             if other == current.authority and len(self.codes) > 1 and rng.random() < 0.7:
                 other = (other + 1 + rng.randrange(len(self.codes) - 1)) % len(self.codes)
             homes.append(self.residence(other, 0))
         homes.append(current)
-        for home, start, end in zip(homes, [0, *days], [*days, REF_DAY]):
+        for home, start, end in zip(homes, [0, *days], [*days, REF_DAY], strict=False):
             home.start, home.end = start, end
         household.residences = homes
 

@@ -45,7 +45,7 @@ class Renderer:
         self.staff: dict[tuple[int, int], list[tuple[str, str, str, str, str]]] = {}
 
     def rows(self, authority: int) -> Iterator[dict[str, str]]:
-        for holding, record_id in zip(self.plan.holdings[authority], self.plan.record_ids[authority]):
+        for holding, record_id in zip(self.plan.holdings[authority], self.plan.record_ids[authority], strict=False):
             opened = between(self.rng, holding.start, min(holding.end, REF_DAY) - 1)
             identity = self._identity(holding, record_id, opened)
             for involvement in self._involvements(holding, authority, opened):
@@ -84,7 +84,7 @@ class Renderer:
             given = pick(rng, SPELLINGS[given]) if given in SPELLINGS else given
         elif r < 0.10:
             given = typo(rng, given)
-        elif middle and (r < 0.12 or given in CALLED_BY_MIDDLE and r < 0.4) and callable_middle(middle):
+        elif middle and (r < 0.12 or (given in CALLED_BY_MIDDLE and r < 0.4)) and callable_middle(middle):
             given, middle = middle.split(" ")[0], given
         r = rng.random()
         family = typo(rng, family) if r < 0.03 else family.upper() if r < 0.05 else family

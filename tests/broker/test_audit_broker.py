@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 from structlog.testing import capture_logs
 
+from broker.appkeys import AUDIT
 from broker.audit.errors import AuditWriteError
 from broker.audit.keys import load_or_create_hmac_key, public_key_path, subject_hashes
-from broker.appkeys import AUDIT
 from certs.identity import Role
 from certs.tls import client_ssl_context
 from tests.conftest import row
@@ -176,7 +176,7 @@ async def test_kill_9_during_a_burst_loses_no_audit_entry_of_an_answered_search(
                     async with session.post(f"{fed['broker_url']}/v1/searches", json=body) as resp:
                         if resp.status == 200:
                             answered.append((await resp.json())["search_id"])
-                except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError):
+                except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError):
                     pass  # the broker died under this search: no answer reached us
 
             async def killer() -> None:

@@ -39,7 +39,7 @@ from broker.audit.sealing import leaf_bytes
 from broker.audit.store import open_store
 from broker.audit.verify import VerifyReport, run_verify, verify_database
 
-T0 = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
 HMAC_KEY = bytes(range(32))
 
 
@@ -302,7 +302,7 @@ def _insert(db: Path, idx: int, entry: dict[str, Any], head_json: str, signature
 
 
 async def test_a_row_inserted_in_the_middle_with_a_forged_head_is_named(open_log, key_path):
-    db, entries = await filled(open_log)
+    db, _entries = await filled(open_log)
     _shift_up_from(db, 4)
     forged = make_entry(99, user="intruder")
     _insert(db, 4, forged, *forged_head(5, "00" * 32))
@@ -311,7 +311,7 @@ async def test_a_row_inserted_in_the_middle_with_a_forged_head_is_named(open_log
 
 
 async def test_a_row_inserted_in_the_middle_reusing_a_genuine_head_is_named(open_log, key_path):
-    db, entries = await filled(open_log)
+    db, _entries = await filled(open_log)
     genuine = row(db, 4)
     _shift_up_from(db, 4)
     _insert(db, 4, make_entry(99, user="intruder"), genuine[3], genuine[4])
@@ -637,7 +637,7 @@ def test_racing_key_creation_ends_with_one_key(tmp_path):
 def test_a_broken_key_file_is_a_config_error(tmp_path):
     bad = tmp_path / "bad.key"
     bad.write_text("not a key")
-    with pytest.raises(AuditConfigError, match="bad.key"):
+    with pytest.raises(AuditConfigError, match=r"bad\.key"):
         load_or_create_signing_key(bad)
     short = tmp_path / "short.hmac"
     short.write_text("abcd")

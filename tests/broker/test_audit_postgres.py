@@ -8,6 +8,7 @@ that is dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -181,7 +182,7 @@ async def test_two_broker_processes_append_concurrently(schema, tmp_path):
             if w.poll() is None:
                 w.kill()
                 w.wait()
-    for w, (out, err) in zip(writers, outputs):
+    for w, (_out, err) in zip(writers, outputs, strict=False):
         assert w.returncode == 0, err
     indexes = [sorted(int(i) for i in out.strip().split(",")) for out, _ in outputs]
     assert sorted(indexes[0] + indexes[1]) == list(range(2 * per_process))  # contiguous, none shared, none lost
@@ -189,11 +190,11 @@ async def test_two_broker_processes_append_concurrently(schema, tmp_path):
     rows = sql(schema, "SELECT idx, body FROM {s}.audit_entries ORDER BY idx")
     assert [r[0] for r in rows] == list(range(2 * per_process))
     writers_by_index = [json.loads(body)["writer"] for _, body in rows]
-    for tag, mine in zip(("broker-a", "broker-b"), indexes):
+    for tag, mine in zip(("broker-a", "broker-b"), indexes, strict=False):
         assert sorted(json.loads(rows[i][1])["seq"] for i in mine) == list(range(per_process))
         assert {writers_by_index[i] for i in mine} == {tag}
     # The appends really interleaved, so this exercised the lock rather than two runs one after the other.
-    switches = sum(1 for a, b in zip(writers_by_index, writers_by_index[1:]) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(writers_by_index) if a != b)
     assert switches >= 2, "the two writers never overlapped"
     report = await verify_database(url(schema), load_public_key(public_key_path(key)))
     assert report.ok and report.tree_size == 2 * per_process, report.message

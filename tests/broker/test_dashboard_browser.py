@@ -167,7 +167,7 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
     """Node lists the real federation cannot produce on demand, served to the real page in place of the broker's."""
     from playwright.async_api import expect
 
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     nodes = [
         {"code": "LEEDS", "name": "Leeds", "status": "up", "latency_ms": {"p50": 3.1, "p99": 9.8}, "error_rate": 0.0,
          "last_success": iso(now - dt.timedelta(seconds=3)), "record_count": 1234,

@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
-from broker.nodeclient import NodeClient, batch_piece
-from certs.tls import channel_credentials
-from broker.health import HealthSettings, NodeHealth, Peers
 from broker.breaker import CircuitBreaker
+from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
+from broker.health import HealthSettings, NodeHealth, Peers
+from broker.nodeclient import NodeClient, batch_piece
 from broker.registry import Authority
-from certs.assertions import AssertionSigner, AssertionVerifier, AssertionRejected, load_private_key, load_public_key
+from certs.assertions import AssertionRejected, AssertionSigner, AssertionVerifier, load_private_key, load_public_key
 from certs.identity import node_dns_name
+from certs.tls import channel_credentials
 from protos.signpost.v1 import node_pb2
 from tests.conftest import row
 
@@ -53,7 +53,7 @@ async def leeds(federation, pki):
 
 
 async def test_concurrent_searches_share_batches_and_each_gets_its_own_answer(leeds):
-    node, client, signer, batches = leeds
+    _node, client, signer, batches = leeds
     requests = [signed(signer, f"s{i}", **(AMELIA if i % 2 == 0 else {**AMELIA, "given_name": "Zebedee"}))
                 for i in range(40)]
     answers = await asyncio.gather(*(client.match(r.SerializeToString(), 5.0) for r in requests))
@@ -64,14 +64,14 @@ async def test_concurrent_searches_share_batches_and_each_gets_its_own_answer(le
 
 
 async def test_one_search_alone_goes_in_a_batch_of_one(leeds):
-    node, client, signer, batches = leeds
+    _node, client, signer, batches = leeds
     for i in range(3):
         await client.match(signed(signer, f"s{i}", **AMELIA).SerializeToString(), 5.0)
     assert batches == [1, 1, 1]
 
 
 async def test_a_refused_search_is_refused_alone(leeds):
-    node, client, signer, batches = leeds
+    _node, client, signer, _batches = leeds
     good = signed(signer, "good", **AMELIA)
     replayed = signed(signer, "replay", **AMELIA)
     await client.match(replayed.SerializeToString(), 5.0)
@@ -89,7 +89,7 @@ async def test_a_refused_search_is_refused_alone(leeds):
 
 
 async def test_streams_are_recycled_without_losing_a_search(leeds):
-    node, client, signer, batches = leeds
+    node, client, signer, _batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
     client._pipe.lifetime = 0.02  # type: ignore[union-attr]
     for i in range(30):
@@ -101,7 +101,7 @@ async def test_streams_are_recycled_without_losing_a_search(leeds):
 
 
 async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(leeds):
-    node, client, signer, batches = leeds
+    node, client, signer, _batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
     assert node.service._inboxes
     # A grace no test waits out: stopping inside the 30 s safety stop means the streams ended it, not the grace.
@@ -111,7 +111,7 @@ async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(le
 
 
 async def test_junk_in_a_batch_is_refused_as_malformed(leeds):
-    node, client, signer, batches = leeds
+    _node, client, _signer, _batches = leeds
     future = client.submit(batch_piece(b"\xff\xff\xff"), 5.0)
     with pytest.raises(NodeFailed):
         await future
@@ -166,7 +166,7 @@ def test_a_cached_signature_check_still_applies_each_nodes_own_rules(pki, tmp_pa
 
 
 async def test_a_search_on_a_closed_client_is_unavailable_not_left_to_time_out(leeds):
-    node, client, signer, batches = leeds
+    _node, client, signer, _batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
     await client.close()
     # Unavailable, not a timeout: with a deadline no test waits out, inside a 30 s safety stop.

@@ -7,8 +7,15 @@ import dataclasses
 from broker.appkeys import AUDIT, METRICS
 from broker.audit.errors import AuditWriteError
 from broker.config import BrokerConfig, load_broker_config
-from broker.policy import (ALERT_SEARCHES_PER_HOUR, RATE_LIMIT_PER_DAY, RATE_LIMIT_PER_MINUTE, ROUTE_ROLES,
-                           justification_names_the_child, minimum_query_refusals, roles_for)
+from broker.policy import (
+    ALERT_SEARCHES_PER_HOUR,
+    RATE_LIMIT_PER_DAY,
+    RATE_LIMIT_PER_MINUTE,
+    ROUTE_ROLES,
+    justification_names_the_child,
+    minimum_query_refusals,
+    roles_for,
+)
 from certs.identity import Role
 from core.subject import MINIMUM_QUERY, Subject
 from tests.conftest import row

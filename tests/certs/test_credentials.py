@@ -54,7 +54,7 @@ async def post(session, url):
 
 @pytest.mark.parametrize("when", ["expired", "not yet valid"])
 async def test_expired_or_not_yet_valid_practitioner_is_refused_at_the_handshake(federation, own_pki, when):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(days=40) if when == "expired" else now + dt.timedelta(days=1)
     files = issue(own_pki, "timebound", not_before=start)
     fed = await federation({"LEEDS": [row()]}, pki=own_pki)
@@ -87,7 +87,7 @@ async def test_expired_node_certificate_is_refused_by_the_broker(federation, own
 
     ca = CertificateAuthority.load(own_pki.directory)
     old = ca.issue_to(own_pki.directory, "node-KENT-old", node_subject("KENT", "Kent"),
-                      not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60),
+                      not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=60),
                       validity=dt.timedelta(days=30))
     fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki,
                            node_files={"KENT": old})
@@ -148,14 +148,14 @@ async def test_a_node_whose_certificate_expires_while_serving_is_refused_afterwa
     from certs.pki import node_subject
 
     ca = CertificateAuthority.load(own_pki.directory)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     short = ca.issue_to(own_pki.directory, "node-KENT-short", node_subject("KENT", "Kent"),
                         not_before=now - dt.timedelta(minutes=5), validity=dt.timedelta(minutes=5, seconds=3))
     fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki,
                            node_files={"KENT": short})
     status, body = await fed.search(AMELIA)
     assert body["coverage"]["answered"] == 2
-    while dt.datetime.now(dt.timezone.utc) < now + dt.timedelta(seconds=4):
+    while dt.datetime.now(dt.UTC) < now + dt.timedelta(seconds=4):
         await asyncio.sleep(0.2)
     # Close the broker's warm channel to KENT, as max_connection_age would: the next call handshakes anew.
     from broker.appkeys import FANOUT

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker.config import load_broker_config
-from node.config import load_node_config
 from core.config import ConfigError
+from node.config import load_node_config
 
 NODE = """
 listen = "127.0.0.1:50051"

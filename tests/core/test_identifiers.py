@@ -44,7 +44,7 @@ def test_postcode_shapes(written, spaced, parts):
 @pytest.mark.parametrize("text", ["", "not a postcode", "LS6", "12345", "LS6 2A"])
 def test_text_that_is_no_postcode_is_invalid_and_has_no_parts(text):
     assert not postcode_valid(text)
-    full, sector, district, area = postcode_parts(text)
+    _full, sector, district, area = postcode_parts(text)
     assert (sector, district, area) == ("", "", "")
 
 

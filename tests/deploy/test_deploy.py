@@ -318,7 +318,7 @@ def k8s_configmap_text(name: str, key: str) -> str:
 
 def k8s_registry() -> tuple[Authority, ...]:
     broker = k8s_containers("broker")[0]
-    kind, name, key = broker.files()[PurePosixPath("/etc/signpost/registry.json")]
+    _kind, name, key = broker.files()[PurePosixPath("/etc/signpost/registry.json")]
     return parse_authorities(json.loads(k8s_configmap_text(name, key)), f"ConfigMap {name}")
 
 
@@ -575,7 +575,7 @@ def test_kustomization_lists_every_manifest() -> None:
 def test_k8s_configmaps_carry_the_example_configs(tmp_path: Path) -> None:
     for container in k8s_containers():
         args = parse_signpost(container.argv)
-        kind, name, key = container.files()[config_of(args)]
+        _kind, name, key = container.files()[config_of(args)]
         assert tomllib.loads(k8s_configmap_text(name, key)) == tomllib.loads(
             (CONFIG / f"{args.command}.toml").read_text(encoding="utf-8")
         ), f"ConfigMap {name} differs from deploy/config/{args.command}.toml"
@@ -600,7 +600,7 @@ def test_k8s_ports_probes_and_services_agree_with_the_configs(tmp_path: Path) ->
                 assert (get["path"], get["scheme"], container.named_port(get["port"])) == ("/healthz", "HTTPS", port)
         else:
             # kubelet's native grpc probe cannot present a client certificate: the node would refuse it.
-            for probe in probes + [container.container.get("startupProbe", {"tcpSocket": {"port": port}})]:
+            for probe in [*probes, container.container.get("startupProbe", {"tcpSocket": {"port": port}})]:
                 assert set(probe) & {"grpc", "httpGet", "exec", "tcpSocket"} == {"tcpSocket"}
                 assert container.named_port(probe["tcpSocket"]["port"]) == port
 

@@ -31,7 +31,7 @@ async def test_registry_edits_apply_without_a_restart(federation, tmp_path):
     assert "2 authorities" in cli("registry", "list", "--file", str(registry)).stdout
     assert cli("registry", "remove", "--file", str(registry), "--code", "KENT").returncode == 0
     assert fed.server.app[WATCHER].check()
-    status, body = await fed.search(AMELIA)
+    _, body = await fed.search(AMELIA)
     assert body["coverage"]["asked"] == 1 and [r["authority"]["code"] for r in body["results"]] == ["LEEDS"]
     kent = fed.nodes["KENT"]
     added = cli("registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent",
@@ -40,7 +40,7 @@ async def test_registry_edits_apply_without_a_restart(federation, tmp_path):
     assert cli("registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent",
                "--address", kent.address).returncode == 1  # no silent duplicates
     assert fed.server.app[WATCHER].check()
-    status, body = await fed.search(AMELIA)
+    _status, body = await fed.search(AMELIA)
     assert body["coverage"] == {"asked": 2, "answered": 2, "not_answered": []}
 
 
@@ -48,7 +48,7 @@ async def test_a_broken_registry_is_refused_and_the_last_good_one_kept(federatio
     fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]})
     (tmp_path / "registry.json").write_text('{"authorities": [{"code": "bad code!"}]}')
     assert not fed.server.app[WATCHER].check()
-    status, body = await fed.search(AMELIA)
+    _status, body = await fed.search(AMELIA)
     assert body["coverage"]["asked"] == 2 and body["coverage"]["answered"] == 2
 
 
@@ -96,7 +96,7 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
         await client.close()
         assert info.certificate_expires != before
         assert info.certificate_expires == rotating.service.certificate_expires
-        assert dt.datetime.fromisoformat(info.certificate_expires) < dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=91)
+        assert dt.datetime.fromisoformat(info.certificate_expires) < dt.datetime.now(dt.UTC) + dt.timedelta(days=91)
     finally:
         await rotating.stop(grace=0)
 

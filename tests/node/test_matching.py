@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.identifiers import dob_int, postcode_parts
+from core.names import first_token, fold, is_placeholder, tokens
+from core.subject import Subject
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.matching import MatchEngine, MatchSettings
-from core.subject import Subject
 from node.nicknames import default_variants
-from core.identifiers import dob_int, postcode_parts
-from core.names import first_token, fold, is_placeholder, tokens
 from node.normalise import address_tokens
 from node.records import Record
 
@@ -196,8 +196,7 @@ def test_sibling_with_other_birthday_is_not_a_match():
 
 
 def test_moved_child_with_new_postcode_and_nickname_is_found():
-    records = _household() + [_rec("M1", "William", "Okonkwo", "2011-07-21", sex="M", postcode="LS8 1QT",
-                                    address="77 Harehills Lane")]
+    records = [*_household(), _rec("M1", "William", "Okonkwo", "2011-07-21", sex="M", postcode="LS8 1QT", address="77 Harehills Lane")]
     engine = _engine(records)
     results = engine.match(Subject(given_name="Bill", family_name="Okonkwo", date_of_birth="2011-07-21", sex="M",
                                  postcode="M14 5RT", address="3 Wilmslow Road"))
@@ -214,19 +213,19 @@ def test_moved_child_with_new_postcode_and_nickname_is_found():
     Subject(given_name="Aleksander", family_name="Smith", date_of_birth="2013-02-09", other_names=("Aleksander Nowak",)),
 ])
 def test_realistic_differences_still_find_the_child(query):
-    records = _household() + [_rec("N1", "Aleksander", "Nowak", "2013-02-09", sex="M", postcode="BD3 9AA")]
+    records = [*_household(), _rec("N1", "Aleksander", "Nowak", "2013-02-09", sex="M", postcode="BD3 9AA")]
     results = _engine(records).match(query)
     assert results and results[0].record_id == "N1", results
 
 
 def test_previous_surname_on_the_record_is_used():
-    records = _household() + [_rec("P1", "Amira", "Haddad", "2015-11-30", other_names=("Amira Mansour",))]
+    records = [*_household(), _rec("P1", "Amira", "Haddad", "2015-11-30", other_names=("Amira Mansour",))]
     results = _engine(records).match(Subject(given_name="Amira", family_name="Mansour", date_of_birth="2015-11-30"))
     assert results and results[0].record_id == "P1" and results[0].band == "match"
 
 
 def test_nhs_number_agreement_and_disagreement():
-    records = _household() + [_rec("H1", "Grace", "Adeyemi", "2010-01-15", nhs_number="9434765919")]
+    records = [*_household(), _rec("H1", "Grace", "Adeyemi", "2010-01-15", nhs_number="9434765919")]
     engine = _engine(records)
     [hit] = engine.match(Subject(nhs_number="9434765919", family_name="Adeyemi"))
     assert hit.record_id == "H1" and "NHS number agrees" in hit.reasons
@@ -236,14 +235,14 @@ def test_nhs_number_agreement_and_disagreement():
 
 
 def test_placeholder_given_name_is_not_evidence():
-    records = _household() + [_rec("B1", "Baby", "Begum", "2025-12-01", sex="F")]
+    records = [*_household(), _rec("B1", "Baby", "Begum", "2025-12-01", sex="F")]
     results = _engine(records).match(Subject(given_name="Ayesha", family_name="Begum", date_of_birth="2025-12-01"))
     assert all(r.band != "match" for r in results)  # a newborn placeholder may be possible, never a match
 
 
 def test_rare_surname_counts_for_more_than_a_common_one():
     common = [_rec(f"C{i}", f"Kid{i}", "Smith", f"200{i % 9}-0{1 + i % 9}-1{i % 9}") for i in range(300)]
-    records = common + [_rec("A", "Jack", "Smith", "2012-04-04"), _rec("B", "Jack", "Quaintance", "2012-04-04")]
+    records = [*common, _rec("A", "Jack", "Smith", "2012-04-04"), _rec("B", "Jack", "Quaintance", "2012-04-04")]
     engine = _engine(records)
     smith = engine.match(Subject(given_name="Jack", family_name="Smith", date_of_birth="2012-04-05"))
     rare = engine.match(Subject(given_name="Jack", family_name="Quaintance", date_of_birth="2012-04-05"))

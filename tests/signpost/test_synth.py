@@ -7,8 +7,8 @@ import csv
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,7 +147,7 @@ def test_every_row_follows_the_contract(result: SynthResult) -> None:
 
 
 def test_rows_of_one_record_repeat_the_identity(result: SynthResult) -> None:
-    for code, rows in result.rows.items():
+    for _code, rows in result.rows.items():
         seen: dict[str, tuple[str, ...]] = {}
         for row in rows:
             identity = tuple(row[c] for c in IDENTITY)
