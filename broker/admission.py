@@ -54,8 +54,15 @@ class AdmissionLimit:
     come back congested together, cost one cut and not one each.
     """
 
-    def __init__(self, ceiling: int, *, floor: int = 4, backoff: float = 0.7, growth: float = 0.2,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        floor: int = 4,
+        backoff: float = 0.7,
+        growth: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if ceiling < 1:
             raise ValueError("ceiling must be at least 1")
         self.ceiling, self.floor = ceiling, min(floor, ceiling)

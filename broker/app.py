@@ -51,8 +51,9 @@ log = structlog.get_logger("signpost.broker")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_body(status: int, code: str, message: str, fields: dict[str, str] | None = None,
-               **extra: Any) -> web.Response:
+def error_body(
+    status: int, code: str, message: str, fields: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
@@ -77,8 +78,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return response
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
-        return error_body(400, "invalid_request", f"request body larger than {limit} bytes",
-                          {"body": f"at most {limit} bytes"})
+        return error_body(
+            400, "invalid_request", f"request body larger than {limit} bytes", {"body": f"at most {limit} bytes"}
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -91,15 +93,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_body(500, "internal", "internal error")
 
 
-def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: AuditLog | None = None,
-               revocations: RevocationList | None = None, clock: Callable[[], float] = time.time) -> web.Application:
+def create_app(
+    config: BrokerConfig,
+    *,
+    fanout: FanOut | None = None,
+    audit: AuditLog | None = None,
+    revocations: RevocationList | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
     """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log,
     without ``revocations`` it reads the CRL named in the config."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
-    app[LIMITER] = RateLimiter(config.rate_limit_per_minute, config.rate_limit_per_day,
-                               alert_per_hour=config.alert_searches_per_hour, clock=clock)
+    app[LIMITER] = RateLimiter(
+        config.rate_limit_per_minute,
+        config.rate_limit_per_day,
+        alert_per_hour=config.alert_searches_per_hour,
+        clock=clock,
+    )
     app[METRICS] = Metrics()
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
@@ -108,8 +120,12 @@ def create_app(config: BrokerConfig, *, fanout: FanOut | None = None, audit: Aud
     app[REVOCATIONS] = revocations or RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[FANOUT] = fanout or build_fanout(load_registry(config.registry), config.tls, settings=config.health,
-                                             dispatch_window=config.dispatch_window_seconds)
+        app[FANOUT] = fanout or build_fanout(
+            load_registry(config.registry),
+            config.tls,
+            settings=config.health,
+            dispatch_window=config.dispatch_window_seconds,
+        )
         app[MONITOR] = HealthMonitor(app[FANOUT], app[FANOUT].settings)
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)

@@ -20,8 +20,7 @@ class BreakerState(StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(self, *, failure_threshold: int = 5, reset_after: float = 10.0,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, *, failure_threshold: int = 5, reset_after: float = 10.0, clock: Callable[[], float]) -> None:
         self.failure_threshold, self.reset_after = failure_threshold, reset_after
         self._clock = clock
         self.state = BreakerState.CLOSED

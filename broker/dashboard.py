@@ -32,16 +32,18 @@ def _hashes(tag: str, page: str) -> str:
 
 def _policy(page: str) -> str:
     # Hashes rather than 'unsafe-inline': a change to the page that adds a script must change this too.
-    return "; ".join([
-        "default-src 'none'",
-        f"script-src {_hashes('script', page)}",
-        f"style-src {_hashes('style', page)}",
-        "connect-src 'self'",
-        "img-src data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {_hashes('script', page)}",
+            f"style-src {_hashes('style', page)}",
+            "connect-src 'self'",
+            "img-src data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 _HEADERS = {

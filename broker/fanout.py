@@ -79,11 +79,19 @@ class FanOut:
     probation get at most ``probation_timeout`` of the deadline.
     """
 
-    def __init__(self, clients: Iterable[NodeClient], *, settings: HealthSettings | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_attempts: int = 8,
-                 retry_window: float = RETRY_WINDOW_SECONDS, max_retrying: int = 1,
-                 dispatch_window: float = DISPATCH_WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        clients: Iterable[NodeClient],
+        *,
+        settings: HealthSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_attempts: int = 8,
+        retry_window: float = RETRY_WINDOW_SECONDS,
+        max_retrying: int = 1,
+        dispatch_window: float = DISPATCH_WINDOW_SECONDS,
+    ) -> None:
         self.settings = settings or HealthSettings()
         self.gate = DispatchGate(dispatch_window)
         self._clock, self._wall_clock, self._sleep = clock, wall_clock, sleep
@@ -98,10 +106,14 @@ class FanOut:
         code = client.authority.code
         self._clients[code] = client
         if code not in self._health or self._health[code].authority != client.authority:
-            breaker = CircuitBreaker(failure_threshold=self.settings.failure_threshold,
-                                     reset_after=self.settings.reset_after, clock=self._clock)
-            self._health[code] = NodeHealth(client.authority, breaker, self.settings, self._wall_clock,
-                                            peers=self._peers)
+            breaker = CircuitBreaker(
+                failure_threshold=self.settings.failure_threshold,
+                reset_after=self.settings.reset_after,
+                clock=self._clock,
+            )
+            self._health[code] = NodeHealth(
+                client.authority, breaker, self.settings, self._wall_clock, peers=self._peers
+            )
 
     @property
     def clients(self) -> Sequence[NodeClient]:
@@ -121,8 +133,14 @@ class FanOut:
             self._peers.members.pop(code, None)
         return [c for c in old if self._clients.get(c.authority.code) is not c]
 
-    async def _retry(self, client: NodeClient, piece: bytes, budget_end: float,
-                     resign: Callable[[], bytes] | None, health: NodeHealth) -> Answered:
+    async def _retry(
+        self,
+        client: NodeClient,
+        piece: bytes,
+        budget_end: float,
+        resign: Callable[[], bytes] | None,
+        health: NodeHealth,
+    ) -> Answered:
         """After a first attempt found the node unreachable: retry within the window, if no other search is."""
         retry_until = min(budget_end, self._clock() + self.retry_window)
         retrying = False
@@ -136,16 +154,20 @@ class FanOut:
                     return True
                 health.retrying, retrying = health.retrying + 1, True
             # Stop while an attempt would still have time to answer, so the reason stays "unavailable".
-            return (state.attempt_number + 1 >= self.max_attempts
-                    or retry_until - self._clock() < MIN_ATTEMPT_SECONDS + 0.1)
+            return (
+                state.attempt_number + 1 >= self.max_attempts or retry_until - self._clock() < MIN_ATTEMPT_SECONDS + 0.1
+            )
 
         if give_up(RetryCallState(None, None, (), {})):  # type: ignore[arg-type]
             raise NodeUnavailable("not reachable")
         try:
             await self._sleep(0.05)
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(NodeUnavailable), stop=give_up,
-                wait=wait_exponential(multiplier=0.1, max=0.25), sleep=self._sleep, reraise=True,
+                retry=retry_if_exception_type(NodeUnavailable),
+                stop=give_up,
+                wait=wait_exponential(multiplier=0.1, max=0.25),
+                sleep=self._sleep,
+                reraise=True,
             ):
                 with attempt:
                     remaining = budget_end - self._clock()
@@ -159,9 +181,17 @@ class FanOut:
                 health.retrying -= 1
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
-    def _outcome(self, client: NodeClient, health: NodeHealth, search_id: str, started: float,
-                 answered: Answered | None, error: BaseException | None, debug: bool = False,
-                 judge: Judgement = "judged") -> Outcome:
+    def _outcome(
+        self,
+        client: NodeClient,
+        health: NodeHealth,
+        search_id: str,
+        started: float,
+        answered: Answered | None,
+        error: BaseException | None,
+        debug: bool = False,
+        judge: Judgement = "judged",
+    ) -> Outcome:
         """One node's part, and what it says of the node's health (see Judgement)."""
         if error is not None and not isinstance(error, NodeCallError):
             raise error
@@ -181,12 +211,17 @@ class FanOut:
         # counts); an authority that did not answer is worth a line at info.
         if error is not None or debug:  # skip building 150 debug events per search when nobody reads them
             (log.debug if error is None else log.info)(
-                "node_outcome", search_id=search_id, authority=client.authority.code,
-                outcome="answered" if error is None else error.reason, ms=round(ms, 1))
+                "node_outcome",
+                search_id=search_id,
+                authority=client.authority.code,
+                outcome="answered" if error is None else error.reason,
+                ms=round(ms, 1),
+            )
         return Outcome(client.authority, response, error, ms)
 
-    async def search(self, request: node_pb2.MatchRequest, deadline_seconds: float,
-                     resign: Callable[[], bytes] | None = None) -> Fanned:
+    async def search(
+        self, request: node_pb2.MatchRequest, deadline_seconds: float, resign: Callable[[], bytes] | None = None
+    ) -> Fanned:
         """Ask every node; ``resign`` gives a freshly signed copy of the request for retries.
 
         The query is serialised once and every first attempt is a future on the node's MatchPipe — no
@@ -217,8 +252,9 @@ class FanOut:
         answer_ms = [(future.result()[1] - started) * 1000 for *_, future in waiting if future.exception() is None]
         return congested(timeouts, not_sent + len(waiting), answer_ms, budget_ms)
 
-    async def _first_attempts(self, clients: Sequence[NodeClient], piece: bytes, search_id: str, started: float,
-                              deadline_at: float) -> tuple[dict[str, Outcome], list[_Waiting]]:
+    async def _first_attempts(
+        self, clients: Sequence[NodeClient], piece: bytes, search_id: str, started: float, deadline_at: float
+    ) -> tuple[dict[str, Outcome], list[_Waiting]]:
         """Every node's first attempt, answered or expired by its budget; open circuits answered at once."""
         now = self._clock()
         outcomes: dict[str, Outcome] = {}
@@ -228,7 +264,8 @@ class FanOut:
             health = self._health[client.authority.code]
             if not health.breaker.allow():
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None, NodeCircuitOpen("circuit open after repeated failures"))
+                    client, health, search_id, started, None, NodeCircuitOpen("circuit open after repeated failures")
+                )
                 continue
             budget_end = deadline_at - RESERVE_SECONDS
             if health.on_probation:
@@ -236,20 +273,40 @@ class FanOut:
             if budget_end - now < MIN_ATTEMPT_SECONDS:
                 # The search's own time ran out before this node was asked: not the node's failure.
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None, NodeTimeout("no time left before the deadline"),
-                    judge="not_sent")
+                    client,
+                    health,
+                    search_id,
+                    started,
+                    None,
+                    NodeTimeout("no time left before the deadline"),
+                    judge="not_sent",
+                )
                 continue
             # Nodes on probation have a timer of their own; the rest share the search's (below).
-            waiting.append((client, health, budget_end,
-                            client.submit(piece, None if budget_end == common_end else budget_end - now)))
+            waiting.append(
+                (
+                    client,
+                    health,
+                    budget_end,
+                    client.submit(piece, None if budget_end == common_end else budget_end - now),
+                )
+            )
         if waiting:
             await asyncio.wait([future for *_, future in waiting], timeout=max(0.0, common_end - now))
             for *_, future in waiting:
                 expire(future)
         return outcomes, waiting
 
-    async def _settle(self, outcomes: dict[str, Outcome], waiting: list[_Waiting], piece: bytes, search_id: str,
-                      started: float, resign: Callable[[], bytes] | None, was_congested: bool) -> None:
+    async def _settle(
+        self,
+        outcomes: dict[str, Outcome],
+        waiting: list[_Waiting],
+        piece: bytes,
+        search_id: str,
+        started: float,
+        resign: Callable[[], bytes] | None,
+        was_congested: bool,
+    ) -> None:
         """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones.
 
         In a congested search (broker.admission) timeouts are reported as ever but not held against each
@@ -261,17 +318,27 @@ class FanOut:
         for client, health, budget_end, future in waiting:
             error = future.exception()
             if isinstance(error, NodeUnavailable):
-                retries.append((client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health))))
+                retries.append(
+                    (client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health)))
+                )
             else:
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None if error else future.result(), error, debug,
-                    judge=timeout_judgement if isinstance(error, NodeTimeout) else "judged")
+                    client,
+                    health,
+                    search_id,
+                    started,
+                    None if error else future.result(),
+                    error,
+                    debug,
+                    judge=timeout_judgement if isinstance(error, NodeTimeout) else "judged",
+                )
         if retries:
             await asyncio.wait([task for *_, task in retries])
             for client, health, task in retries:
                 error = task.exception()
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None if error else task.result(), error)
+                    client, health, search_id, started, None if error else task.result(), error
+                )
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients))
@@ -282,6 +349,11 @@ def build_clients(authorities: Iterable[Authority], tls: TLSConfig) -> list[Node
     return [NodeClient(a, credentials) for a in authorities]
 
 
-def build_fanout(authorities: Iterable[Authority], tls: TLSConfig, *, settings: HealthSettings | None = None,
-                 dispatch_window: float = DISPATCH_WINDOW_SECONDS) -> FanOut:
+def build_fanout(
+    authorities: Iterable[Authority],
+    tls: TLSConfig,
+    *,
+    settings: HealthSettings | None = None,
+    dispatch_window: float = DISPATCH_WINDOW_SECONDS,
+) -> FanOut:
     return FanOut(build_clients(authorities, tls), settings=settings, dispatch_window=dispatch_window)

@@ -64,8 +64,9 @@ class Peers:
     Recomputed at most every ``interval`` seconds: it is read once per node per search.
     """
 
-    def __init__(self, settings: HealthSettings, *, clock: Callable[[], float] = time.monotonic,
-                 interval: float = 0.5) -> None:
+    def __init__(
+        self, settings: HealthSettings, *, clock: Callable[[], float] = time.monotonic, interval: float = 0.5
+    ) -> None:
         self.settings, self._clock, self.interval = settings, clock, interval
         self.members: dict[str, NodeHealth] = {}
         self._computed_at = float("-inf")
@@ -163,10 +164,17 @@ class NodeHealth:
         p50, p99 = percentile(finite, 50), percentile(list(self.latencies), 99)
         errors = self.outcomes.count(False)
         return {
-            "code": self.authority.code, "name": self.authority.name, "address": self.authority.address,
-            "status": self.status, "reason": self.last_error or None,
-            "latency_ms": {"p50": None if p50 is None else round(p50, 1),
-                           "p99": None if p99 is None or p99 == float("inf") else round(p99, 1)},
+            "code": self.authority.code,
+            "name": self.authority.name,
+            "address": self.authority.address,
+            "status": self.status,
+            "reason": self.last_error or None,
+            "latency_ms": {
+                "p50": None if p50 is None else round(p50, 1),
+                "p99": None if p99 is None or p99 == float("inf") else round(p99, 1),
+            },
             "error_rate": round(errors / len(self.outcomes), 3) if self.outcomes else None,
-            "last_success": _iso(self.last_success), "circuit": self.breaker.state.value, **self.info,
+            "last_success": _iso(self.last_success),
+            "circuit": self.breaker.state.value,
+            **self.info,
         }

@@ -47,8 +47,9 @@ class Watched(Protocol):
 class HealthMonitor:
     """Polls every node of a fan-out on an interval until stopped."""
 
-    def __init__(self, nodes: Watched, settings: HealthSettings, *,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self, nodes: Watched, settings: HealthSettings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         self.nodes, self.settings, self._sleep = nodes, settings, sleep
         self._loop = BackgroundLoop("signpost-health-monitor", self._run)
         self.start, self.stop = self._loop.start, self._loop.stop

@@ -112,10 +112,16 @@ class MatchPipe:
     that search alone, or, if the stream breaks, the stream's error — never a silent "no contact".
     """
 
-    def __init__(self, open_stream: Callable[[], BatchCall],
-                 convert: Callable[[node_pb2.MatchOutcome], node_pb2.MatchResponse], *,
-                 clock: Callable[[], float] = time.monotonic, lifetime: float = STREAM_LIFETIME_SECONDS,
-                 max_batch: int = MAX_BATCH, max_in_flight: int = MAX_BATCHES_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        open_stream: Callable[[], BatchCall],
+        convert: Callable[[node_pb2.MatchOutcome], node_pb2.MatchResponse],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        lifetime: float = STREAM_LIFETIME_SECONDS,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+    ) -> None:
         self._open, self._convert, self._clock = open_stream, convert, clock
         self.lifetime, self.max_batch, self.max_in_flight = lifetime, max_batch, max_in_flight
         self._queue: deque[tuple[bytes, asyncio.Future[Answered]]] = deque()
@@ -266,7 +272,8 @@ class NodeClient:
         )
         # request_serializer=None: batches are spliced from pieces each serialised once (batch_piece).
         stream: grpc.aio.StreamStreamMultiCallable[bytes, node_pb2.MatchBatchResult] = self.channel.stream_stream(
-            STREAM_METHOD, request_serializer=None, response_deserializer=node_pb2.MatchBatchResult.FromString)
+            STREAM_METHOD, request_serializer=None, response_deserializer=node_pb2.MatchBatchResult.FromString
+        )
         self._pipe: MatchPipe | None = None
         self._open_stream = lambda: stream()
         self._describe = self.channel.unary_unary(
@@ -327,14 +334,17 @@ class NodeClient:
         if status.status != health_pb2.HealthCheckResponse.SERVING:
             raise NodeUnavailable("not serving")
         info = await self.describe(timeout)
-        return {"record_count": info.record_count, "data_as_of": info.data_as_of or None,
-                "software_version": info.software_version, "cert_expires": info.certificate_expires or None}
+        return {
+            "record_count": info.record_count,
+            "data_as_of": info.data_as_of or None,
+            "software_version": info.software_version,
+            "cert_expires": info.certificate_expires or None,
+        }
 
     async def close(self, grace: float | None = None) -> None:
         if self._pipe is not None:
             await self._pipe.close()
         await self.channel.close(grace)
-
 
 
 def expire(future: asyncio.Future[Answered]) -> None:

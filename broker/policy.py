@@ -31,15 +31,17 @@ from protos.signpost.v1 import node_pb2
 
 # --- Who may do what -------------------------------------------------------------------------------
 
-ROUTE_ROLES: Mapping[tuple[str, str], tuple[Role, ...]] = MappingProxyType({
-    ("POST", "/v1/searches"): (Role.PRACTITIONER,),
-    ("GET", "/v1/nodes"): (Role.OPERATOR,),
-    ("GET", "/metrics"): (Role.OPERATOR,),
-    ("GET", "/dashboard"): (Role.OPERATOR,),
-    ("GET", "/v1/purposes"): (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR),
-    ("GET", "/v1/audit/entries"): (Role.AUDITOR,),
-    ("GET", "/v1/audit/checkpoint"): (Role.AUDITOR,),
-})
+ROUTE_ROLES: Mapping[tuple[str, str], tuple[Role, ...]] = MappingProxyType(
+    {
+        ("POST", "/v1/searches"): (Role.PRACTITIONER,),
+        ("GET", "/v1/nodes"): (Role.OPERATOR,),
+        ("GET", "/metrics"): (Role.OPERATOR,),
+        ("GET", "/dashboard"): (Role.OPERATOR,),
+        ("GET", "/v1/purposes"): (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR),
+        ("GET", "/v1/audit/entries"): (Role.AUDITOR,),
+        ("GET", "/v1/audit/checkpoint"): (Role.AUDITOR,),
+    }
+)
 """The roles each route admits, in the order a refusal names them. Node admins call no HTTPS route."""
 OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz")})
 """Routes that need no certificate: they must say nothing about data."""
@@ -55,20 +57,24 @@ def roles_for(method: str, path: str) -> tuple[Role, ...]:
 
 # --- Why a search may be made ----------------------------------------------------------------------
 
-PURPOSES: Mapping[str, str] = MappingProxyType({
-    "child-protection-enquiry": "Section 47 enquiry or strategy discussion about significant harm",
-    "child-in-need-assessment": "Section 17 assessment of a child in need",
-    "early-help-assessment": "Early help assessment with the family's consent",
-    "looked-after-child-review": "Review of a looked-after child's care plan",
-    "missing-child": "A child missing from home, care or education",
-    "private-fostering-assessment": "Assessment of a private fostering arrangement",
-    "youth-justice-assessment": "Assessment by a youth offending team",
-})
+PURPOSES: Mapping[str, str] = MappingProxyType(
+    {
+        "child-protection-enquiry": "Section 47 enquiry or strategy discussion about significant harm",
+        "child-in-need-assessment": "Section 17 assessment of a child in need",
+        "early-help-assessment": "Early help assessment with the family's consent",
+        "looked-after-child-review": "Review of a looked-after child's care plan",
+        "missing-child": "A child missing from home, care or education",
+        "private-fostering-assessment": "Assessment of a private fostering arrangement",
+        "youth-justice-assessment": "Assessment by a youth offending team",
+    }
+)
 """The purpose codes a search may give, with what each means (served by GET /v1/purposes)."""
 JUSTIFICATION_LENGTH = (10, 500)
 """Fewest and most characters of a justification, after trimming."""
-JUSTIFICATION_NAMES_THE_CHILD = ("must not contain the child's name, date of birth or NHS number "
-                                 "(it is kept in the audit log); give a case reference instead")
+JUSTIFICATION_NAMES_THE_CHILD = (
+    "must not contain the child's name, date of birth or NHS number "
+    "(it is kept in the audit log); give a case reference instead"
+)
 
 
 def justification_names_the_child(justification: str, subject: Subject) -> bool:
@@ -91,6 +97,7 @@ def justification_names_the_child(justification: str, subject: Subject) -> bool:
 
 # --- How much a search must say (the minimum query, against trawling) --------------------------------
 
+
 def minimum_query_refusals(subject: Subject) -> dict[str, str]:
     """Each field the minimum query (``core.subject.MINIMUM_QUERY``) still needs, with the reason given."""
     return {f"subject.{name}": "required: " + MINIMUM_QUERY for name in missing_for_minimum_query(subject)}
@@ -108,6 +115,7 @@ ALERT_SEARCHES_PER_HOUR = 60
 
 # --- What a result discloses to the practitioner -----------------------------------------------------
 
+
 def result_json(outcome: Outcome, candidate: node_pb2.Candidate) -> dict[str, Any]:
     """One candidate as the practitioner sees it: who holds a record and who to contact, not the record."""
     return {
@@ -117,9 +125,13 @@ def result_json(outcome: Outcome, candidate: node_pb2.Candidate) -> dict[str, An
         "reasons": list(candidate.reasons),
         "contacts": [
             {
-                "service": c.service, "team": c.team, "practitioner_name": c.practitioner_name,
-                "practitioner_role": c.practitioner_role, "practitioner_phone": c.practitioner_phone,
-                "practitioner_email": c.practitioner_email, "involvement_start": c.involvement_start or None,
+                "service": c.service,
+                "team": c.team,
+                "practitioner_name": c.practitioner_name,
+                "practitioner_role": c.practitioner_role,
+                "practitioner_phone": c.practitioner_phone,
+                "practitioner_email": c.practitioner_email,
+                "involvement_start": c.involvement_start or None,
                 "involvement_end": c.involvement_end or None,
             }
             for c in candidate.contacts
@@ -142,6 +154,7 @@ def coverage_json(outcomes: list[Outcome]) -> dict[str, Any]:
         "answered": len(outcomes) - len(missing),
         "not_answered": [
             {"code": o.authority.code, "name": o.authority.name, "reason": o.error.reason}
-            for o in missing if o.error is not None
+            for o in missing
+            if o.error is not None
         ],
     }

@@ -31,8 +31,9 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, per_day: int = 0, *, alert_per_hour: int = 0,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, per_minute: int, per_day: int = 0, *, alert_per_hour: int = 0, clock: Callable[[], float]
+    ) -> None:
         self.per_minute, self.per_day, self.alert_per_hour = per_minute, per_day, alert_per_hour
         self._clock = clock
         self._events: dict[str, deque[float]] = {}

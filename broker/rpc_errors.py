@@ -44,9 +44,22 @@ UNAVAILABLE_RULES: tuple[TextRule, ...] = (
     TextRule("certificate judged", ("certificate", "verif", "alert", "ssl_error_ssl"), NodeRefused, REFUSED),
     # A connection that broke, even mid-handshake ("Handshake read failed (recvmsg:Connection reset by
     # peer)"): the node went away, which is worth retrying, not a certificate refusal.
-    TextRule("connection broke", ("connection reset", "broken pipe", "socket closed", "connection refused", "recvmsg",
-                                  "sendmsg", "end of tcp stream", "connection aborted",
-                                  "failed to connect to remote host"), NodeUnavailable, UNREACHABLE),
+    TextRule(
+        "connection broke",
+        (
+            "connection reset",
+            "broken pipe",
+            "socket closed",
+            "connection refused",
+            "recvmsg",
+            "sendmsg",
+            "end of tcp stream",
+            "connection aborted",
+            "failed to connect to remote host",
+        ),
+        NodeUnavailable,
+        UNREACHABLE,
+    ),
     # A handshake that failed with no sign of a broken connection: the peer would not have us.
     TextRule("handshake refused", ("unauthenticated", "tsi_", "handshake failed"), NodeRefused, REFUSED),
 )

@@ -39,8 +39,14 @@ from broker.search_request import SearchRequest
 from certs.identity import Identity
 
 log = structlog.get_logger("signpost.broker")
-OUTCOMES = {200: "answered", 400: "invalid", 401: "unauthenticated", 403: "forbidden", 429: "rate_limited",
-            503: "unavailable"}
+OUTCOMES = {
+    200: "answered",
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    429: "rate_limited",
+    503: "unavailable",
+}
 """The outcome an entry (and the searches metric) records for each status; any other is "error"."""
 
 
@@ -62,14 +68,24 @@ class SearchRecord:
     receipt: Receipt | None = None
 
     def identify(self, caller: Identity) -> None:
-        self.actor = {"user_id": caller.id, "name": caller.name, "organisation": caller.organisation,
-                      "role": caller.role.value, "email": caller.email}
+        self.actor = {
+            "user_id": caller.id,
+            "name": caller.name,
+            "organisation": caller.organisation,
+            "role": caller.role.value,
+            "email": caller.email,
+        }
 
     def describe(self, search: SearchRequest, key: bytes) -> None:
         s = search.subject
         self.purpose = {"code": search.purpose_code, "justification": search.justification}
-        self.subject_hashes = subject_hashes(key, given_name=s.given_name, family_name=s.family_name,
-                                             date_of_birth=s.date_of_birth or None, nhs_number=s.nhs_number)
+        self.subject_hashes = subject_hashes(
+            key,
+            given_name=s.given_name,
+            family_name=s.family_name,
+            date_of_birth=s.date_of_birth or None,
+            nhs_number=s.nhs_number,
+        )
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
@@ -83,9 +99,16 @@ class SearchRecord:
 
     def entry(self, status: int, outcome: str, now: dt.datetime) -> dict[str, Any]:
         return {
-            "type": "search", "time": now.isoformat(timespec="milliseconds"), "search_id": self.search_id,
-            "status": status, "outcome": outcome, "actor": self.actor, "purpose": self.purpose,
-            "subject_hashes": self.subject_hashes, "results": self.results, "answered": self.answered,
+            "type": "search",
+            "time": now.isoformat(timespec="milliseconds"),
+            "search_id": self.search_id,
+            "status": status,
+            "outcome": outcome,
+            "actor": self.actor,
+            "purpose": self.purpose,
+            "subject_hashes": self.subject_hashes,
+            "results": self.results,
+            "answered": self.answered,
             "not_answered": self.not_answered,
         }
 
@@ -99,8 +122,9 @@ async def commit(app: web.Application, record: SearchRecord, status: int, outcom
         receipt = await app[AUDIT].append(record.entry(status, outcome, now))
     except AuditError as exc:
         log.error("audit_write_failed", search_id=record.search_id, error_type=type(exc).__name__)
-        raise AuditUnavailable("the search could not be recorded in the audit log, so its results are "
-                               "withheld; try again shortly") from None
+        raise AuditUnavailable(
+            "the search could not be recorded in the audit log, so its results are withheld; try again shortly"
+        ) from None
     finally:
         metrics.audit_seconds.observe(time.perf_counter() - started)
     record.receipt = receipt

@@ -23,7 +23,16 @@ from broker.policy import (
 from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date_of_birth
 from core.subject import Subject
 
-SUBJECT_TEXT = ("given_name", "middle_names", "family_name", "date_of_birth", "sex", "postcode", "address", "nhs_number")
+SUBJECT_TEXT = (
+    "given_name",
+    "middle_names",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address",
+    "nhs_number",
+)
 SUBJECT_FIELDS = frozenset((*SUBJECT_TEXT, "other_names"))
 TOP_FIELDS = frozenset({"subject", "purpose"})
 PURPOSE_FIELDS = frozenset({"code", "justification"})

@@ -40,8 +40,14 @@ def _mtimes(*paths: Path) -> tuple[float, ...]:
 
 
 class ConfigWatcher:
-    def __init__(self, config: BrokerConfig, fanout: FanOut, *, interval: float = 2.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        fanout: FanOut,
+        *,
+        interval: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.config, self.fanout, self.interval, self._sleep = config, fanout, interval, sleep
         self._registry_stamp = _mtimes(config.registry)
         self._tls_stamp = _mtimes(config.tls.cert, config.tls.key, config.tls.ca)

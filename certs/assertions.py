@@ -53,14 +53,16 @@ def create_assertion_key(directory: Path, stem: str = "assertion") -> tuple[Path
     """Write a new Ed25519 key pair: ``<stem>.key`` (0600) and ``<stem>.pub``."""
     directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     key_path, pub_path = directory / f"{stem}.key", directory / f"{stem}.pub"
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(private)
-    pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return key_path.resolve(), pub_path.resolve()
 
 
@@ -88,10 +90,15 @@ class AssertionSigner:
 
     def sign(self, request: node_pb2.MatchRequest) -> None:
         assertion = node_pb2.QueryAssertion(
-            search_id=request.search_id, user_id=request.requester.user_id,
-            organisation=request.requester.organisation, role=request.requester.role,
-            purpose_code=request.purpose.code, query_sha256=request_digest(request),
-            issued_at_ms=int(self._clock() * 1000), nonce=secrets.token_bytes(16), key_id=self.key_id,
+            search_id=request.search_id,
+            user_id=request.requester.user_id,
+            organisation=request.requester.organisation,
+            role=request.requester.role,
+            purpose_code=request.purpose.code,
+            query_sha256=request_digest(request),
+            issued_at_ms=int(self._clock() * 1000),
+            nonce=secrets.token_bytes(16),
+            key_id=self.key_id,
         )
         request.assertion = assertion.SerializeToString(deterministic=True)
         request.assertion_signature = self._key.sign(request.assertion)
@@ -100,8 +107,13 @@ class AssertionSigner:
 class AssertionVerifier:
     """A node's side: accepts each signed search once, while fresh, from a known broker key."""
 
-    def __init__(self, public_keys: Iterable[Ed25519PublicKey], *, max_skew: float = MAX_SKEW_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        public_keys: Iterable[Ed25519PublicKey],
+        *,
+        max_skew: float = MAX_SKEW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = {key_id(k): k for k in public_keys}
         if not self._keys:
             raise ValueError("at least one broker public key is needed")
@@ -140,7 +152,10 @@ class AssertionVerifier:
         if assertion.query_sha256 != request_digest(request):
             raise AssertionRejected("assertion does not match the request")
         if (assertion.search_id, assertion.user_id, assertion.purpose_code) != (
-                request.search_id, request.requester.user_id, request.purpose.code):
+            request.search_id,
+            request.requester.user_id,
+            request.purpose.code,
+        ):
             raise AssertionRejected("assertion does not match the request")
         return assertion
 

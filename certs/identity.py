@@ -85,7 +85,7 @@ def identity_of(cert: x509.Certificate) -> Identity:
     uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith(URI_PREFIX)]
     if len(uris) != 1:
         raise IdentityError("certificate must carry exactly one urn:signpost: URI")
-    role_text, _, ident = uris[0][len(URI_PREFIX):].partition(":")
+    role_text, _, ident = uris[0][len(URI_PREFIX) :].partition(":")
     try:
         role = Role(role_text)
     except ValueError as exc:

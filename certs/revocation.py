@@ -42,8 +42,9 @@ def load_crl(path: Path, ca_cert: x509.Certificate) -> frozenset[int]:
 class RevocationList:
     """Revoked serials from a CRL file, re-read when the file's modification time changes."""
 
-    def __init__(self, path: Path | None, ca_path: Path, *, clock: Callable[[], float] = time.monotonic,
-                 check_every: float = 1.0) -> None:
+    def __init__(
+        self, path: Path | None, ca_path: Path, *, clock: Callable[[], float] = time.monotonic, check_every: float = 1.0
+    ) -> None:
         self.path = path
         self._clock, self._check_every, self._checked = clock, check_every, float("-inf")
         self._ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
@@ -77,15 +78,21 @@ class RevocationList:
         return serial in self._serials
 
 
-def write_crl(ca_key: object, ca_cert: x509.Certificate, serials: set[int], path: Path,
-              *, now: dt.datetime | None = None) -> Path:
+def write_crl(
+    ca_key: object, ca_cert: x509.Certificate, serials: set[int], path: Path, *, now: dt.datetime | None = None
+) -> Path:
     """Sign a CRL listing ``serials`` and write it atomically."""
     now = now or dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
-               .last_update(now).next_update(now + dt.timedelta(days=7)))
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=7))
+    )
     for serial in sorted(serials):
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
     crl = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))

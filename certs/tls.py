@@ -63,7 +63,8 @@ def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
 def server_certificate_configuration(tls: TLSConfig) -> grpc.ServerCertificateConfiguration:
     """The files a gRPC server presents and the CA it holds clients to, read now."""
     return grpc.ssl_server_certificate_configuration(
-        [(tls.key.read_bytes(), tls.cert.read_bytes())], root_certificates=tls.ca.read_bytes())
+        [(tls.key.read_bytes(), tls.cert.read_bytes())], root_certificates=tls.ca.read_bytes()
+    )
 
 
 def rotating_server_credentials(
@@ -79,8 +80,9 @@ def rotating_server_credentials(
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     """Fixed server credentials that demand a client certificate from the federation CA."""
-    return grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())],
-                                       root_certificates=tls.ca.read_bytes(), require_client_auth=True)
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())], root_certificates=tls.ca.read_bytes(), require_client_auth=True
+    )
 
 
 def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:

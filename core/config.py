@@ -30,7 +30,7 @@ def read_toml(path: Path, env: Mapping[str, str], prefix: str) -> dict[str, Any]
     for name, value in env.items():
         if not name.startswith(prefix):
             continue
-        keys = name[len(prefix):].lower().split("__")
+        keys = name[len(prefix) :].lower().split("__")
         table = data
         for key in keys[:-1]:
             table = table.setdefault(key, {})

@@ -16,17 +16,67 @@ import unicodedata
 from functools import lru_cache
 
 # Names a record holds before a child is named, or when the name is not known.
-PLACEHOLDERS = frozenset({
-    "baby", "babyboy", "babygirl", "boy", "girl", "infant", "newborn", "unknown", "unnamed", "notknown",
-    "nk", "na", "none", "twin", "twina", "twinb", "twin1", "twin2", "twinone", "twintwo", "child", "bb", "bg",
-    "babyof", "male", "female", "xx", "xxx", "test",
-})
-_SPECIAL = str.maketrans({"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th",
-                          "ı": "i", "ħ": "h", "ŀ": "l"})
+PLACEHOLDERS = frozenset(
+    {
+        "baby",
+        "babyboy",
+        "babygirl",
+        "boy",
+        "girl",
+        "infant",
+        "newborn",
+        "unknown",
+        "unnamed",
+        "notknown",
+        "nk",
+        "na",
+        "none",
+        "twin",
+        "twina",
+        "twinb",
+        "twin1",
+        "twin2",
+        "twinone",
+        "twintwo",
+        "child",
+        "bb",
+        "bg",
+        "babyof",
+        "male",
+        "female",
+        "xx",
+        "xxx",
+        "test",
+    }
+)
+_SPECIAL = str.maketrans(
+    {"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h", "ŀ": "l"}
+)
 _SPLIT = re.compile(r"[\s\-‐‑–—_/.,;]+")
 # Particles that are written with or without a space: "Mac Donald" = "MacDonald", "De Souza" = "DeSouza".
-_PARTICLES = frozenset({"mac", "mc", "o", "de", "da", "di", "del", "della", "van", "von", "der", "le", "la",
-                        "st", "al", "el", "bin", "ibn", "ben"})
+_PARTICLES = frozenset(
+    {
+        "mac",
+        "mc",
+        "o",
+        "de",
+        "da",
+        "di",
+        "del",
+        "della",
+        "van",
+        "von",
+        "der",
+        "le",
+        "la",
+        "st",
+        "al",
+        "el",
+        "bin",
+        "ibn",
+        "ben",
+    }
+)
 
 
 @lru_cache(maxsize=200_000)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from protos.signpost.v1 import node_pb2
 
 MINIMUM_QUERY = (
-    "a search needs given_name, family_name and date_of_birth, "
-    "or a valid nhs_number with family_name or date_of_birth"
+    "a search needs given_name, family_name and date_of_birth, or a valid nhs_number with family_name or date_of_birth"
 )
 """The rule against trawling, in the words every refusal uses."""
 SEXES = ("", "M", "F", "U")
@@ -43,17 +42,29 @@ class Subject:
 
     def to_proto(self) -> node_pb2.Subject:
         return node_pb2.Subject(
-            given_name=self.given_name, middle_names=self.middle_names, family_name=self.family_name,
-            other_names=list(self.other_names), date_of_birth=self.date_of_birth, sex=self.sex,
-            postcode=self.postcode, address=self.address, nhs_number=self.nhs_number,
+            given_name=self.given_name,
+            middle_names=self.middle_names,
+            family_name=self.family_name,
+            other_names=list(self.other_names),
+            date_of_birth=self.date_of_birth,
+            sex=self.sex,
+            postcode=self.postcode,
+            address=self.address,
+            nhs_number=self.nhs_number,
         )
 
     @classmethod
     def from_proto(cls, message: node_pb2.Subject) -> Subject:
         return cls(
-            given_name=message.given_name, middle_names=message.middle_names, family_name=message.family_name,
-            other_names=tuple(message.other_names), date_of_birth=message.date_of_birth, sex=message.sex,
-            postcode=message.postcode, address=message.address, nhs_number=message.nhs_number,
+            given_name=message.given_name,
+            middle_names=message.middle_names,
+            family_name=message.family_name,
+            other_names=tuple(message.other_names),
+            date_of_birth=message.date_of_birth,
+            sex=message.sex,
+            postcode=message.postcode,
+            address=message.address,
+            nhs_number=message.nhs_number,
         )
 
 

@@ -34,12 +34,33 @@ class Field:
         return len(self.levels) - 1
 
 
-GIVEN = Field("given name", ("agrees", "nickname or variant", "close spelling", "sounds alike",
-                             "similar spelling", "initial agrees", "differs"))
-FAMILY = Field("family name", ("agrees", "one part of a double-barrelled name agrees", "close spelling",
-                               "sounds alike", "similar spelling", "differs"))
-DOB = Field("date of birth", ("agrees", "day and month swapped", "one digit differs", "same month and year",
-                              "within a year", "differs"))
+GIVEN = Field(
+    "given name",
+    (
+        "agrees",
+        "nickname or variant",
+        "close spelling",
+        "sounds alike",
+        "similar spelling",
+        "initial agrees",
+        "differs",
+    ),
+)
+FAMILY = Field(
+    "family name",
+    (
+        "agrees",
+        "one part of a double-barrelled name agrees",
+        "close spelling",
+        "sounds alike",
+        "similar spelling",
+        "differs",
+    ),
+)
+DOB = Field(
+    "date of birth",
+    ("agrees", "day and month swapped", "one digit differs", "same month and year", "within a year", "differs"),
+)
 SEX = Field("sex", ("agrees", "differs"))
 POSTCODE = Field("postcode", ("agrees", "same sector", "same district", "same area", "differs"))
 ADDRESS = Field("address", ("agrees", "partly agrees", "differs"))

@@ -97,6 +97,8 @@ def _matching(reader: Reader) -> MatchSettings:
     match = reader.number("match_threshold", default.match_threshold)
     possible = reader.number("possible_threshold", default.possible_threshold)
     if not 0 < possible < match <= 1:
-        raise ConfigError(f"{reader.source}: key 'matching.possible_threshold' and 'matching.match_threshold' "
-                          "must satisfy 0 < possible_threshold < match_threshold <= 1")
+        raise ConfigError(
+            f"{reader.source}: key 'matching.possible_threshold' and 'matching.match_threshold' "
+            "must satisfy 0 < possible_threshold < match_threshold <= 1"
+        )
     return MatchSettings(match_threshold=match, possible_threshold=possible)

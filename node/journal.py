@@ -92,15 +92,33 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def record_many(self, searches: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]]) -> None:
+    def record_many(
+        self, searches: list[tuple[node_pb2.MatchRequest, list[tuple[str, str | None, str | None]]]]
+    ) -> None:
         """The rows of one call's searches (one, or a batch), in one transaction, committed before any is answered.
 
         Each search's rows are (kind, record id, band); kind none, match or alert.
         """
         now = self._clock().isoformat(timespec="seconds")
-        rows = [(now, request.search_id, kind, record_id, band, r.user_id, r.name, r.organisation, r.role,
-                 r.email, request.purpose.code, request.purpose.justification)
-                for request, outcomes in searches for r in (request.requester,) for kind, record_id, band in outcomes]
+        rows = [
+            (
+                now,
+                request.search_id,
+                kind,
+                record_id,
+                band,
+                r.user_id,
+                r.name,
+                r.organisation,
+                r.role,
+                r.email,
+                request.purpose.code,
+                request.purpose.justification,
+            )
+            for request, outcomes in searches
+            for r in (request.requester,)
+            for kind, record_id, band in outcomes
+        ]
         if not rows:
             return
         try:
@@ -111,7 +129,9 @@ class Journal:
                 self._db.executemany(
                     "INSERT INTO journal (time, search_id, kind, record_id, band, requester_id, requester_name, "
                     "requester_organisation, requester_role, requester_email, purpose_code, justification) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 # SQLite may already have rolled back (a full disk); a failed COMMIT may leave it open,
@@ -124,8 +144,9 @@ class Journal:
 
     def _rows(self, where: str, args: tuple[object, ...], limit: int) -> list[JournalRow]:
         cursor = self._db.execute(
-            f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM journal WHERE {where} "
-            "ORDER BY id DESC LIMIT ?", (*args, limit))
+            f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM journal WHERE {where} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
         return [JournalRow(*row) for row in cursor]
 
     def alerts(self, *, include_acknowledged: bool = False, limit: int = 200) -> list[JournalRow]:
@@ -142,5 +163,6 @@ class Journal:
         cursor = self._db.execute(
             "UPDATE journal SET acknowledged_at = ?, acknowledged_by = ? "
             "WHERE id = ? AND kind = 'alert' AND acknowledged_at IS NULL",
-            (self._clock().isoformat(timespec="seconds"), by, alert_id))
+            (self._clock().isoformat(timespec="seconds"), by, alert_id),
+        )
         return cursor.rowcount == 1

@@ -113,10 +113,16 @@ class _Prepared:
             givens.append(g)
             families.append(f)
         middle = next(iter(tokens(q.middle_names)), "")
-        return cls(tuple(dict.fromkeys(g for g in givens if g)) or ("",), middle,
-                   tuple(dict.fromkeys(f for f in families if f)) or ((),),
-                   dob_int(q.date_of_birth), q.sex if q.sex in ("M", "F") else "",
-                   q.postcode, address_tokens(q.address) if q.address else frozenset(), q.nhs_number)
+        return cls(
+            tuple(dict.fromkeys(g for g in givens if g)) or ("",),
+            middle,
+            tuple(dict.fromkeys(f for f in families if f)) or ((),),
+            dob_int(q.date_of_birth),
+            q.sex if q.sex in ("M", "F") else "",
+            q.postcode,
+            address_tokens(q.address) if q.address else frozenset(),
+            q.nhs_number,
+        )
 
 
 def _swap_dob(dob: int) -> int:
@@ -139,8 +145,14 @@ def _given_codes(givens: Iterable[str]) -> set[str]:
     return {phonetic(g)[0] for g in givens if g} - {""}
 
 
-def blocking_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]], dobs: Iterable[int],
-                  sector: str, nhs: str, years: Iterable[int]) -> Iterator[int]:
+def blocking_keys(
+    givens: Iterable[str],
+    families: Iterable[tuple[str, ...]],
+    dobs: Iterable[int],
+    sector: str,
+    nhs: str,
+    years: Iterable[int],
+) -> Iterator[int]:
     """The index keys of a record (or a query: several dates, years and orientations)."""
     families, givens = list(families), list(givens)
     fam, giv = _family_codes(families), _given_codes(givens)
@@ -191,8 +203,9 @@ def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
 class MatchEngine:
     """One node's records, indexed and weighted; ``match`` answers one query."""
 
-    def __init__(self, table: RecordTable, index: BlockingIndex, model: Model, settings: MatchSettings,
-                 variants: NameVariants) -> None:
+    def __init__(
+        self, table: RecordTable, index: BlockingIndex, model: Model, settings: MatchSettings, variants: NameVariants
+    ) -> None:
         self.table, self.index, self.model, self.settings, self.variants = table, index, model, settings, variants
         self._log2_prior = -math.log2(max(len(table), settings.min_prior_records))
 
@@ -203,8 +216,9 @@ class MatchEngine:
     # -- building -------------------------------------------------------------
 
     @classmethod
-    def build(cls, records: Iterable[Record], settings: MatchSettings | None = None,
-              variants: NameVariants | None = None) -> MatchEngine:
+    def build(
+        cls, records: Iterable[Record], settings: MatchSettings | None = None, variants: NameVariants | None = None
+    ) -> MatchEngine:
         settings = settings or MatchSettings()
         table = RecordTable()
         given_counts: Counter[str] = Counter()
@@ -221,8 +235,12 @@ class MatchEngine:
                     yield key, i
 
         index = BlockingIndex.build(pairs())
-        model = Model(given_counts=dict(given_counts), family_counts=dict(family_counts),
-                      dob_counts=dict(dob_counts), records=len(table))
+        model = Model(
+            given_counts=dict(given_counts),
+            family_counts=dict(family_counts),
+            dob_counts=dict(dob_counts),
+            records=len(table),
+        )
         engine = cls(table, index, model, settings, variants or default_variants())
         if settings.learn and len(table) >= settings.learn_min_records:
             engine._learn()
@@ -275,8 +293,15 @@ class MatchEngine:
                 reasons = tuple(cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels, strict=False) if lv != NULL)
                 if s.swapped:
                     reasons = ("given and family names written the other way round", *reasons)
-                results.append(MatchResult(self.table.record_id[s.index], bool(self.table.shielded[s.index]),
-                                           band, round(s.probability, 4), reasons))
+                results.append(
+                    MatchResult(
+                        self.table.record_id[s.index],
+                        bool(self.table.shielded[s.index]),
+                        band,
+                        round(s.probability, 4),
+                        reasons,
+                    )
+                )
         results.sort(key=lambda r: (-r.score, r.record_id))
         return results[: self.settings.max_results]
 
@@ -287,15 +312,23 @@ class MatchEngine:
         if q.middle:  # known by their middle name: compare it with the name the record uses
             levels.append(cmp.given_level(q.middle, (t.given[i],), self.variants))
         given = min((lv for lv in levels if lv != NULL), default=NULL)
-        family = min((lv for lv in (cmp.family_level(f, t.families(i)) for f in q.families) if lv != NULL),
-                     default=NULL)
+        family = min(
+            (lv for lv in (cmp.family_level(f, t.families(i)) for f in q.families) if lv != NULL), default=NULL
+        )
         if given in (0, 1) and family in (0, 1):
             return given, family, False
-        swapped_given = min((cmp.given_level("".join(f), t.givens(i), self.variants) for f in q.families if f),
-                            default=NULL)
+        swapped_given = min(
+            (cmp.given_level("".join(f), t.givens(i), self.variants) for f in q.families if f), default=NULL
+        )
         swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
-        if (swapped_given != NULL and swapped_family != NULL and given != NULL and family != NULL
-                and swapped_given + swapped_family < given + family and max(swapped_given, swapped_family) <= 1):
+        if (
+            swapped_given != NULL
+            and swapped_family != NULL
+            and given != NULL
+            and family != NULL
+            and swapped_given + swapped_family < given + family
+            and max(swapped_given, swapped_family) <= 1
+        ):
             return swapped_given, swapped_family, True
         return given, family, False
 
@@ -303,14 +336,17 @@ class MatchEngine:
         t = self.table
         given, family, swapped = self._name_levels(q, i)
         levels = (
-            given, family, cmp.dob_level(q.dob, t.dob[i]), cmp.sex_level(q.sex, t.sex[i]),
+            given,
+            family,
+            cmp.dob_level(q.dob, t.dob[i]),
+            cmp.sex_level(q.sex, t.sex[i]),
             cmp.postcode_level(q.postcode, t.postcode[i]),
             cmp.address_level(q.address, address_tokens(t.address[i])) if q.address else NULL,
             cmp.nhs_level(q.nhs, t.nhs[i]),
         )
         total = self._log2_prior + sum(self.model.weight(f, lv) for f, lv in enumerate(levels))
         total += self._tf_adjustment(levels, i)
-        probability = 1.0 / (1.0 + 2.0 ** -total) if total > -1000 else 0.0
+        probability = 1.0 / (1.0 + 2.0**-total) if total > -1000 else 0.0
         if probability < self.settings.possible_threshold:
             return None
         primary = cmp.given_level(q.givens[0], (t.given[i],), self.variants)
@@ -337,9 +373,9 @@ class MatchEngine:
         lv = s.levels
         nhs_agrees = lv[NHS] == 0
         if lv[GIVEN] == cmp.GIVEN.disagree and not nhs_agrees:
-            return ""                                      # a different child: sibling, twin or namesake
+            return ""  # a different child: sibling, twin or namesake
         if lv[SEX] == 1 and lv[FAMILY] in (0, 1) and lv[DOB] == 0 and not nhs_agrees:
-            return ""                                      # twins of different sex
+            return ""  # twins of different sex
         if s.probability >= self.settings.match_threshold and self._corroborated(lv, s.household_alone):
             return "match"
         return "possible" if s.probability >= self.settings.possible_threshold else ""
@@ -353,20 +389,21 @@ class MatchEngine:
         well, or the NHS number must. A different family name needs the same home too.
         """
         if lv[NHS] == 1:
-            return False                                   # different NHS numbers
+            return False  # different NHS numbers
         if lv[NHS] == 0:
             return lv[FAMILY] != NULL and lv[DOB] != NULL and (lv[FAMILY] <= 4 or lv[DOB] <= 1)
         same_home = lv[POSTCODE] == 0 or lv[ADDRESS] == 0
         if lv[SEX] == 1 or lv[FAMILY] == NULL or lv[DOB] == NULL:
             return False
-        if lv[GIVEN] == NULL:                              # "Baby": only the sole newborn at that home
+        if lv[GIVEN] == NULL:  # "Baby": only the sole newborn at that home
             return lv[FAMILY] == 0 and lv[DOB] == 0 and same_home and household_alone
-        if lv[GIVEN] > 2:                                  # sounds alike, similar, initial: Hassan is not Hussain
+        if lv[GIVEN] > 2:  # sounds alike, similar, initial: Hassan is not Hussain
             return False
         if lv[FAMILY] == cmp.FAMILY.disagree and not same_home:
-            return False                                   # a new surname needs the same home as evidence
-        return lv[DOB] <= 1 or (lv[DOB] <= 4 and (same_home or (lv[FAMILY] <= 1 and lv[GIVEN] == 0 and
-                                                   lv[POSTCODE] in (1, 2))))
+            return False  # a new surname needs the same home as evidence
+        return lv[DOB] <= 1 or (
+            lv[DOB] <= 4 and (same_home or (lv[FAMILY] <= 1 and lv[GIVEN] == 0 and lv[POSTCODE] in (1, 2)))
+        )
 
     def _household_guard(self, scored: list[_Scored]) -> list[_Scored]:
         """Within one household (family name and date of birth agree), only the best given name can be the child."""
@@ -381,9 +418,16 @@ class MatchEngine:
         # whose first name is the searched child's middle name loses to the child it is named after.
         best = min((s.levels[GIVEN], s.given_primary) for s in known)
         best_names = {t.given[s.index] for s in known if (s.levels[GIVEN], s.given_primary) == best}
-        return [s for s in scored
-                if not (s in known and (s.levels[GIVEN], s.given_primary) != best
-                        and t.given[s.index] not in best_names and s.levels[NHS] != 0)]
+        return [
+            s
+            for s in scored
+            if not (
+                s in known
+                and (s.levels[GIVEN], s.given_primary) != best
+                and t.given[s.index] not in best_names
+                and s.levels[NHS] != 0
+            )
+        ]
 
 
 @dataclass(eq=False)

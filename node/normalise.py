@@ -26,8 +26,28 @@ def phonetic(name: str) -> tuple[str, str]:
 
 def address_tokens(address: str) -> frozenset[str]:
     """Words of an address, minus filler, for a token-overlap comparison."""
-    filler = {"flat", "the", "road", "rd", "street", "st", "avenue", "ave", "lane", "ln", "close", "cl", "way",
-              "drive", "dr", "court", "ct", "house", "apartment", "apt"}
+    filler = {
+        "flat",
+        "the",
+        "road",
+        "rd",
+        "street",
+        "st",
+        "avenue",
+        "ave",
+        "lane",
+        "ln",
+        "close",
+        "cl",
+        "way",
+        "drive",
+        "dr",
+        "court",
+        "ct",
+        "house",
+        "apartment",
+        "apt",
+    }
     return frozenset(t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in filler)
 
 

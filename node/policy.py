@@ -97,9 +97,13 @@ def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> no
     """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
     contacts = [
         node_pb2.Contact(
-            service=i.service, team=i.team, practitioner_name=i.practitioner_name,
-            practitioner_role=i.practitioner_role, practitioner_phone=i.practitioner_phone,
-            practitioner_email=i.practitioner_email, involvement_start=i.involvement_start,
+            service=i.service,
+            team=i.team,
+            practitioner_name=i.practitioner_name,
+            practitioner_role=i.practitioner_role,
+            practitioner_phone=i.practitioner_phone,
+            practitioner_email=i.practitioner_email,
+            involvement_start=i.involvement_start,
             involvement_end=i.involvement_end,
         )
         for i in involvements
@@ -110,8 +114,9 @@ def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> no
     return node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons), contacts=contacts)
 
 
-def disclose(results: Iterable[MatchResult], involvements_of: Callable[[str], Sequence[Involvement]],
-             entries: list[JournalEntry]) -> list[node_pb2.Candidate]:
+def disclose(
+    results: Iterable[MatchResult], involvements_of: Callable[[str], Sequence[Involvement]], entries: list[JournalEntry]
+) -> list[node_pb2.Candidate]:
     """The candidates one search's results may disclose; appends the search's journal rows to ``entries``.
 
     ``entries`` is the caller's list (one a search, already needed for the journal), so that this

@@ -15,9 +15,26 @@ from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_p
 from core.subject import Subject
 
 COLUMNS = (
-    "record_id", "given_name", "middle_names", "family_name", "other_names", "date_of_birth", "sex",
-    "address", "postcode", "nhs_number", "service", "team", "practitioner_name", "practitioner_role",
-    "practitioner_phone", "practitioner_email", "involvement_start", "involvement_end", "shielded", "sensitive",
+    "record_id",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "other_names",
+    "date_of_birth",
+    "sex",
+    "address",
+    "postcode",
+    "nhs_number",
+    "service",
+    "team",
+    "practitioner_name",
+    "practitioner_role",
+    "practitioner_phone",
+    "practitioner_email",
+    "involvement_start",
+    "involvement_end",
+    "shielded",
+    "sensitive",
 )
 REQUIRED = ("record_id", "given_name", "family_name", "date_of_birth")
 IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth")

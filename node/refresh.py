@@ -62,8 +62,9 @@ def settle_heap() -> None:
 class Refresher:
     """Watches a store for new imports and swaps a new generation into ``target``."""
 
-    def __init__(self, store: RecordStore, target: GenerationHolder, *, interval: float,
-                 settings: MatchSettings | None = None) -> None:
+    def __init__(
+        self, store: RecordStore, target: GenerationHolder, *, interval: float, settings: MatchSettings | None = None
+    ) -> None:
         self.store, self.target, self.interval, self.settings = store, target, interval, settings
         self._wake = asyncio.Event()
         self._loop = BackgroundLoop("signpost-refresher", self._run)

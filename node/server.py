@@ -110,8 +110,16 @@ async def start_node(config: NodeConfig) -> RunningNode:
     verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)
-    service = NodeService(config.code, config.name, generation, verifier=verifier, revocations=revocations,
-                          journal=journal, answer_floor_seconds=config.answer_floor_seconds, timer=TIMER)
+    service = NodeService(
+        config.code,
+        config.name,
+        generation,
+        verifier=verifier,
+        revocations=revocations,
+        journal=journal,
+        answer_floor_seconds=config.answer_floor_seconds,
+        timer=TIMER,
+    )
     service.certificate_expires = certificate_expiry(config.tls.cert)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),

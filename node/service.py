@@ -61,9 +61,18 @@ async def _pump(batches: AsyncIterator[node_pb2.MatchBatch], inbox: asyncio.Queu
 class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
     """One authority's answers, from one generation (index + snapshot) at a time; see node.refresh."""
 
-    def __init__(self, code: str, name: str, generation: Generation, *,
-                 verifier: AssertionVerifier, revocations: RevocationList, journal: Journal,
-                 answer_floor_seconds: float = policy.ANSWER_FLOOR_SECONDS, timer: PreciseTimer = TIMER) -> None:
+    def __init__(
+        self,
+        code: str,
+        name: str,
+        generation: Generation,
+        *,
+        verifier: AssertionVerifier,
+        revocations: RevocationList,
+        journal: Journal,
+        answer_floor_seconds: float = policy.ANSWER_FLOOR_SECONDS,
+        timer: PreciseTimer = TIMER,
+    ) -> None:
         self.code, self.name = code, name
         self.generation = generation
         self.verifier = verifier
@@ -110,8 +119,11 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, policy.PURPOSE_REQUIRED)
         return query
 
-    async def Match(self, request: node_pb2.MatchRequest,
-                    context: grpc.aio.ServicerContext[node_pb2.MatchRequest, node_pb2.MatchResponse]) -> node_pb2.MatchResponse:
+    async def Match(
+        self,
+        request: node_pb2.MatchRequest,
+        context: grpc.aio.ServicerContext[node_pb2.MatchRequest, node_pb2.MatchResponse],
+    ) -> node_pb2.MatchResponse:
         await self._require_broker(context)
         started = time.perf_counter()
         try:
@@ -127,15 +139,20 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         # longer than finding nothing, and neither the searcher nor the broker may be able to tell.
         await self.timer.wait_until(started + self.answer_floor_seconds)
         log.info(
-            "match_answered", search_id=request.search_id, purpose=request.purpose.code,
-            requester=request.requester.user_id, candidates=len(candidates),
+            "match_answered",
+            search_id=request.search_id,
+            purpose=request.purpose.code,
+            requester=request.requester.user_id,
+            candidates=len(candidates),
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
 
-    async def MatchStream(self, request_iterator: AsyncIterator[node_pb2.MatchBatch],
-                          context: grpc.aio.ServicerContext[node_pb2.MatchBatch, node_pb2.MatchBatchResult],
-                          ) -> AsyncIterator[node_pb2.MatchBatchResult]:
+    async def MatchStream(
+        self,
+        request_iterator: AsyncIterator[node_pb2.MatchBatch],
+        context: grpc.aio.ServicerContext[node_pb2.MatchBatch, node_pb2.MatchBatchResult],
+    ) -> AsyncIterator[node_pb2.MatchBatchResult]:
         """Batches of searches on one long-lived stream; each batch answered as one, after the floor."""
         identity = await self._require_broker(context)
         # Batches come through an inbox so that a shutdown can end the stream cleanly (close_streams):
@@ -190,9 +207,15 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         answered = log.bind().info  # one bind a batch: each call on the lazy proxy would bind anew
         for (at, request, _), candidates in zip(accepted, answers, strict=False):
             outcomes[at] = node_pb2.MatchOutcome(
-                response=node_pb2.MatchResponse(authority_code=self.code, candidates=candidates))
-            answered("match_answered", search_id=request.search_id, purpose=request.purpose.code,
-                     requester=request.requester.user_id, candidates=len(candidates))
+                response=node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
+            )
+            answered(
+                "match_answered",
+                search_id=request.search_id,
+                purpose=request.purpose.code,
+                requester=request.requester.user_id,
+                candidates=len(candidates),
+            )
         return [o for o in outcomes if o is not None]
 
     def _answer(self, searches: list[tuple[node_pb2.MatchRequest, Subject]]) -> list[list[node_pb2.Candidate]]:
@@ -210,12 +233,16 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         return answers
 
     async def Describe(
-        self, request: node_pb2.DescribeRequest,
+        self,
+        request: node_pb2.DescribeRequest,
         context: grpc.aio.ServicerContext[node_pb2.DescribeRequest, node_pb2.DescribeResponse],
     ) -> node_pb2.DescribeResponse:
         await self._require_broker(context)
         return node_pb2.DescribeResponse(
-            authority_code=self.code, authority_name=self.name, record_count=self.generation.matcher.size,
-            data_as_of=self.generation.store.data_as_of(), software_version=__version__,
+            authority_code=self.code,
+            authority_name=self.name,
+            record_count=self.generation.matcher.size,
+            data_as_of=self.generation.store.data_as_of(),
+            software_version=__version__,
             certificate_expires=self.certificate_expires,
         )

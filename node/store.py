@@ -50,8 +50,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _CHILD_COLUMNS = (
-    "record_id", "given_name", "middle_names", "family_name", "other_names", "date_of_birth",
-    "sex", "address", "postcode", "nhs_number", "shielded",
+    "record_id",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "other_names",
+    "date_of_birth",
+    "sex",
+    "address",
+    "postcode",
+    "nhs_number",
+    "shielded",
 )
 _INVOLVEMENT_COLUMNS = tuple(Involvement.__dataclass_fields__)
 
@@ -104,8 +113,10 @@ class RecordStore:
                         count += 1
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
                     # A counter, not the time: two imports in one second must still be told apart.
-                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_version', "
-                                "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)")
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('data_version', "
+                        "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)"
+                    )
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -148,8 +159,13 @@ class RecordStore:
         cursor = self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id")
         for values in cursor:
             row = dict(zip(_CHILD_COLUMNS, values, strict=False))
-            yield Record(**{**row, "other_names": tuple(n for n in row["other_names"].split(";") if n),
-                            "shielded": bool(row["shielded"])})
+            yield Record(
+                **{
+                    **row,
+                    "other_names": tuple(n for n in row["other_names"].split(";") if n),
+                    "shielded": bool(row["shielded"]),
+                }
+            )
 
     def involvements(self, record_id: str) -> tuple[Involvement, ...]:
         """The contacts of one record, in the order they were loaded."""
@@ -160,7 +176,10 @@ class RecordStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the record store at {self.path}: {exc}") from exc
-        return tuple(Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row, strict=False)), "sensitive": bool(row[-1])}) for row in rows)
+        return tuple(
+            Involvement(**{**dict(zip(_INVOLVEMENT_COLUMNS, row, strict=False)), "sensitive": bool(row[-1])})
+            for row in rows
+        )
 
     def records(self) -> Iterator[Record]:
         """Every record with its involvements (for exports and tests; the matcher uses ``identities``)."""

@@ -87,8 +87,11 @@ class Model:
         A name seen once among two records is not "common"; with TF_PSEUDO_RECORDS of
         prior weight, small nodes keep the default u and large nodes use their own counts.
         """
-        tables: dict[str, dict[Any, int]] = {"given name": self.given_counts, "family name": self.family_counts,
-                                             "date of birth": self.dob_counts}
+        tables: dict[str, dict[Any, int]] = {
+            "given name": self.given_counts,
+            "family name": self.family_counts,
+            "date of birth": self.dob_counts,
+        }
         counts = tables[field_name]
         prior = self.u[field_name][0]
         return (counts.get(value, 0) + TF_PSEUDO_RECORDS * prior) / (self.records + TF_PSEUDO_RECORDS)
@@ -104,7 +107,9 @@ def estimate_u(levels: np.ndarray, model: Model, *, smoothing: float = 1.0) -> N
         counts = np.bincount(known, minlength=len(f.levels)).astype(float)
         prior = np.array(DEFAULT_U[f.name])
         # Smooth towards the defaults so a level never seen in the sample keeps a small, finite u.
-        model.u[f.name] = list((counts + smoothing * len(f.levels) * prior) / (counts.sum() + smoothing * len(f.levels)))
+        model.u[f.name] = list(
+            (counts + smoothing * len(f.levels) * prior) / (counts.sum() + smoothing * len(f.levels))
+        )
     model.refresh()
 
 

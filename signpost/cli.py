@@ -24,8 +24,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("node", "an authority's node agent", node.add_arguments, node.run),
     Command("broker", "the federation broker", broker.add_arguments, broker.run),
     Command("synth", "write synthetic records CSVs with ground truth", synth.add_arguments, synth.run),
-    Command("registry", "the broker's list of authorities (reloaded while running)", registry.add_arguments,
-            registry.run),
+    Command(
+        "registry", "the broker's list of authorities (reloaded while running)", registry.add_arguments, registry.run
+    ),
     Command("audit", "check the audit log; compute subject hashes for auditors", audit.add_arguments, audit.run),
     Command("bench", "benchmarks that print figures and write JSON", bench.add_arguments, bench.run),
 )

@@ -26,8 +26,13 @@ from core.lifecycle import stop_on_signals
 from core.logs import configure
 from signpost.federation import LocalFederation, start_local_federation, write_description
 
-DEMO_AUTHORITIES = (("LEEDS", "Leeds"), ("MANCHESTER", "Manchester"), ("KENT", "Kent"),
-                    ("CORNWALL", "Cornwall"), ("TOWER-HAMLETS", "Tower Hamlets"))
+DEMO_AUTHORITIES = (
+    ("LEEDS", "Leeds"),
+    ("MANCHESTER", "Manchester"),
+    ("KENT", "Kent"),
+    ("CORNWALL", "Cornwall"),
+    ("TOWER-HAMLETS", "Tower Hamlets"),
+)
 CHECK_PURPOSE = {"code": "child-protection-enquiry", "justification": "signpost demo --check sample search"}
 # Nobody is called this: the check expects no authority to hold them.
 ABSENT = {"given_name": "Quillon", "family_name": "Zyxwvut-Nobody", "date_of_birth": "2011-02-03", "sex": "M"}
@@ -115,19 +120,27 @@ async def run_checks(fed: LocalFederation, authorities: list[tuple[str, str, Pat
             passed = full and (expected <= found if expected else not body["results"])
             ok &= passed
             want = ", ".join(sorted(expected)) or "no match anywhere"
-            print(f"[{'PASS' if passed else 'FAIL'}] expected {want}: HTTP {status}, "
-                  f"match at {', '.join(sorted(found)) or 'none'}, "
-                  f"coverage {body.get('coverage', {}).get('answered')}/{body.get('coverage', {}).get('asked')}")
+            print(
+                f"[{'PASS' if passed else 'FAIL'}] expected {want}: HTTP {status}, "
+                f"match at {', '.join(sorted(found)) or 'none'}, "
+                f"coverage {body.get('coverage', {}).get('answered')}/{body.get('coverage', {}).get('asked')}"
+            )
     return ok
 
 
 def curl_line(fed: LocalFederation, subject: dict[str, str]) -> str:
     users = fed.pki.users[Role.PRACTITIONER]
-    body = json.dumps({"subject": subject, "purpose": {"code": "child-protection-enquiry",
-                                                       "justification": "Strategy discussion, case 2291"}})
-    return (f"curl --cacert {shlex.quote(str(fed.pki.ca.cert))} --cert {shlex.quote(str(users.cert))} "
-            f"--key {shlex.quote(str(users.key))} -H 'Content-Type: application/json' "
-            f"-d {shlex.quote(body)} {fed.broker_url}/v1/searches")
+    body = json.dumps(
+        {
+            "subject": subject,
+            "purpose": {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"},
+        }
+    )
+    return (
+        f"curl --cacert {shlex.quote(str(fed.pki.ca.cert))} --cert {shlex.quote(str(users.cert))} "
+        f"--key {shlex.quote(str(users.key))} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)} {fed.broker_url}/v1/searches"
+    )
 
 
 async def _wait_for_signal() -> None:
@@ -141,19 +154,22 @@ async def run_demo(options: DemoOptions) -> int:
     (workdir / "federation.json").unlink(missing_ok=True)  # never leave a stale one claiming we are up
     with (workdir / "signpost.log").open("a", encoding="utf-8") as log_file:
         configure("info", log_file)
-        authorities = _authorities_from(options.data) if options.data else _synthesise(
-            workdir, options.children, options.seed)
+        authorities = (
+            _authorities_from(options.data) if options.data else _synthesise(workdir, options.children, options.seed)
+        )
         port = options.port if options.port is not None else (0 if options.check else 8443)
-        fed = await start_local_federation(workdir, authorities, broker_port=port,
-                                           rate_limit_per_minute=options.rate_limit)
+        fed = await start_local_federation(
+            workdir, authorities, broker_port=port, rate_limit_per_minute=options.rate_limit
+        )
         try:
             return await _serve(fed, authorities, workdir, options)
         finally:
             await fed.stop()
 
 
-async def _serve(fed: LocalFederation, authorities: list[tuple[str, str, Path]], workdir: Path,
-                 options: DemoOptions) -> int:
+async def _serve(
+    fed: LocalFederation, authorities: list[tuple[str, str, Path]], workdir: Path, options: DemoOptions
+) -> int:
     for code, report in fed.imports.items():
         print(f"{code}: {report.records_loaded} records loaded, {report.rows_rejected} rows rejected")
         for error in report.errors[:5]:

@@ -72,8 +72,16 @@ def create_pki(directory: Path, authorities: Sequence[tuple[str, str]]) -> Pki:
     }
     assertion_key, assertion_pub = create_assertion_key(directory)
     crl = write_crl(ca.key, ca.cert, set(), directory / "crl.pem")
-    return Pki(directory, ca_files, ca.issue_to(directory, "broker", broker_subject()), nodes, users,
-               assertion_key, assertion_pub, crl)
+    return Pki(
+        directory,
+        ca_files,
+        ca.issue_to(directory, "broker", broker_subject()),
+        nodes,
+        users,
+        assertion_key,
+        assertion_pub,
+        crl,
+    )
 
 
 @dataclass
@@ -96,11 +104,18 @@ class LocalFederation:
             "broker_url": self.broker_url,
             "ca": str(self.pki.ca.cert),
             "users": {r.value: {"cert": str(f.cert), "key": str(f.key)} for r, f in self.pki.users.items()},
-            "audit": {"db": self.broker_config.audit_log,
-                      "public_key": str(public_key_path(self.broker_config.audit_signing_key)),
-                      "subject_key": str(self.broker_config.subject_key)},
+            "audit": {
+                "db": self.broker_config.audit_log,
+                "public_key": str(public_key_path(self.broker_config.audit_signing_key)),
+                "subject_key": str(self.broker_config.subject_key),
+            },
             "authorities": [
-                {"code": n.config.code, "name": names[n.config.code], "grpc": n.address, "records": n.service.matcher.size}
+                {
+                    "code": n.config.code,
+                    "name": names[n.config.code],
+                    "grpc": n.address,
+                    "records": n.service.matcher.size,
+                }
                 for n in self.nodes
             ],
         }
@@ -136,22 +151,33 @@ async def start_local_federation(
             store = workdir / "stores" / f"{code}.sqlite3"
             store.unlink(missing_ok=True)  # the demo always starts from the given CSVs
             imports[code] = import_authority(store, csv_path)
-            config = NodeConfig(code=code, name=name, listen=("127.0.0.1", 0), store=store,
-                                tls=pki.tls(pki.nodes[code]), broker_public_keys=(pki.assertion_pub,))
+            config = NodeConfig(
+                code=code,
+                name=name,
+                listen=("127.0.0.1", 0),
+                store=store,
+                tls=pki.tls(pki.nodes[code]),
+                broker_public_keys=(pki.assertion_pub,),
+            )
             nodes.append(await start_node(config))
         registry = workdir / "registry.json"
-        save_registry(registry, tuple(
-            Authority(n.config.code, n.config.name, n.address, node_dns_name(n.config.code)) for n in nodes
-        ))
+        save_registry(
+            registry,
+            tuple(Authority(n.config.code, n.config.name, n.address, node_dns_name(n.config.code)) for n in nodes),
+        )
         broker_config = BrokerConfig(
-            listen=("127.0.0.1", broker_port), registry=registry, tls=pki.tls(pki.broker),
+            listen=("127.0.0.1", broker_port),
+            registry=registry,
+            tls=pki.tls(pki.broker),
             assertion_key=pki.assertion_key,
-            rate_limit_per_minute=rate_limit_per_minute, search_deadline_seconds=search_deadline_seconds,
+            rate_limit_per_minute=rate_limit_per_minute,
+            search_deadline_seconds=search_deadline_seconds,
             # --rate-limit 0 means bulk evaluation on one's own machine: no daily limit either.
             rate_limit_per_day=0 if rate_limit_per_minute == 0 else 300,
             alert_searches_per_hour=0 if rate_limit_per_minute == 0 else 60,
             # The audit log and its keys outlive a demo run (the PKI does not): restart and verify.
-            audit_log=str(workdir / "audit.sqlite3"), audit_signing_key=workdir / "audit.key",
+            audit_log=str(workdir / "audit.sqlite3"),
+            audit_signing_key=workdir / "audit.key",
             subject_key=workdir / "subject.key",
         )
         broker = await start_broker(broker_config, create_app(broker_config))

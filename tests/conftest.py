@@ -38,10 +38,19 @@ AUTHORITIES = [("LEEDS", "Leeds"), ("KENT", "Kent"), ("CORNWALL", "Cornwall"), (
 def row(**fields: str) -> dict[str, str]:
     """A records-CSV row with sensible defaults for a contact."""
     base = {
-        "record_id": "R1", "given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09",
-        "sex": "F", "postcode": "LS6 2AB", "address": "12 Oak Road", "service": "Children's social care",
-        "team": "Duty team", "practitioner_name": "Jo Bloggs", "practitioner_role": "Social worker",
-        "practitioner_phone": "0113 496 0000", "practitioner_email": "jo.bloggs@leeds.example",
+        "record_id": "R1",
+        "given_name": "Amelia",
+        "family_name": "Smith",
+        "date_of_birth": "2014-03-09",
+        "sex": "F",
+        "postcode": "LS6 2AB",
+        "address": "12 Oak Road",
+        "service": "Children's social care",
+        "team": "Duty team",
+        "practitioner_name": "Jo Bloggs",
+        "practitioner_role": "Social worker",
+        "practitioner_phone": "0113 496 0000",
+        "practitioner_email": "jo.bloggs@leeds.example",
         "involvement_start": "2022-01-04",
     }
     base.update(fields)
@@ -97,18 +106,23 @@ class Federation:
     def url(self) -> str:
         return str(self.server.make_url(""))
 
-    def session(self, user: IssuedFiles | None = None, *, role: Role | None = Role.PRACTITIONER,
-                ca: Path | None = None) -> aiohttp.ClientSession:
+    def session(
+        self, user: IssuedFiles | None = None, *, role: Role | None = Role.PRACTITIONER, ca: Path | None = None
+    ) -> aiohttp.ClientSession:
         files = user if user is not None else (self.pki.users[role] if role else None)
         context = client_ssl_context(ca or self.pki.ca.cert, files)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
         self.sessions.append(session)
         return session
 
-    async def search(self, subject: dict[str, Any], *, purpose: dict[str, str] | None = None,
-                     role: Role = Role.PRACTITIONER) -> tuple[int, dict[str, Any]]:
-        body = {"subject": subject,
-                "purpose": purpose or {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"}}
+    async def search(
+        self, subject: dict[str, Any], *, purpose: dict[str, str] | None = None, role: Role = Role.PRACTITIONER
+    ) -> tuple[int, dict[str, Any]]:
+        body = {
+            "subject": subject,
+            "purpose": purpose
+            or {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"},
+        }
         async with self.session(role=role).post(f"{self.url}/v1/searches", json=body) as resp:
             return resp.status, await resp.json()
 
@@ -122,11 +136,20 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
     """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``."""
     started: list[Federation] = []
 
-    async def make(data: dict[str, list[dict[str, str]]], *, node_files: dict[str, IssuedFiles] | None = None,
-                   extra: Iterable[Authority] = (), deadline: float = 2.0, rate_limit: int = 0,
-                   node_ca: Path | None = None, pki: Pki | None = None,
-                   audit_log: str | None = None, health: HealthSettings | None = None,
-                   max_in_flight: int = 64, revocations: RevocationList | None = None) -> Federation:
+    async def make(
+        data: dict[str, list[dict[str, str]]],
+        *,
+        node_files: dict[str, IssuedFiles] | None = None,
+        extra: Iterable[Authority] = (),
+        deadline: float = 2.0,
+        rate_limit: int = 0,
+        node_ca: Path | None = None,
+        pki: Pki | None = None,
+        audit_log: str | None = None,
+        health: HealthSettings | None = None,
+        max_in_flight: int = 64,
+        revocations: RevocationList | None = None,
+    ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = {}
@@ -135,21 +158,31 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             import_authority(store, write_csv(tmp_path / f"{code}.csv", rows))
             files = (node_files or {}).get(code, pki.nodes[code])
             tls = TLSConfig(ca=node_ca or pki.ca.cert, cert=files.cert, key=files.key, crl=pki.crl)
-            nodes[code] = await start_node(NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls,
-                                                      broker_public_keys=(pki.assertion_pub,)))
+            nodes[code] = await start_node(
+                NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls, broker_public_keys=(pki.assertion_pub,))
+            )
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
         authorities += list(extra)
         registry = tmp_path / "registry.json"
         save_registry(registry, tuple(authorities))
-        config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=pki.tls(pki.broker),
-                              assertion_key=pki.assertion_key, search_deadline_seconds=deadline,
-                              rate_limit_per_minute=rate_limit, rate_limit_per_day=0, alert_searches_per_hour=0,
-                              audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
-                              audit_signing_key=tmp_path / "audit.key",
-                              subject_key=tmp_path / "subject.key", health=health or FAST_HEALTH,
-                              max_searches_in_flight=max_in_flight)
-        app = create_app(config, fanout=build_fanout(authorities, config.tls, settings=config.health),
-                         revocations=revocations)
+        config = BrokerConfig(
+            listen=("127.0.0.1", 0),
+            registry=registry,
+            tls=pki.tls(pki.broker),
+            assertion_key=pki.assertion_key,
+            search_deadline_seconds=deadline,
+            rate_limit_per_minute=rate_limit,
+            rate_limit_per_day=0,
+            alert_searches_per_hour=0,
+            audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
+            audit_signing_key=tmp_path / "audit.key",
+            subject_key=tmp_path / "subject.key",
+            health=health or FAST_HEALTH,
+            max_searches_in_flight=max_in_flight,
+        )
+        app = create_app(
+            config, fanout=build_fanout(authorities, config.tls, settings=config.health), revocations=revocations
+        )
         server = TestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
         fed = Federation(pki, nodes, server, tmp_path)

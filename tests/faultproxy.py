@@ -242,17 +242,18 @@ class FaultProxy:
             while await reader.read(self.chunk_size):
                 pass
             return False
-        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*self.upstream),
-                                                      self.connect_timeout)
+        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*self.upstream), self.connect_timeout)
         conn.upstream = up_writer
         if self.mode in ("reset", "refuse"):  # switched while we were dialling
             return False
-        results = await asyncio.gather(self._pipe(conn, reader, up_writer, up=True),
-                                       self._pipe(conn, up_reader, conn.client, up=False))
+        results = await asyncio.gather(
+            self._pipe(conn, reader, up_writer, up=True), self._pipe(conn, up_reader, conn.client, up=False)
+        )
         return all(results)
 
-    async def _pipe(self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    *, up: bool) -> bool:
+    async def _pipe(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool
+    ) -> bool:
         """Carry one direction until EOF (True) or a break (False, and the whole connection is reset)."""
         line: _Line = asyncio.Queue(maxsize=64)
         feeder = asyncio.create_task(self._feed(conn, reader, line))

@@ -52,12 +52,15 @@ def test_no_package_imports_a_floor_above_or_beside_it():
     assert forbidden_edges() == []
 
 
-@pytest.mark.parametrize(("package", "source", "offending"), [
-    ("broker", "from node.normalise import fold", "broker imports node"),
-    ("node", "def f():\n    import broker.app\n", "node imports broker"),
-    ("core", "from signpost import __version__", "core imports signpost"),
-    ("certs", "import node.config as c", "certs imports node"),
-])
+@pytest.mark.parametrize(
+    ("package", "source", "offending"),
+    [
+        ("broker", "from node.normalise import fold", "broker imports node"),
+        ("node", "def f():\n    import broker.app\n", "node imports broker"),
+        ("core", "from signpost import __version__", "core imports signpost"),
+        ("certs", "import node.config as c", "certs imports node"),
+    ],
+)
 def test_the_walker_sees_each_kind_of_forbidden_import(package, source, offending):
     # The check above is only as good as the walker: each form of import must be seen.
     imported = imported_packages(source) & set(OURS)

@@ -10,6 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mypy_strict_is_clean():
-    result = subprocess.run([sys.executable, "-m", "mypy", "core", "broker", "node", "certs", "signpost", "scripts"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "core", "broker", "node", "certs", "signpost", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

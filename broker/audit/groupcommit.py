@@ -37,8 +37,9 @@ class GroupCommit:
     its caller stops waiting, as one being written always was.
     """
 
-    def __init__(self, write: Callable[[list[Pending]], Awaitable[list[Sealed | AuditWriteError]]], *,
-                 max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, write: Callable[[list[Pending]], Awaitable[list[Sealed | AuditWriteError]]], *, max_group: int = MAX_GROUP
+    ) -> None:
         self._write, self.max_group = write, max_group
         self._queue: deque[tuple[Pending, asyncio.Future[Sealed]]] = deque()
         self._drainer: asyncio.Task[None] | None = None

@@ -25,7 +25,6 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-
 @dataclass(frozen=True)
 class SignedHead:
     """A tree head the log's key signed: the checkpoint an auditor keeps."""
@@ -43,8 +42,12 @@ class SignedHead:
         return canonical_json({"tree_size": self.tree_size, "root": self.root, "timestamp": self.timestamp})
 
     def to_json(self) -> dict[str, Any]:
-        return {"tree_size": self.tree_size, "root": self.root, "timestamp": self.timestamp,
-                "signature": self.signature}
+        return {
+            "tree_size": self.tree_size,
+            "root": self.root,
+            "timestamp": self.timestamp,
+            "signature": self.signature,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> SignedHead:

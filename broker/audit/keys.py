@@ -143,7 +143,11 @@ def _dob(value: str | dt.date) -> str:
 
 
 def subject_hashes(
-    key: bytes, *, given_name: str, family_name: str, date_of_birth: str | dt.date | None,
+    key: bytes,
+    *,
+    given_name: str,
+    family_name: str,
+    date_of_birth: str | dt.date | None,
     nhs_number: str | None = None,
 ) -> list[str]:
     """HMAC-SHA256 (hex) of name + date of birth, family name + date of birth, and the NHS number.

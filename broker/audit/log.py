@@ -49,15 +49,21 @@ class Receipt:
     """Base64 Ed25519 over the canonical JSON of tree_size, root and timestamp."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "tree_size": self.tree_size, "root": self.root,
-                "timestamp": self.timestamp, "signature": self.signature}
+        return {
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "root": self.root,
+            "timestamp": self.timestamp,
+            "signature": self.signature,
+        }
 
 
 class AuditLog:
     """An audit store plus the key that signs its tree heads."""
 
-    def __init__(self, store: AuditStore, signing_key: Ed25519PrivateKey, *,
-                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, store: AuditStore, signing_key: Ed25519PrivateKey, *, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.store = store
         self._sign = HeadSigner(signing_key, clock=clock)
         self.public_key = signing_key.public_key()
@@ -79,12 +85,19 @@ class AuditLog:
         return head.to_json()
 
     async def entries(
-        self, *, actor: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        subject_hash: str | None = None, limit: int = 100, after_index: int | None = None,
+        self,
+        *,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        subject_hash: str | None = None,
+        limit: int = 100,
+        after_index: int | None = None,
     ) -> list[StoredEntry]:
         """Entries in index order matching every filter; page with ``after_index`` = last index seen."""
-        return await self.store.entries(actor=actor, since=since, until=until, subject_hash=subject_hash,
-                                        limit=limit, after_index=after_index)
+        return await self.store.entries(
+            actor=actor, since=since, until=until, subject_hash=subject_hash, limit=limit, after_index=after_index
+        )
 
     async def inclusion_proof(self, index: int, tree_size: int) -> list[str]:
         """The RFC 9162 audit path (hex) of entry ``index`` in the tree of ``tree_size`` entries.
@@ -94,8 +107,9 @@ class AuditLog:
         """
         head = await self.store.latest_head()
         if not 0 <= index < tree_size <= (head.tree_size if head else 0):
-            raise ValueError(f"no entry {index} in a tree of {tree_size} (the log holds "
-                             f"{head.tree_size if head else 0})")
+            raise ValueError(
+                f"no entry {index} in a tree of {tree_size} (the log holds {head.tree_size if head else 0})"
+            )
         leaves = await self.store.leaf_hashes(tree_size)
         return [h.hex() for h in merkle.inclusion_proof(leaves, index, tree_size)]
 
@@ -105,13 +119,15 @@ class AuditLog:
     async def __aenter__(self) -> AuditLog:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
 
-async def open_audit_log(url_or_path: str, signing_key_path: Path, *, schema: str | None = None,
-                         clock: Callable[[], dt.datetime] = utc_now) -> AuditLog:
+async def open_audit_log(
+    url_or_path: str, signing_key_path: Path, *, schema: str | None = None, clock: Callable[[], dt.datetime] = utc_now
+) -> AuditLog:
     """Open (creating if missing) the log at a ``postgresql://`` URL or SQLite path, and its signing key.
 
     Every broker process writing to one PostgreSQL log must use the same

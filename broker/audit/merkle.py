@@ -136,8 +136,10 @@ class Frontier:
     @classmethod
     def from_json(cls, data: Any) -> Frontier:
         """Rebuild a frontier; ValueError when ``data`` is not one ``to_json`` could have written."""
-        if not isinstance(data, dict) or not isinstance(data.get("size"), int) or not isinstance(
-            data.get("hashes"), list
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("size"), int)
+            or not isinstance(data.get("hashes"), list)
         ):
             raise ValueError("a frontier is {'size': int, 'hashes': [hex, ...]}")
         try:

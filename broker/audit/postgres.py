@@ -57,9 +57,11 @@ _PG_DDL = (
     """CREATE TABLE IF NOT EXISTS {s}.audit_state (
         id SMALLINT PRIMARY KEY CHECK (id = 1), tree_size BIGINT NOT NULL, frontier TEXT NOT NULL)""",
 )
-_PG_SCAN = ("SELECT e.idx, e.body, e.leaf_hash, e.head_json, e.head_signature, e.actor_user_id, e.created_at, "
-            "(SELECT string_agg(h.hash, ',') FROM {s}.audit_subject_hashes h WHERE h.idx = e.idx) "
-            "FROM {s}.audit_entries e")
+_PG_SCAN = (
+    "SELECT e.idx, e.body, e.leaf_hash, e.head_json, e.head_signature, e.actor_user_id, e.created_at, "
+    "(SELECT string_agg(h.hash, ',') FROM {s}.audit_subject_hashes h WHERE h.idx = e.idx) "
+    "FROM {s}.audit_entries e"
+)
 
 
 def _utc(when: dt.datetime | None) -> dt.datetime | None:
@@ -88,8 +90,7 @@ class PostgresAuditStore(AuditStore):
     connections that wait.
     """
 
-    def __init__(self, dsn: str, *, schema: str = "public", create: bool = True,
-                 connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, schema: str = "public", create: bool = True, connect_timeout: float = 10.0) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise AuditConfigError(f"audit schema {schema!r}: expected 1-63 of a-z, 0-9 and _, not a leading digit")
         self._dsn = dsn
@@ -112,8 +113,11 @@ class PostgresAuditStore(AuditStore):
             # autocommit: every transaction below is an explicit ``conn.transaction()`` block.
             # application_name lets an operator see (and a test kill) the log's sessions in pg_stat_activity.
             conn = await psycopg.AsyncConnection.connect(
-                self._dsn, autocommit=True, connect_timeout=max(1, int(self._timeout)),
-                application_name=f"signpost-audit:{self.schema}"[:63])
+                self._dsn,
+                autocommit=True,
+                connect_timeout=max(1, int(self._timeout)),
+                application_name=f"signpost-audit:{self.schema}"[:63],
+            )
             # The server default could be off; an append must not return before its commit is on disk.
             await conn.execute("SET synchronous_commit = on")
             self._conn = conn
@@ -130,13 +134,18 @@ class PostgresAuditStore(AuditStore):
                 if self._create:
                     async with conn.transaction():
                         # Two brokers starting together would race on CREATE ... IF NOT EXISTS without this.
-                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
-                                           [f"signpost-audit-schema:{self.schema}"])
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"signpost-audit-schema:{self.schema}"]
+                        )
                         for statement in _PG_DDL:
                             await conn.execute(self._q(statement))
-                        await conn.execute(self._q("INSERT INTO {s}.audit_state (id, tree_size, frontier) "
-                                                   "VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING"),
-                                           [EMPTY_FRONTIER])
+                        await conn.execute(
+                            self._q(
+                                "INSERT INTO {s}.audit_state (id, tree_size, frontier) "
+                                "VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING"
+                            ),
+                            [EMPTY_FRONTIER],
+                        )
                 else:
                     cur = await conn.execute("SELECT to_regclass(%s)::text", [f"{self.schema}.audit_entries"])
                     found = await cur.fetchone()
@@ -158,25 +167,42 @@ class PostgresAuditStore(AuditStore):
             async with self._lock:
                 conn = await self._connection()
                 async with conn.transaction():
-                    cur = await conn.execute(self._q(
-                        "SELECT tree_size, frontier FROM {s}.audit_state WHERE id = 1 FOR UPDATE"))
+                    cur = await conn.execute(
+                        self._q("SELECT tree_size, frontier FROM {s}.audit_state WHERE id = 1 FOR UPDATE")
+                    )
                     row = await cur.fetchone()
                     if row is None:
                         raise AuditIntegrityError(f"the audit state row is missing in schema {self.schema}")
                     placed = seal_group(group, int(row[0]), row[1])
                     async with conn.cursor() as cursor:
                         if placed.sealed:
-                            await cursor.executemany(self._q(
-                                "INSERT INTO {s}.audit_entries (idx, body, leaf_hash, head_json, head_signature, "
-                                "actor_user_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"),
-                                [(x.index, x.body, x.leaf_hash, x.head.message().decode(), x.head.signature,
-                                  x.fields.actor, x.created_at) for x in placed.sealed])
+                            await cursor.executemany(
+                                self._q(
+                                    "INSERT INTO {s}.audit_entries (idx, body, leaf_hash, head_json, head_signature, "
+                                    "actor_user_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                                ),
+                                [
+                                    (
+                                        x.index,
+                                        x.body,
+                                        x.leaf_hash,
+                                        x.head.message().decode(),
+                                        x.head.signature,
+                                        x.fields.actor,
+                                        x.created_at,
+                                    )
+                                    for x in placed.sealed
+                                ],
+                            )
                         hashes = [(h, x.index) for x in placed.sealed for h in x.fields.subject_hashes]
                         if hashes:
                             await cursor.executemany(
-                                self._q("INSERT INTO {s}.audit_subject_hashes (hash, idx) VALUES (%s, %s)"), hashes)
-                    await conn.execute(self._q("UPDATE {s}.audit_state SET tree_size = %s, frontier = %s "
-                                               "WHERE id = 1"), [placed.tree_size, placed.frontier_json])
+                                self._q("INSERT INTO {s}.audit_subject_hashes (hash, idx) VALUES (%s, %s)"), hashes
+                            )
+                    await conn.execute(
+                        self._q("UPDATE {s}.audit_state SET tree_size = %s, frontier = %s WHERE id = 1"),
+                        [placed.tree_size, placed.frontier_json],
+                    )
                 return placed.results
         except (psycopg.Error, OSError, ValueError, AuditError) as exc:
             raise write_failed(exc) from exc
@@ -193,13 +219,20 @@ class PostgresAuditStore(AuditStore):
             raise AuditIntegrityError(f"cannot read the audit log: {type(exc).__name__}") from exc
 
     async def latest_head(self) -> SignedHead | None:
-        rows = await self._fetch("SELECT idx, head_json, head_signature FROM {s}.audit_entries "
-                                 "ORDER BY idx DESC LIMIT 1", ())
+        rows = await self._fetch(
+            "SELECT idx, head_json, head_signature FROM {s}.audit_entries ORDER BY idx DESC LIMIT 1", ()
+        )
         return head_from_row(rows[0][1], rows[0][2], rows[0][0]) if rows else None
 
     async def entries(
-        self, *, actor: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        subject_hash: str | None = None, limit: int = 100, after_index: int | None = None,
+        self,
+        *,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        subject_hash: str | None = None,
+        limit: int = 100,
+        after_index: int | None = None,
     ) -> list[StoredEntry]:
         where: list[str] = ["TRUE"]
         params: list[Any] = []
@@ -213,8 +246,10 @@ class PostgresAuditStore(AuditStore):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        rows = await self._fetch(f"SELECT {ENTRY_COLUMNS} FROM {{s}}.audit_entries WHERE {' AND '.join(where)} "
-                                 "ORDER BY idx LIMIT %s", (*params, limit))
+        rows = await self._fetch(
+            f"SELECT {ENTRY_COLUMNS} FROM {{s}}.audit_entries WHERE {' AND '.join(where)} ORDER BY idx LIMIT %s",
+            (*params, limit),
+        )
         return [stored_entry(*row) for row in rows]
 
     async def scan(self, after_index: int | None, limit: int) -> list[RawRow]:
@@ -231,8 +266,9 @@ class PostgresAuditStore(AuditStore):
         return int(rows[0][0]), str(rows[0][1])
 
     async def leaf_hashes(self, tree_size: int) -> list[bytes]:
-        rows = await self._fetch("SELECT idx, leaf_hash FROM {s}.audit_entries WHERE idx >= 0 AND idx < %s "
-                                 "ORDER BY idx", (tree_size,))
+        rows = await self._fetch(
+            "SELECT idx, leaf_hash FROM {s}.audit_entries WHERE idx >= 0 AND idx < %s ORDER BY idx", (tree_size,)
+        )
         return check_leaves(rows, tree_size)
 
     async def close(self) -> None:

@@ -136,8 +136,15 @@ def seal(entry: Mapping[str, Any], tree_size: int, frontier_json: str, sign: Hea
     leaf = merkle.leaf_hash(leaf_bytes(tree_size, body))
     head = sign(tree_size + 1, frontier.append(leaf))
     created = fields.time or dt.datetime.fromisoformat(head.timestamp)
-    return Sealed(tree_size, body.decode(), leaf.hex(), head, fields, created,
-                  json.dumps(frontier.to_json(), separators=(",", ":")))
+    return Sealed(
+        tree_size,
+        body.decode(),
+        leaf.hex(),
+        head,
+        fields,
+        created,
+        json.dumps(frontier.to_json(), separators=(",", ":")),
+    )
 
 
 @dataclass(frozen=True)
@@ -190,9 +197,16 @@ def raw_row(row: Sequence[Any]) -> RawRow:
     """A scan row (idx, body, leaf_hash, head_json, head_signature, actor, created_at, hashes) as stored."""
     body = row[1] if isinstance(row[1], bytes) else str(row[1]).encode()
     created = row[6] if isinstance(row[6], str) else iso_utc(row[6]) if isinstance(row[6], dt.datetime) else ""
-    return RawRow(int(row[0]), body, str(row[2]), str(row[3]), str(row[4]), row[5], created,
-                  tuple(sorted(row[7].split(","))) if row[7] else ())
-
+    return RawRow(
+        int(row[0]),
+        body,
+        str(row[2]),
+        str(row[3]),
+        str(row[4]),
+        row[5],
+        created,
+        tuple(sorted(row[7].split(","))) if row[7] else (),
+    )
 
 
 def check_leaves(rows: Sequence[tuple[int, str]], tree_size: int) -> list[bytes]:

@@ -55,9 +55,11 @@ _SQLITE_DDL = (
     """CREATE TABLE IF NOT EXISTS audit_state (
         id INTEGER PRIMARY KEY CHECK (id = 1), tree_size INTEGER NOT NULL, frontier TEXT NOT NULL)""",
 )
-_SCAN = ("SELECT e.idx, e.body, e.leaf_hash, e.head_json, e.head_signature, e.actor_user_id, e.created_at, "
-         "(SELECT group_concat(h.hash, ',') FROM audit_subject_hashes h WHERE h.idx = e.idx) "
-         "FROM audit_entries e")
+_SCAN = (
+    "SELECT e.idx, e.body, e.leaf_hash, e.head_json, e.head_signature, e.actor_user_id, e.created_at, "
+    "(SELECT group_concat(h.hash, ',') FROM audit_subject_hashes h WHERE h.idx = e.idx) "
+    "FROM audit_entries e"
+)
 
 
 class SQLiteAuditStore(AuditStore):
@@ -127,8 +129,9 @@ class SQLiteAuditStore(AuditStore):
                 db.execute("BEGIN IMMEDIATE")
                 for statement in _SQLITE_DDL:
                     db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO audit_state (id, tree_size, frontier) VALUES (1, 0, ?)",
-                           (EMPTY_FRONTIER,))
+                db.execute(
+                    "INSERT OR IGNORE INTO audit_state (id, tree_size, frontier) VALUES (1, 0, ?)", (EMPTY_FRONTIER,)
+                )
                 db.execute("COMMIT")
             elif db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'audit_entries'").fetchone()[0] != 1:
                 raise AuditConfigError(f"{self.path}: not a Signpost audit log")
@@ -155,12 +158,27 @@ class SQLiteAuditStore(AuditStore):
             db.executemany(
                 "INSERT INTO audit_entries (idx, body, leaf_hash, head_json, head_signature, actor_user_id, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(x.index, x.body, x.leaf_hash, x.head.message().decode(), x.head.signature, x.fields.actor,
-                  iso_utc(x.created_at)) for x in placed.sealed])
-            db.executemany("INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
-                           [(h, x.index) for x in placed.sealed for h in x.fields.subject_hashes])
-            db.execute("UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1",
-                       (placed.tree_size, placed.frontier_json))
+                [
+                    (
+                        x.index,
+                        x.body,
+                        x.leaf_hash,
+                        x.head.message().decode(),
+                        x.head.signature,
+                        x.fields.actor,
+                        iso_utc(x.created_at),
+                    )
+                    for x in placed.sealed
+                ],
+            )
+            db.executemany(
+                "INSERT INTO audit_subject_hashes (hash, idx) VALUES (?, ?)",
+                [(h, x.index) for x in placed.sealed for h in x.fields.subject_hashes],
+            )
+            db.execute(
+                "UPDATE audit_state SET tree_size = ?, frontier = ? WHERE id = 1",
+                (placed.tree_size, placed.frontier_json),
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -172,13 +190,22 @@ class SQLiteAuditStore(AuditStore):
         return await self._run(self._latest_head)
 
     def _latest_head(self) -> SignedHead | None:
-        row = self._conn().execute(
-            "SELECT idx, head_json, head_signature FROM audit_entries ORDER BY idx DESC LIMIT 1").fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT idx, head_json, head_signature FROM audit_entries ORDER BY idx DESC LIMIT 1")
+            .fetchone()
+        )
         return None if row is None else head_from_row(row[1], row[2], row[0])
 
     async def entries(
-        self, *, actor: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        subject_hash: str | None = None, limit: int = 100, after_index: int | None = None,
+        self,
+        *,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        subject_hash: str | None = None,
+        limit: int = 100,
+        after_index: int | None = None,
     ) -> list[StoredEntry]:
         since_text = iso_utc(since) if since is not None else None  # iso_utc refuses a naive time
         until_text = iso_utc(until) if until is not None else None
@@ -205,8 +232,7 @@ class SQLiteAuditStore(AuditStore):
         if after_index is None:
             rows = await self._run(self._fetch, f"{_SCAN} ORDER BY e.idx LIMIT ?", (limit,))
         else:
-            rows = await self._run(self._fetch, f"{_SCAN} WHERE e.idx > ? ORDER BY e.idx LIMIT ?",
-                                   (after_index, limit))
+            rows = await self._run(self._fetch, f"{_SCAN} WHERE e.idx > ? ORDER BY e.idx LIMIT ?", (after_index, limit))
         return [raw_row(row) for row in rows]
 
     async def state(self) -> tuple[int, str]:
@@ -216,8 +242,11 @@ class SQLiteAuditStore(AuditStore):
         return int(rows[0][0]), str(rows[0][1])
 
     async def leaf_hashes(self, tree_size: int) -> list[bytes]:
-        rows = await self._run(self._fetch, "SELECT idx, leaf_hash FROM audit_entries "
-                               "WHERE idx >= 0 AND idx < ? ORDER BY idx", (tree_size,))
+        rows = await self._run(
+            self._fetch,
+            "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= 0 AND idx < ? ORDER BY idx",
+            (tree_size,),
+        )
         return check_leaves(rows, tree_size)
 
     async def close(self) -> None:

@@ -56,8 +56,14 @@ class AuditStore(abc.ABC):
 
     @abc.abstractmethod
     async def entries(
-        self, *, actor: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-        subject_hash: str | None = None, limit: int = 100, after_index: int | None = None,
+        self,
+        *,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        subject_hash: str | None = None,
+        limit: int = 100,
+        after_index: int | None = None,
     ) -> list[StoredEntry]:
         """Entries in index order matching every filter given; ``since`` inclusive, ``until`` exclusive."""
 

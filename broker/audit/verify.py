@@ -72,10 +72,15 @@ class VerifyReport:
     @property
     def message(self) -> str:
         if self.ok:
-            against = ("" if self.checkpoint_size is None
-                       else f", consistent with the checkpoint of size {self.checkpoint_size}")
-            return (f"audit log intact: {self.tree_size} entries, root {self.root}; "
-                    f"every signed tree head checks out{against}")
+            against = (
+                ""
+                if self.checkpoint_size is None
+                else f", consistent with the checkpoint of size {self.checkpoint_size}"
+            )
+            return (
+                f"audit log intact: {self.tree_size} entries, root {self.root}; "
+                f"every signed tree head checks out{against}"
+            )
         where = "" if self.first_bad_index is None else f" at entry {self.first_bad_index}"
         return f"audit log TAMPERED{where} ({self.reason}): {self.detail}"
 
@@ -116,8 +121,12 @@ def _check_row(row: RawRow, k: int, frontier: merkle.Frontier, public_key: Ed255
     if leaf.hex() != row.leaf_hash:
         return _Fault(k, EDITED, f"entry {k}'s stored body does not match its leaf hash")
     if frontier.append(leaf).hex() != head.root:
-        return _Fault(k, REORDERED, f"the root over entries 0..{k} is not the one signed with entry {k}: "
-                                    "an entry up to here was replaced, inserted or moved")
+        return _Fault(
+            k,
+            REORDERED,
+            f"the root over entries 0..{k} is not the one signed with entry {k}: "
+            "an entry up to here was replaced, inserted or moved",
+        )
     return _check_columns(row, k, head)
 
 
@@ -142,8 +151,9 @@ def _read_checkpoint(checkpoint: dict[str, Any] | None) -> SignedHead | None:
         raise AuditConfigError(f"the checkpoint is not a signed tree head: {exc}") from None
 
 
-async def verify_log(store: AuditStore, public_key: Ed25519PublicKey, *,
-                     checkpoint: dict[str, Any] | None = None) -> VerifyReport:
+async def verify_log(
+    store: AuditStore, public_key: Ed25519PublicKey, *, checkpoint: dict[str, Any] | None = None
+) -> VerifyReport:
     """Walk the whole log; the report names the first bad entry, or says it is intact."""
     saved = _read_checkpoint(checkpoint)
     # Read before the walk: entries appended meanwhile are checked too, but never mistaken for missing ones.
@@ -167,18 +177,31 @@ async def verify_log(store: AuditStore, public_key: Ed25519PublicKey, *,
 
 
 def _final_checks(
-    k: int, saved: SignedHead | None, root_at_checkpoint: bytes | None, public_key: Ed25519PublicKey,
-    state_size: int, state_frontier: str, state_at_size: merkle.Frontier | None,
+    k: int,
+    saved: SignedHead | None,
+    root_at_checkpoint: bytes | None,
+    public_key: Ed25519PublicKey,
+    state_size: int,
+    state_frontier: str,
+    state_at_size: merkle.Frontier | None,
 ) -> _Fault | None:
     if saved is not None:
         if not saved.valid(public_key):
             return _Fault(None, BAD_SIGNATURE, "the checkpoint is not signed by this log's key")
         if saved.tree_size > k:
-            return _Fault(k, TRUNCATED, f"the checkpoint covers {saved.tree_size} entries but the log holds {k}: "
-                                        f"entries {k}..{saved.tree_size - 1} are gone")
+            return _Fault(
+                k,
+                TRUNCATED,
+                f"the checkpoint covers {saved.tree_size} entries but the log holds {k}: "
+                f"entries {k}..{saved.tree_size - 1} are gone",
+            )
         if root_at_checkpoint is None or root_at_checkpoint.hex() != saved.root:
-            return _Fault(None, REWRITTEN, f"the log's root at size {saved.tree_size} differs from the checkpoint's: "
-                                           "history before it was rebuilt and re-signed")
+            return _Fault(
+                None,
+                REWRITTEN,
+                f"the log's root at size {saved.tree_size} differs from the checkpoint's: "
+                "history before it was rebuilt and re-signed",
+            )
     if state_size > k:
         return _Fault(k, TRUNCATED, f"the log's state counts {state_size} entries but only {k} are stored")
     try:
@@ -186,8 +209,11 @@ def _final_checks(
     except ValueError:
         stored = None
     if state_at_size is not None and stored != state_at_size:
-        return _Fault(state_size, EDITED, "the stored frontier disagrees with the entries: "
-                                          "the next append would be signed over the wrong tree")
+        return _Fault(
+            state_size,
+            EDITED,
+            "the stored frontier disagrees with the entries: the next append would be signed over the wrong tree",
+        )
     return None
 
 
@@ -201,8 +227,9 @@ def _report(fault: _Fault | None, k: int, frontier: merkle.Frontier, saved: Sign
     return VerifyReport(False, k, root, fault.index, fault.reason, fault.detail, size)
 
 
-async def verify_database(db: str, public_key: Ed25519PublicKey,
-                          checkpoint: dict[str, Any] | None = None) -> VerifyReport:
+async def verify_database(
+    db: str, public_key: Ed25519PublicKey, checkpoint: dict[str, Any] | None = None
+) -> VerifyReport:
     """Open an existing log (SQLite path or ``postgresql://`` URL) read-only in intent, verify it, close it."""
     store = await open_store(db, create=False)
     try:

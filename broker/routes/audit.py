@@ -35,8 +35,9 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int, h
     if value is None:
         return default
     if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}",
-                             fields={name: f"a whole number from {low} to {high}"})
+        raise InvalidRequest(
+            f"{name} must be a whole number from {low} to {high}", fields={name: f"a whole number from {low} to {high}"}
+        )
     return int(value)
 
 
@@ -45,16 +46,20 @@ async def list_entries(request: web.Request) -> web.Response:
     require_route(request)
     subject = request.query.get("subject_hash") or None
     if subject is not None and (len(subject) != 64 or any(c not in "0123456789abcdef" for c in subject)):
-        raise InvalidRequest("subject_hash must be 64 lower-case hex digits (see signpost audit subject-hash)",
-                             fields={"subject_hash": "64 lower-case hex digits"})
+        raise InvalidRequest(
+            "subject_hash must be 64 lower-case hex digits (see signpost audit subject-hash)",
+            fields={"subject_hash": "64 lower-case hex digits"},
+        )
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE) or 100
     entries = await request.app[AUDIT].entries(
-        actor=request.query.get("actor") or None, since=_time_param(request, "since"),
-        until=_time_param(request, "until"), subject_hash=subject, limit=limit,
+        actor=request.query.get("actor") or None,
+        since=_time_param(request, "since"),
+        until=_time_param(request, "until"),
+        subject_hash=subject,
+        limit=limit,
         after_index=_int_param(request, "after", None, 0, 2**62),
     )
-    body = [{"index": e.index, "entry": e.entry, "leaf_hash": e.leaf_hash, "head": e.head.to_json()}
-            for e in entries]
+    body = [{"index": e.index, "entry": e.entry, "leaf_hash": e.leaf_hash, "head": e.head.to_json()} for e in entries]
     return web.json_response({"entries": body, "next_after": body[-1]["index"] if len(body) == limit else None})
 
 
@@ -63,6 +68,7 @@ async def checkpoint(request: web.Request) -> web.Response:
     require_route(request)
     audit = request.app[AUDIT]
     head = await audit.latest_checkpoint()
-    public = audit.public_key.public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public = audit.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
     return web.json_response({**head, "public_key": public})

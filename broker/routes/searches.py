@@ -45,8 +45,13 @@ def match_request(search_id: str, search: SearchRequest, caller: Identity) -> no
         search_id=search_id,
         subject=search.subject.to_proto(),
         purpose=node_pb2.Purpose(code=search.purpose_code, justification=search.justification),
-        requester=node_pb2.Requester(user_id=caller.id, name=caller.name, organisation=caller.organisation,
-                                     role=caller.role.value, email=caller.email),
+        requester=node_pb2.Requester(
+            user_id=caller.id,
+            name=caller.name,
+            organisation=caller.organisation,
+            role=caller.role.value,
+            email=caller.email,
+        ),
     )
 
 
@@ -81,8 +86,10 @@ async def create_search(request: web.Request) -> web.Response:
             log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
             request.app[METRICS].unusual_volume.inc()
         if not decision.allowed:
-            raise RateLimited(f"too many searches this {decision.window}; wait before searching again",
-                              headers={"Retry-After": str(math.ceil(decision.retry_after))})
+            raise RateLimited(
+                f"too many searches this {decision.window}; wait before searching again",
+                headers={"Retry-After": str(math.ceil(decision.retry_after))},
+            )
         today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
         search = parse_search(await read_json(request), today=today)
         audit.describe(search)
@@ -99,8 +106,9 @@ async def create_search(request: web.Request) -> web.Response:
             in_flight[0] -= 1
 
 
-async def _run_search(request: web.Request, audit: SearchAudit, search: SearchRequest, caller: Identity,
-                      started: float, ticket: float) -> web.Response:
+async def _run_search(
+    request: web.Request, audit: SearchAudit, search: SearchRequest, caller: Identity, started: float, ticket: float
+) -> web.Response:
     search_id = audit.search_id
     node_request = match_request(search_id, search, caller)
     signer = request.app[SIGNER]
@@ -118,12 +126,20 @@ async def _run_search(request: web.Request, audit: SearchAudit, search: SearchRe
     admitted(request.app, ticket, fanned.congested)
     audit.outcomes(outcomes)
     results = results_json(outcomes)
-    log.info("search_completed", search_id=search_id, user=caller.id, purpose=search.purpose_code,
-             asked=coverage["asked"], answered=coverage["answered"], results=len(results),
-             ms=round((time.perf_counter() - started) * 1000, 1))
+    log.info(
+        "search_completed",
+        search_id=search_id,
+        user=caller.id,
+        purpose=search.purpose_code,
+        asked=coverage["asked"],
+        answered=coverage["answered"],
+        results=len(results),
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
     if coverage["answered"] == 0:
         raise NoNodes(coverage)
     # Committed before the results leave: a search that cannot be audited is not answered.
     receipt = await audit.answered()
-    return web.json_response({"search_id": search_id, "results": results, "coverage": coverage,
-                              "audit": receipt.to_json()})
+    return web.json_response(
+        {"search_id": search_id, "results": results, "coverage": coverage, "audit": receipt.to_json()}
+    )

@@ -46,8 +46,14 @@ class Tally:
         precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
         recall = self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                "tp": self.tp, "fp": self.fp, "fn": self.fn}
+        return {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+        }
 
 
 @dataclass
@@ -67,6 +73,7 @@ async def _search_all(fed: LocalFederation, queries: list[dict[str, Any]], concu
     latencies: list[float] = [0.0] * len(queries)
     semaphore = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=concurrency)) as session:
+
         async def one(n: int, query: dict[str, Any]) -> None:
             async with semaphore:
                 started = time.perf_counter()
@@ -74,6 +81,7 @@ async def _search_all(fed: LocalFederation, queries: list[dict[str, Any]], concu
                 async with session.post(f"{fed.broker_url}/v1/searches", json=body) as resp:
                     answers[n] = {"status": resp.status, **(await resp.json())}
                 latencies[n] = (time.perf_counter() - started) * 1000
+
         await asyncio.gather(*(one(n, q) for n, q in enumerate(queries)))
     for answer, ms in zip(answers, latencies, strict=False):
         answer["ms"] = ms
@@ -101,7 +109,9 @@ def score_answers(queries: list[dict[str, Any]], answers: list[dict[str, Any]]) 
     return results
 
 
-def record_level(fed: LocalFederation, queries: list[dict[str, Any]], truth: dict[str, list[dict[str, str]]]) -> dict[str, int]:
+def record_level(
+    fed: LocalFederation, queries: list[dict[str, Any]], truth: dict[str, list[dict[str, str]]]
+) -> dict[str, int]:
     """Count sibling/twin and other wrong-person results, by record, through each node's own engine."""
     owner = {(r["authority"], r["record_id"]): (pid, r.get("household", "")) for pid, rs in truth.items() for r in rs}
     households = {pid: rs[0].get("household", "") for pid, rs in truth.items()}
@@ -120,22 +130,33 @@ def record_level(fed: LocalFederation, queries: list[dict[str, Any]], truth: dic
                 same_household = bool(home) and household == home
                 kind = "sibling_or_twin" if same_household else "other_person"
                 counts[f"{result.band}_{kind}"] += 1
-    return {k: counts.get(k, 0) for k in ("match_sibling_or_twin", "match_other_person",
-                                          "possible_sibling_or_twin", "possible_other_person")}
+    return {
+        k: counts.get(k, 0)
+        for k in ("match_sibling_or_twin", "match_other_person", "possible_sibling_or_twin", "possible_other_person")
+    }
 
 
 async def run_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     codes = ENGLISH_AUTHORITIES[: args.authorities]
-    config = SynthConfig(authorities=tuple((c, n) for c, n, _ in codes), children=args.children, seed=args.seed,
-                         queries=args.queries, sizes=tuple(s for _, _, s in codes))
+    config = SynthConfig(
+        authorities=tuple((c, n) for c, n, _ in codes),
+        children=args.children,
+        seed=args.seed,
+        queries=args.queries,
+        sizes=tuple(s for _, _, s in codes),
+    )
     with tempfile.TemporaryDirectory(prefix="signpost-accuracy-") as tmp:
         work = Path(tmp)
         write(generate(config), work / "data")
         queries = json.loads((work / "data" / "queries.json").read_text())
         truth = json.loads((work / "data" / "ground_truth.json").read_text())["persons"]
         started = time.perf_counter()
-        fed = await start_local_federation(work, [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
-                                           rate_limit_per_minute=0, search_deadline_seconds=10.0)
+        fed = await start_local_federation(
+            work,
+            [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
+            rate_limit_per_minute=0,
+            search_deadline_seconds=10.0,
+        )
         startup = time.perf_counter() - started
         try:
             answers = await _search_all(fed, queries, args.concurrency)
@@ -145,33 +166,51 @@ async def run_accuracy(args: argparse.Namespace) -> dict[str, Any]:
             await fed.stop()
     results = score_answers(queries, answers)
     return {
-        "benchmark": "accuracy", "machine": machine(), "seed": args.seed, "authorities": args.authorities,
-        "children": args.children, "records_held": held, "queries": len(queries),
+        "benchmark": "accuracy",
+        "machine": machine(),
+        "seed": args.seed,
+        "authorities": args.authorities,
+        "children": args.children,
+        "records_held": held,
+        "queries": len(queries),
         "federation_startup_seconds": round(startup, 2),
-        "match": results.match.summary(), "match_or_possible": results.any_band.summary(),
-        "record_level": records, "incomplete_coverage_searches": results.incomplete,
-        "misses_by_kind": dict(results.misses), "false_matches_by_kind": dict(results.false_matches),
+        "match": results.match.summary(),
+        "match_or_possible": results.any_band.summary(),
+        "record_level": records,
+        "incomplete_coverage_searches": results.incomplete,
+        "misses_by_kind": dict(results.misses),
+        "false_matches_by_kind": dict(results.false_matches),
         "by_kind": {k: v.summary() for k, v in sorted(results.by_kind.items())},
-        "latency_ms": {"p50": round(percentile(results.latencies, 50), 1),
-                       "p99": round(percentile(results.latencies, 99), 1)},
+        "latency_ms": {
+            "p50": round(percentile(results.latencies, 50), 1),
+            "p99": round(percentile(results.latencies, 99), 1),
+        },
     }
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"accuracy: {report['queries']} queries over {report['authorities']} authorities, "
-          f"{report['records_held']} records (seed {report['seed']})")
+    print(
+        f"accuracy: {report['queries']} queries over {report['authorities']} authorities, "
+        f"{report['records_held']} records (seed {report['seed']})"
+    )
     for band in ("match", "match_or_possible"):
         r = report[band]
-        print(f"  {band:<18} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}  "
-              f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']})")
+        print(
+            f"  {band:<18} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}  "
+            f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']})"
+        )
     rl = report["record_level"]
-    print(f"  sibling/twin in match band: {rl['match_sibling_or_twin']}; other wrong person in match band: "
-          f"{rl['match_other_person']}; in possible band: {rl['possible_sibling_or_twin']} sibling/twin, "
-          f"{rl['possible_other_person']} other")
+    print(
+        f"  sibling/twin in match band: {rl['match_sibling_or_twin']}; other wrong person in match band: "
+        f"{rl['match_other_person']}; in possible band: {rl['possible_sibling_or_twin']} sibling/twin, "
+        f"{rl['possible_other_person']} other"
+    )
     print(f"  misses by kind: {report['misses_by_kind']}")
     print(f"  false matches by kind: {report['false_matches_by_kind']}")
-    print(f"  searches with incomplete coverage: {report['incomplete_coverage_searches']}; "
-          f"latency p50 {report['latency_ms']['p50']} ms, p99 {report['latency_ms']['p99']} ms")
+    print(
+        f"  searches with incomplete coverage: {report['incomplete_coverage_searches']}; "
+        f"latency p50 {report['latency_ms']['p50']} ms, p99 {report['latency_ms']['p99']} ms"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,8 +39,9 @@ def _echo_servers(tls: list[TLSConfig], ready: Any, stop: Any) -> None:
         for files in tls:
             server = grpc.aio.server()
             method: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_stream_rpc_method_handler(handler)  # bytes
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("signpost.bench.Echo",
-                                                                                 {"Stream": method}),))
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler("signpost.bench.Echo", {"Stream": method}),)
+            )
             credentials = server_credentials(files)
             ports.append(server.add_secure_port("127.0.0.1:0", credentials))
             await server.start()
@@ -55,9 +56,12 @@ def _echo_servers(tls: list[TLSConfig], ready: Any, stop: Any) -> None:
 
 async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds: int) -> dict[str, Any]:
     credentials = channel_credentials(broker)
-    channels = [grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials,
-                                        options=[("grpc.ssl_target_name_override", node_dns_name(code))])
-                for port, code in zip(ports, codes, strict=False)]
+    channels = [
+        grpc.aio.secure_channel(
+            f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", node_dns_name(code))]
+        )
+        for port, code in zip(ports, codes, strict=False)
+    ]
     calls: list[grpc.aio.StreamStreamCall[bytes, bytes]] = [c.stream_stream(METHOD)() for c in channels]
     loop = asyncio.get_running_loop()
     pending: dict[int, asyncio.Future[bytes]] = {}
@@ -86,10 +90,13 @@ async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds:
         call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     await asyncio.gather(*(c.close() for c in channels))
-    return {"streams": len(calls), "rounds": rounds,
-            "caller_cpu_ms_per_round": round(cpu * 1000 / rounds, 2),
-            "latency_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2)},
-            "rounds_per_second": round(rounds / wall, 1)}
+    return {
+        "streams": len(calls),
+        "rounds": rounds,
+        "caller_cpu_ms_per_round": round(cpu * 1000 / rounds, 2),
+        "latency_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2)},
+        "rounds_per_second": round(rounds / wall, 1),
+    }
 
 
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,9 +126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"grpc-floor: {report['streams']}-way fan-out over mTLS streams, one message each way per round: "
-          f"caller CPU {report['caller_cpu_ms_per_round']} ms a round, p50 {report['latency_ms']['p50']} ms, "
-          f"p99 {report['latency_ms']['p99']} ms (grpcio {report['grpc_version']})")
+    print(
+        f"grpc-floor: {report['streams']}-way fan-out over mTLS streams, one message each way per round: "
+        f"caller CPU {report['caller_cpu_ms_per_round']} ms a round, p50 {report['latency_ms']['p50']} ms, "
+        f"p99 {report['latency_ms']['p99']} ms (grpcio {report['grpc_version']})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ PURPOSE = {"code": "child-protection-enquiry", "justification": "Scale benchmark
 
 # -- processes ------------------------------------------------------------------------------
 
+
 def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
     from core.logs import configure
     from node.server import start_node
@@ -102,11 +103,20 @@ class Deployment:
 
     def start(self) -> None:
         ready = self.ctx.Queue()
-        shares = [self.nodes[i::self.workers] for i in range(self.workers)]
+        shares = [self.nodes[i :: self.workers] for i in range(self.workers)]
         for share in (s for s in shares if s):
-            configs = [NodeConfig(code, name, ("127.0.0.1", 0), store, self.pki.tls(self.pki.nodes[code]),
-                                  broker_public_keys=(self.pki.assertion_pub,), refresh_interval_seconds=3600)
-                       for code, name, store in share]
+            configs = [
+                NodeConfig(
+                    code,
+                    name,
+                    ("127.0.0.1", 0),
+                    store,
+                    self.pki.tls(self.pki.nodes[code]),
+                    broker_public_keys=(self.pki.assertion_pub,),
+                    refresh_interval_seconds=3600,
+                )
+                for code, name, store in share
+            ]
             proc = self.ctx.Process(target=_node_worker, args=(configs, ready, self.stop), daemon=True)
             proc.start()
             self.processes.append(proc)
@@ -114,13 +124,26 @@ class Deployment:
         for _ in [s for s in shares if s]:
             ports.update(dict(ready.get(timeout=900)))
         registry = self.work / "registry.json"
-        save_registry(registry, tuple(Authority(code, name, f"127.0.0.1:{ports[code]}", node_dns_name(code))
-                                      for code, name, _ in self.nodes))
-        config = BrokerConfig(listen=("127.0.0.1", 0), registry=registry, tls=self.pki.tls(self.pki.broker),
-                              assertion_key=self.pki.assertion_key, search_deadline_seconds=self.deadline,
-                              rate_limit_per_minute=0, rate_limit_per_day=0, alert_searches_per_hour=0,
-                              audit_log=str(self.work / "audit.sqlite3"), audit_signing_key=self.work / "audit.key",
-                              subject_key=self.work / "subject.key", health=HealthSettings(poll_interval=5.0))
+        save_registry(
+            registry,
+            tuple(
+                Authority(code, name, f"127.0.0.1:{ports[code]}", node_dns_name(code)) for code, name, _ in self.nodes
+            ),
+        )
+        config = BrokerConfig(
+            listen=("127.0.0.1", 0),
+            registry=registry,
+            tls=self.pki.tls(self.pki.broker),
+            assertion_key=self.pki.assertion_key,
+            search_deadline_seconds=self.deadline,
+            rate_limit_per_minute=0,
+            rate_limit_per_day=0,
+            alert_searches_per_hour=0,
+            audit_log=str(self.work / "audit.sqlite3"),
+            audit_signing_key=self.work / "audit.key",
+            subject_key=self.work / "subject.key",
+            health=HealthSettings(poll_interval=5.0),
+        )
         broker = self.ctx.Process(target=_broker_worker, args=(config, ready, self.stop), daemon=True)
         broker.start()
         self.processes.append(broker)
@@ -141,6 +164,7 @@ class Deployment:
 
 # -- load -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sample:
     ms: float
@@ -152,15 +176,17 @@ class Sample:
 
 async def _search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> Sample:
     started = time.perf_counter()
-    async with session.post(f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE},
-                            timeout=aiohttp.ClientTimeout(total=60)) as resp:
+    async with session.post(
+        f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}, timeout=aiohttp.ClientTimeout(total=60)
+    ) as resp:
         body = await resp.json()
     ms = (time.perf_counter() - started) * 1000
     if resp.status != 200:
         return Sample(ms, resp.status, False, ())
     coverage = body["coverage"]
-    return Sample(ms, 200, coverage["answered"] == coverage["asked"],
-                  tuple(n["reason"] for n in coverage["not_answered"]))
+    return Sample(
+        ms, 200, coverage["answered"] == coverage["asked"], tuple(n["reason"] for n in coverage["not_answered"])
+    )
 
 
 async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: float | None, count: int) -> dict[str, Any]:
@@ -188,7 +214,8 @@ async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: floa
     latencies = [r.ms for r in results if r.status == 200] or [0.0]
     node_cpu = sum(after[p] - before[p] for p in dep.node_pids)
     return {
-        "offered_rate": rate, "searches": len(results),
+        "offered_rate": rate,
+        "searches": len(results),
         "throughput_per_second": round(sum(r.status == 200 for r in results) / elapsed, 2),  # served
         "statuses": dict(Counter(str(r.status) for r in results)),
         "latency_ms": {q: round(percentile(latencies, float(q[1:])), 1) for q in ("p50", "p95", "p99")},
@@ -216,26 +243,40 @@ async def _wait_ready(dep: Deployment, expected: int) -> None:
     raise RuntimeError("the federation did not come up")
 
 
-async def run_shape(dep: Deployment, subjects: list[dict[str, Any]], args: argparse.Namespace,
-                    expected: int) -> dict[str, Any]:
+async def run_shape(
+    dep: Deployment, subjects: list[dict[str, Any]], args: argparse.Namespace, expected: int
+) -> dict[str, Any]:
     await _wait_ready(dep, expected)
     await measure(dep, subjects, rate=None, count=20)  # warm channels and caches
     serial = await measure(dep, subjects, rate=None, count=args.serial)
     loads = [await measure(dep, subjects, rate=r, count=int(r * args.duration)) for r in args.rates]
-    return {"serial": serial, "loads": loads,
-            "peak_rss_mb": {"broker": round(peak_rss_mb(dep.broker_pid), 1),
-                            "node_workers": [round(peak_rss_mb(p), 1) for p in dep.node_pids]}}
+    return {
+        "serial": serial,
+        "loads": loads,
+        "peak_rss_mb": {
+            "broker": round(peak_rss_mb(dep.broker_pid), 1),
+            "node_workers": [round(peak_rss_mb(p), 1) for p in dep.node_pids],
+        },
+    }
 
 
 # -- data -----------------------------------------------------------------------------------
+
 
 def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, Path]], list[dict[str, Any]]]:
     chosen = ENGLISH_AUTHORITIES[: args.authorities]
     data = work / "data"
     if not (data / "queries.json").exists():
-        generate_to(SynthConfig(authorities=tuple((c, n) for c, n, _ in chosen),
-                                children=int(args.records * CHILDREN_PER_RECORD), seed=args.seed, queries=400,
-                                sizes=tuple(s for *_, s in chosen)), data)
+        generate_to(
+            SynthConfig(
+                authorities=tuple((c, n) for c, n, _ in chosen),
+                children=int(args.records * CHILDREN_PER_RECORD),
+                seed=args.seed,
+                queries=400,
+                sizes=tuple(s for *_, s in chosen),
+            ),
+            data,
+        )
     nodes = []
     for code, name, _ in chosen:
         store = work / "stores" / f"{code}.sqlite3"
@@ -260,8 +301,15 @@ def central_store(work: Path, nodes: list[tuple[str, str, Path]]) -> Path:
     return store_path
 
 
-def _chart(path: Path, title: str, xlabel: str, ylabel: str,
-           series: list[tuple[str, list[float], list[dict[str, Any]]]], *, log: bool = False) -> str:
+def _chart(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: list[tuple[str, list[float], list[dict[str, Any]]]],
+    *,
+    log: bool = False,
+) -> str:
     """One PNG: a p50 line and a dashed p99 line per (label, x values, points with latency_ms)."""
     import matplotlib
 
@@ -289,23 +337,36 @@ def _chart(path: Path, title: str, xlabel: str, ylabel: str,
 def charts(report: dict[str, Any], out: Path) -> list[str]:
     loads: list[tuple[str, list[float], list[dict[str, Any]]]] = [
         (shape, [load["throughput_per_second"] for load in report[shape]["loads"]], report[shape]["loads"])
-        for shape in ("federated", "central") if shape in report]
-    written = [_chart(
-        out / "scale-latency-vs-load.png",
-        f"Latency against load: {report['authorities']} authorities, {report['records']:,} records",
-        "searches per second (achieved)", "latency (ms, log scale)", loads,
-        log=True,  # an overloaded federation and a central index differ by three orders of magnitude
-    )]
+        for shape in ("federated", "central")
+        if shape in report
+    ]
+    written = [
+        _chart(
+            out / "scale-latency-vs-load.png",
+            f"Latency against load: {report['authorities']} authorities, {report['records']:,} records",
+            "searches per second (achieved)",
+            "latency (ms, log scale)",
+            loads,
+            log=True,  # an overloaded federation and a central index differ by three orders of magnitude
+        )
+    ]
     if report.get("by_authorities"):
         points = report["by_authorities"]
-        written.append(_chart(out / "scale-latency-vs-authorities.png", "Latency against the number of authorities",
-                              "authorities asked per search", "latency one search at a time (ms)",
-                              [("", [p["authorities"] for p in points], points)]))
+        written.append(
+            _chart(
+                out / "scale-latency-vs-authorities.png",
+                "Latency against the number of authorities",
+                "authorities asked per search",
+                "latency one search at a time (ms)",
+                [("", [p["authorities"] for p in points], points)],
+            )
+        )
     return written
 
 
-async def by_authorities(dep: Deployment, nodes: list[tuple[str, str, Path]], subjects: list[dict[str, Any]],
-                         counts: list[int], serial: int) -> list[dict[str, Any]]:
+async def by_authorities(
+    dep: Deployment, nodes: list[tuple[str, str, Path]], subjects: list[dict[str, Any]], counts: list[int], serial: int
+) -> list[dict[str, Any]]:
     """Serial latency with the broker's registry cut to the first k authorities (reloaded live)."""
     registry = json.loads((dep.work / "registry.json").read_text())
     points = []
@@ -326,9 +387,15 @@ async def run_scale(args: argparse.Namespace) -> dict[str, Any]:
     nodes, subjects = prepare(work, args)
     prepared = time.perf_counter() - started
     pki = create_pki(work / "pki", [(c, n) for c, n, _ in nodes] + [("CENTRAL", "Central index")])
-    report: dict[str, Any] = {"benchmark": "scale", "machine": machine(), "authorities": len(nodes),
-                              "records": sum(RecordStore(s).count() for *_, s in nodes), "workers": args.workers,
-                              "deadline_seconds": args.deadline, "prepare_seconds": round(prepared, 1)}
+    report: dict[str, Any] = {
+        "benchmark": "scale",
+        "machine": machine(),
+        "authorities": len(nodes),
+        "records": sum(RecordStore(s).count() for *_, s in nodes),
+        "workers": args.workers,
+        "deadline_seconds": args.deadline,
+        "prepare_seconds": round(prepared, 1),
+    }
     dep = Deployment(work, pki, nodes, args.workers, args.deadline)
     try:
         dep.start()
@@ -356,21 +423,27 @@ def print_report(r: dict[str, Any]) -> None:
         if shape not in r:
             continue
         s = r[shape]["serial"]
-        print(f"  {shape}: one at a time p50 {s['latency_ms']['p50']} ms p99 {s['latency_ms']['p99']} ms; "
-              f"broker CPU {s['broker_cpu_ms_per_search']} ms/search, nodes {s['nodes_cpu_ms_per_search']} ms/search")
+        print(
+            f"  {shape}: one at a time p50 {s['latency_ms']['p50']} ms p99 {s['latency_ms']['p99']} ms; "
+            f"broker CPU {s['broker_cpu_ms_per_search']} ms/search, nodes {s['nodes_cpu_ms_per_search']} ms/search"
+        )
         for load in r[shape]["loads"]:
-            print(f"    offered {load['offered_rate']}/s -> {load['throughput_per_second']}/s: "
-                  f"p50 {load['latency_ms']['p50']} p95 {load['latency_ms']['p95']} p99 {load['latency_ms']['p99']} ms, "
-                  f"coverage complete {load['coverage_complete']:.1%}, broker CPU {load['broker_cpu_ms_per_search']} "
-                  f"ms/search, nodes {load['nodes_cpu_ms_per_search']} ms/search, load generator "
-                  f"{load['driver_cpu_ms_per_search']} ms/search; statuses {load['statuses']}, "
-                  f"not answered {load['not_answered']}")
+            print(
+                f"    offered {load['offered_rate']}/s -> {load['throughput_per_second']}/s: "
+                f"p50 {load['latency_ms']['p50']} p95 {load['latency_ms']['p95']} p99 {load['latency_ms']['p99']} ms, "
+                f"coverage complete {load['coverage_complete']:.1%}, broker CPU {load['broker_cpu_ms_per_search']} "
+                f"ms/search, nodes {load['nodes_cpu_ms_per_search']} ms/search, load generator "
+                f"{load['driver_cpu_ms_per_search']} ms/search; statuses {load['statuses']}, "
+                f"not answered {load['not_answered']}"
+            )
         print(f"    peak RSS MiB: {r[shape]['peak_rss_mb']}")
     if "federated_over_central" in r:
         print(f"  federated/central latency (serial): {r['federated_over_central']}")
     for p in r.get("by_authorities", []):
-        print(f"  {p['authorities']:>4} authorities: p50 {p['latency_ms']['p50']} ms, p99 {p['latency_ms']['p99']} ms, "
-              f"broker CPU {p['broker_cpu_ms_per_search']} ms/search")
+        print(
+            f"  {p['authorities']:>4} authorities: p50 {p['latency_ms']['p50']} ms, p99 {p['latency_ms']['p99']} ms, "
+            f"broker CPU {p['broker_cpu_ms_per_search']} ms/search"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -383,8 +456,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=float, default=2.0)
     parser.add_argument("--no-central", dest="central", action="store_false")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--workdir", type=Path, default=Path("bench-results/scale-work"),
-                        help="data and stores are kept here and reused by the next run")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("bench-results/scale-work"),
+        help="data and stores are kept here and reused by the next run",
+    )
     add_out_argument(parser, "scale")
 
 

@@ -62,22 +62,29 @@ def misreported(answer: dict[str, Any], expected: set[str]) -> list[str]:
 
 async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     codes = ENGLISH_AUTHORITIES[: args.authorities]
-    config = SynthConfig(authorities=tuple((c, n) for c, n, _ in codes), children=args.children,
-                         seed=args.seed, queries=500)
+    config = SynthConfig(
+        authorities=tuple((c, n) for c, n, _ in codes), children=args.children, seed=args.seed, queries=500
+    )
     with tempfile.TemporaryDirectory(prefix="signpost-soak-") as tmp:
         work = Path(tmp)
         write(generate(config), work / "data")
-        queries = [q for q in json.loads((work / "data" / "queries.json").read_text())
-                   if q["kind"] in ("exact", "absent")]
-        fed = await start_local_federation(work, [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
-                                           rate_limit_per_minute=0, search_deadline_seconds=args.deadline)
+        queries = [
+            q for q in json.loads((work / "data" / "queries.json").read_text()) if q["kind"] in ("exact", "absent")
+        ]
+        fed = await start_local_federation(
+            work,
+            [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
+            rate_limit_per_minute=0,
+            search_deadline_seconds=args.deadline,
+        )
         flap_code = args.flap or codes[1][0]
         context = client_ssl_context(fed.pki.ca.cert, fed.pki.users[Role.PRACTITIONER])
         baseline: dict[str, set[str]] = {}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
             for query in queries:
-                async with session.post(f"{fed.broker_url}/v1/searches",
-                                        json={"subject": query["subject"], "purpose": query["purpose"]}) as resp:
+                async with session.post(
+                    f"{fed.broker_url}/v1/searches", json={"subject": query["subject"], "purpose": query["purpose"]}
+                ) as resp:
                     answer = await resp.json()
                 if answer["coverage"]["answered"] != answer["coverage"]["asked"]:
                     raise RuntimeError("the baseline needs every node answering")
@@ -91,12 +98,15 @@ async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
         total = int(args.minutes * 60 * args.rate)
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=200)) as session:
+
                 async def one(query: dict[str, Any]) -> None:
                     started = time.perf_counter()
                     try:
-                        async with session.post(f"{fed.broker_url}/v1/searches",
-                                                json={"subject": query["subject"], "purpose": query["purpose"]},
-                                                timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                        async with session.post(
+                            f"{fed.broker_url}/v1/searches",
+                            json={"subject": query["subject"], "purpose": query["purpose"]},
+                            timeout=aiohttp.ClientTimeout(total=30),
+                        ) as resp:
                             answer = await resp.json()
                             statuses[str(resp.status)] += 1
                     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -122,20 +132,35 @@ async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
             await fed.stop()
     errors = sum(v for k, v in statuses.items() if k != "200")
     return {
-        "benchmark": "soak", "machine": machine(), "minutes": args.minutes, "rate_per_second": args.rate,
-        "authorities": args.authorities, "flapping": flap_code, "flap_period_seconds": args.flap_period,
-        "node_restarts": len(flaps), "searches_sent": total, "searches_served": statuses.get("200", 0),
-        "failed_searches": errors, "statuses": dict(statuses), "elapsed_seconds": round(elapsed, 1),
+        "benchmark": "soak",
+        "machine": machine(),
+        "minutes": args.minutes,
+        "rate_per_second": args.rate,
+        "authorities": args.authorities,
+        "flapping": flap_code,
+        "flap_period_seconds": args.flap_period,
+        "node_restarts": len(flaps),
+        "searches_sent": total,
+        "searches_served": statuses.get("200", 0),
+        "failed_searches": errors,
+        "statuses": dict(statuses),
+        "elapsed_seconds": round(elapsed, 1),
         "latency_ms": {"p50": round(percentile(latencies, 50), 1), "p99": round(percentile(latencies, 99), 1)},
-        "coverage_gaps": dict(gaps), "authorities_misreported": len(wrong), "misreported_examples": wrong[:10],
+        "coverage_gaps": dict(gaps),
+        "authorities_misreported": len(wrong),
+        "misreported_examples": wrong[:10],
     }
 
 
 def print_report(r: dict[str, Any]) -> None:
-    print(f"soak: {r['minutes']} min at {r['rate_per_second']}/s over {r['authorities']} authorities, "
-          f"{r['flapping']} restarted {r['node_restarts']} times")
-    print(f"  searches served {r['searches_served']} of {r['searches_sent']}; failed {r['failed_searches']} "
-          f"{r['statuses']}")
+    print(
+        f"soak: {r['minutes']} min at {r['rate_per_second']}/s over {r['authorities']} authorities, "
+        f"{r['flapping']} restarted {r['node_restarts']} times"
+    )
+    print(
+        f"  searches served {r['searches_served']} of {r['searches_sent']}; failed {r['failed_searches']} "
+        f"{r['statuses']}"
+    )
     print(f"  latency p50 {r['latency_ms']['p50']} ms, p99 {r['latency_ms']['p99']} ms")
     print(f"  coverage gaps (honestly reported): {r['coverage_gaps']}")
     print(f"  authorities misreported (silently missing): {r['authorities_misreported']}")

@@ -29,8 +29,9 @@ CHILDREN_PER_RECORD = 1.0 / 0.68
 
 
 def _prepare(records: int, seed: int, queries: int, work: Path) -> tuple[Path, list[dict[str, Any]], float, float]:
-    config = SynthConfig(authorities=(("BIGSHIRE", "Bigshire"),), children=int(records * CHILDREN_PER_RECORD),
-                         seed=seed, queries=queries)
+    config = SynthConfig(
+        authorities=(("BIGSHIRE", "Bigshire"),), children=int(records * CHILDREN_PER_RECORD), seed=seed, queries=queries
+    )
     started = time.perf_counter()
     generate_to(config, work)
     generated = time.perf_counter() - started
@@ -71,27 +72,43 @@ def run_speed(args: argparse.Namespace) -> dict[str, Any]:
             candidates.append(len(engine.candidates(_Prepared.of(q))))
         store.close()
     return {
-        "benchmark": "speed", "machine": machine(), "records": engine.size, "seed": args.seed,
-        "synth_seconds": round(generated, 1), "import_seconds": round(imported, 1),
-        "index_build_seconds": round(build, 1), "engine_rss_mb": round(after - before, 1),
-        "process_rss_mb": round(after, 1), "process_peak_rss_mb": round(peak_rss_mb(), 1),
-        "index_postings": len(engine.index.postings), "index_mb": round(engine.index.nbytes / 2**20, 1),
+        "benchmark": "speed",
+        "machine": machine(),
+        "records": engine.size,
+        "seed": args.seed,
+        "synth_seconds": round(generated, 1),
+        "import_seconds": round(imported, 1),
+        "index_build_seconds": round(build, 1),
+        "engine_rss_mb": round(after - before, 1),
+        "process_rss_mb": round(after, 1),
+        "process_peak_rss_mb": round(peak_rss_mb(), 1),
+        "index_postings": len(engine.index.postings),
+        "index_mb": round(engine.index.nbytes / 2**20, 1),
         "em_expected_matches": round(engine.model.expected_matches, 1),
         "queries": len(latencies),
-        "latency_ms": {"p50": round(percentile(latencies, 50), 3), "p99": round(percentile(latencies, 99), 3),
-                       "max": round(max(latencies), 3)},
-        "candidates_per_query": {"p50": percentile([float(c) for c in candidates], 50),
-                                 "p99": percentile([float(c) for c in candidates], 99)},
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 3),
+            "p99": round(percentile(latencies, 99), 3),
+            "max": round(max(latencies), 3),
+        },
+        "candidates_per_query": {
+            "p50": percentile([float(c) for c in candidates], 50),
+            "p99": percentile([float(c) for c in candidates], 99),
+        },
     }
 
 
 def print_report(r: dict[str, Any]) -> None:
     print(f"speed: one node, {r['records']} records")
-    print(f"  import {r['import_seconds']} s; index build {r['index_build_seconds']} s; "
-          f"engine RSS {r['engine_rss_mb']} MiB (process {r['process_rss_mb']} MiB, peak {r['process_peak_rss_mb']} MiB)")
-    print(f"  match latency over {r['queries']} queries: p50 {r['latency_ms']['p50']} ms, "
-          f"p99 {r['latency_ms']['p99']} ms, max {r['latency_ms']['max']} ms; "
-          f"candidates p50 {r['candidates_per_query']['p50']:.0f}, p99 {r['candidates_per_query']['p99']:.0f}")
+    print(
+        f"  import {r['import_seconds']} s; index build {r['index_build_seconds']} s; "
+        f"engine RSS {r['engine_rss_mb']} MiB (process {r['process_rss_mb']} MiB, peak {r['process_peak_rss_mb']} MiB)"
+    )
+    print(
+        f"  match latency over {r['queries']} queries: p50 {r['latency_ms']['p50']} ms, "
+        f"p99 {r['latency_ms']['p99']} ms, max {r['latency_ms']['max']} ms; "
+        f"candidates p50 {r['candidates_per_query']['p50']:.0f}, p99 {r['candidates_per_query']['p99']:.0f}"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,13 +15,17 @@ from pathlib import Path
 def add_arguments(audit: argparse.ArgumentParser) -> None:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser(
-        "verify", help="check every entry, signature and tree head; exit 1 naming the first bad entry")
+        "verify", help="check every entry, signature and tree head; exit 1 naming the first bad entry"
+    )
     verify.add_argument("--db", required=True, help="audit SQLite file or postgresql:// URL (?schema=NAME)")
     verify.add_argument("--public-key", required=True, help="the log's Ed25519 public key (audit.pub.pem)")
-    verify.add_argument("--checkpoint", help="a signed tree head saved earlier (GET /v1/audit/checkpoint): "
-                                             "detects truncation and rewritten history")
+    verify.add_argument(
+        "--checkpoint",
+        help="a signed tree head saved earlier (GET /v1/audit/checkpoint): detects truncation and rewritten history",
+    )
     subject = audit_commands.add_parser(
-        "subject-hash", help="the hashes to look a child up by (GET /v1/audit/entries?subject_hash=)")
+        "subject-hash", help="the hashes to look a child up by (GET /v1/audit/entries?subject_hash=)"
+    )
     subject.add_argument("--key", required=True, help="the subject HMAC key file (subject.key)")
     subject.add_argument("--given")
     subject.add_argument("--family")
@@ -42,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if not key_path.exists():
         print(f"error: {key_path}: subject key not found", file=sys.stderr)
         return 1
-    for digest in subject_hashes(load_or_create_hmac_key(key_path), given_name=args.given or "",
-                                 family_name=args.family or "", date_of_birth=args.dob, nhs_number=args.nhs):
+    for digest in subject_hashes(
+        load_or_create_hmac_key(key_path),
+        given_name=args.given or "",
+        family_name=args.family or "",
+        date_of_birth=args.dob,
+        nhs_number=args.nhs,
+    ):
         print(digest)
     return 0

@@ -21,7 +21,12 @@ def run(args: argparse.Namespace) -> int:
     from signpost.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        data=Path(args.data) if args.data else None, workdir=Path(args.workdir), port=args.port,
-        rate_limit=args.rate_limit, check=args.check, children=args.children, seed=args.seed,
+        data=Path(args.data) if args.data else None,
+        workdir=Path(args.workdir),
+        port=args.port,
+        rate_limit=args.rate_limit,
+        check=args.check,
+        children=args.children,
+        seed=args.seed,
     )
     return asyncio.run(run_demo(options))

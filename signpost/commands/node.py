@@ -62,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     for error in report.errors:
         print(f"line {error.line}: {error.reason}")
-    print(f"{config.code}: {report.rows_loaded} rows loaded ({report.records_loaded} records), "
-          f"{report.rows_rejected} rows rejected")
+    print(
+        f"{config.code}: {report.rows_loaded} rows loaded ({report.records_loaded} records), "
+        f"{report.rows_rejected} rows rejected"
+    )
     return 3 if report.rows_rejected else 0
 
 
@@ -77,14 +79,19 @@ def _journal(args: argparse.Namespace, config: NodeConfig) -> int:
             done = journal.acknowledge(args.ack, args.by)
             print(f"alert {args.ack} acknowledged by {args.by}" if done else f"no unacknowledged alert {args.ack}")
             return 0 if done else 1
-        rows = (journal.alerts(include_acknowledged=args.all) if args.node_command == "alerts"
-                else journal.access_log(since=args.since))
+        rows = (
+            journal.alerts(include_acknowledged=args.all)
+            if args.node_command == "alerts"
+            else journal.access_log(since=args.since)
+        )
     finally:
         journal.close()
     for r in rows:
         seen = f" acknowledged {r.acknowledged_at} by {r.acknowledged_by}" if r.acknowledged_at else ""
-        print(f"#{r.id} {r.time} {r.kind} record {r.record_id} ({r.band}) searched by {r.requester_name} "
-              f"<{r.requester_email}>, {r.requester_role}, {r.requester_organisation}; purpose "
-              f"{r.purpose_code}: {r.justification}{seen}")
+        print(
+            f"#{r.id} {r.time} {r.kind} record {r.record_id} ({r.band}) searched by {r.requester_name} "
+            f"<{r.requester_email}>, {r.requester_role}, {r.requester_organisation}; purpose "
+            f"{r.purpose_code}: {r.justification}{seen}"
+        )
     print(f"{len(rows)} {'alerts' if args.node_command == 'alerts' else 'searches that matched'}")
     return 0

@@ -44,6 +44,16 @@ from signpost.synth.config import (
 from signpost.synth.files import COLUMNS, write
 
 __all__ = [
-    "COLUMNS", "ENGLISH_AUTHORITIES", "POSTCODE_DISTRICTS", "REFERENCE_DATE", "SynthConfig", "SynthResult",
-    "add_arguments", "config_for", "generate", "generate_to", "run", "write",
+    "COLUMNS",
+    "ENGLISH_AUTHORITIES",
+    "POSTCODE_DISTRICTS",
+    "REFERENCE_DATE",
+    "SynthConfig",
+    "SynthResult",
+    "add_arguments",
+    "config_for",
+    "generate",
+    "generate_to",
+    "run",
+    "write",
 ]

@@ -46,5 +46,6 @@ def generate_to(config: SynthConfig, out_dir: Path) -> dict[str, int]:
         plan = Plan(config)
         renderer = Renderer(plan)
         write_json(out_dir, plan.truth(), plan.queries)
-        return {code: write_csv(out_dir / f"{code}.csv", renderer.rows(n))
-                for n, (code, _) in enumerate(config.authorities)}
+        return {
+            code: write_csv(out_dir / f"{code}.csv", renderer.rows(n)) for n, (code, _) in enumerate(config.authorities)
+        }

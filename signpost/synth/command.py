@@ -12,11 +12,18 @@ from signpost.synth.config import config_for
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the CSVs and ground truth")
-    parser.add_argument("--authorities", default="5",
-                        help="how many authorities (the first N, starting LEEDS, MANCHESTER, KENT, CORNWALL, "
-                             "TOWER-HAMLETS) or a comma-separated list of codes (default 5)")
-    parser.add_argument("--children", type=int, default=2000,
-                        help="children in the population; about 70%% are held somewhere (default 2000)")
+    parser.add_argument(
+        "--authorities",
+        default="5",
+        help="how many authorities (the first N, starting LEEDS, MANCHESTER, KENT, CORNWALL, "
+        "TOWER-HAMLETS) or a comma-separated list of codes (default 5)",
+    )
+    parser.add_argument(
+        "--children",
+        type=int,
+        default=2000,
+        help="children in the population; about 70%% are held somewhere (default 2000)",
+    )
     parser.add_argument("--queries", type=int, default=200, help="queries with known answers (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; same seed, same files (default 1)")
 

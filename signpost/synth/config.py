@@ -67,8 +67,9 @@ class SynthResult:
     twin-not-held, ...); expected lists the codes holding that person, empty for absent people."""
 
 
-def config_for(authorities: int | Sequence[str], *, children: int = 2000, seed: int = 1,
-               queries: int = 200) -> SynthConfig:
+def config_for(
+    authorities: int | Sequence[str], *, children: int = 2000, seed: int = 1, queries: int = 200
+) -> SynthConfig:
     """A config for the first N of ENGLISH_AUTHORITIES, or for named codes, sized realistically."""
     by_code = {a.code: a for a in AUTHORITIES}
     if isinstance(authorities, int):
@@ -80,5 +81,4 @@ def config_for(authorities: int | Sequence[str], *, children: int = 2000, seed: 
         if unknown:
             raise ValueError(f"unknown authority code {unknown[0]!r}")
         chosen = [by_code[c] for c in authorities]
-    return SynthConfig(tuple((a.code, a.name) for a in chosen), children, seed, queries,
-                       tuple(a.size for a in chosen))
+    return SynthConfig(tuple((a.code, a.name) for a in chosen), children, seed, queries, tuple(a.size for a in chosen))

@@ -17,10 +17,26 @@ from typing import Any, TextIO
 from signpost.synth.config import SynthResult
 
 COLUMNS: tuple[str, ...] = (
-    "record_id", "given_name", "family_name", "middle_names", "other_names", "date_of_birth",
-    "sex", "address", "postcode", "nhs_number", "service", "team", "practitioner_name",
-    "practitioner_role", "practitioner_phone", "practitioner_email", "involvement_start",
-    "involvement_end", "shielded", "sensitive",
+    "record_id",
+    "given_name",
+    "family_name",
+    "middle_names",
+    "other_names",
+    "date_of_birth",
+    "sex",
+    "address",
+    "postcode",
+    "nhs_number",
+    "service",
+    "team",
+    "practitioner_name",
+    "practitioner_role",
+    "practitioner_phone",
+    "practitioner_email",
+    "involvement_start",
+    "involvement_end",
+    "shielded",
+    "sensitive",
 )
 
 
@@ -44,8 +60,7 @@ def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> int:
     return count
 
 
-def write_json(out_dir: Path, truth: Iterable[tuple[str, list[dict[str, str]]]],
-               queries: list[dict[str, Any]]) -> None:
+def write_json(out_dir: Path, truth: Iterable[tuple[str, list[dict[str, str]]]], queries: list[dict[str, Any]]) -> None:
     with (out_dir / "ground_truth.json").open("w", encoding="utf-8") as handle:
         _write_truth(handle, truth)
     with (out_dir / "queries.json").open("w", encoding="utf-8") as handle:
@@ -60,5 +75,5 @@ def _write_truth(handle: TextIO, truth: Iterable[tuple[str, list[dict[str, str]]
     handle.write('{"persons": {')
     for n, (pid, records) in enumerate(truth):
         listed = ", ".join("{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in r.items()) + "}" for r in records)
-        handle.write(f'{"," if n else ""}\n{quote(pid)}: [{listed}]')
+        handle.write(f"{',' if n else ''}\n{quote(pid)}: [{listed}]")
     handle.write("\n}}\n")

@@ -203,10 +203,20 @@ AUTHORITIES: tuple[Authority, ...] = _parse_authorities()
 
 # Ofcom reserves these numbers for drama, so a synthetic contact can never ring a real person.
 _DRAMA_BY_AREA = {
-    "LS": "0113 496 0", "S": "0114 496 0", "NG": "0115 496 0", "LE": "0116 496 0",
-    "BS": "0117 496 0", "RG": "0118 496 0", "B": "0121 496 0", "L": "0151 496 0",
-    "CH": "0151 496 0", "M": "0161 496 0", "OL": "0161 496 0", "SK": "0161 496 0",
-    "NE": "0191 498 0", "SR": "0191 498 0",
+    "LS": "0113 496 0",
+    "S": "0114 496 0",
+    "NG": "0115 496 0",
+    "LE": "0116 496 0",
+    "BS": "0117 496 0",
+    "RG": "0118 496 0",
+    "B": "0121 496 0",
+    "L": "0151 496 0",
+    "CH": "0151 496 0",
+    "M": "0161 496 0",
+    "OL": "0161 496 0",
+    "SK": "0161 496 0",
+    "NE": "0191 498 0",
+    "SR": "0191 498 0",
 }
 DRAMA_LONDON = "020 7946 0"
 DRAMA_ELSEWHERE = "01632 960"
@@ -270,124 +280,257 @@ Pollard Cartwright Dobson Heaton Ashworth Pemberton Trelawny Penrose Pascoe Nanc
 
 CULTURES: tuple[Culture, ...] = (
     Culture("english", 52.0, _ENGLISH_BOYS, _ENGLISH_GIRLS, _ENGLISH_SURNAMES, 0.55),
-    Culture("scottish", 3.5, _w("""Callum Lewis Fraser Finlay Euan Angus Alasdair Hamish Rory
-Cameron Ross Murray Calum Iain Lachlan Kyle Jamie Craig Ruaridh Struan"""), _w("""Eilidh Isla
+    Culture(
+        "scottish",
+        3.5,
+        _w("""Callum Lewis Fraser Finlay Euan Angus Alasdair Hamish Rory
+Cameron Ross Murray Calum Iain Lachlan Kyle Jamie Craig Ruaridh Struan"""),
+        _w("""Eilidh Isla
 Kirsty Catriona Ailsa Skye Iona Mhairi Fiona Shona Kirsten Rhona Caitlin Heather Lorna Morven"""),
         _w("""MacDonald McDonald Campbell Stewart Robertson Thomson Anderson Scott MacLeod Murray
 Reid Fraser Ross Paterson Henderson Mackenzie McLean Cameron Graham Hamilton Kerr Ferguson
-Grant McGregor Buchanan Sinclair Munro Mackay McIntyre Baird"""), 0.55, 0.4),
-    Culture("welsh", 3.0, _w("""Dafydd Rhys Gethin Osian Ieuan Cai Aled Emyr Gareth Owain Tomos
-Dylan Huw Iwan Elis Macsen"""), _w("""Seren Cerys Ffion Carys Nia Megan Bethan Eleri Rhiannon
-Lowri Angharad Catrin Gwen Elin Mali Efa Alaw Manon"""), _w("""Jones Williams Davies Evans Thomas
+Grant McGregor Buchanan Sinclair Munro Mackay McIntyre Baird"""),
+        0.55,
+        0.4,
+    ),
+    Culture(
+        "welsh",
+        3.0,
+        _w("""Dafydd Rhys Gethin Osian Ieuan Cai Aled Emyr Gareth Owain Tomos
+Dylan Huw Iwan Elis Macsen"""),
+        _w("""Seren Cerys Ffion Carys Nia Megan Bethan Eleri Rhiannon
+Lowri Angharad Catrin Gwen Elin Mali Efa Alaw Manon"""),
+        _w("""Jones Williams Davies Evans Thomas
 Roberts Hughes Lewis Morgan Griffiths Price Rees Jenkins Lloyd Owen Powell Pritchard Parry Bowen
-Vaughan Llewellyn Pugh Howells Prosser"""), 0.5, 0.4),
-    Culture("irish", 5.0, _w("""Oisín Seán Ciarán Cillian Darragh Conor Eoin Niall Pádraig Tadhg
-Cian Fionn Rían Liam Ronan Declan Aidan Eoghan Donal Colm Dara Patrick Michael"""), _w("""Siobhán
+Vaughan Llewellyn Pugh Howells Prosser"""),
+        0.5,
+        0.4,
+    ),
+    Culture(
+        "irish",
+        5.0,
+        _w("""Oisín Seán Ciarán Cillian Darragh Conor Eoin Niall Pádraig Tadhg
+Cian Fionn Rían Liam Ronan Declan Aidan Eoghan Donal Colm Dara Patrick Michael"""),
+        _w("""Siobhán
 Niamh Aoife Caoimhe Saoirse Róisín Clodagh Aisling Orla Sinéad Gráinne Ciara Éabha Aoibhinn Sorcha
-Nuala Maeve Méabh Shauna Bridget Mary Kathleen"""), _w("""Murphy Kelly O'Brien O'Sullivan Walsh
+Nuala Maeve Méabh Shauna Bridget Mary Kathleen"""),
+        _w("""Murphy Kelly O'Brien O'Sullivan Walsh
 Byrne Ryan O'Connor O'Neill Doyle McCarthy Gallagher Doherty Kennedy Lynch Quinn Moore McLaughlin
 Carroll Connolly Daly Brennan Fitzgerald Nolan Donnelly Ward McDonagh Joyce Connors Maughan"""),
-        0.6, 0.3),
-    Culture("pakistani", 6.0, _w("""Muhammad Mohammed Ibrahim Yusuf Ayaan Zayn Hamza Ali Umar Bilal
+        0.6,
+        0.3,
+    ),
+    Culture(
+        "pakistani",
+        6.0,
+        _w("""Muhammad Mohammed Ibrahim Yusuf Ayaan Zayn Hamza Ali Umar Bilal
 Zakariya Abdullah Hassan Hussain Imran Adnan Haris Rayyan Ahmed Saad Faisal Usman Arham Eesa Musa
-Idris Zain Haroon Rehan Aahil"""), _w("""Aisha Ayesha Fatima Maryam Zainab Khadija Hafsa Inaya
+Idris Zain Haroon Rehan Aahil"""),
+        _w("""Aisha Ayesha Fatima Maryam Zainab Khadija Hafsa Inaya
 Amina Hania Noor Zara Mahnoor Aleena Alishba Eman Hana Iqra Sana Safa Zoya Hiba Anaya Areeba
-Mariam Sumaiya"""), _w("""Khan Hussain Ahmed Ali Akhtar Iqbal Mahmood Shah Butt Malik Qureshi
+Mariam Sumaiya"""),
+        _w("""Khan Hussain Ahmed Ali Akhtar Iqbal Mahmood Shah Butt Malik Qureshi
 Raza Rehman Chaudhry Javed Aslam Rashid Anwar Saleem Yousaf Bashir Mirza Sheikh Zaman Hameed
-Nawaz"""), 0.45),
-    Culture("bangladeshi", 2.0, _w("""Mohammed Abdul Ayaan Ishaq Raiyan Tahmid Zayan Ishmam Sami
-Rafi Arif Saif Nabil Tanvir Yahya Imran Rakib Sadiq"""), _w("""Fatema Tasnim Nusrat Sadia
+Nawaz"""),
+        0.45,
+    ),
+    Culture(
+        "bangladeshi",
+        2.0,
+        _w("""Mohammed Abdul Ayaan Ishaq Raiyan Tahmid Zayan Ishmam Sami
+Rafi Arif Saif Nabil Tanvir Yahya Imran Rakib Sadiq"""),
+        _w("""Fatema Tasnim Nusrat Sadia
 Sumaiya Tahmina Anisa Jannat Halima Samiha Nafisa Farhana Raisa Tasfia Mahira Iffat Sanjida"""),
         _w("""Miah Uddin Rahman Ahmed Islam Hossain Ali Chowdhury Haque Alam Ullah Karim Hussain
-Sarkar Talukder Begum"""), 0.4),
-    Culture("indian", 3.0, _w("""Arjun Aarav Rohan Vihaan Krish Dev Aryan Reyansh Ishaan Kabir Rahul
-Vikram Sai Aditya Nikhil Ravi Arnav Yash Neel"""), _w("""Priya Ananya Diya Aanya Saanvi Isha
-Anika Kavya Riya Meera Nisha Pooja Shreya Aditi Tara Kiran Asha Myra Avni"""), _w("""Patel Shah
+Sarkar Talukder Begum"""),
+        0.4,
+    ),
+    Culture(
+        "indian",
+        3.0,
+        _w("""Arjun Aarav Rohan Vihaan Krish Dev Aryan Reyansh Ishaan Kabir Rahul
+Vikram Sai Aditya Nikhil Ravi Arnav Yash Neel"""),
+        _w("""Priya Ananya Diya Aanya Saanvi Isha
+Anika Kavya Riya Meera Nisha Pooja Shreya Aditi Tara Kiran Asha Myra Avni"""),
+        _w("""Patel Shah
 Sharma Mistry Parmar Joshi Desai Mehta Gupta Kumar Chauhan Solanki Pandya Modi Rao Iyer Pillai
-Nair Reddy Chandra Lad Thakkar Kotecha Vaghela"""), 0.35),
-    Culture("sikh", 1.5, _w("""Arjan Gurpreet Jaskaran Harvinder Manveer Amrit Ranveer Jasdeep
-Gurveer Sukhdeep Karan Tejveer Harman Ajeet"""), _w("""Simran Jaspreet Harleen Navneet Manpreet
-Gurleen Amrit Kiranjit Jasleen Harpreet Rupinder Mehar Anmol"""), _w("""Sandhu Gill Dhillon Sidhu
-Johal Bains Grewal Sahota Atwal Virdi Bassi Kang Mann Dhaliwal Sangha Singh"""), 0.7,
-        boys_middle=("Singh",), girls_middle=("Kaur",)),
-    Culture("nigerian", 3.0, _w("""Oluwaseun Oluwatobi Adebayo Ayodele Chukwuemeka Chinedu Obinna
+Nair Reddy Chandra Lad Thakkar Kotecha Vaghela"""),
+        0.35,
+    ),
+    Culture(
+        "sikh",
+        1.5,
+        _w("""Arjan Gurpreet Jaskaran Harvinder Manveer Amrit Ranveer Jasdeep
+Gurveer Sukhdeep Karan Tejveer Harman Ajeet"""),
+        _w("""Simran Jaspreet Harleen Navneet Manpreet
+Gurleen Amrit Kiranjit Jasleen Harpreet Rupinder Mehar Anmol"""),
+        _w("""Sandhu Gill Dhillon Sidhu
+Johal Bains Grewal Sahota Atwal Virdi Bassi Kang Mann Dhaliwal Sangha Singh"""),
+        0.7,
+        boys_middle=("Singh",),
+        girls_middle=("Kaur",),
+    ),
+    Culture(
+        "nigerian",
+        3.0,
+        _w("""Oluwaseun Oluwatobi Adebayo Ayodele Chukwuemeka Chinedu Obinna
 Tobiloba Damilare Emeka Tunde Kayode Olumide Ifeanyi Chidi Babatunde Somtochukwu David Daniel
-Samuel Joshua Michael Emmanuel Victor Divine"""), _w("""Adaeze Chiamaka Ngozi Oluwafunmilayo
+Samuel Joshua Michael Emmanuel Victor Divine"""),
+        _w("""Adaeze Chiamaka Ngozi Oluwafunmilayo
 Temitope Folake Abimbola Adunni Chidinma Ifeoma Nneka Oluwadamilola Titilayo Precious Blessing
-Favour Grace Esther Deborah Peace Goodness Mercy Tiwalade Ebunoluwa"""), _w("""Adeyemi Okafor
+Favour Grace Esther Deborah Peace Goodness Mercy Tiwalade Ebunoluwa"""),
+        _w("""Adeyemi Okafor
 Okonkwo Adebayo Ogunleye Balogun Oyelaran Eze Nwosu Okoro Olawale Adeleke Akinola Ojo Bello
-Afolabi Oladipo Obi Chukwu Okeke Ogundipe Adewale Falana Oyewole Akande Oyinlola"""), 0.75,
+Afolabi Oladipo Obi Chukwu Okeke Ogundipe Adewale Falana Oyewole Akande Oyinlola"""),
+        0.75,
         boys_middle=_w("Oluwaseun Ayomide Chibuike Olamide Tobi Chinonso Ifeoluwa Adeola"),
-        girls_middle=_w("Oluwadamilola Adaora Chioma Ayomide Ifeoluwa Oyinkansola Ebere Temiloluwa")),
-    Culture("ghanaian", 1.2, _w("""Kwame Kofi Kwabena Kwaku Yaw Kojo Kwesi Nana Emmanuel Prince Isaac
-Samuel Jeremiah Nathaniel Edwin"""), _w("""Ama Akosua Abena Adwoa Afua Efua Esi Yaa Akua Nana
-Adjoa Princess Gifty Comfort Abigail Naomi Priscilla"""), _w("""Mensah Owusu Boateng Asante Osei
+        girls_middle=_w("Oluwadamilola Adaora Chioma Ayomide Ifeoluwa Oyinkansola Ebere Temiloluwa"),
+    ),
+    Culture(
+        "ghanaian",
+        1.2,
+        _w("""Kwame Kofi Kwabena Kwaku Yaw Kojo Kwesi Nana Emmanuel Prince Isaac
+Samuel Jeremiah Nathaniel Edwin"""),
+        _w("""Ama Akosua Abena Adwoa Afua Efua Esi Yaa Akua Nana
+Adjoa Princess Gifty Comfort Abigail Naomi Priscilla"""),
+        _w("""Mensah Owusu Boateng Asante Osei
 Agyeman Appiah Acheampong Amoah Darko Ofori Antwi Addo Boakye Quaye Tetteh Annan Badu Frimpong
-Kyei"""), 0.6, boys_middle=_w("Kwame Kofi Kwabena Kwaku Yaw Kojo Kwesi"),
-        girls_middle=_w("Ama Akosua Abena Adwoa Afua Efua Yaa Akua")),
-    Culture("somali", 1.2, _w("""Mohamed Abdirahman Abdullahi Ahmed Ali Hassan Ibrahim Yusuf Mustafe
-Abdikarim Abdiaziz Hamza Ayub Khalid Liban Sakariye Mahad Abdisalam"""), _w("""Hodan Ayaan
+Kyei"""),
+        0.6,
+        boys_middle=_w("Kwame Kofi Kwabena Kwaku Yaw Kojo Kwesi"),
+        girls_middle=_w("Ama Akosua Abena Adwoa Afua Efua Yaa Akua"),
+    ),
+    Culture(
+        "somali",
+        1.2,
+        _w("""Mohamed Abdirahman Abdullahi Ahmed Ali Hassan Ibrahim Yusuf Mustafe
+Abdikarim Abdiaziz Hamza Ayub Khalid Liban Sakariye Mahad Abdisalam"""),
+        _w("""Hodan Ayaan
 Fadumo Hibo Sagal Ifrah Ikran Hamdi Ayan Nasra Filsan Sumaya Ladan Deqa Anisa Ruqiya Hanan Sahra
-Naima Khadra"""), _w("""Mohamed Ali Hassan Ahmed Abdi Farah Warsame Omar Yusuf Hussein Jama Osman
-Abdullahi Aden Mohamud Ismail Nur Elmi Dahir Egal Hirsi Gedi"""), 0.2),
-    Culture("caribbean", 3.0, _w("""Tyrone Jermaine Kemar Marcus Andre Dwayne Jamal Malachi Isaiah
+Naima Khadra"""),
+        _w("""Mohamed Ali Hassan Ahmed Abdi Farah Warsame Omar Yusuf Hussein Jama Osman
+Abdullahi Aden Mohamud Ismail Nur Elmi Dahir Egal Hirsi Gedi"""),
+        0.2,
+    ),
+    Culture(
+        "caribbean",
+        3.0,
+        _w("""Tyrone Jermaine Kemar Marcus Andre Dwayne Jamal Malachi Isaiah
 Elijah Kai Tyreese Jaden Jayden Nathaniel Daniel Joshua Kyrie Kairo Zion Josiah Reuben Leon"""),
         _w("""Shanice Jada Aaliyah Tianna Keisha Nia Imani Amara Kiara Tia Jasmine Chantelle
-Destiny Makayla Naomi Simone Tamika Zuri Sienna Nevaeh"""), _w("""Campbell Brown Williams Thomas
+Destiny Makayla Naomi Simone Tamika Zuri Sienna Nevaeh"""),
+        _w("""Campbell Brown Williams Thomas
 Clarke Smith Johnson Francis Grant Reid Robinson Lewis Walker Henry Edwards Bailey Gordon Morgan
 Thompson Richards Spencer Forbes Lindsay McKenzie Samuels Powell Gayle Bennett Wright Marshall"""),
-        0.6, 0.35),
-    Culture("polish", 4.0, _w("""Aleksander Jakub Szymon Filip Kacper Antoni Jan Mikołaj Wojciech
+        0.6,
+        0.35,
+    ),
+    Culture(
+        "polish",
+        4.0,
+        _w("""Aleksander Jakub Szymon Filip Kacper Antoni Jan Mikołaj Wojciech
 Mateusz Piotr Krzysztof Bartosz Dawid Igor Oliwer Franciszek Michał Adam Maksymilian Tymon
-Stanisław"""), _w("""Zofia Zuzanna Julia Lena Maja Hanna Amelia Alicja Oliwia Natalia Wiktoria
+Stanisław"""),
+        _w("""Zofia Zuzanna Julia Lena Maja Hanna Amelia Alicja Oliwia Natalia Wiktoria
 Aleksandra Katarzyna Magdalena Małgorzata Agnieszka Gabriela Maria Martyna Nikola Emilia Kinga
-Weronika"""), _w("""Nowak Kowalski Wiśniewski Wójcik Kowalczyk Kamiński Lewandowski Zieliński
+Weronika"""),
+        _w("""Nowak Kowalski Wiśniewski Wójcik Kowalczyk Kamiński Lewandowski Zieliński
 Szymański Woźniak Dąbrowski Kozłowski Jankowski Mazur Kwiatkowski Krawczyk Piotrowski Grabowski
-Nowakowski Pawłowski Michalski Wróbel Zając Król Wieczorek Jabłoński"""), 0.3),
-    Culture("romanian", 2.5, _w("""Andrei Alexandru Ionuț Mihai Ștefan Gabriel David Luca Matei
-Darius Rareș Vlad Cristian Florin Răzvan Bogdan Eduard Sebastian Denis Robert"""), _w("""Maria
+Nowakowski Pawłowski Michalski Wróbel Zając Król Wieczorek Jabłoński"""),
+        0.3,
+    ),
+    Culture(
+        "romanian",
+        2.5,
+        _w("""Andrei Alexandru Ionuț Mihai Ștefan Gabriel David Luca Matei
+Darius Rareș Vlad Cristian Florin Răzvan Bogdan Eduard Sebastian Denis Robert"""),
+        _w("""Maria
 Ioana Elena Andreea Alexandra Ana Bianca Daria Sofia Ilinca Irina Larisa Teodora Antonia Carla
-Denisa Roxana Alesia Iasmina Medeea"""), _w("""Popescu Ionescu Popa Pop Radu Dumitru Stan Stoica
+Denisa Roxana Alesia Iasmina Medeea"""),
+        _w("""Popescu Ionescu Popa Pop Radu Dumitru Stan Stoica
 Gheorghe Matei Constantin Rusu Munteanu Lungu Marin Ciobanu Moldovan Sârbu Tudor Florea Dinu Ene
-Lazăr Niculescu"""), 0.35),
-    Culture("lithuanian", 1.2, _w("""Lukas Matas Jonas Dominykas Nojus Kajus Benas Augustas Tomas
-Mantas Arnas Paulius Rokas Gabrielius Jokūbas Emilis Dovydas"""), _w("""Emilija Gabija Austėja
+Lazăr Niculescu"""),
+        0.35,
+    ),
+    Culture(
+        "lithuanian",
+        1.2,
+        _w("""Lukas Matas Jonas Dominykas Nojus Kajus Benas Augustas Tomas
+Mantas Arnas Paulius Rokas Gabrielius Jokūbas Emilis Dovydas"""),
+        _w("""Emilija Gabija Austėja
 Ugnė Kamilė Urtė Gabrielė Lėja Amelija Goda Rugilė Viltė Miglė Barbora Ieva Karolina"""),
         _w("""Kazlauskas Jankauskas Petrauskas Stankevičius Vasiliauskas Žukauskas Butkus
 Paulauskas Urbonas Kavaliauskas Navickas Rimkus Ramanauskas Savickas Balčiūnas Šimkus Vaitkus
-Mockus"""), 0.2),
-    Culture("arabic", 2.5, _w("""Omar Ahmad Khalid Youssef Adam Karim Tariq Sami Amir Rami Hamza
-Yahya Ziad Nabil Faris Mahmoud Mustafa Anas Bilal Salim"""), _w("""Layla Nour Yasmin Rania Salma
+Mockus"""),
+        0.2,
+    ),
+    Culture(
+        "arabic",
+        2.5,
+        _w("""Omar Ahmad Khalid Youssef Adam Karim Tariq Sami Amir Rami Hamza
+Yahya Ziad Nabil Faris Mahmoud Mustafa Anas Bilal Salim"""),
+        _w("""Layla Nour Yasmin Rania Salma
 Lina Mariam Hala Dana Jana Sara Rahaf Malak Reem Aya Leen Farah Hiba Amira Dalia"""),
         _w("""Al-Sayed Haddad Hassan Abdullah Mansour Khalil Saleh Nasser Ibrahim Al-Khatib Darwish
-Hamdan Aziz Yassin Suleiman El-Masri Jaber Othman Qasim Al-Hashimi Fadel"""), 0.3),
+Hamdan Aziz Yassin Suleiman El-Masri Jaber Othman Qasim Al-Hashimi Fadel"""),
+        0.3,
+    ),
 )
 
 # Where a naming tradition is much commoner than in England as a whole: multipliers on
 # Culture.weight by region, then by authority. Rough, from census patterns; not statistics.
 _CULTURE_BOOSTS: dict[str, dict[str, float]] = {
-    "London": {"nigerian": 3, "ghanaian": 3, "somali": 2.5, "caribbean": 3, "arabic": 2, "romanian": 2,
-               "polish": 1.5, "indian": 1.5, "bangladeshi": 2, "irish": 1.3, "english": 0.7},
+    "London": {
+        "nigerian": 3,
+        "ghanaian": 3,
+        "somali": 2.5,
+        "caribbean": 3,
+        "arabic": 2,
+        "romanian": 2,
+        "polish": 1.5,
+        "indian": 1.5,
+        "bangladeshi": 2,
+        "irish": 1.3,
+        "english": 0.7,
+    },
     "TOWER-HAMLETS": {"bangladeshi": 12},
     "NEWHAM": {"bangladeshi": 3, "pakistani": 2, "indian": 2},
     "BRENT": {"indian": 3, "somali": 2, "romanian": 2},
-    "HARROW": {"indian": 5}, "HOUNSLOW": {"sikh": 5, "indian": 2}, "EALING": {"sikh": 4, "polish": 2},
-    "REDBRIDGE": {"pakistani": 2, "indian": 2}, "BARKING-DAGENHAM": {"nigerian": 2, "romanian": 2},
-    "SOUTHWARK": {"nigerian": 2}, "LAMBETH": {"caribbean": 2}, "LEWISHAM": {"caribbean": 2},
-    "HARINGEY": {"romanian": 2}, "ENFIELD": {"romanian": 2},
-    "BRADFORD": {"pakistani": 6}, "KIRKLEES": {"pakistani": 3}, "CALDERDALE": {"pakistani": 2},
-    "BLACKBURN-DARWEN": {"pakistani": 4, "indian": 3}, "OLDHAM": {"pakistani": 3, "bangladeshi": 3},
-    "ROCHDALE": {"pakistani": 3}, "LEEDS": {"pakistani": 1.5, "polish": 1.5},
+    "HARROW": {"indian": 5},
+    "HOUNSLOW": {"sikh": 5, "indian": 2},
+    "EALING": {"sikh": 4, "polish": 2},
+    "REDBRIDGE": {"pakistani": 2, "indian": 2},
+    "BARKING-DAGENHAM": {"nigerian": 2, "romanian": 2},
+    "SOUTHWARK": {"nigerian": 2},
+    "LAMBETH": {"caribbean": 2},
+    "LEWISHAM": {"caribbean": 2},
+    "HARINGEY": {"romanian": 2},
+    "ENFIELD": {"romanian": 2},
+    "BRADFORD": {"pakistani": 6},
+    "KIRKLEES": {"pakistani": 3},
+    "CALDERDALE": {"pakistani": 2},
+    "BLACKBURN-DARWEN": {"pakistani": 4, "indian": 3},
+    "OLDHAM": {"pakistani": 3, "bangladeshi": 3},
+    "ROCHDALE": {"pakistani": 3},
+    "LEEDS": {"pakistani": 1.5, "polish": 1.5},
     "MANCHESTER": {"pakistani": 2.5, "nigerian": 1.5, "somali": 1.5, "arabic": 1.5},
     "LIVERPOOL": {"irish": 2, "somali": 1.5, "arabic": 1.5},
     "BIRMINGHAM": {"pakistani": 4, "bangladeshi": 2, "caribbean": 2, "somali": 2},
-    "SANDWELL": {"sikh": 4, "indian": 2}, "WOLVERHAMPTON": {"sikh": 5, "caribbean": 1.5},
-    "COVENTRY": {"sikh": 2, "indian": 2}, "LEICESTER": {"indian": 8, "somali": 2},
-    "SLOUGH": {"pakistani": 4, "sikh": 6, "indian": 2}, "LUTON": {"pakistani": 4, "bangladeshi": 3},
-    "BRISTOL": {"somali": 3, "caribbean": 1.5}, "NOTTINGHAM": {"caribbean": 2, "pakistani": 2},
-    "PETERBOROUGH": {"polish": 2, "lithuanian": 3, "pakistani": 2}, "LINCOLNSHIRE": {"polish": 2, "lithuanian": 3},
-    "NORTHUMBERLAND": {"scottish": 3}, "CUMBRIA": {"scottish": 3},
-    "South West": {"english": 1.5}, "CORNWALL": {"english": 2}, "ISLES-OF-SCILLY": {"english": 3},
+    "SANDWELL": {"sikh": 4, "indian": 2},
+    "WOLVERHAMPTON": {"sikh": 5, "caribbean": 1.5},
+    "COVENTRY": {"sikh": 2, "indian": 2},
+    "LEICESTER": {"indian": 8, "somali": 2},
+    "SLOUGH": {"pakistani": 4, "sikh": 6, "indian": 2},
+    "LUTON": {"pakistani": 4, "bangladeshi": 3},
+    "BRISTOL": {"somali": 3, "caribbean": 1.5},
+    "NOTTINGHAM": {"caribbean": 2, "pakistani": 2},
+    "PETERBOROUGH": {"polish": 2, "lithuanian": 3, "pakistani": 2},
+    "LINCOLNSHIRE": {"polish": 2, "lithuanian": 3},
+    "NORTHUMBERLAND": {"scottish": 3},
+    "CUMBRIA": {"scottish": 3},
+    "South West": {"english": 1.5},
+    "CORNWALL": {"english": 2},
+    "ISLES-OF-SCILLY": {"english": 3},
 }
 
 
@@ -406,47 +549,125 @@ def culture_weights(code: str) -> list[float]:
 
 # Diminutives and short forms a practitioner or a record might use instead of the registered name.
 NICKNAMES: dict[str, tuple[str, ...]] = {
-    "William": ("Will", "Bill", "Billy", "Liam"), "Elizabeth": ("Liz", "Beth", "Lizzie", "Eliza"),
-    "Alexander": ("Alex", "Xander", "Sandy"), "Alexandra": ("Alex", "Lexi", "Sasha"),
-    "Robert": ("Rob", "Bob", "Bobby", "Robbie"), "Thomas": ("Tom", "Tommy"),
-    "James": ("Jim", "Jimmy", "Jamie"), "Joseph": ("Joe", "Joey"), "Daniel": ("Dan", "Danny"),
-    "Benjamin": ("Ben", "Benji"), "Samuel": ("Sam", "Sammy"), "Matthew": ("Matt",),
-    "Nicholas": ("Nick", "Nicky"), "Christopher": ("Chris",), "Jonathan": ("Jon", "Jonny"),
-    "Edward": ("Ed", "Eddie", "Ted"), "Charles": ("Charlie",), "Michael": ("Mike", "Mikey"),
-    "Joshua": ("Josh",), "Nathaniel": ("Nate", "Nathan"), "Oliver": ("Ollie",),
-    "Henry": ("Harry", "Hal"), "Frederick": ("Freddie", "Fred"), "Theodore": ("Theo", "Teddy"),
-    "Zachary": ("Zach", "Zac"), "Jacob": ("Jake",), "Harrison": ("Harry",), "Stanley": ("Stan",),
-    "Katherine": ("Kate", "Katie", "Kat"), "Margaret": ("Maggie", "Meg"),
-    "Rebecca": ("Becky", "Becca"), "Jessica": ("Jess",), "Victoria": ("Vicky", "Tori"),
-    "Abigail": ("Abbie", "Abby"), "Samantha": ("Sam", "Sammy"), "Charlotte": ("Lottie", "Charlie"),
-    "Olivia": ("Liv", "Livvy"), "Isabella": ("Bella", "Izzy"), "Isabelle": ("Izzy", "Belle"),
-    "Amelia": ("Millie", "Mia"), "Florence": ("Flo", "Florrie"), "Eleanor": ("Ellie", "Nell"),
-    "Evelyn": ("Evie",), "Josephine": ("Josie",), "Natalie": ("Nat",), "Jennifer": ("Jen", "Jenny"),
-    "Matilda": ("Tilly",), "Patrick": ("Paddy", "Pat"), "Gabriel": ("Gabe",),
-    "Aleksander": ("Olek", "Alek"), "Aleksandra": ("Ola",), "Zofia": ("Zosia",),
-    "Katarzyna": ("Kasia",), "Małgorzata": ("Gosia",), "Wojciech": ("Wojtek",), "Jakub": ("Kuba",),
-    "Maksymilian": ("Maks",), "Muhammad": ("Mo",), "Mohammed": ("Mo",), "Mohamed": ("Mo",),
-    "Abdullah": ("Abdul",), "Oluwaseun": ("Seun",), "Oluwatobi": ("Tobi",),
-    "Oluwadamilola": ("Dami", "Lola"), "Oluwafunmilayo": ("Funmi",), "Babatunde": ("Tunde",),
-    "Chukwuemeka": ("Emeka",), "Ayodele": ("Ayo",), "Temitope": ("Tope",), "Abimbola": ("Bimbo",),
-    "Somtochukwu": ("Somto",), "Alexandru": ("Alex",), "Ionuț": ("Ionel",), "Dominykas": ("Domas",),
+    "William": ("Will", "Bill", "Billy", "Liam"),
+    "Elizabeth": ("Liz", "Beth", "Lizzie", "Eliza"),
+    "Alexander": ("Alex", "Xander", "Sandy"),
+    "Alexandra": ("Alex", "Lexi", "Sasha"),
+    "Robert": ("Rob", "Bob", "Bobby", "Robbie"),
+    "Thomas": ("Tom", "Tommy"),
+    "James": ("Jim", "Jimmy", "Jamie"),
+    "Joseph": ("Joe", "Joey"),
+    "Daniel": ("Dan", "Danny"),
+    "Benjamin": ("Ben", "Benji"),
+    "Samuel": ("Sam", "Sammy"),
+    "Matthew": ("Matt",),
+    "Nicholas": ("Nick", "Nicky"),
+    "Christopher": ("Chris",),
+    "Jonathan": ("Jon", "Jonny"),
+    "Edward": ("Ed", "Eddie", "Ted"),
+    "Charles": ("Charlie",),
+    "Michael": ("Mike", "Mikey"),
+    "Joshua": ("Josh",),
+    "Nathaniel": ("Nate", "Nathan"),
+    "Oliver": ("Ollie",),
+    "Henry": ("Harry", "Hal"),
+    "Frederick": ("Freddie", "Fred"),
+    "Theodore": ("Theo", "Teddy"),
+    "Zachary": ("Zach", "Zac"),
+    "Jacob": ("Jake",),
+    "Harrison": ("Harry",),
+    "Stanley": ("Stan",),
+    "Katherine": ("Kate", "Katie", "Kat"),
+    "Margaret": ("Maggie", "Meg"),
+    "Rebecca": ("Becky", "Becca"),
+    "Jessica": ("Jess",),
+    "Victoria": ("Vicky", "Tori"),
+    "Abigail": ("Abbie", "Abby"),
+    "Samantha": ("Sam", "Sammy"),
+    "Charlotte": ("Lottie", "Charlie"),
+    "Olivia": ("Liv", "Livvy"),
+    "Isabella": ("Bella", "Izzy"),
+    "Isabelle": ("Izzy", "Belle"),
+    "Amelia": ("Millie", "Mia"),
+    "Florence": ("Flo", "Florrie"),
+    "Eleanor": ("Ellie", "Nell"),
+    "Evelyn": ("Evie",),
+    "Josephine": ("Josie",),
+    "Natalie": ("Nat",),
+    "Jennifer": ("Jen", "Jenny"),
+    "Matilda": ("Tilly",),
+    "Patrick": ("Paddy", "Pat"),
+    "Gabriel": ("Gabe",),
+    "Aleksander": ("Olek", "Alek"),
+    "Aleksandra": ("Ola",),
+    "Zofia": ("Zosia",),
+    "Katarzyna": ("Kasia",),
+    "Małgorzata": ("Gosia",),
+    "Wojciech": ("Wojtek",),
+    "Jakub": ("Kuba",),
+    "Maksymilian": ("Maks",),
+    "Muhammad": ("Mo",),
+    "Mohammed": ("Mo",),
+    "Mohamed": ("Mo",),
+    "Abdullah": ("Abdul",),
+    "Oluwaseun": ("Seun",),
+    "Oluwatobi": ("Tobi",),
+    "Oluwadamilola": ("Dami", "Lola"),
+    "Oluwafunmilayo": ("Funmi",),
+    "Babatunde": ("Tunde",),
+    "Chukwuemeka": ("Emeka",),
+    "Ayodele": ("Ayo",),
+    "Temitope": ("Tope",),
+    "Abimbola": ("Bimbo",),
+    "Somtochukwu": ("Somto",),
+    "Alexandru": ("Alex",),
+    "Ionuț": ("Ionel",),
+    "Dominykas": ("Domas",),
 }
 
 # Spellings of one name that records for the same child really do mix.
 SPELLING_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("Muhammad", "Mohammed", "Mohammad", "Mohamed", "Muhammed"), ("Aisha", "Ayesha", "Aysha"),
-    ("Seán", "Sean", "Shaun"), ("Zara", "Zahra"), ("Aaliyah", "Aliyah"), ("Yusuf", "Yousuf", "Yusef"),
-    ("Ibrahim", "Ebrahim"), ("Fatima", "Fatimah", "Fatema"), ("Khadija", "Khadijah"),
-    ("Maryam", "Mariam", "Miriam"), ("Aleksander", "Alexander"), ("Aleksandra", "Alexandra"),
-    ("Katherine", "Catherine", "Kathryn"), ("Jayden", "Jaden"), ("Isabelle", "Isabel"),
-    ("Niamh", "Neve"), ("Caoimhe", "Keeva"), ("Siobhán", "Siobhan", "Shivaun"), ("Zofia", "Sofia"),
-    ("Jakub", "Jacob"), ("Mateusz", "Matthew"), ("Piotr", "Peter"), ("Sophia", "Sofia"),
-    ("Hussain", "Hussein", "Husain"), ("Mohamud", "Mohamoud"), ("Abdirahman", "Abdurahman"),
-    ("Sumaiya", "Sumaya", "Sumayyah"), ("Eesa", "Isa", "Esa"), ("Zakariya", "Zakaria", "Zachariah"),
-    ("Mollie", "Molly"), ("Lacey", "Lacie"), ("Rhiannon", "Rianon"), ("Stephen", "Steven"),
-    ("Al-Sayed", "Al Sayed", "Alsayed", "El-Sayed"), ("Al-Khatib", "Alkhatib"),
-    ("MacDonald", "McDonald", "Macdonald"), ("Mackenzie", "McKenzie"), ("Chowdhury", "Choudhury"),
-    ("Rahman", "Rehman"), ("O'Brien", "OBrien", "O Brien"), ("O'Sullivan", "O Sullivan"),
+    ("Muhammad", "Mohammed", "Mohammad", "Mohamed", "Muhammed"),
+    ("Aisha", "Ayesha", "Aysha"),
+    ("Seán", "Sean", "Shaun"),
+    ("Zara", "Zahra"),
+    ("Aaliyah", "Aliyah"),
+    ("Yusuf", "Yousuf", "Yusef"),
+    ("Ibrahim", "Ebrahim"),
+    ("Fatima", "Fatimah", "Fatema"),
+    ("Khadija", "Khadijah"),
+    ("Maryam", "Mariam", "Miriam"),
+    ("Aleksander", "Alexander"),
+    ("Aleksandra", "Alexandra"),
+    ("Katherine", "Catherine", "Kathryn"),
+    ("Jayden", "Jaden"),
+    ("Isabelle", "Isabel"),
+    ("Niamh", "Neve"),
+    ("Caoimhe", "Keeva"),
+    ("Siobhán", "Siobhan", "Shivaun"),
+    ("Zofia", "Sofia"),
+    ("Jakub", "Jacob"),
+    ("Mateusz", "Matthew"),
+    ("Piotr", "Peter"),
+    ("Sophia", "Sofia"),
+    ("Hussain", "Hussein", "Husain"),
+    ("Mohamud", "Mohamoud"),
+    ("Abdirahman", "Abdurahman"),
+    ("Sumaiya", "Sumaya", "Sumayyah"),
+    ("Eesa", "Isa", "Esa"),
+    ("Zakariya", "Zakaria", "Zachariah"),
+    ("Mollie", "Molly"),
+    ("Lacey", "Lacie"),
+    ("Rhiannon", "Rianon"),
+    ("Stephen", "Steven"),
+    ("Al-Sayed", "Al Sayed", "Alsayed", "El-Sayed"),
+    ("Al-Khatib", "Alkhatib"),
+    ("MacDonald", "McDonald", "Macdonald"),
+    ("Mackenzie", "McKenzie"),
+    ("Chowdhury", "Choudhury"),
+    ("Rahman", "Rehman"),
+    ("O'Brien", "OBrien", "O Brien"),
+    ("O'Sullivan", "O Sullivan"),
 )
 
 STREETS = _w("""Oak Church Station Victoria Park Mill High Albert Kings Manor Springfield Grange
@@ -456,35 +677,91 @@ Market Bridge Castle Abbey Priory Mount Hillside Woodland Heather Fern Thornton 
 Cromwell Nelson Wellington Gladstone Coronation Jubilee Kingsway Fairfield Broadway Marlborough""")
 STREET_KINDS = _w("""Road Street Avenue Close Lane Drive Way Crescent Grove Terrace Gardens Court Place
 View Walk""")
-STREET_ABBREVIATIONS = {"Road": "Rd", "Street": "St", "Avenue": "Ave", "Close": "Cl", "Lane": "Ln",
-                        "Drive": "Dr", "Crescent": "Cres", "Terrace": "Terr", "Gardens": "Gdns"}
+STREET_ABBREVIATIONS = {
+    "Road": "Rd",
+    "Street": "St",
+    "Avenue": "Ave",
+    "Close": "Cl",
+    "Lane": "Ln",
+    "Drive": "Dr",
+    "Crescent": "Cres",
+    "Terrace": "Terr",
+    "Gardens": "Gdns",
+}
 
 # service, weight, sensitive, youngest age, oldest age (inclusive), teams, roles
 SERVICES: tuple[tuple[str, float, bool, int, int, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("Children's social care", 35.0, False, 0, 17,
-     ("Duty and assessment team", "Child protection team", "Children in care team", "MASH",
-      "Disabled children's team", "Leaving care team"),
-     ("Social worker", "Senior social worker", "Advanced practitioner", "Team manager")),
-    ("Early help", 30.0, False, 0, 17,
-     ("Early help hub", "Family support team", "Locality team North", "Locality team South"),
-     ("Family support worker", "Early help practitioner", "Lead professional")),
-    ("Education welfare", 12.0, False, 5, 17,
-     ("Education welfare service", "Attendance team", "Children missing education team"),
-     ("Education welfare officer", "Attendance officer")),
-    ("Health visiting", 12.0, False, 0, 4,
-     ("Health visiting team", "0-19 public health nursing"),
-     ("Health visitor", "Community nursery nurse")),
-    ("Youth justice", 6.0, False, 10, 17,
-     ("Youth justice service", "Youth offending team"),
-     ("Youth justice officer", "Case manager")),
-    ("Sexual health", 2.0, True, 13, 17,
-     ("Young people's sexual health service",), ("Sexual health nurse", "Outreach worker")),
-    ("Substance misuse", 1.5, True, 11, 17,
-     ("Young people's substance misuse team",), ("Substance misuse worker",)),
+    (
+        "Children's social care",
+        35.0,
+        False,
+        0,
+        17,
+        (
+            "Duty and assessment team",
+            "Child protection team",
+            "Children in care team",
+            "MASH",
+            "Disabled children's team",
+            "Leaving care team",
+        ),
+        ("Social worker", "Senior social worker", "Advanced practitioner", "Team manager"),
+    ),
+    (
+        "Early help",
+        30.0,
+        False,
+        0,
+        17,
+        ("Early help hub", "Family support team", "Locality team North", "Locality team South"),
+        ("Family support worker", "Early help practitioner", "Lead professional"),
+    ),
+    (
+        "Education welfare",
+        12.0,
+        False,
+        5,
+        17,
+        ("Education welfare service", "Attendance team", "Children missing education team"),
+        ("Education welfare officer", "Attendance officer"),
+    ),
+    (
+        "Health visiting",
+        12.0,
+        False,
+        0,
+        4,
+        ("Health visiting team", "0-19 public health nursing"),
+        ("Health visitor", "Community nursery nurse"),
+    ),
+    (
+        "Youth justice",
+        6.0,
+        False,
+        10,
+        17,
+        ("Youth justice service", "Youth offending team"),
+        ("Youth justice officer", "Case manager"),
+    ),
+    (
+        "Sexual health",
+        2.0,
+        True,
+        13,
+        17,
+        ("Young people's sexual health service",),
+        ("Sexual health nurse", "Outreach worker"),
+    ),
+    ("Substance misuse", 1.5, True, 11, 17, ("Young people's substance misuse team",), ("Substance misuse worker",)),
 )
 
-PURPOSES = ("child-protection-enquiry", "child-in-need-assessment", "early-help-assessment",
-            "looked-after-child-review", "missing-child")
+PURPOSES = (
+    "child-protection-enquiry",
+    "child-in-need-assessment",
+    "early-help-assessment",
+    "looked-after-child-review",
+    "missing-child",
+)
 
 # Practitioners are adults, so their first names come from an older generation as well.
 ADULT_GIVEN = _w("""Sarah Claire Emma Rachel Helen Lisa Nicola Joanne Karen Michelle Laura Gemma
@@ -563,13 +840,13 @@ def typo(rng: random.Random, name: str) -> str:
     i = rng.randrange(1, len(name) - 1)
     op = rng.random()
     if op < 0.4 and name[i] != name[i + 1]:
-        return name[:i] + name[i + 1] + name[i] + name[i + 2:]
+        return name[:i] + name[i + 1] + name[i] + name[i + 2 :]
     if op < 0.7:
-        return name[:i] + name[i + 1:]
+        return name[:i] + name[i + 1 :]
     if op < 0.85 or name[i].lower() not in "aeiou":
         return name[:i] + name[i] + name[i:]
     vowel = rng.choice([v for v in "aeiou" if v != name[i].lower()])
-    return name[:i] + vowel + name[i + 1:]
+    return name[:i] + vowel + name[i + 1 :]
 
 
 def gendered_surname(family: str, sex: str, culture: Culture) -> str:

@@ -33,7 +33,7 @@ def _record_prefix(code: str) -> str:
     if len(words) == 1:
         return words[0][:3]
     initials = "".join(w[0] for w in words)[:3]
-    return initials + words[-1][1:4 - len(initials)] if len(initials) < 3 else initials
+    return initials + words[-1][1 : 4 - len(initials)] if len(initials) < 3 else initials
 
 
 class Plan:
@@ -105,8 +105,10 @@ class Plan:
                 # The household is named by its first child: the accuracy benchmark uses it to tell a
                 # sibling or twin matched in error from any other wrong person.
                 household = self.children[child.household.members[0]].pid
-                yield child.pid, [{"authority": codes[a], "record_id": r, "household": household}
-                                  for a, r in sorted(child.held)]
+                yield (
+                    child.pid,
+                    [{"authority": codes[a], "record_id": r, "household": household} for a, r in sorted(child.held)],
+                )
 
     def expected(self, child: Child) -> list[str]:
         held = {a for a, _ in child.held}

@@ -141,8 +141,15 @@ class Population:
         if not household.accents:
             given, middle, family = fold(given), fold(middle), fold(family)
         child = Child(
-            pid=f"p{len(self.children) + 1:0{self.pid_width}d}", household=household,
-            given=given, middle=middle, family=family, former="", dob=dob, sex=sex, nhs=self.nhs_number(),
+            pid=f"p{len(self.children) + 1:0{self.pid_width}d}",
+            household=household,
+            given=given,
+            middle=middle,
+            family=family,
+            former="",
+            dob=dob,
+            sex=sex,
+            nhs=self.nhs_number(),
         )
         household.members.append(len(self.children))
         self.children.append(child)
@@ -185,8 +192,10 @@ class Population:
         address = f"{between(rng, 1, 180)} {street}"
         if rng.random() < 0.12:
             address = f"Flat {between(rng, 1, 24)}, {address}"
-        postcode = f"{pick(rng, self.districts[authority])} {between(rng, 1, 9)}" \
-                   f"{pick(rng, _INWARD_LETTERS)}{pick(rng, _INWARD_LETTERS)}"
+        postcode = (
+            f"{pick(rng, self.districts[authority])} {between(rng, 1, 9)}"
+            f"{pick(rng, _INWARD_LETTERS)}{pick(rng, _INWARD_LETTERS)}"
+        )
         return Residence(authority, address, postcode, start, REF_DAY)
 
     def _life_events(self, household: Household, family: str) -> None:

@@ -24,8 +24,15 @@ _SHARES = {"moved": 0.10, "twin": 0.05, "sibling": 0.05, "variant": 0.30, "exact
 
 # How often each applicable variation is chosen: the hard, realistic ones more than plain typos.
 _VARIATION_WEIGHTS = {
-    "nickname": 3.0, "spelling": 3.0, "new-surname": 4.0, "surname-part": 2.0, "accent-dropped": 2.0,
-    "dob-day-month-swap": 2.0, "known-by-middle-name": 1.0, "typo-given": 1.5, "typo-family": 1.5,
+    "nickname": 3.0,
+    "spelling": 3.0,
+    "new-surname": 4.0,
+    "surname-part": 2.0,
+    "accent-dropped": 2.0,
+    "dob-day-month-swap": 2.0,
+    "known-by-middle-name": 1.0,
+    "typo-given": 1.5,
+    "typo-family": 1.5,
     "minimal": 1.0,
 }
 
@@ -71,10 +78,13 @@ class Queries:
     def _sample(self, pool: list[Child], count: int) -> list[Child]:
         return self.rng.sample(pool, min(count, len(pool)))
 
-    def _finish(self, qid: str, n: int, kind: str, detail: str, child: Child | None,
-                subject: dict[str, Any]) -> dict[str, Any]:
+    def _finish(
+        self, qid: str, n: int, kind: str, detail: str, child: Child | None, subject: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
-            "query_id": qid, "kind": kind, "detail": detail,
+            "query_id": qid,
+            "kind": kind,
+            "detail": detail,
             "person_id": child.pid if child else None,
             "subject": subject,
             "purpose": {"code": PURPOSES[n % len(PURPOSES)], "justification": f"Synthetic query {qid}"},
@@ -93,11 +103,18 @@ class Queries:
     def subject(self, child: Child) -> dict[str, Any]:
         rng = self.rng
         home = child.household.residences[-1]
-        subject: dict[str, Any] = {"given_name": child.given, "family_name": child.family,
-                                   "date_of_birth": dt.date.fromordinal(child.dob).isoformat()}
-        optional = (("middle_names", child.middle, 0.4), ("sex", child.sex, 0.9),
-                    ("postcode", home.postcode, 0.85), ("address", home.address, 0.5),
-                    ("nhs_number", child.nhs, 0.3))
+        subject: dict[str, Any] = {
+            "given_name": child.given,
+            "family_name": child.family,
+            "date_of_birth": dt.date.fromordinal(child.dob).isoformat(),
+        }
+        optional = (
+            ("middle_names", child.middle, 0.4),
+            ("sex", child.sex, 0.9),
+            ("postcode", home.postcode, 0.85),
+            ("address", home.address, 0.5),
+            ("nhs_number", child.nhs, 0.3),
+        )
         for key, value, rate in optional:
             if value and rng.random() < rate:
                 subject[key] = value
@@ -161,8 +178,10 @@ class Queries:
 
     def _near_misses(self, count: int) -> list[tuple[str, dict[str, Any]]]:
         unheld = [c for c in self.children if not c.held and self._held_sibling(c)]
-        misses = [("twin-not-held" if c.twin >= 0 else "sibling-not-held", self.subject(c))
-                  for c in self._sample(unheld, count - count // 3)]
+        misses = [
+            ("twin-not-held" if c.twin >= 0 else "sibling-not-held", self.subject(c))
+            for c in self._sample(unheld, count - count // 3)
+        ]
         for child in self._sample([c for c in self.children if c.held], count - len(misses)):
             subject = self.subject(child)
             # Another child of the same name, elsewhere: nothing but the name is shared.
@@ -188,8 +207,7 @@ class Queries:
 
     @staticmethod
     def _key(subject: dict[str, Any]) -> tuple[str, str, str]:
-        return (canonical_name(subject["given_name"]), squash(subject["family_name"]),
-                subject["date_of_birth"])
+        return (canonical_name(subject["given_name"]), squash(subject["family_name"]), subject["date_of_birth"])
 
     def _held_keys(self, keys: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
         """Which of these keys also describe someone who is held (one pass, no pairwise compare)."""

@@ -58,11 +58,15 @@ class Renderer:
         iso = dt.date.fromordinal(child.dob).isoformat()
         sex = rng.random()
         return {
-            "record_id": record_id, "given_name": given, "family_name": family,
-            "middle_names": middle if rng.random() < 0.7 else "", "other_names": other,
+            "record_id": record_id,
+            "given_name": given,
+            "family_name": family,
+            "middle_names": middle if rng.random() < 0.7 else "",
+            "other_names": other,
             "date_of_birth": swap_day_month(iso) if rng.random() < 0.015 else iso,
             "sex": "" if sex < 0.1 else "U" if sex < 0.11 else child.sex,
-            "address": self._address(home.address), "postcode": self._postcode(home.postcode),
+            "address": self._address(home.address),
+            "postcode": self._postcode(home.postcode),
             "nhs_number": child.nhs if rng.random() < 0.6 else "",
             "shielded": "true" if rng.random() < 0.01 else "false",
         }
@@ -135,9 +139,14 @@ class Renderer:
     def _involvement(self, authority: int, service: int, start: int, end: str) -> dict[str, str]:
         name, role, team, phone, email = pick(self.rng, self._staff(authority, service))
         return {
-            "service": SERVICES[service][0], "team": team, "practitioner_name": name,
-            "practitioner_role": role, "practitioner_phone": phone, "practitioner_email": email,
-            "involvement_start": dt.date.fromordinal(start).isoformat(), "involvement_end": end,
+            "service": SERVICES[service][0],
+            "team": team,
+            "practitioner_name": name,
+            "practitioner_role": role,
+            "practitioner_phone": phone,
+            "practitioner_email": email,
+            "involvement_start": dt.date.fromordinal(start).isoformat(),
+            "involvement_end": end,
             "sensitive": "true" if SERVICES[service][2] else "false",
         }
 

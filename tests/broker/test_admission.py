@@ -40,6 +40,7 @@ SETTINGS = HealthSettings(poll_interval=60, poll_timeout=0.5, failure_threshold=
 
 # -- the rules, alone ------------------------------------------------------------------------
 
+
 def test_congestion_needs_many_timeouts_a_share_of_those_asked_and_slow_answers():
     slow, quick = [900.0, 1200.0], [8.0, 12.0]
     assert not congested(CONGESTED_MIN_TIMEOUTS - 1, CONGESTED_MIN_TIMEOUTS - 1, slow, 1950)  # a small federation
@@ -89,8 +90,9 @@ def test_the_floor_is_never_above_the_ceiling():
 def test_a_half_open_probe_lost_in_congestion_gives_its_turn_back():
     clock = Clock()
     breaker = CircuitBreaker(failure_threshold=1, reset_after=5.0, clock=clock)
-    health = NodeHealth(Authority("KENT", "Kent", "127.0.0.1:1", node_dns_name("KENT")), breaker,
-                        HealthSettings(), clock)
+    health = NodeHealth(
+        Authority("KENT", "Kent", "127.0.0.1:1", node_dns_name("KENT")), breaker, HealthSettings(), clock
+    )
     health.failed(NodeTimeout("no answer"))
     clock.now += 5.0
     assert breaker.allow() and not breaker.allow()  # half-open: one probe, and it is out
@@ -101,11 +103,20 @@ def test_a_half_open_probe_lost_in_congestion_gives_its_turn_back():
 
 # -- a real federation with nine hung authorities --------------------------------------------
 
+
 async def _node_with_proxies(pki: Pki, tmp_path: Path, code: str, proxies: int) -> tuple[Any, list[FaultProxy]]:
     store = tmp_path / f"{code}.sqlite3"
     import_authority(store, write_csv(tmp_path / f"{code}.csv", [row(record_id=f"{code}1")]))
-    node = await start_node(NodeConfig(code, code.title(), ("127.0.0.1", 0), store, pki.tls(pki.nodes[code]),
-                                       broker_public_keys=(pki.assertion_pub,)))
+    node = await start_node(
+        NodeConfig(
+            code,
+            code.title(),
+            ("127.0.0.1", 0),
+            store,
+            pki.tls(pki.nodes[code]),
+            broker_public_keys=(pki.assertion_pub,),
+        )
+    )
     return node, [await FaultProxy(node.address).start() for _ in range(proxies)]
 
 
@@ -158,6 +169,7 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, tries: int = 1
 async def _polled(fed: Any) -> None:
     async def done() -> bool:  # the start-up poll of the hung nodes ends by its timeout
         return all(n["status"] != "unknown" for n in (await _nodes(fed)).values())
+
     await _until(done, "the monitor's first poll never finished")
 
 
@@ -166,7 +178,8 @@ def _missing(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_timeouts_beside_slow_answers_are_congestion_reported_but_opening_no_circuit(
-        federation, hung, slow_leeds):
+    federation, hung, slow_leeds
+):
     fed = await federation({}, extra=[slow_leeds, *hung], deadline=DEADLINE, health=SETTINGS)
     await _polled(fed)
     answered = 0

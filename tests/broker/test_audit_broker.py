@@ -22,16 +22,30 @@ from certs.identity import Role
 from certs.tls import client_ssl_context
 from tests.conftest import row
 
-CHILD = {"given_name": "Philippa", "family_name": "Quenby-Thistlewood", "date_of_birth": "2013-10-17",
-         "nhs_number": "9434765919", "postcode": "LS6 2AB", "address": "12 Oak Road"}
+CHILD = {
+    "given_name": "Philippa",
+    "family_name": "Quenby-Thistlewood",
+    "date_of_birth": "2013-10-17",
+    "nhs_number": "9434765919",
+    "postcode": "LS6 2AB",
+    "address": "12 Oak Road",
+}
 PURPOSE = {"code": "child-in-need-assessment", "justification": "Assessment visit planned for Monday"}
 SIGNPOST = [sys.executable, "-m", "signpost.cli"]
 
 
 def leeds():
-    return {"LEEDS": [row(given_name="Philippa", family_name="Quenby-Thistlewood", date_of_birth="2013-10-17",
-                          nhs_number="9434765919")],
-            "KENT": [row(record_id="K1", given_name="Oliver")]}
+    return {
+        "LEEDS": [
+            row(
+                given_name="Philippa",
+                family_name="Quenby-Thistlewood",
+                date_of_birth="2013-10-17",
+                nhs_number="9434765919",
+            )
+        ],
+        "KENT": [row(record_id="K1", given_name="Oliver")],
+    }
 
 
 async def audit_get(fed, query: str = "", role: Role = Role.AUDITOR):
@@ -57,15 +71,22 @@ async def test_every_attempt_is_audited_and_answers_carry_their_receipt(federati
     assert status == 200
     entries = [e["entry"] for e in page["entries"]]
     assert [(e["status"], e["outcome"]) for e in entries] == [
-        (200, "answered"), (400, "invalid"), (403, "forbidden"), (401, "unauthenticated"), (503, "unavailable")]
+        (200, "answered"),
+        (400, "invalid"),
+        (403, "forbidden"),
+        (401, "unauthenticated"),
+        (503, "unavailable"),
+    ]
     first = entries[0]
     assert first["search_id"] == answer["search_id"]
     assert first["actor"]["user_id"] == "practitioner" and first["actor"]["organisation"] == "Leeds City Council"
     assert first["purpose"] == PURPOSE
     assert first["results"] == {"LEEDS": ["match"]} and sorted(first["answered"]) == ["KENT", "LEEDS"]
     assert entries[2]["actor"]["role"] == "operator"
-    assert entries[4]["not_answered"] == [{"code": "LEEDS", "reason": "unavailable"},
-                                          {"code": "KENT", "reason": "unavailable"}]
+    assert entries[4]["not_answered"] == [
+        {"code": "LEEDS", "reason": "unavailable"},
+        {"code": "KENT", "reason": "unavailable"},
+    ]
 
 
 async def test_auditor_finds_who_searched_for_a_child_by_subject_hash(federation, tmp_path):
@@ -110,8 +131,21 @@ async def test_no_plaintext_identifier_in_broker_storage_or_logs(federation, tmp
     assert broker_files, "the audit database was not where expected"
     stored = b"".join(p.read_bytes() for p in broker_files)
     text = json.dumps([e for e in logs if e["event"] in ("node_outcome", "search_completed", "internal_error")])
-    for value in ("Philippa", "PHILIPPA", "philippa", "Quenby", "quenby", "Thistlewood", "thistlewood",
-                  "2013-10-17", "20131017", "9434765919", "943 476 5919", "LS6 2AB", "Oak Road"):
+    for value in (
+        "Philippa",
+        "PHILIPPA",
+        "philippa",
+        "Quenby",
+        "quenby",
+        "Thistlewood",
+        "thistlewood",
+        "2013-10-17",
+        "20131017",
+        "9434765919",
+        "943 476 5919",
+        "LS6 2AB",
+        "Oak Road",
+    ):
         assert value.encode() not in stored, value
         assert value not in text, value
 
@@ -123,23 +157,57 @@ def test_audit_cli_verifies_and_names_a_tampered_entry(tmp_path):
 
     write_csv(data / "LEEDS.csv", [row()])
     work = tmp_path / "work"
-    assert subprocess.run([*SIGNPOST, "demo", "--check", "--data", str(data), "--workdir", str(work)],
-                          capture_output=True, timeout=120).returncode == 0
+    assert (
+        subprocess.run(
+            [*SIGNPOST, "demo", "--check", "--data", str(data), "--workdir", str(work)],
+            capture_output=True,
+            timeout=120,
+        ).returncode
+        == 0
+    )
     db, pub = work / "audit.sqlite3", public_key_path(work / "audit.key")
-    ok = subprocess.run([*SIGNPOST, "audit", "verify", "--db", str(db), "--public-key", str(pub)],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [*SIGNPOST, "audit", "verify", "--db", str(db), "--public-key", str(pub)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     with sqlite3.connect(db) as conn:
         body = conn.execute("SELECT body FROM audit_entries WHERE idx = 1").fetchone()[0]
-        conn.execute("UPDATE audit_entries SET body = ? WHERE idx = 1",
-                     (body.replace("child-protection-enquiry", "missing-child") if isinstance(body, str)
-                      else body.replace(b"child-protection-enquiry", b"missing-child"),))
-    bad = subprocess.run([*SIGNPOST, "audit", "verify", "--db", str(db), "--public-key", str(pub)],
-                         capture_output=True, text=True, timeout=60)
+        conn.execute(
+            "UPDATE audit_entries SET body = ? WHERE idx = 1",
+            (
+                body.replace("child-protection-enquiry", "missing-child")
+                if isinstance(body, str)
+                else body.replace(b"child-protection-enquiry", b"missing-child"),
+            ),
+        )
+    bad = subprocess.run(
+        [*SIGNPOST, "audit", "verify", "--db", str(db), "--public-key", str(pub)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "TAMPERED at entry 1 (edited)" in bad.stdout, bad.stdout
-    hashes = subprocess.run([*SIGNPOST, "audit", "subject-hash", "--key", str(work / "subject.key"),
-                             "--given", "Amelia", "--family", "Smith", "--dob", "2014-03-09"],
-                            capture_output=True, text=True, timeout=60)
+    hashes = subprocess.run(
+        [
+            *SIGNPOST,
+            "audit",
+            "subject-hash",
+            "--key",
+            str(work / "subject.key"),
+            "--given",
+            "Amelia",
+            "--family",
+            "Smith",
+            "--dob",
+            "2014-03-09",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert hashes.returncode == 0 and len(hashes.stdout.split()) == 2
 
 
@@ -155,8 +223,11 @@ async def test_kill_9_during_a_burst_loses_no_audit_entry_of_an_answered_search(
 
     def start() -> tuple[subprocess.Popen[bytes], dict]:
         (work / "federation.json").unlink(missing_ok=True)
-        proc = subprocess.Popen([*SIGNPOST, "demo", "--data", str(data), "--workdir", str(work), "--port", "0",
-                                 "--rate-limit", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*SIGNPOST, "demo", "--data", str(data), "--workdir", str(work), "--port", "0", "--rate-limit", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while not (work / "federation.json").exists():
             assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
@@ -167,10 +238,13 @@ async def test_kill_9_during_a_burst_loses_no_audit_entry_of_an_answered_search(
     user = fed["users"]["practitioner"]
     context = client_ssl_context(Path(fed["ca"]), type("F", (), {"cert": user["cert"], "key": user["key"]})())
     answered: list[str] = []
-    body = {"subject": {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"},
-            "purpose": PURPOSE}
+    body = {
+        "subject": {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"},
+        "purpose": PURPOSE,
+    }
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=20)) as session:
+
             async def one() -> None:
                 try:
                     async with session.post(f"{fed['broker_url']}/v1/searches", json=body) as resp:
@@ -203,7 +277,18 @@ async def test_kill_9_during_a_burst_loses_no_audit_entry_of_an_answered_search(
     with sqlite3.connect(work / "audit.sqlite3") as conn:
         logged = {json.loads(b)["search_id"] for (b,) in conn.execute("SELECT body FROM audit_entries")}
     assert set(answered) <= logged
-    verify = subprocess.run([*SIGNPOST, "audit", "verify", "--db", str(work / "audit.sqlite3"),
-                             "--public-key", str(public_key_path(work / "audit.key"))],
-                            capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(
+        [
+            *SIGNPOST,
+            "audit",
+            "verify",
+            "--db",
+            str(work / "audit.sqlite3"),
+            "--public-key",
+            str(public_key_path(work / "audit.key")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout

@@ -63,8 +63,10 @@ def make_entry(i: int, *, user: str | None = None, hashes: list[str] | None = No
 # ---------------------------------------------------------------- Merkle tree
 
 # RFC 6962 test vectors (certificate-transparency's merkle tree tests): roots of the first 1..8 leaves.
-CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                                        "606162636465666768696a6b6c6d6e6f")]
+CT_LEAVES = [
+    bytes.fromhex(h)
+    for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f")
+]
 CT_ROOTS = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -141,13 +143,14 @@ def test_inclusion_proofs_verify_and_fail_when_tampered(data: st.DataObject):
         bit = data.draw(st.integers(0, 255), label="bit")
         flipped = bytearray(proof[at])
         flipped[bit // 8] ^= 1 << (bit % 8)
-        bad = [*proof[:at], bytes(flipped), *proof[at + 1:]]
+        bad = [*proof[:at], bytes(flipped), *proof[at + 1 :]]
         assert not merkle.verify_inclusion(leaves[index], index, tree_size, bad, head)
         assert not merkle.verify_inclusion(leaves[index], index, tree_size, proof[:-1], head)
     assert not merkle.verify_inclusion(leaves[index], index, tree_size, [*proof, head], head)
 
 
 # ---------------------------------------------------------------- the log
+
 
 @pytest.fixture
 def key_path(tmp_path: Path) -> Path:
@@ -197,7 +200,9 @@ def row(db: Path, idx: int) -> tuple[Any, ...]:
     with sqlite3.connect(db) as conn:
         found: tuple[Any, ...] = conn.execute(
             "SELECT idx, body, leaf_hash, head_json, head_signature, actor_user_id, created_at "
-            "FROM audit_entries WHERE idx = ?", (idx,)).fetchone()
+            "FROM audit_entries WHERE idx = ?",
+            (idx,),
+        ).fetchone()
     return found
 
 
@@ -279,8 +284,7 @@ async def test_an_edit_with_a_recomputed_leaf_hash_is_still_found(open_log, key_
 
 async def test_a_deleted_middle_entry_is_named(open_log, key_path):
     db, _ = await filled(open_log)
-    tamper(db, ("DELETE FROM audit_entries WHERE idx = 6", ()),
-           ("DELETE FROM audit_subject_hashes WHERE idx = 6", ()))
+    tamper(db, ("DELETE FROM audit_entries WHERE idx = 6", ()), ("DELETE FROM audit_subject_hashes WHERE idx = 6", ()))
     report = await report_for(db, key_path)
     assert (report.ok, report.first_bad_index, report.reason) == (False, 6, "deleted")
     assert report.tree_size == 6
@@ -296,9 +300,21 @@ def _shift_up_from(db: Path, start: int) -> None:
 
 def _insert(db: Path, idx: int, entry: dict[str, Any], head_json: str, signature: str) -> None:
     leaf = merkle.leaf_hash(canonical({"index": idx, "entry": entry})).hex()
-    tamper(db, ("INSERT INTO audit_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (idx, canonical(entry).decode(), leaf, head_json, signature, entry["actor"]["user_id"],
-                 entry["time"].replace("+00:00", ".000000Z"))))
+    tamper(
+        db,
+        (
+            "INSERT INTO audit_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                idx,
+                canonical(entry).decode(),
+                leaf,
+                head_json,
+                signature,
+                entry["actor"]["user_id"],
+                entry["time"].replace("+00:00", ".000000Z"),
+            ),
+        ),
+    )
 
 
 async def test_a_row_inserted_in_the_middle_with_a_forged_head_is_named(open_log, key_path):
@@ -331,8 +347,11 @@ async def test_an_extra_row_at_the_end_is_named(open_log, key_path):
 async def test_two_swapped_bodies_name_the_lower_index(open_log, key_path):
     db, _ = await filled(open_log)
     b3, b8 = row(db, 3)[1], row(db, 8)[1]
-    tamper(db, ("UPDATE audit_entries SET body = ? WHERE idx = 3", (b8,)),
-           ("UPDATE audit_entries SET body = ? WHERE idx = 8", (b3,)))
+    tamper(
+        db,
+        ("UPDATE audit_entries SET body = ? WHERE idx = 3", (b8,)),
+        ("UPDATE audit_entries SET body = ? WHERE idx = 8", (b3,)),
+    )
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (3, "edited")
 
@@ -340,8 +359,10 @@ async def test_two_swapped_bodies_name_the_lower_index(open_log, key_path):
 async def test_two_swapped_whole_rows_name_the_lower_index(open_log, key_path):
     db, _ = await filled(open_log)
     r3, r8 = row(db, 3), row(db, 8)
-    swap = ("UPDATE audit_entries SET body = ?, leaf_hash = ?, head_json = ?, head_signature = ?, "
-            "actor_user_id = ?, created_at = ? WHERE idx = ?")
+    swap = (
+        "UPDATE audit_entries SET body = ?, leaf_hash = ?, head_json = ?, head_signature = ?, "
+        "actor_user_id = ?, created_at = ? WHERE idx = ?"
+    )
     tamper(db, (swap, (*r8[1:], 3)), (swap, (*r3[1:], 8)))
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (3, "reordered")
@@ -356,8 +377,9 @@ async def test_truncation_is_found_with_a_saved_checkpoint(open_log, key_path, t
     saved.write_text(json.dumps(checkpoint))
     await log.close()
     db = log.store.path
-    tamper(db, ("DELETE FROM audit_entries WHERE idx >= 9", ()),
-           ("DELETE FROM audit_subject_hashes WHERE idx >= 9", ()))
+    tamper(
+        db, ("DELETE FROM audit_entries WHERE idx >= 9", ()), ("DELETE FROM audit_subject_hashes WHERE idx >= 9", ())
+    )
     # The log's own state row still counts 12: a careless truncation is found even without a checkpoint.
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (9, "truncated")
@@ -379,8 +401,10 @@ async def test_truncation_is_found_with_a_saved_checkpoint(open_log, key_path, t
 async def test_a_head_forged_without_the_key_is_a_bad_signature(open_log, key_path):
     db, _ = await filled(open_log)
     genuine = json.loads(row(db, 7)[3])
-    tamper(db, ("UPDATE audit_entries SET head_json = ?, head_signature = ? WHERE idx = 7",
-                forged_head(8, genuine["root"])))
+    tamper(
+        db,
+        ("UPDATE audit_entries SET head_json = ?, head_signature = ? WHERE idx = 7", forged_head(8, genuine["root"])),
+    )
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (7, "bad signature")
 
@@ -432,8 +456,11 @@ async def test_tampered_query_columns_are_found(open_log, key_path):
     tamper(db, ("DELETE FROM audit_subject_hashes WHERE idx = 5", ()))
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (5, "edited")
-    tamper(db, ("INSERT INTO audit_subject_hashes VALUES (?, 5)", (entries[5]["subject_hashes"][0],)),
-           ("UPDATE audit_entries SET actor_user_id = 'someone-else' WHERE idx = 2", ()))
+    tamper(
+        db,
+        ("INSERT INTO audit_subject_hashes VALUES (?, 5)", (entries[5]["subject_hashes"][0],)),
+        ("UPDATE audit_entries SET actor_user_id = 'someone-else' WHERE idx = 2", ()),
+    )
     report = await report_for(db, key_path)
     assert (report.first_bad_index, report.reason) == (2, "edited")
 
@@ -450,8 +477,10 @@ async def test_queries_by_actor_time_subject_and_page(open_log):
     assert [e.index for e in window] == [10, 11, 12]
     found = await log.entries(subject_hash=child[1])
     assert [e.index for e in found] == [4, 17, 25]
-    assert found[0].head.tree_size == 5 and found[0].leaf_hash == merkle.leaf_hash(
-        canonical({"index": 4, "entry": found[0].entry})).hex()
+    assert (
+        found[0].head.tree_size == 5
+        and found[0].leaf_hash == merkle.leaf_hash(canonical({"index": 4, "entry": found[0].entry})).hex()
+    )
     page1 = await log.entries(limit=12)
     page2 = await log.entries(limit=12, after_index=page1[-1].index)
     assert [e.index for e in page1 + page2] == list(range(24))
@@ -511,8 +540,10 @@ async def test_group_commit_a_failed_write_fails_its_whole_group_and_not_the_nex
         return ["ok" for _ in group]
 
     commit = GroupCommit(write)  # type: ignore[arg-type]
-    results = await asyncio.gather(*(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
     assert all(isinstance(r, AuditWriteError) for r in results)
     assert await commit.append({}, None) == "ok"  # type: ignore[arg-type]
 
@@ -535,8 +566,13 @@ async def test_group_commit_fails_every_waiting_entry_when_the_store_misbehaves(
         return []  # answers for fewer entries than it was given
 
     commit = GroupCommit(short)  # type: ignore[arg-type]
-    results = await asyncio.wait_for(asyncio.gather(*(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
-                                                    return_exceptions=True), timeout=5)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(commit.append({}, None) for _ in range(3)),  # type: ignore[arg-type]
+            return_exceptions=True,
+        ),
+        timeout=5,
+    )
     assert all(isinstance(r, AuditWriteError) for r in results)
 
 
@@ -561,12 +597,15 @@ async def test_a_failed_write_raises_and_leaves_nothing_behind(open_log):
         assert conn.execute("SELECT tree_size FROM audit_state").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("bad", [
-    {"subject_hashes": ["Amelia Smith 2014-03-09"]},
-    {"time": "2024-05-01T09:00:00"},
-    {"actor": {"user_id": 7}},
-    {"value": float("nan")},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"subject_hashes": ["Amelia Smith 2014-03-09"]},
+        {"time": "2024-05-01T09:00:00"},
+        {"actor": {"user_id": 7}},
+        {"value": float("nan")},
+    ],
+)
 async def test_malformed_entries_are_refused_without_echoing_them(open_log, bad):
     log = await open_log()
     with pytest.raises(AuditWriteError) as caught:
@@ -592,6 +631,7 @@ async def test_verifying_a_missing_log_is_an_error_not_a_new_log(tmp_path, key_p
 
 
 # ---------------------------------------------------------------- keys and subject hashes
+
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
@@ -660,8 +700,9 @@ def test_subject_hashes_normalise_names_dates_and_nhs_numbers():
     assert hashes("Siobhan-Marie", "O'Brien")[1:] == base[1:] and hashes("Siobhan-Marie", "O'Brien")[0] != base[0]
     assert hashes("Siobhan", "O'Brien", nhs=None) == base[:2]
     assert hashes("Siobhan", "O'Brien", dob="2014-03-10")[:2] != base[:2]
-    other_key = subject_hashes(bytes(32), given_name="Siobhan", family_name="O'Brien", date_of_birth="2014-03-09",
-                               nhs_number="9434765919")
+    other_key = subject_hashes(
+        bytes(32), given_name="Siobhan", family_name="O'Brien", date_of_birth="2014-03-09", nhs_number="9434765919"
+    )
     assert set(other_key).isdisjoint(base)
     with pytest.raises(ValueError) as caught:
         hashes("Siobhan", "O'Brien", dob="09/03/2014")
@@ -670,8 +711,13 @@ def test_subject_hashes_normalise_names_dates_and_nhs_numbers():
 
 async def test_no_plaintext_identifier_reaches_the_database(open_log, tmp_path):
     log = await open_log("private.db")
-    hashes = subject_hashes(HMAC_KEY, given_name="Zebedee", family_name="Quartermaine",
-                            date_of_birth="2015-07-21", nhs_number="485 777 3456")
+    hashes = subject_hashes(
+        HMAC_KEY,
+        given_name="Zebedee",
+        family_name="Quartermaine",
+        date_of_birth="2015-07-21",
+        nhs_number="485 777 3456",
+    )
     receipt = await log.append(make_entry(0, hashes=hashes))
     db = log.store.path
     await log.close()

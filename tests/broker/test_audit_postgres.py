@@ -124,8 +124,11 @@ async def test_a_dropped_connection_fails_one_append_then_reconnects(schema, tmp
     async with await open_audit_log(url(schema), tmp_path / "audit.key") as log:
         await log.append(make_entry(0))
         # As if the server restarted: every session of this test's log is killed.
-        sql(schema, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = %s", (f"signpost-audit:{schema}",))
+        sql(
+            schema,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"signpost-audit:{schema}",),
+        )
         with pytest.raises(AuditWriteError):
             await log.append(make_entry(1))
         receipt = await log.append(make_entry(2))
@@ -165,8 +168,13 @@ async def test_two_broker_processes_append_concurrently(schema, tmp_path):
     go = tmp_path / "go"
     per_process = 150
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, url(schema), str(key), tag, str(per_process), str(go)],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url(schema), str(key), tag, str(per_process), str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for tag in ("broker-a", "broker-b")
     ]
     try:

@@ -58,16 +58,28 @@ async def test_bad_subject_field_is_named(fed, subject, field):
 
 
 async def test_every_bad_field_is_reported_at_once(fed):
-    status, body = await fed.search({**GOOD, "sex": "Q", "nhs_number": "123"},
-                                    purpose={"code": "curiosity", "justification": "x"})
+    status, body = await fed.search(
+        {**GOOD, "sex": "Q", "nhs_number": "123"}, purpose={"code": "curiosity", "justification": "x"}
+    )
     assert status == 400
-    assert set(body["error"]["fields"]) == {"subject.sex", "subject.nhs_number", "purpose.code", "purpose.justification"}
+    assert set(body["error"]["fields"]) == {
+        "subject.sex",
+        "subject.nhs_number",
+        "purpose.code",
+        "purpose.justification",
+    }
 
 
-@pytest.mark.parametrize("justification", [
-    "Strategy meeting about Amelia Smith", "Case for amelia, see notes", "Born 09/03/2014 per GP",
-    "DOB 2014-03-09 on the referral",
-    "NHS 9434765919 flagged by school nurse"])
+@pytest.mark.parametrize(
+    "justification",
+    [
+        "Strategy meeting about Amelia Smith",
+        "Case for amelia, see notes",
+        "Born 09/03/2014 per GP",
+        "DOB 2014-03-09 on the referral",
+        "NHS 9434765919 flagged by school nurse",
+    ],
+)
 async def test_justification_must_not_identify_the_child(fed, justification):
     subject = {**GOOD, "nhs_number": "9434765919"}
     status, body = await fed.search(subject, purpose={"code": "missing-child", "justification": justification})
@@ -105,8 +117,13 @@ async def test_oversized_body_is_400(fed):
 
 
 async def test_errors_never_echo_submitted_values(fed):
-    subject = {"given_name": "Xanthippe", "family_name": "Quartermaine", "date_of_birth": "2014-02-30",
-               "nhs_number": "1234567890", "postcode": "ZZ9 9ZZ"}
+    subject = {
+        "given_name": "Xanthippe",
+        "family_name": "Quartermaine",
+        "date_of_birth": "2014-02-30",
+        "nhs_number": "1234567890",
+        "postcode": "ZZ9 9ZZ",
+    }
     status, body = await fed.search(subject)
     assert status == 400
     text = json.dumps(body)

@@ -24,12 +24,22 @@ from certs.identity import Role
 from tests.conftest import row
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 WAIT_MS = 15_000
-THREE = {"LEEDS": [row()], "KENT": [row(record_id="K1", given_name="Oliver")],
-         "CORNWALL": [row(record_id="C1", given_name="Isla"), row(record_id="C2", given_name="Noah")]}
+THREE = {
+    "LEEDS": [row()],
+    "KENT": [row(record_id="K1", given_name="Oliver")],
+    "CORNWALL": [row(record_id="C1", given_name="Isla"), row(record_id="C2", given_name="Noah")],
+}
 
 
 def need_browser() -> None:
@@ -108,7 +118,8 @@ async def open_dashboard(chromium, pki):
         operator = pki.users[Role.OPERATOR]
         context = await chromium.new_context(
             client_certificates=[{"origin": origin, "certPath": operator.cert, "keyPath": operator.key}],
-            viewport={"width": 1280, "height": 480})
+            viewport={"width": 1280, "height": 480},
+        )
         contexts.append(context)
         page = await context.new_page()
         board = Dashboard(page, [], [])
@@ -143,8 +154,9 @@ async def test_dashboard_shows_a_stopped_authority_as_down(federation, open_dash
 
     await fed.nodes["KENT"].stop(grace=0)
 
-    await expect(board.row("KENT")).to_have_attribute("data-status", re.compile(r"^(down|circuit_open)$"),
-                                                      timeout=WAIT_MS)
+    await expect(board.row("KENT")).to_have_attribute(
+        "data-status", re.compile(r"^(down|circuit_open)$"), timeout=WAIT_MS
+    )
     colour = await board.background("KENT", "status")
     assert is_red(colour), colour
     await expect(page.locator("#totals")).to_have_text("2 up / 3 total", timeout=WAIT_MS)
@@ -169,13 +181,32 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     nodes = [
-        {"code": "LEEDS", "name": "Leeds", "status": "up", "latency_ms": {"p50": 3.1, "p99": 9.8}, "error_rate": 0.0,
-         "last_success": iso(now - dt.timedelta(seconds=3)), "record_count": 1234,
-         "data_as_of": iso(now - dt.timedelta(hours=9)), "cert_expires": iso(now + dt.timedelta(days=400))},
-        {"code": "KENT", "name": "Kent", "status": "probation", "latency_ms": 812.4, "error_rate": 0.25,
-         "cert_expires": iso(now + dt.timedelta(days=20, hours=1))},
-        {"code": "CORNWALL", "name": "Cornwall", "status": "circuit_open", "reason": "timeout",
-         "cert_expires": iso(now + dt.timedelta(days=3, hours=1))},
+        {
+            "code": "LEEDS",
+            "name": "Leeds",
+            "status": "up",
+            "latency_ms": {"p50": 3.1, "p99": 9.8},
+            "error_rate": 0.0,
+            "last_success": iso(now - dt.timedelta(seconds=3)),
+            "record_count": 1234,
+            "data_as_of": iso(now - dt.timedelta(hours=9)),
+            "cert_expires": iso(now + dt.timedelta(days=400)),
+        },
+        {
+            "code": "KENT",
+            "name": "Kent",
+            "status": "probation",
+            "latency_ms": 812.4,
+            "error_rate": 0.25,
+            "cert_expires": iso(now + dt.timedelta(days=20, hours=1)),
+        },
+        {
+            "code": "CORNWALL",
+            "name": "Cornwall",
+            "status": "circuit_open",
+            "reason": "timeout",
+            "cert_expires": iso(now + dt.timedelta(days=3, hours=1)),
+        },
     ]
     answer = {"status": 200, "body": json.dumps({"generated_at": iso(now), "nodes": nodes})}
 

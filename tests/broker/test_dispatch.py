@@ -117,7 +117,7 @@ async def test_a_search_admitted_then_cancelled_before_it_runs_leaves_its_dispat
     waiter = asyncio.ensure_future(gate.enter())
     await asyncio.sleep(0)
     gate.leave(first)  # admits the waiter...
-    waiter.cancel()    # ...which is cancelled before it could run
+    waiter.cancel()  # ...which is cancelled before it could run
     with pytest.raises(asyncio.CancelledError):
         await waiter
     # Its dispatch had one member and it has left, so the next search must not wait out the window.
@@ -134,8 +134,9 @@ async def test_nodes_never_asked_for_want_of_time_are_not_counted_as_failing():
     client = SimpleNamespace(authority=Authority("LEEDS", "Leeds", "127.0.0.1:1", "leeds.node.signpost"))
     fanout = FanOut([client], dispatch_window=0)  # type: ignore[list-item]
     for _ in range(10):  # twice the breaker's threshold
-        [outcome] = (await fanout.search(node_pb2.MatchRequest(search_id="s"),
-                                        RESERVE_SECONDS + MIN_ATTEMPT_SECONDS / 2)).outcomes
+        [outcome] = (
+            await fanout.search(node_pb2.MatchRequest(search_id="s"), RESERVE_SECONDS + MIN_ATTEMPT_SECONDS / 2)
+        ).outcomes
         assert outcome.response is None and outcome.error is not None and outcome.error.reason == "timeout"
     health = fanout.health_of("LEEDS")
     assert health is not None and health.breaker.failures == 0 and health.breaker.allow()

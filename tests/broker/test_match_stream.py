@@ -23,9 +23,12 @@ from tests.conftest import row
 
 
 def signed(signer: AssertionSigner, search_id: str, **subject: str) -> node_pb2.MatchRequest:
-    req = node_pb2.MatchRequest(search_id=search_id, subject=node_pb2.Subject(**subject),
-                                purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
-                                requester=node_pb2.Requester(user_id="pat", role="practitioner"))
+    req = node_pb2.MatchRequest(
+        search_id=search_id,
+        subject=node_pb2.Subject(**subject),
+        purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
+        requester=node_pb2.Requester(user_id="pat", role="practitioner"),
+    )
     signer.sign(req)
     return req
 
@@ -37,8 +40,9 @@ AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014
 async def leeds(federation, pki):
     fed = await federation({"LEEDS": [row()]})
     node = fed.nodes["LEEDS"]
-    client = NodeClient(Authority("LEEDS", "Leeds", node.address, node_dns_name("LEEDS")),
-                        channel_credentials(pki.tls(pki.broker)))
+    client = NodeClient(
+        Authority("LEEDS", "Leeds", node.address, node_dns_name("LEEDS")), channel_credentials(pki.tls(pki.broker))
+    )
     signer = AssertionSigner(load_private_key(pki.assertion_key))
     batches: list[int] = []
     original = node.service._answer_batch
@@ -54,8 +58,9 @@ async def leeds(federation, pki):
 
 async def test_concurrent_searches_share_batches_and_each_gets_its_own_answer(leeds):
     _node, client, signer, batches = leeds
-    requests = [signed(signer, f"s{i}", **(AMELIA if i % 2 == 0 else {**AMELIA, "given_name": "Zebedee"}))
-                for i in range(40)]
+    requests = [
+        signed(signer, f"s{i}", **(AMELIA if i % 2 == 0 else {**AMELIA, "given_name": "Zebedee"})) for i in range(40)
+    ]
     answers = await asyncio.gather(*(client.match(r.SerializeToString(), 5.0) for r in requests))
     assert [len(a.candidates) for a in answers] == [1 if i % 2 == 0 else 0 for i in range(40)]
     assert sum(batches) == 40
@@ -79,8 +84,8 @@ async def test_a_refused_search_is_refused_alone(leeds):
     tampered.subject.given_name = "Ben"  # the assertion no longer covers the request
     invalid = signed(signer, "invalid", family_name="Smith", date_of_birth="2014-13-45")
     results = await asyncio.gather(
-        *(client.match(r.SerializeToString(), 5.0) for r in (good, replayed, tampered, invalid)),
-        return_exceptions=True)
+        *(client.match(r.SerializeToString(), 5.0) for r in (good, replayed, tampered, invalid)), return_exceptions=True
+    )
     assert isinstance(results[0], node_pb2.MatchResponse) and len(results[0].candidates) == 1
     assert isinstance(results[1], NodeRefused) and isinstance(results[2], NodeRefused)
     assert isinstance(results[3], NodeFailed)
@@ -122,8 +127,13 @@ def test_probation_singles_out_a_node_slow_among_its_peers():
     peers = Peers(settings, interval=0)
 
     def health(code: str, ms: float) -> NodeHealth:
-        h = NodeHealth(Authority(code, code, "127.0.0.1:1", node_dns_name(code)), CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
-                       settings, time.time, peers=peers)
+        h = NodeHealth(
+            Authority(code, code, "127.0.0.1:1", node_dns_name(code)),
+            CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
+            settings,
+            time.time,
+            peers=peers,
+        )
         for _ in range(10):
             h.succeeded(ms)
         return h
@@ -133,8 +143,16 @@ def test_probation_singles_out_a_node_slow_among_its_peers():
     assert slow.on_probation and not any(h.on_probation for h in fast)
     # The whole machine busy: every node slow alike, so none is singled out and given less time.
     busy = Peers(settings, interval=0)
-    everyone = [NodeHealth(Authority(f"B{i}", "b", "127.0.0.1:1", node_dns_name(f"B{i}")), CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
-                           settings, time.time, peers=busy) for i in range(6)]
+    everyone = [
+        NodeHealth(
+            Authority(f"B{i}", "b", "127.0.0.1:1", node_dns_name(f"B{i}")),
+            CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
+            settings,
+            time.time,
+            peers=busy,
+        )
+        for i in range(6)
+    ]
     for i, h in enumerate(everyone):
         for _ in range(10):
             h.succeeded(600.0 + 50 * i)

@@ -28,8 +28,15 @@ def test_spec_is_valid_openapi():
 def test_spec_routes_are_the_apps_routes(pki, tmp_path):
     from broker.config import BrokerConfig
 
-    app = create_app(BrokerConfig(("127.0.0.1", 0), tmp_path / "r.json", pki.tls(pki.broker), pki.assertion_key,
-                                  audit_log=str(tmp_path / "a.sqlite3")))
+    app = create_app(
+        BrokerConfig(
+            ("127.0.0.1", 0),
+            tmp_path / "r.json",
+            pki.tls(pki.broker),
+            pki.assertion_key,
+            audit_log=str(tmp_path / "a.sqlite3"),
+        )
+    )
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
     documented = {(m, p) for p, ops in SPEC["paths"].items() for m in ops}
     assert documented == routes

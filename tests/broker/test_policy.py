@@ -20,8 +20,13 @@ from certs.identity import Role
 from core.subject import MINIMUM_QUERY, Subject
 from tests.conftest import row
 
-CHILD = Subject(given_name="Amelia", family_name="Smith", date_of_birth="2014-03-09", nhs_number="9434765919",
-                other_names=("Amy Jones",))
+CHILD = Subject(
+    given_name="Amelia",
+    family_name="Smith",
+    date_of_birth="2014-03-09",
+    nhs_number="9434765919",
+    other_names=("Amy Jones",),
+)
 
 
 def test_config_defaults_are_the_policys(tmp_path):
@@ -30,11 +35,15 @@ def test_config_defaults_are_the_policys(tmp_path):
     assert defaults["rate_limit_per_day"] == RATE_LIMIT_PER_DAY
     assert defaults["alert_searches_per_hour"] == ALERT_SEARCHES_PER_HOUR
     path = tmp_path / "broker.toml"
-    path.write_text('registry = "r.json"\nassertion_key = "a.key"\n'
-                    '[tls]\nca = "ca.pem"\ncert = "b.pem"\nkey = "b.key"\n')
+    path.write_text(
+        'registry = "r.json"\nassertion_key = "a.key"\n[tls]\nca = "ca.pem"\ncert = "b.pem"\nkey = "b.key"\n'
+    )
     config = load_broker_config(path, {})
     assert (config.rate_limit_per_minute, config.rate_limit_per_day, config.alert_searches_per_hour) == (
-        RATE_LIMIT_PER_MINUTE, RATE_LIMIT_PER_DAY, ALERT_SEARCHES_PER_HOUR)
+        RATE_LIMIT_PER_MINUTE,
+        RATE_LIMIT_PER_DAY,
+        ALERT_SEARCHES_PER_HOUR,
+    )
 
 
 def test_roles_for_a_route_head_is_get_and_unlisted_is_nobody():
@@ -45,8 +54,14 @@ def test_roles_for_a_route_head_is_get_and_unlisted_is_nobody():
 
 
 def test_justification_naming_the_child_is_caught():
-    for text in ("Visit to amelia at school", "SMITH family referral", "Born 09032014, ref 12", "dob 20140309",
-                 "NHS 943 476 5919", "known as Amy Jones at school"):
+    for text in (
+        "Visit to amelia at school",
+        "SMITH family referral",
+        "Born 09032014, ref 12",
+        "dob 20140309",
+        "NHS 943 476 5919",
+        "known as Amy Jones at school",
+    ):
         assert justification_names_the_child(text, CHILD), text
     for text in ("Case ref 2024-0117, strategy meeting", "Smithfield school referral", "Assessment visit Monday"):
         assert not justification_names_the_child(text, CHILD), text
@@ -55,7 +70,9 @@ def test_justification_naming_the_child_is_caught():
 def test_minimum_query_refusals_name_each_missing_field():
     assert minimum_query_refusals(CHILD) == {}
     assert minimum_query_refusals(Subject(given_name="Amelia")) == {
-        "subject.family_name": "required: " + MINIMUM_QUERY, "subject.date_of_birth": "required: " + MINIMUM_QUERY}
+        "subject.family_name": "required: " + MINIMUM_QUERY,
+        "subject.date_of_birth": "required: " + MINIMUM_QUERY,
+    }
     assert minimum_query_refusals(Subject(nhs_number="9434765919", family_name="Smith")) == {}
 
 

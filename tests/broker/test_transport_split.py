@@ -53,8 +53,10 @@ def _imports(module: str, path: Path | None = None) -> set[str]:
 
 def _uses_grpc_aio(path: Path) -> bool:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    attribute = any(isinstance(n, ast.Attribute) and n.attr == "aio" and isinstance(n.value, ast.Name)
-                    and n.value.id == "grpc" for n in ast.walk(tree))
+    attribute = any(
+        isinstance(n, ast.Attribute) and n.attr == "aio" and isinstance(n.value, ast.Name) and n.value.id == "grpc"
+        for n in ast.walk(tree)
+    )
     return attribute or any(name.startswith("grpc.aio") for name in _imports(path.stem, path))
 
 
@@ -85,8 +87,10 @@ class _Client:
 class _Nodes:
     def __init__(self, settings: HealthSettings) -> None:
         self.clients = (_Client("kent", False), _Client("leeds", True))
-        self.health = {c.authority.code: NodeHealth(c.authority, CircuitBreaker(clock=time.monotonic),
-                                                    settings, lambda: 0.0) for c in self.clients}
+        self.health = {
+            c.authority.code: NodeHealth(c.authority, CircuitBreaker(clock=time.monotonic), settings, lambda: 0.0)
+            for c in self.clients
+        }
 
     def health_of(self, code: str) -> NodeHealth | None:
         return self.health.get(code)

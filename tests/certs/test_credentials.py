@@ -26,8 +26,13 @@ def own_pki(tmp_path):
 
 def issue(pki, user_id: str, *, not_before: dt.datetime | None = None, validity=dt.timedelta(days=30)):
     ca = CertificateAuthority.load(pki.directory)
-    return ca.issue_to(pki.directory, user_id, user_subject(Role.PRACTITIONER, user_id, "Test User", "Leeds CC"),
-                       not_before=not_before, validity=validity)
+    return ca.issue_to(
+        pki.directory,
+        user_id,
+        user_subject(Role.PRACTITIONER, user_id, "Test User", "Leeds CC"),
+        not_before=not_before,
+        validity=validity,
+    )
 
 
 async def until(call, done, *, seconds: float = 5.0):
@@ -86,11 +91,14 @@ async def test_expired_node_certificate_is_refused_by_the_broker(federation, own
     from certs.pki import node_subject
 
     ca = CertificateAuthority.load(own_pki.directory)
-    old = ca.issue_to(own_pki.directory, "node-KENT-old", node_subject("KENT", "Kent"),
-                      not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=60),
-                      validity=dt.timedelta(days=30))
-    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki,
-                           node_files={"KENT": old})
+    old = ca.issue_to(
+        own_pki.directory,
+        "node-KENT-old",
+        node_subject("KENT", "Kent"),
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=60),
+        validity=dt.timedelta(days=30),
+    )
+    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki, node_files={"KENT": old})
     status, body = await fed.search(AMELIA)
     assert status == 200
     assert body["coverage"]["not_answered"] == [{"code": "KENT", "name": "Kent", "reason": "refused"}]
@@ -149,10 +157,14 @@ async def test_a_node_whose_certificate_expires_while_serving_is_refused_afterwa
 
     ca = CertificateAuthority.load(own_pki.directory)
     now = dt.datetime.now(dt.UTC)
-    short = ca.issue_to(own_pki.directory, "node-KENT-short", node_subject("KENT", "Kent"),
-                        not_before=now - dt.timedelta(minutes=5), validity=dt.timedelta(minutes=5, seconds=3))
-    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki,
-                           node_files={"KENT": short})
+    short = ca.issue_to(
+        own_pki.directory,
+        "node-KENT-short",
+        node_subject("KENT", "Kent"),
+        not_before=now - dt.timedelta(minutes=5),
+        validity=dt.timedelta(minutes=5, seconds=3),
+    )
+    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, pki=own_pki, node_files={"KENT": short})
     status, body = await fed.search(AMELIA)
     assert body["coverage"]["answered"] == 2
     while dt.datetime.now(dt.UTC) < now + dt.timedelta(seconds=4):

@@ -31,12 +31,15 @@ def test_node_config_loads_relative_paths_and_env_overrides(tmp_path):
     assert str(config.tls.ca) == "/x/ca.pem"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (NODE.replace('code = "LEEDS"', 'code = "leeds!"'), "authority.code"),
-    (NODE.replace('listen = "127.0.0.1:50051"', 'listen = "nowhere"'), "'listen' must be host:port"),
-    (NODE.replace('key = "node.key"', ""), "'tls.key' must be a non-empty string"),
-    ("listen = ", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (NODE.replace('code = "LEEDS"', 'code = "leeds!"'), "authority.code"),
+        (NODE.replace('listen = "127.0.0.1:50051"', 'listen = "nowhere"'), "'listen' must be host:port"),
+        (NODE.replace('key = "node.key"', ""), "'tls.key' must be a non-empty string"),
+        ("listen = ", "not valid TOML"),
+    ],
+)
 def test_bad_node_config_names_file_and_key(tmp_path, text, message):
     path = tmp_path / "node.toml"
     path.write_text(text)
@@ -47,8 +50,9 @@ def test_bad_node_config_names_file_and_key(tmp_path, text, message):
 
 def test_broker_config_numbers_are_checked(tmp_path):
     path = tmp_path / "broker.toml"
-    path.write_text('registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = "soon"\n'
-                    '[tls]\nca="a"\ncert="b"\nkey="c"\n')
+    path.write_text(
+        'registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = "soon"\n[tls]\nca="a"\ncert="b"\nkey="c"\n'
+    )
     with pytest.raises(ConfigError, match="search_deadline_seconds' must be a number"):
         load_broker_config(path, {})
     config = load_broker_config(path, {"SIGNPOST_BROKER_SEARCH_DEADLINE_SECONDS": "1.5"})
@@ -57,10 +61,13 @@ def test_broker_config_numbers_are_checked(tmp_path):
 
 def test_broker_dispatch_window_must_leave_most_of_the_deadline_to_the_nodes(tmp_path):
     path = tmp_path / "broker.toml"
-    path.write_text('registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = 0.2\n'
-                    'dispatch_window_seconds = 0.1\n[tls]\nca="a"\ncert="b"\nkey="c"\n')
-    with pytest.raises(ConfigError, match="dispatch_window_seconds' must be at most a quarter of "
-                                          "search_deadline_seconds"):
+    path.write_text(
+        'registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = 0.2\n'
+        'dispatch_window_seconds = 0.1\n[tls]\nca="a"\ncert="b"\nkey="c"\n'
+    )
+    with pytest.raises(
+        ConfigError, match="dispatch_window_seconds' must be at most a quarter of search_deadline_seconds"
+    ):
         load_broker_config(path, {})
     config = load_broker_config(path, {"SIGNPOST_BROKER_DISPATCH_WINDOW_SECONDS": "0.05"})
     assert config.dispatch_window_seconds == 0.05

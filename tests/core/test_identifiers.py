@@ -31,11 +31,14 @@ def test_a_postcode_in_any_spacing_case_or_punctuation_is_one_postcode(written):
     assert postcode_parts(written) == ("LS62AB", "LS62", "LS6", "LS")
 
 
-@pytest.mark.parametrize(("written", "spaced", "parts"), [
-    ("M1 1AA", "M1 1AA", ("M11AA", "M11", "M1", "M")),
-    ("EC1A 1BB", "EC1A 1BB", ("EC1A1BB", "EC1A1", "EC1A", "EC")),
-    ("W1A0AX", "W1A 0AX", ("W1A0AX", "W1A0", "W1A", "W")),
-])
+@pytest.mark.parametrize(
+    ("written", "spaced", "parts"),
+    [
+        ("M1 1AA", "M1 1AA", ("M11AA", "M11", "M1", "M")),
+        ("EC1A 1BB", "EC1A 1BB", ("EC1A1BB", "EC1A1", "EC1A", "EC")),
+        ("W1A0AX", "W1A 0AX", ("W1A0AX", "W1A0", "W1A", "W")),
+    ],
+)
 def test_postcode_shapes(written, spaced, parts):
     assert normalise_postcode(written) == spaced
     assert postcode_parts(written) == parts
@@ -72,8 +75,11 @@ def test_dates():
     assert parse_date("2014-03-09") == dt.date(2014, 3, 9)
     assert dob_int("2014-03-09") == 20140309
     assert dob_int("") == 0
-    for bad, reason in (("2014-02-30", "real calendar date"), ("09/03/2014", "YYYY-MM-DD"),
-                        ("２０１４-03-09", "YYYY-MM-DD")):
+    for bad, reason in (
+        ("2014-02-30", "real calendar date"),
+        ("09/03/2014", "YYYY-MM-DD"),
+        ("２０１４-03-09", "YYYY-MM-DD"),
+    ):
         with pytest.raises(ValueError, match=reason) as caught:
             parse_date(bad)
         assert bad not in str(caught.value)  # never echoes the value

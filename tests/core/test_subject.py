@@ -11,9 +11,17 @@ from core.stats import percentile
 from core.subject import Subject, missing_for_minimum_query
 from protos.signpost.v1 import node_pb2
 
-FULL = Subject(given_name="Amelia", middle_names="Rose", family_name="Smith", other_names=("Amelia Jones",),
-               date_of_birth="2014-03-09", sex="F", postcode="LS6 2AB", address="12 Oak Road",
-               nhs_number="9434765919")
+FULL = Subject(
+    given_name="Amelia",
+    middle_names="Rose",
+    family_name="Smith",
+    other_names=("Amelia Jones",),
+    date_of_birth="2014-03-09",
+    sex="F",
+    postcode="LS6 2AB",
+    address="12 Oak Road",
+    nhs_number="9434765919",
+)
 
 
 def test_a_subject_survives_the_wire_unchanged():
@@ -27,15 +35,18 @@ def test_every_field_of_the_wire_subject_is_a_field_of_subject():
     assert wire == {f.name for f in dataclasses.fields(Subject)}
 
 
-@pytest.mark.parametrize(("subject", "missing"), [
-    (Subject(given_name="A", family_name="B", date_of_birth="2014-03-09"), ()),
-    (Subject(nhs_number="9434765919", family_name="B"), ()),
-    (Subject(nhs_number="9434765919", date_of_birth="2014-03-09"), ()),
-    (Subject(family_name="B"), ("given_name", "date_of_birth")),
-    (Subject(nhs_number="9434765919"), ("given_name", "family_name", "date_of_birth")),
-    (Subject(given_name="A", family_name="B"), ("date_of_birth",)),
-    (Subject(), ("given_name", "family_name", "date_of_birth")),
-])
+@pytest.mark.parametrize(
+    ("subject", "missing"),
+    [
+        (Subject(given_name="A", family_name="B", date_of_birth="2014-03-09"), ()),
+        (Subject(nhs_number="9434765919", family_name="B"), ()),
+        (Subject(nhs_number="9434765919", date_of_birth="2014-03-09"), ()),
+        (Subject(family_name="B"), ("given_name", "date_of_birth")),
+        (Subject(nhs_number="9434765919"), ("given_name", "family_name", "date_of_birth")),
+        (Subject(given_name="A", family_name="B"), ("date_of_birth",)),
+        (Subject(), ("given_name", "family_name", "date_of_birth")),
+    ],
+)
 def test_minimum_query(subject, missing):
     assert missing_for_minimum_query(subject) == missing
 

@@ -286,7 +286,8 @@ class K8sContainer:
 
     def dirs(self) -> set[PurePosixPath]:
         return {
-            PurePosixPath(m["mountPath"]) for m in self.container.get("volumeMounts", [])
+            PurePosixPath(m["mountPath"])
+            for m in self.container.get("volumeMounts", [])
             if not {"projected", "configMap", "secret"} & set(self.volume(m["name"]))
         }
 
@@ -325,7 +326,8 @@ def k8s_registry() -> tuple[Authority, ...]:
 def service_for(deployment: dict[str, Any]) -> dict[str, Any]:
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     matches = [
-        s for s in k8s_kind("Service").values()
+        s
+        for s in k8s_kind("Service").values()
         if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
     ]
     assert len(matches) == 1, f"Deployment {deployment['metadata']['name']}: {len(matches)} Services select it"
@@ -370,9 +372,13 @@ def test_example_registry_loads_and_lists_the_example_authorities() -> None:
 
 
 def test_env_overrides_change_the_example_configs_as_the_deploy_files_expect() -> None:
-    config = load_node_config(CONFIG / "node.toml", {
-        "SIGNPOST_NODE_LISTEN": "0.0.0.0:50052", "SIGNPOST_NODE_AUTHORITY__CODE": "KENT",
-    })
+    config = load_node_config(
+        CONFIG / "node.toml",
+        {
+            "SIGNPOST_NODE_LISTEN": "0.0.0.0:50052",
+            "SIGNPOST_NODE_AUTHORITY__CODE": "KENT",
+        },
+    )
     assert (config.listen, config.code) == (("0.0.0.0", 50052), "KENT")
 
 
@@ -398,10 +404,13 @@ def test_every_deploy_command_parses_with_the_real_cli() -> None:
         args = parse_signpost(argv)
         seen.add((where.split()[0], args.command, getattr(args, f"{args.command}_command", None)))
     expected = {
-        ("signpost-node.service", "node", "serve"), ("signpost-broker.service", "broker", "serve"),
+        ("signpost-node.service", "node", "serve"),
+        ("signpost-broker.service", "broker", "serve"),
         ("signpost-node-import.service", "node", "import"),
-        ("compose", "node", "serve"), ("compose", "broker", "serve"),
-        ("k8s", "node", "serve"), ("k8s", "broker", "serve"),
+        ("compose", "node", "serve"),
+        ("compose", "broker", "serve"),
+        ("k8s", "node", "serve"),
+        ("k8s", "broker", "serve"),
     }
     assert expected <= seen, f"missing: {expected - seen}"
 
@@ -414,7 +423,7 @@ def readme_signpost_commands() -> list[list[str]]:
             words = shlex.split(line, comments=True)
             for i, word in enumerate(words[:-1]):
                 if (word == "signpost" or word.endswith("/signpost")) and words[i + 1] in SIGNPOST_COMMANDS:
-                    rest = words[i + 1:]
+                    rest = words[i + 1 :]
                     stops = [j for j, w in enumerate(rest) if w in {"&&", "||", "|", ";", ">", "<"}]
                     commands.append(rest[: stops[0]] if stops else rest)
                     break
@@ -434,7 +443,9 @@ def test_every_signpost_command_in_the_readme_parses() -> None:
 def test_systemd_units_are_hardened() -> None:
     services = sorted(SYSTEMD.glob("*.service"))
     assert {p.name for p in services} == {
-        "signpost-broker.service", "signpost-node.service", "signpost-node-import.service",
+        "signpost-broker.service",
+        "signpost-node.service",
+        "signpost-node-import.service",
     }
     for path in services:
         service = read_systemd(path)["Service"]
@@ -477,17 +488,27 @@ def test_systemd_import_unit_and_timer() -> None:
     # A serving node picks up an import by itself (and keeps answering): the import must not restart, stop or
     # signal it. A restart would take the authority out of every search while the index is rebuilt, and a
     # SIGHUP that lands while the node is still starting would end it.
-    hooks = [v for key in ("ExecStartPre", "ExecStartPost", "ExecStopPost", "ExecStop", "ExecCondition")
-             for v in service.get(key, [])]
+    hooks = [
+        v
+        for key in ("ExecStartPre", "ExecStartPost", "ExecStopPost", "ExecStop", "ExecCondition")
+        for v in service.get(key, [])
+    ]
     for hook in hooks:
         assert not re.search(r"\b(try-)?(reload-or-)?restart\b|\bstop\b|\bkill\b|\bisolate\b", hook), (
-            f"the import unit runs '{hook}': the node reloads new data itself")
-    acts_on_node = [f"[{section}] {key}={v}" for section, keys in import_unit.items() for key, values in keys.items()
-                    for v in values if "signpost-node.service" in v and key not in ("After", "Wants", "Requires")]
+            f"the import unit runs '{hook}': the node reloads new data itself"
+        )
+    acts_on_node = [
+        f"[{section}] {key}={v}"
+        for section, keys in import_unit.items()
+        for key, values in keys.items()
+        for v in values
+        if "signpost-node.service" in v and key not in ("After", "Wants", "Requires")
+    ]
     assert not acts_on_node, f"the import unit acts on the serving node: {acts_on_node}"
     node = load_config(serve, CONFIG / "node.toml", {})
     assert isinstance(node, NodeConfig) and 0 < node.refresh_interval_seconds <= 60, (
-        "the deployed node must look for new imports by itself, and soon")
+        "the deployed node must look for new imports by itself, and soon"
+    )
     # Nor do the instructions restart the node after an import, or the broker after a registry edit.
     for path in [DEPLOY / "README.md", *sorted((DEPLOY / "k8s").glob("*.yaml"))]:
         text = path.read_text(encoding="utf-8")
@@ -624,8 +645,11 @@ def test_k8s_mounts_everything_the_configs_name(tmp_path: Path) -> None:
                 assert name == f"signpost-node-{config.code.lower()}-tls", f"{config.code} is given {name}"
         assert files[config_paths(config)["tls.ca"]][:2] == ("secret", "signpost-ca")
         if isinstance(config, NodeConfig):
-            mount = next(m for m in container.container["volumeMounts"]
-                         if PurePosixPath(m["mountPath"]) == PurePosixPath(config.store.parent))
+            mount = next(
+                m
+                for m in container.container["volumeMounts"]
+                if PurePosixPath(m["mountPath"]) == PurePosixPath(config.store.parent)
+            )
             claim = container.volume(mount["name"])["persistentVolumeClaim"]["claimName"]
             assert claim in claims, f"{container.name}: PVC {claim} is not defined"
 
@@ -634,7 +658,8 @@ def test_k8s_secrets_are_read_only_0400() -> None:
     for container in k8s_containers():
         mounts = {m["name"]: m for m in container.container["volumeMounts"]}
         secret_volumes = [
-            container.volume(name) for name in mounts
+            container.volume(name)
+            for name in mounts
             if "secret" in container.volume(name)
             or any("secret" in s for s in container.volume(name).get("projected", {}).get("sources", []))
         ]
@@ -728,8 +753,10 @@ def test_dockerfile_builds_one_signpost_image() -> None:
     assert any(op == "RUN" and re.search(r"pip install \.(\s|$)", rest) for op, rest in instructions)
     dockerfile_user()
     exposed = {int(p) for op, rest in final_stage() if op == "EXPOSE" for p in rest.split()}
-    assert exposed == {load_broker_config(CONFIG / "broker.toml", {}).listen[1],
-                       load_node_config(CONFIG / "node.toml", {}).listen[1]}
+    assert exposed == {
+        load_broker_config(CONFIG / "broker.toml", {}).listen[1],
+        load_node_config(CONFIG / "node.toml", {}).listen[1],
+    }
 
 
 def test_dockerfile_copies_every_package_pyproject_installs() -> None:
@@ -737,7 +764,8 @@ def test_dockerfile_copies_every_package_pyproject_installs() -> None:
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = {
         src.rstrip("/")
-        for op, rest in dockerfile_instructions() if op == "COPY" and "--from" not in rest
+        for op, rest in dockerfile_instructions()
+        if op == "COPY" and "--from" not in rest
         for src in rest.split()[:-1]
     }
     assert packages <= copied, f"the image would miss {packages - copied}"

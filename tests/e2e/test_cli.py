@@ -33,14 +33,32 @@ def test_certs_commands_issue_identities_with_private_keys_0600(tmp_path):
     assert run("certs", "init", "--dir", str(tmp_path)).returncode == 0
     assert run("certs", "init", "--dir", str(tmp_path)).returncode == 1  # never silently replace a CA
     assert run("certs", "node", "--dir", str(tmp_path), "--code", "LEEDS", "--name", "Leeds").returncode == 0
-    result = run("certs", "user", "--dir", str(tmp_path), "--role", "practitioner", "--id", "jsmith",
-                 "--name", "Jo Smith", "--organisation", "Leeds City Council", "--email", "jo@leeds.example")
+    result = run(
+        "certs",
+        "user",
+        "--dir",
+        str(tmp_path),
+        "--role",
+        "practitioner",
+        "--id",
+        "jsmith",
+        "--name",
+        "Jo Smith",
+        "--organisation",
+        "Leeds City Council",
+        "--email",
+        "jo@leeds.example",
+    )
     assert result.returncode == 0, result.stderr
     for key in ("ca.key", "node-LEEDS.key", "jsmith.key"):
         assert stat.S_IMODE((tmp_path / key).stat().st_mode) == 0o600
     who = identity_from_pem((tmp_path / "jsmith.pem").read_bytes())
-    assert (who.role, who.id, who.organisation, who.email) == (Role.PRACTITIONER, "jsmith", "Leeds City Council",
-                                                               "jo@leeds.example")
+    assert (who.role, who.id, who.organisation, who.email) == (
+        Role.PRACTITIONER,
+        "jsmith",
+        "Leeds City Council",
+        "jo@leeds.example",
+    )
     assert identity_from_pem((tmp_path / "node-LEEDS.pem").read_bytes()).id == "LEEDS"
     bad = run("certs", "node", "--dir", str(tmp_path), "--code", "leeds!", "--name", "x")
     assert bad.returncode != 0 and "authority code" in bad.stderr
@@ -48,8 +66,10 @@ def test_certs_commands_issue_identities_with_private_keys_0600(tmp_path):
 
 def test_node_import_reports_lines_and_counts(tmp_path):
     config = tmp_path / "node.toml"
-    config.write_text('store = "s.sqlite3"\nbroker_public_keys = ["a.pub"]\n[authority]\ncode = "LEEDS"\nname = "Leeds"\n'
-                      '[tls]\nca = "ca.pem"\ncert = "n.pem"\nkey = "n.key"\n')
+    config.write_text(
+        'store = "s.sqlite3"\nbroker_public_keys = ["a.pub"]\n[authority]\ncode = "LEEDS"\nname = "Leeds"\n'
+        '[tls]\nca = "ca.pem"\ncert = "n.pem"\nkey = "n.key"\n'
+    )
     csv_path = write_csv(tmp_path / "in.csv", [row(), row(record_id="R2", date_of_birth="2014-02-31")])
     result = run("node", "import", "--config", str(config), "--csv", str(csv_path))
     assert result.returncode == 3
@@ -73,8 +93,13 @@ def test_demo_check_with_given_data(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     write_csv(data / "LEEDS.csv", [row(), row(record_id="R2", given_name="Ben")])
-    write_csv(data / "KENT.csv", [row(record_id="K1", given_name="Oliver", family_name="Brown",
-                                      date_of_birth="2012-07-01"), row(record_id="K2", date_of_birth="bad")])
+    write_csv(
+        data / "KENT.csv",
+        [
+            row(record_id="K1", given_name="Oliver", family_name="Brown", date_of_birth="2012-07-01"),
+            row(record_id="K2", date_of_birth="bad"),
+        ],
+    )
     result = run("demo", "--check", "--data", str(data), "--workdir", str(tmp_path / "work"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "KENT: 1 records loaded, 1 rows rejected" in result.stdout
@@ -91,8 +116,10 @@ def test_demo_check_fails_when_an_answer_is_wrong(tmp_path):
     """The check must be able to fail: a record only a sensitive service knows is never disclosed."""
     data = tmp_path / "data"
     data.mkdir()
-    write_csv(data / "LEEDS.csv", [row(given_name="Quillon", family_name="Zyxwvut-Nobody", date_of_birth="2011-02-03",
-                                       sex="M")])
+    write_csv(
+        data / "LEEDS.csv",
+        [row(given_name="Quillon", family_name="Zyxwvut-Nobody", date_of_birth="2011-02-03", sex="M")],
+    )
     result = run("demo", "--check", "--data", str(data), "--workdir", str(tmp_path / "work"))
     assert result.returncode == 1, result.stdout
     assert "[FAIL]" in result.stdout
@@ -104,8 +131,12 @@ async def test_demo_serves_until_sigterm_and_writes_federation_json(tmp_path):
     write_csv(data / "LEEDS.csv", [row()])
     write_csv(data / "KENT.csv", [row(record_id="K1", given_name="Oliver")])
     work = tmp_path / "work"
-    proc = subprocess.Popen([*SIGNPOST, "demo", "--data", str(data), "--workdir", str(work), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SIGNPOST, "demo", "--data", str(data), "--workdir", str(work), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         description = work / "federation.json"
         deadline = time.monotonic() + 60
@@ -117,8 +148,10 @@ async def test_demo_serves_until_sigterm_and_writes_federation_json(tmp_path):
         assert fed["authorities"][1]["records"] == 1 and set(fed["users"]) >= {"practitioner", "auditor", "operator"}
         user = fed["users"]["practitioner"]
         context = client_ssl_context(Path(fed["ca"]), type("F", (), {"cert": user["cert"], "key": user["key"]})())
-        body = {"subject": {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"},
-                "purpose": {"code": "missing-child", "justification": "Missing from home since Friday"}}
+        body = {
+            "subject": {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"},
+            "purpose": {"code": "missing-child", "justification": "Missing from home since Friday"},
+        }
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
             async with session.post(f"{fed['broker_url']}/v1/searches", json=body) as resp:
                 answer = await resp.json()

@@ -33,8 +33,9 @@ from tests.faultproxy import FaultProxy
 
 AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
 # The same child is known in Kent, so a search that reached KENT shows a Kent result.
-KENT_ROWS = [row(record_id="K1", postcode="CT1 1AA", practitioner_name="Sam Kent",
-                 practitioner_email="sam.kent@kent.example")]
+KENT_ROWS = [
+    row(record_id="K1", postcode="CT1 1AA", practitioner_name="Sam Kent", practitioner_email="sam.kent@kent.example")
+]
 # Searches only: the monitor polls once at start-up, then not again within a test.
 QUIET = HealthSettings(poll_interval=60, poll_timeout=1.0)
 WAIT = 8.0
@@ -64,12 +65,23 @@ async def proxied_node(pki: Pki, tmp_path: Path) -> AsyncIterator[ProxiedNodeFac
     """Factory: ``await proxied_node("KENT", rows, files=..., identity=...)``; all stopped in teardown."""
     started: list[ProxiedNode] = []
 
-    async def make(code: str = "KENT", rows: list[dict[str, str]] | None = None, *,
-                   files: IssuedFiles | None = None, identity: str | None = None) -> ProxiedNode:
+    async def make(
+        code: str = "KENT",
+        rows: list[dict[str, str]] | None = None,
+        *,
+        files: IssuedFiles | None = None,
+        identity: str | None = None,
+    ) -> ProxiedNode:
         store = tmp_path / f"proxied-{code}.sqlite3"
         import_authority(store, write_csv(tmp_path / f"proxied-{code}.csv", rows or KENT_ROWS))
-        config = NodeConfig(code, code.title(), ("127.0.0.1", 0), store, pki.tls(files or pki.nodes[code]),
-                            broker_public_keys=(pki.assertion_pub,))
+        config = NodeConfig(
+            code,
+            code.title(),
+            ("127.0.0.1", 0),
+            store,
+            pki.tls(files or pki.nodes[code]),
+            broker_public_keys=(pki.assertion_pub,),
+        )
         node = await start_node(config)
         try:
             proxy = await FaultProxy(node.address).start()
@@ -86,9 +98,15 @@ async def proxied_node(pki: Pki, tmp_path: Path) -> AsyncIterator[ProxiedNodeFac
         await proxied.stop_node()
 
 
-async def with_kent(federation: Any, proxied_node: ProxiedNodeFactory, *, ready: bool = True,
-                    files: IssuedFiles | None = None, identity: str | None = None,
-                    **broker: Any) -> tuple[Federation, ProxiedNode]:
+async def with_kent(
+    federation: Any,
+    proxied_node: ProxiedNodeFactory,
+    *,
+    ready: bool = True,
+    files: IssuedFiles | None = None,
+    identity: str | None = None,
+    **broker: Any,
+) -> tuple[Federation, ProxiedNode]:
     """LEEDS directly, KENT behind a proxy; ``broker`` goes to the federation factory (deadline, health).
 
     Waits for the monitor's first poll of KENT, and with ``ready`` for KENT to be up, so that no test
@@ -108,8 +126,9 @@ async def nodes(fed: Federation) -> dict[str, dict[str, Any]]:
         return {n["code"]: n for n in (await resp.json())["nodes"]}
 
 
-async def wait_for_node(fed: Federation, code: str, ok: Callable[[dict[str, Any]], bool],
-                        timeout: float = WAIT) -> dict[str, Any]:
+async def wait_for_node(
+    fed: Federation, code: str, ok: Callable[[dict[str, Any]], bool], timeout: float = WAIT
+) -> dict[str, Any]:
     """The node's row from GET /v1/nodes once ``ok`` holds; fail after ``timeout`` seconds."""
     give_up = time.monotonic() + timeout
     while True:
@@ -159,12 +178,15 @@ async def test_latency_below_the_deadline_still_answers(federation, proxied_node
     assert kent_result["contacts"][0]["practitioner_name"] == "Sam Kent"
 
 
-@pytest.mark.parametrize("mode, ms", [
-    pytest.param("refuse", 0, id="connection-refused"),
-    # 50 ms after accept the broker is waiting for the node's TLS ServerHello: what a node behind a TCP load
-    # balancer looks like when its process has died. (An RST at once races grpc's connect, so its text varies.)
-    pytest.param("reset", 50, id="reset-mid-handshake"),
-])
+@pytest.mark.parametrize(
+    "mode, ms",
+    [
+        pytest.param("refuse", 0, id="connection-refused"),
+        # 50 ms after accept the broker is waiting for the node's TLS ServerHello: what a node behind a TCP load
+        # balancer looks like when its process has died. (An RST at once races grpc's connect, so its text varies.)
+        pytest.param("reset", 50, id="reset-mid-handshake"),
+    ],
+)
 async def test_reset_or_refused_connection_is_unavailable(federation, proxied_node, mode, ms):
     fed, kent = await with_kent(federation, proxied_node, health=QUIET)
     await kent.proxy.set_mode(mode, ms=ms)
@@ -244,13 +266,23 @@ async def test_circuit_opens_after_repeated_failures_and_a_probe_closes_it(feder
     assert seen["circuit"] == "closed" and seen["status"] == "up"
 
 
-@pytest.mark.parametrize("certificate_of, registered_as", [
-    pytest.param("LEEDS", "KENT", id="node-presents-another-authoritys-certificate"),
-    pytest.param("KENT", "CORNWALL", id="registry-expects-another-identity"),
-])
+@pytest.mark.parametrize(
+    "certificate_of, registered_as",
+    [
+        pytest.param("LEEDS", "KENT", id="node-presents-another-authoritys-certificate"),
+        pytest.param("KENT", "CORNWALL", id="registry-expects-another-identity"),
+    ],
+)
 async def test_tls_refusal_is_reported_and_not_retried(federation, proxied_node, pki, certificate_of, registered_as):
-    fed, kent = await with_kent(federation, proxied_node, ready=False, deadline=2.0, health=QUIET,
-                                files=pki.nodes[certificate_of], identity=node_dns_name(registered_as))
+    fed, kent = await with_kent(
+        federation,
+        proxied_node,
+        ready=False,
+        deadline=2.0,
+        health=QUIET,
+        files=pki.nodes[certificate_of],
+        identity=node_dns_name(registered_as),
+    )
     accepted_before = kent.proxy.counters.accepted
     status, body, _ = await timed_search(fed)
     assert status == 200

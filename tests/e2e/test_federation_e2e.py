@@ -8,11 +8,15 @@ AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014
 
 
 async def test_match_found_at_the_right_authority_among_several(federation):
-    fed = await federation({
-        "LEEDS": [row()],
-        "KENT": [row(record_id="K1", given_name="Oliver", family_name="Brown", date_of_birth="2012-07-01", sex="M")],
-        "CORNWALL": [row(record_id="C1", given_name="Amelia", family_name="Smith", date_of_birth="2009-01-01")],
-    })
+    fed = await federation(
+        {
+            "LEEDS": [row()],
+            "KENT": [
+                row(record_id="K1", given_name="Oliver", family_name="Brown", date_of_birth="2012-07-01", sex="M")
+            ],
+            "CORNWALL": [row(record_id="C1", given_name="Amelia", family_name="Smith", date_of_birth="2009-01-01")],
+        }
+    )
     status, body = await fed.search(AMELIA)
     assert status == 200, body
     assert [r["authority"]["code"] for r in body["results"]] == ["LEEDS"]
@@ -33,17 +37,40 @@ async def test_no_match_anywhere_is_an_empty_result_with_full_coverage(federatio
 
 
 TWINS = [
-    row(record_id="T1", given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F",
-        postcode="LS6 2AB", address="4 Elm Street", practitioner_name="Worker For Olivia"),
-    row(record_id="T2", given_name="Oliver", family_name="Kowalski", date_of_birth="2016-05-04", sex="M",
-        postcode="LS6 2AB", address="4 Elm Street", practitioner_name="Worker For Oliver"),
+    row(
+        record_id="T1",
+        given_name="Olivia",
+        family_name="Kowalski",
+        date_of_birth="2016-05-04",
+        sex="F",
+        postcode="LS6 2AB",
+        address="4 Elm Street",
+        practitioner_name="Worker For Olivia",
+    ),
+    row(
+        record_id="T2",
+        given_name="Oliver",
+        family_name="Kowalski",
+        date_of_birth="2016-05-04",
+        sex="M",
+        postcode="LS6 2AB",
+        address="4 Elm Street",
+        practitioner_name="Worker For Oliver",
+    ),
 ]
 
 
 async def test_twins_are_never_a_match_for_each_other_end_to_end(federation):
     fed = await federation({"LEEDS": TWINS, "KENT": [TWINS[1] | {"record_id": "K2"}]})
-    status, body = await fed.search({"given_name": "Olivia", "family_name": "Kowalski", "date_of_birth": "2016-05-04",
-                                     "sex": "F", "postcode": "LS6 2AB"})
+    status, body = await fed.search(
+        {
+            "given_name": "Olivia",
+            "family_name": "Kowalski",
+            "date_of_birth": "2016-05-04",
+            "sex": "F",
+            "postcode": "LS6 2AB",
+        }
+    )
     assert status == 200
     # Leeds holds Olivia: one match, hers. Kent holds only her twin Oliver: nothing at all.
     assert [(r["authority"]["code"], r["band"]) for r in body["results"]] == [("LEEDS", "match")]
@@ -52,13 +79,32 @@ async def test_twins_are_never_a_match_for_each_other_end_to_end(federation):
 
 
 async def test_a_moved_child_with_a_new_postcode_and_a_nickname_is_found_end_to_end(federation):
-    fed = await federation({
-        "LEEDS": [row(record_id="M1", given_name="William", family_name="Okonkwo", date_of_birth="2011-07-21",
-                      sex="M", postcode="LS8 1QT", address="77 Harehills Lane")],
-        "KENT": TWINS,
-    })
-    status, body = await fed.search({"given_name": "Bill", "family_name": "Okonkwo", "date_of_birth": "2011-07-21",
-                                     "sex": "M", "postcode": "M14 5RT", "address": "3 Wilmslow Road"})
+    fed = await federation(
+        {
+            "LEEDS": [
+                row(
+                    record_id="M1",
+                    given_name="William",
+                    family_name="Okonkwo",
+                    date_of_birth="2011-07-21",
+                    sex="M",
+                    postcode="LS8 1QT",
+                    address="77 Harehills Lane",
+                )
+            ],
+            "KENT": TWINS,
+        }
+    )
+    status, body = await fed.search(
+        {
+            "given_name": "Bill",
+            "family_name": "Okonkwo",
+            "date_of_birth": "2011-07-21",
+            "sex": "M",
+            "postcode": "M14 5RT",
+            "address": "3 Wilmslow Road",
+        }
+    )
     assert status == 200
     [result] = body["results"]
     assert (result["authority"]["code"], result["band"]) == ("LEEDS", "match")

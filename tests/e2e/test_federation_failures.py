@@ -54,8 +54,9 @@ async def test_every_node_down_is_503_with_coverage(federation):
 
 
 async def test_node_with_certificate_from_another_ca_is_refused(federation, foreign):
-    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1", given_name="Oliver")]},
-                           node_files={"LEEDS": foreign.node_leeds})
+    fed = await federation(
+        {"LEEDS": [row()], "KENT": [row(record_id="K1", given_name="Oliver")]}, node_files={"LEEDS": foreign.node_leeds}
+    )
     status, body = await fed.search(AMELIA)
     assert status == 200
     assert body["results"] == []  # the impostor's records must never reach the searcher
@@ -80,8 +81,9 @@ async def test_node_refuses_a_client_that_is_not_the_broker(federation, pki):
     fed = await federation({"LEEDS": [row()]})
     user = pki.users[Role.PRACTITIONER]
     creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes(), user.key.read_bytes(), user.cert.read_bytes())
-    async with grpc.aio.secure_channel(fed.nodes["LEEDS"].address, creds,
-                                       options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]) as ch:
+    async with grpc.aio.secure_channel(
+        fed.nodes["LEEDS"].address, creds, options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]
+    ) as ch:
         stub = node_pb2_grpc.NodeServiceStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Match(node_pb2.MatchRequest(subject=node_pb2.Subject(family_name="Smith")), timeout=5)
@@ -95,8 +97,9 @@ async def test_node_rejects_a_client_without_certificate(federation, pki):
 
     fed = await federation({"LEEDS": [row()]})
     creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes())
-    async with grpc.aio.secure_channel(fed.nodes["LEEDS"].address, creds,
-                                       options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]) as ch:
+    async with grpc.aio.secure_channel(
+        fed.nodes["LEEDS"].address, creds, options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]
+    ) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await node_pb2_grpc.NodeServiceStub(ch).Describe(node_pb2.DescribeRequest(), timeout=5)
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE

@@ -34,11 +34,16 @@ async def test_registry_edits_apply_without_a_restart(federation, tmp_path):
     _, body = await fed.search(AMELIA)
     assert body["coverage"]["asked"] == 1 and [r["authority"]["code"] for r in body["results"]] == ["LEEDS"]
     kent = fed.nodes["KENT"]
-    added = cli("registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent",
-                "--address", kent.address)
+    added = cli(
+        "registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent", "--address", kent.address
+    )
     assert added.returncode == 0, added.stderr
-    assert cli("registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent",
-               "--address", kent.address).returncode == 1  # no silent duplicates
+    assert (
+        cli(
+            "registry", "add", "--file", str(registry), "--code", "KENT", "--name", "Kent", "--address", kent.address
+        ).returncode
+        == 1
+    )  # no silent duplicates
     assert fed.server.app[WATCHER].check()
     _status, body = await fed.search(AMELIA)
     assert body["coverage"] == {"asked": 2, "answered": 2, "not_answered": []}
@@ -69,8 +74,7 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
     node = fed.nodes["LEEDS"]
     before = node.service.certificate_expires
     ca = CertificateAuthority.load(pki.directory)
-    fresh = ca.issue_to(tmp_path / "new", "node-LEEDS", node_subject("LEEDS", "Leeds"),
-                        validity=dt.timedelta(days=90))
+    fresh = ca.issue_to(tmp_path / "new", "node-LEEDS", node_subject("LEEDS", "Leeds"), validity=dt.timedelta(days=90))
     # The node's config points at the session PKI's files: rotate copies of them instead.
     cert, key = tmp_path / "rot.pem", tmp_path / "rot.key"
     shutil.copy(node.config.tls.cert, cert)
@@ -79,8 +83,9 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
 
     from node.server import start_node
 
-    rotating = await start_node(replace(node.config, tls=replace(node.config.tls, cert=cert, key=key),
-                                        listen=("127.0.0.1", 0)))
+    rotating = await start_node(
+        replace(node.config, tls=replace(node.config.tls, cert=cert, key=key), listen=("127.0.0.1", 0))
+    )
     try:
         import os
 
@@ -90,8 +95,12 @@ async def test_node_certificate_rotation_without_a_restart(federation, pki, tmp_
         from broker.nodeclient import NodeClient
         from certs.tls import channel_credentials
 
-        client = NodeClient(fed.server.app[FANOUT].clients[0].authority.__class__(
-            "LEEDS", "Leeds", rotating.address, node_dns_name("LEEDS")), channel_credentials(pki.tls(pki.broker)))
+        client = NodeClient(
+            fed.server.app[FANOUT]
+            .clients[0]
+            .authority.__class__("LEEDS", "Leeds", rotating.address, node_dns_name("LEEDS")),
+            channel_credentials(pki.tls(pki.broker)),
+        )
         info = await client.describe(timeout=5)  # a new connection: handshakes with the new files
         await client.close()
         assert info.certificate_expires != before
@@ -134,8 +143,16 @@ async def test_reimport_while_serving_swaps_atomically_and_never_half_answers(fe
     loop_task = asyncio.create_task(searching())
     await asyncio.sleep(0.2)
     store = RecordStore(node.config.store)
-    rows = [row(), row(record_id="Z1", given_name="Zara", family_name="Okonjo", date_of_birth="2015-05-05",
-                       practitioner_name="New Worker")]
+    rows = [
+        row(),
+        row(
+            record_id="Z1",
+            given_name="Zara",
+            family_name="Okonjo",
+            date_of_birth="2015-05-05",
+            practitioner_name="New Worker",
+        ),
+    ]
     import_csv(store, write_csv(tmp_path / "new.csv", rows))
     store.close()
     node.refresher.poke()
@@ -204,8 +221,12 @@ async def test_stopping_the_broker_drains_searches_in_flight(tmp_path):
         fed.nodes[0].service.answer_floor_seconds = 0.6  # slow enough that the stop lands mid-search
         context = client_ssl_context(fed.pki.ca.cert, fed.pki.users[Role.PRACTITIONER])
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+
             async def search() -> tuple[int, dict]:
-                body = {"subject": AMELIA, "purpose": {"code": "missing-child", "justification": "Missing since Friday"}}
+                body = {
+                    "subject": AMELIA,
+                    "purpose": {"code": "missing-child", "justification": "Missing since Friday"},
+                }
                 async with session.post(f"{fed.broker_url}/v1/searches", json=body) as resp:
                     return resp.status, await resp.json()
 

@@ -22,8 +22,17 @@ PURPOSE = {"code": "missing-child", "justification": "Reported missing from scho
 
 def data():
     return {
-        "LEEDS": [row(), row(record_id="S1", given_name="Rowan", family_name="Ashdown", date_of_birth="2012-06-30",
-                            postcode="LS7 3QQ", shielded="true")],
+        "LEEDS": [
+            row(),
+            row(
+                record_id="S1",
+                given_name="Rowan",
+                family_name="Ashdown",
+                date_of_birth="2012-06-30",
+                postcode="LS7 3QQ",
+                shielded="true",
+            ),
+        ],
         "KENT": [row(record_id="K1", given_name="Oliver", family_name="Brown", date_of_birth="2011-01-01")],
         "CORNWALL": [row(record_id="C1", given_name="Tegen", family_name="Pascoe", date_of_birth="2013-02-02")],
     }
@@ -38,8 +47,11 @@ async def test_shielded_match_is_indistinguishable_from_no_match_in_the_response
     shielded = await fed.search(SHIELDED, purpose=PURPOSE)
     absent = await fed.search(ABSENT, purpose=PURPOSE)
     assert shielded[0] == absent[0] == 200
-    assert strip(shielded[1]) == strip(absent[1]) == {
-        "results": [], "coverage": {"asked": 3, "answered": 3, "not_answered": []}}
+    assert (
+        strip(shielded[1])
+        == strip(absent[1])
+        == {"results": [], "coverage": {"asked": 3, "answered": 3, "not_answered": []}}
+    )
 
 
 async def test_broker_logs_do_not_reveal_the_holding_authority(federation):
@@ -52,16 +64,20 @@ async def test_broker_logs_do_not_reveal_the_holding_authority(federation):
     def broker_view(logs):
         # The node's own log lines are the authority's; what the broker writes must not differ.
         drop = {"search_id", "ms", "timestamp", "log_level"}
-        return sorted(json.dumps({k: v for k, v in e.items() if k not in drop}, sort_keys=True)
-                      for e in logs if e["event"] in ("node_outcome", "search_completed"))
+        return sorted(
+            json.dumps({k: v for k, v in e.items() if k not in drop}, sort_keys=True)
+            for e in logs
+            if e["event"] in ("node_outcome", "search_completed")
+        )
 
     assert broker_view(shielded_logs) == broker_view(absent_logs)
 
 
 async def admin_stub(fed, pki, code: str, files):
     creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes(), files.key.read_bytes(), files.cert.read_bytes())
-    channel = grpc.aio.secure_channel(fed.nodes[code].address, creds,
-                                      options=[("grpc.ssl_target_name_override", node_dns_name(code))])
+    channel = grpc.aio.secure_channel(
+        fed.nodes[code].address, creds, options=[("grpc.ssl_target_name_override", node_dns_name(code))]
+    )
     return channel, node_pb2_grpc.NodeAdminServiceStub(channel)
 
 
@@ -72,9 +88,19 @@ async def test_holding_node_alerts_its_safeguarding_officer(federation, pki):
     async with channel:
         [alert] = (await admin.ListAlerts(node_pb2.ListAlertsRequest(), timeout=5)).entries
         assert (alert.kind, alert.record_id) == ("alert", "S1")
-        assert (alert.requester.user_id, alert.requester.name, alert.requester.organisation,
-                alert.requester.role, alert.requester.email) == (
-            "practitioner", "Pat Practitioner", "Leeds City Council", "practitioner", "pat.practitioner@leeds.example")
+        assert (
+            alert.requester.user_id,
+            alert.requester.name,
+            alert.requester.organisation,
+            alert.requester.role,
+            alert.requester.email,
+        ) == (
+            "practitioner",
+            "Pat Practitioner",
+            "Leeds City Council",
+            "practitioner",
+            "pat.practitioner@leeds.example",
+        )
         assert (alert.purpose.code, alert.purpose.justification) == (PURPOSE["code"], PURPOSE["justification"])
         assert alert.time
         ack = await admin.AcknowledgeAlert(node_pb2.AcknowledgeAlertRequest(alert_id=alert.id), timeout=5)
@@ -94,7 +120,8 @@ async def test_holders_access_log_lists_matching_searches_only(federation, pki):
     async with channel:
         entries = (await admin.ListAccessLog(node_pb2.ListAccessLogRequest(), timeout=5)).entries
     assert [(e.kind, e.record_id, e.band, e.requester.user_id, e.purpose.code) for e in entries] == [
-        ("match", "R1", "match", "practitioner", "missing-child")]
+        ("match", "R1", "match", "practitioner", "missing-child")
+    ]
 
 
 @pytest.mark.parametrize("who", ["broker", "practitioner", "other-authority-admin"])
@@ -122,7 +149,7 @@ async def _timings(fed, rounds: int) -> tuple[np.ndarray, np.ndarray]:
     for i in range(rounds):
         # Interleaved, alternating which goes first, so drift in the machine's load hits both alike.
         order = [(SHIELDED, shielded), (ABSENT, absent)]
-        for subject, out in (order if i % 2 == 0 else order[::-1]):
+        for subject, out in order if i % 2 == 0 else order[::-1]:
             started = time.perf_counter()
             async with session.post(f"{fed.url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}) as r:
                 await r.read()
@@ -139,7 +166,7 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, permutations: int = 4000, see
     hits = 0
     for _ in range(permutations):
         rng.shuffle(pooled)
-        hits += abs(np.median(pooled[: len(a)]) - np.median(pooled[len(a):])) >= observed
+        hits += abs(np.median(pooled[: len(a)]) - np.median(pooled[len(a) :])) >= observed
     return (hits + 1) / (permutations + 1)
 
 
@@ -176,12 +203,18 @@ async def test_node_admin_cli_lists_and_acknowledges_alerts(federation, tmp_path
     await fed.search(SHIELDED, purpose=PURPOSE)
     node = fed.nodes["LEEDS"]
     config = tmp_path / "leeds-node.toml"
-    config.write_text(f'store = "{node.config.store}"\nbroker_public_keys = ["x.pub"]\n'
-                      '[authority]\ncode = "LEEDS"\nname = "Leeds"\n[tls]\nca = "a"\ncert = "b"\nkey = "c"\n')
+    config.write_text(
+        f'store = "{node.config.store}"\nbroker_public_keys = ["x.pub"]\n'
+        '[authority]\ncode = "LEEDS"\nname = "Leeds"\n[tls]\nca = "a"\ncert = "b"\nkey = "c"\n'
+    )
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "signpost.cli", "node", *args, "--config", str(config)],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "signpost.cli", "node", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     listed = cli("alerts")
     assert listed.returncode == 0 and "1 alerts" in listed.stdout

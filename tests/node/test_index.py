@@ -16,8 +16,7 @@ KEYS = st.one_of(st.integers(min_value=-3, max_value=3), INT64, st.just(np.iinfo
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(KEYS, st.integers(min_value=0, max_value=50)), max_size=60),
-       st.lists(KEYS, max_size=12))
+@given(st.lists(st.tuples(KEYS, st.integers(min_value=0, max_value=50)), max_size=60), st.lists(KEYS, max_size=12))
 def test_lookup_finds_exactly_what_a_dict_would(pairs, wanted):
     postings: dict[int, set[int]] = defaultdict(set)
     runs: dict[int, int] = defaultdict(int)

@@ -13,9 +13,12 @@ from protos.signpost.v1 import node_pb2
 
 def _request(search_id: str) -> node_pb2.MatchRequest:
     return node_pb2.MatchRequest(
-        search_id=search_id, purpose=node_pb2.Purpose(code="child-protection-enquiry", justification="Case 2291"),
-        requester=node_pb2.Requester(user_id="p1", name="P One", organisation="Leeds", role="practitioner",
-                                     email="p1@example.org"))
+        search_id=search_id,
+        purpose=node_pb2.Purpose(code="child-protection-enquiry", justification="Case 2291"),
+        requester=node_pb2.Requester(
+            user_id="p1", name="P One", organisation="Leeds", role="practitioner", email="p1@example.org"
+        ),
+    )
 
 
 def _count(journal: Journal) -> int:
@@ -26,8 +29,11 @@ def test_a_batch_is_committed_whole_or_not_at_all(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite3")
     journal.record_many([(_request("s1"), [("none", None, None)])])
     # The third row breaks the kind CHECK: the two good rows of the same batch must not be kept.
-    batch = [(_request("s2"), [("match", "r1", "match")]), (_request("s3"), [("none", None, None)]),
-             (_request("s4"), [("bogus", None, None)])]
+    batch = [
+        (_request("s2"), [("match", "r1", "match")]),
+        (_request("s3"), [("none", None, None)]),
+        (_request("s4"), [("bogus", None, None)]),
+    ]
     with pytest.raises(StoreError):
         journal.record_many(batch)
     assert _count(journal) == 1
@@ -52,8 +58,9 @@ def test_reviews_use_the_index_not_a_scan_of_every_search(tmp_path, query):
     journal._db.set_trace_callback(statements.append)
     getattr(journal, query)()
     [select] = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    plan = " ".join(str(row[3]) for row in journal._db.execute(
-        "EXPLAIN QUERY PLAN " + select.replace("?", "''")))  # the traced text has its values bound already
+    plan = " ".join(
+        str(row[3]) for row in journal._db.execute("EXPLAIN QUERY PLAN " + select.replace("?", "''"))
+    )  # the traced text has its values bound already
     assert "journal_reviewed_kind_time" in plan, plan
 
 

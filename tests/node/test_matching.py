@@ -21,15 +21,19 @@ V = default_variants()
 
 # -- normalisation ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("O'Brien-Smith", ("obrien", "smith")),
-    ("  SMITH   jones ", ("smith", "jones")),
-    ("Mac Donald", ("macdonald",)),
-    ("Ó Súilleabháin", ("osuilleabhain",)),
-    ("Łukasz", ("lukasz",)),
-    ("Zoë", ("zoe",)),
-    ("de  la Cruz", ("delacruz",)),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("O'Brien-Smith", ("obrien", "smith")),
+        ("  SMITH   jones ", ("smith", "jones")),
+        ("Mac Donald", ("macdonald",)),
+        ("Ó Súilleabháin", ("osuilleabhain",)),
+        ("Łukasz", ("lukasz",)),
+        ("Zoë", ("zoe",)),
+        ("de  la Cruz", ("delacruz",)),
+    ],
+)
 def test_tokens(raw, expected):
     assert tokens(raw) == expected
 
@@ -46,14 +50,23 @@ def test_postcode_parts_any_spacing_or_case():
 
 # -- comparison levels -----------------------------------------------------------
 
-@pytest.mark.parametrize(("a", "b", "level"), [
-    ("amelia", "amelia", 0),
-    ("siobhan", "chivonne", 1), ("niamh", "neve", 1), ("aoife", "eva", 1), ("mohammed", "muhammad", 1),
-    ("william", "bill", 1), ("elizabeth", "liz", 1), ("aleksander", "alexander", 1),
-    ("ameila", "amelia", 2),           # close spelling (transposition)
-    ("a", "amelia", 5),                # initial only
-    ("oliver", "zainab", 6),
-])
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("amelia", "amelia", 0),
+        ("siobhan", "chivonne", 1),
+        ("niamh", "neve", 1),
+        ("aoife", "eva", 1),
+        ("mohammed", "muhammad", 1),
+        ("william", "bill", 1),
+        ("elizabeth", "liz", 1),
+        ("aleksander", "alexander", 1),
+        ("ameila", "amelia", 2),  # close spelling (transposition)
+        ("a", "amelia", 5),  # initial only
+        ("oliver", "zainab", 6),
+    ],
+)
 def test_given_levels(a, b, level):
     assert cmp.given_level(a, [b], V) == level
 
@@ -68,33 +81,46 @@ def test_sounds_alike_level():
     assert cmp.family_level(("smyth",), [("smith",)]) in (2, 3)
 
 
-@pytest.mark.parametrize(("a", "b", "level"), [
-    (("smith",), ("smith",), 0),
-    (("smith", "jones"), ("jones",), 1),
-    (("smith",), ("smith", "jones"), 1),
-    (("thompson",), ("thomson",), 2),
-    (("okafor",), ("nwosu",), 5),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        (("smith",), ("smith",), 0),
+        (("smith", "jones"), ("jones",), 1),
+        (("smith",), ("smith", "jones"), 1),
+        (("thompson",), ("thomson",), 2),
+        (("okafor",), ("nwosu",), 5),
+    ],
+)
 def test_family_levels(a, b, level):
     assert cmp.family_level(a, [b]) == level
 
 
-@pytest.mark.parametrize(("a", "b", "level"), [
-    ("2014-03-09", "2014-03-09", 0),
-    ("2014-03-09", "2014-09-03", 1),
-    ("2014-03-09", "2014-03-08", 2),
-    ("2014-03-09", "2014-03-27", 3),
-    ("2014-03-09", "2013-11-20", 4),
-    ("2014-03-09", "2010-06-01", 5),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("2014-03-09", "2014-03-09", 0),
+        ("2014-03-09", "2014-09-03", 1),
+        ("2014-03-09", "2014-03-08", 2),
+        ("2014-03-09", "2014-03-27", 3),
+        ("2014-03-09", "2013-11-20", 4),
+        ("2014-03-09", "2010-06-01", 5),
+    ],
+)
 def test_dob_levels(a, b, level):
     assert cmp.dob_level(dob_int(a), dob_int(b)) == level
 
 
-@pytest.mark.parametrize(("a", "b", "level"), [
-    ("LS6 2AB", "ls62ab", 0), ("LS6 2AB", "LS6 2XY", 1), ("LS6 2AB", "LS6 9ZZ", 2), ("LS6 2AB", "LS1 1AA", 3),
-    ("LS6 2AB", "M1 1AA", 4), ("", "M1 1AA", NULL),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("LS6 2AB", "ls62ab", 0),
+        ("LS6 2AB", "LS6 2XY", 1),
+        ("LS6 2AB", "LS6 9ZZ", 2),
+        ("LS6 2AB", "LS1 1AA", 3),
+        ("LS6 2AB", "M1 1AA", 4),
+        ("", "M1 1AA", NULL),
+    ],
+)
 def test_postcode_levels(a, b, level):
     assert cmp.postcode_level(a, b) == level
 
@@ -137,13 +163,22 @@ def test_dob_comparison_symmetric(a, b):
 @given(names, names, names, st.text(max_size=12), st.text(max_size=60))
 def test_engine_never_crashes_on_arbitrary_unicode(given_name, family, middle, postcode, address):
     engine = _engine([_rec("R1", "Amelia", "Smith", "2014-03-09")])
-    results = engine.match(Subject(given_name=given_name, family_name=family, middle_names=middle,
-                                 date_of_birth="2014-03-09", postcode=postcode, address=address,
-                                 other_names=(given_name + " " + family,)))
+    results = engine.match(
+        Subject(
+            given_name=given_name,
+            family_name=family,
+            middle_names=middle,
+            date_of_birth="2014-03-09",
+            postcode=postcode,
+            address=address,
+            other_names=(given_name + " " + family,),
+        )
+    )
     assert all(0.0 <= r.score <= 1.0 for r in results)
 
 
 # -- the engine ---------------------------------------------------------------------
+
 
 def _rec(rid, given_name, family, dob, **kw):
     return Record(record_id=rid, given_name=given_name, family_name=family, date_of_birth=dob, **kw)
@@ -173,8 +208,15 @@ def test_exact_details_are_a_match_with_reasons():
 @pytest.mark.parametrize("searched", ["Olivia", "Oliver", "Ella"])
 def test_twins_are_never_matched_to_each_other(searched):
     engine = _engine(_household())
-    results = engine.match(Subject(given_name=searched, family_name="Kowalski", date_of_birth="2016-05-04",
-                                 postcode="LS6 2AB", address="4 Elm Street"))
+    results = engine.match(
+        Subject(
+            given_name=searched,
+            family_name="Kowalski",
+            date_of_birth="2016-05-04",
+            postcode="LS6 2AB",
+            address="4 Elm Street",
+        )
+    )
     matches = [r for r in results if r.band == "match"]
     assert len(matches) == 1
     expected = {"Olivia": "T1", "Oliver": "T2", "Ella": "T3"}[searched]
@@ -184,8 +226,9 @@ def test_twins_are_never_matched_to_each_other(searched):
 
 def test_a_twin_not_held_is_not_matched_to_the_one_who_is():
     engine = _engine([r for r in _household() if r.record_id != "T1"])
-    results = engine.match(Subject(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F",
-                                 postcode="LS6 2AB"))
+    results = engine.match(
+        Subject(given_name="Olivia", family_name="Kowalski", date_of_birth="2016-05-04", sex="F", postcode="LS6 2AB")
+    )
     assert [r for r in results if r.band == "match"] == []
 
 
@@ -196,22 +239,38 @@ def test_sibling_with_other_birthday_is_not_a_match():
 
 
 def test_moved_child_with_new_postcode_and_nickname_is_found():
-    records = [*_household(), _rec("M1", "William", "Okonkwo", "2011-07-21", sex="M", postcode="LS8 1QT", address="77 Harehills Lane")]
+    records = [
+        *_household(),
+        _rec("M1", "William", "Okonkwo", "2011-07-21", sex="M", postcode="LS8 1QT", address="77 Harehills Lane"),
+    ]
     engine = _engine(records)
-    results = engine.match(Subject(given_name="Bill", family_name="Okonkwo", date_of_birth="2011-07-21", sex="M",
-                                 postcode="M14 5RT", address="3 Wilmslow Road"))
+    results = engine.match(
+        Subject(
+            given_name="Bill",
+            family_name="Okonkwo",
+            date_of_birth="2011-07-21",
+            sex="M",
+            postcode="M14 5RT",
+            address="3 Wilmslow Road",
+        )
+    )
     assert results and results[0].record_id == "M1" and results[0].band == "match"
     assert "given name: nickname or variant" in results[0].reasons
 
 
-@pytest.mark.parametrize("query", [
-    Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-09-02"),          # day/month swapped
-    Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-02-08"),          # one digit
-    Subject(given_name="Nowak", family_name="Aleksander", date_of_birth="2013-02-09"),          # names swapped
-    Subject(given_name="Aleksander", family_name="Nowak-Smith", date_of_birth="2013-02-09"),    # double-barrelled now
-    Subject(given_name="Alexander", family_name="Novak", date_of_birth="2013-02-09"),           # spelling
-    Subject(given_name="Aleksander", family_name="Smith", date_of_birth="2013-02-09", other_names=("Aleksander Nowak",)),
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-09-02"),  # day/month swapped
+        Subject(given_name="Aleksander", family_name="Nowak", date_of_birth="2013-02-08"),  # one digit
+        Subject(given_name="Nowak", family_name="Aleksander", date_of_birth="2013-02-09"),  # names swapped
+        Subject(given_name="Aleksander", family_name="Nowak-Smith", date_of_birth="2013-02-09"),  # double-barrelled now
+        Subject(given_name="Alexander", family_name="Novak", date_of_birth="2013-02-09"),  # spelling
+        Subject(
+            given_name="Aleksander", family_name="Smith", date_of_birth="2013-02-09", other_names=("Aleksander Nowak",)
+        ),
+    ],
+)
 def test_realistic_differences_still_find_the_child(query):
     records = [*_household(), _rec("N1", "Aleksander", "Nowak", "2013-02-09", sex="M", postcode="BD3 9AA")]
     results = _engine(records).match(query)
@@ -229,8 +288,9 @@ def test_nhs_number_agreement_and_disagreement():
     engine = _engine(records)
     [hit] = engine.match(Subject(nhs_number="9434765919", family_name="Adeyemi"))
     assert hit.record_id == "H1" and "NHS number agrees" in hit.reasons
-    other = engine.match(Subject(given_name="Grace", family_name="Adeyemi", date_of_birth="2010-01-15",
-                               nhs_number="4010232137"))
+    other = engine.match(
+        Subject(given_name="Grace", family_name="Adeyemi", date_of_birth="2010-01-15", nhs_number="4010232137")
+    )
     assert all(r.band != "match" for r in other)
 
 
@@ -255,7 +315,9 @@ def test_candidates_come_from_the_index_not_a_scan():
     engine = _engine(records, learn=False)
     from node.matching import _Prepared
 
-    found = engine.candidates(_Prepared.of(Subject(given_name="Name7", family_name="Family7", date_of_birth="2017-08-17")))
+    found = engine.candidates(
+        _Prepared.of(Subject(given_name="Name7", family_name="Family7", date_of_birth="2017-08-17"))
+    )
     assert "R7" in {engine.table.record_id[i] for i in found}
     assert len(found) < 100
 

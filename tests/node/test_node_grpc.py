@@ -15,12 +15,21 @@ from tests.conftest import row
 
 @pytest.fixture
 async def stub(federation, pki):
-    fed = await federation({"LEEDS": [row(), row(record_id="R2", given_name="Ben", shielded="true"),
-                                      row(record_id="R3", given_name="Cara", service="Sexual health", sensitive="true")]})
-    creds = grpc.ssl_channel_credentials(pki.ca.cert.read_bytes(), pki.broker.key.read_bytes(),
-                                         pki.broker.cert.read_bytes())
-    channel = grpc.aio.secure_channel(fed.nodes["LEEDS"].address, creds,
-                                      options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))])
+    fed = await federation(
+        {
+            "LEEDS": [
+                row(),
+                row(record_id="R2", given_name="Ben", shielded="true"),
+                row(record_id="R3", given_name="Cara", service="Sexual health", sensitive="true"),
+            ]
+        }
+    )
+    creds = grpc.ssl_channel_credentials(
+        pki.ca.cert.read_bytes(), pki.broker.key.read_bytes(), pki.broker.cert.read_bytes()
+    )
+    channel = grpc.aio.secure_channel(
+        fed.nodes["LEEDS"].address, creds, options=[("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]
+    )
     yield node_pb2_grpc.NodeServiceStub(channel)
     await channel.close()
 
@@ -36,9 +45,12 @@ def signer(pki):
 
 
 def request(*, sign: bool = True, **subject: str) -> node_pb2.MatchRequest:
-    req = node_pb2.MatchRequest(search_id="t", subject=node_pb2.Subject(**subject),
-                                purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
-                                requester=node_pb2.Requester(user_id="pat", role="practitioner"))
+    req = node_pb2.MatchRequest(
+        search_id="t",
+        subject=node_pb2.Subject(**subject),
+        purpose=node_pb2.Purpose(code="missing-child", justification="test search"),
+        requester=node_pb2.Requester(user_id="pat", role="practitioner"),
+    )
     if sign:
         assert SIGNER is not None
         SIGNER.sign(req)
@@ -100,14 +112,17 @@ async def test_describe_gives_code_count_freshness_and_version(stub):
     assert info.data_as_of and info.software_version
 
 
-@pytest.mark.parametrize("subject", [
-    {"given_name": "Amelia", "date_of_birth": "2014-03-09"},            # no family name, no NHS number
-    {"family_name": "Smith"},                                            # below the minimum query (core.subject)
-    {"family_name": "Smith", "postcode": "LS6 2AB"},                     # a family name and a place: a trawl
-    {"family_name": "Smith", "date_of_birth": "2014-13-09"},            # impossible date
-    {"family_name": "Smith", "nhs_number": "1234567890"},                # bad check digit
-    {"family_name": "Smith", "sex": "Z"},
-])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        {"given_name": "Amelia", "date_of_birth": "2014-03-09"},  # no family name, no NHS number
+        {"family_name": "Smith"},  # below the minimum query (core.subject)
+        {"family_name": "Smith", "postcode": "LS6 2AB"},  # a family name and a place: a trawl
+        {"family_name": "Smith", "date_of_birth": "2014-13-09"},  # impossible date
+        {"family_name": "Smith", "nhs_number": "1234567890"},  # bad check digit
+        {"family_name": "Smith", "sex": "Z"},
+    ],
+)
 async def test_bad_subject_is_invalid_argument_without_echo(stub, subject):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Match(request(**subject), timeout=5)

@@ -35,15 +35,43 @@ def test_speed_smoke(tmp_path):
 
 
 def test_soak_smoke(tmp_path):
-    r = bench(tmp_path, "soak", "--minutes", "0.1", "--rate", "5", "--authorities", "3", "--children", "600",
-              "--flap-period", "3")
+    r = bench(
+        tmp_path,
+        "soak",
+        "--minutes",
+        "0.1",
+        "--rate",
+        "5",
+        "--authorities",
+        "3",
+        "--children",
+        "600",
+        "--flap-period",
+        "3",
+    )
     assert r["searches_served"] == r["searches_sent"] == 30 and r["authorities_misreported"] == 0
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("matplotlib"), reason="matplotlib not installed")
 def test_scale_smoke(tmp_path):
-    r = bench(tmp_path, "scale", "--authorities", "3", "--records", "900", "--workers", "2", "--rates", "5",
-              "--duration", "2", "--serial", "5", "--workdir", str(tmp_path / "work"))
+    r = bench(
+        tmp_path,
+        "scale",
+        "--authorities",
+        "3",
+        "--records",
+        "900",
+        "--workers",
+        "2",
+        "--rates",
+        "5",
+        "--duration",
+        "2",
+        "--serial",
+        "5",
+        "--workdir",
+        str(tmp_path / "work"),
+    )
     assert r["authorities"] == 3 and r["federated"]["loads"][0]["coverage_complete"] == 1.0
     assert r["central"]["serial"]["searches"] == 5 and r["federated_over_central"]["p50"] is not None
     assert all(Path(c).exists() for c in r["charts"])

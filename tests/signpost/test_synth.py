@@ -29,12 +29,33 @@ from signpost.synth import (
 )
 from signpost.synth.names import PURPOSES, canonical_name, squash
 
-SUBJECT_FIELDS = {"given_name", "middle_names", "family_name", "other_names", "date_of_birth", "sex",
-                  "postcode", "address", "nhs_number"}
-IDENTITY = ("given_name", "family_name", "middle_names", "other_names", "date_of_birth", "sex",
-            "address", "postcode", "nhs_number", "shielded")
-DRAMA_PHONE = re.compile(r"^(0113|0114|0115|0116|0117|0118|0121|0151|0161) 496 0\d{3}$|^0191 498 0\d{3}$"
-                         r"|^020 7946 0\d{3}$|^01632 960\d{3}$|^07700 900\d{3}$")
+SUBJECT_FIELDS = {
+    "given_name",
+    "middle_names",
+    "family_name",
+    "other_names",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address",
+    "nhs_number",
+}
+IDENTITY = (
+    "given_name",
+    "family_name",
+    "middle_names",
+    "other_names",
+    "date_of_birth",
+    "sex",
+    "address",
+    "postcode",
+    "nhs_number",
+    "shielded",
+)
+DRAMA_PHONE = re.compile(
+    r"^(0113|0114|0115|0116|0117|0118|0121|0151|0161) 496 0\d{3}$|^0191 498 0\d{3}$"
+    r"|^020 7946 0\d{3}$|^01632 960\d{3}$|^07700 900\d{3}$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +187,13 @@ def test_records_have_realistic_shares_of_missing_and_flagged_fields(result: Syn
     assert 0.02 < share(records, lambda r: not r["sex"]) < 0.2
     assert 0.02 < share(records, lambda r: not r["postcode"]) < 0.15
     assert 0.2 < share(rows, lambda r: not r["involvement_end"]) < 0.7
-    assert {r["service"] for r in rows} >= {"Children's social care", "Early help", "Youth justice",
-                                            "Education welfare", "Health visiting"}
+    assert {r["service"] for r in rows} >= {
+        "Children's social care",
+        "Early help",
+        "Youth justice",
+        "Education welfare",
+        "Health visiting",
+    }
 
 
 def test_names_are_diverse(result: SynthResult) -> None:
@@ -177,8 +203,12 @@ def test_names_are_diverse(result: SynthResult) -> None:
     assert len(given) > 300 and len(family) > 300
     assert any(not name.isascii() for name in given)  # Oisín, Róisín, Mikołaj ...
     assert any("-" in name for name in family)  # double-barrelled and hyphenated
-    for expected in ({"Aoife", "Niamh", "Siobhán", "Siobhan"}, {"Muhammad", "Mohammed", "Mohamed"},
-                     {"Priya", "Arjun", "Aarav"}, {"Zofia", "Jakub", "Aleksander"}):
+    for expected in (
+        {"Aoife", "Niamh", "Siobhán", "Siobhan"},
+        {"Muhammad", "Mohammed", "Mohamed"},
+        {"Priya", "Arjun", "Aarav"},
+        {"Zofia", "Jakub", "Aleksander"},
+    ):
         assert given & expected, expected
     assert any(r["middle_names"] for r in records)
 
@@ -275,8 +305,10 @@ def test_absent_queries_expect_nothing_and_match_no_record(result: SynthResult) 
     absent = [q for q in result.queries if q["kind"] == "absent"]
     assert absent and all(q["person_id"] is None and q["expected"] == [] for q in absent)
     assert {q["detail"] for q in absent} & {"twin-not-held", "sibling-not-held", "same-name-other-dob"}
-    held = {(canonical_name(r["given_name"]), squash(r["family_name"]), r["date_of_birth"])
-            for r in _first_rows(result).values()}
+    held = {
+        (canonical_name(r["given_name"]), squash(r["family_name"]), r["date_of_birth"])
+        for r in _first_rows(result).values()
+    }
     for query in absent:
         s = query["subject"]
         assert (canonical_name(s["given_name"]), squash(s["family_name"]), s["date_of_birth"]) not in held
@@ -285,8 +317,18 @@ def test_absent_queries_expect_nothing_and_match_no_record(result: SynthResult) 
 def test_variant_queries_say_what_differs(result: SynthResult) -> None:
     details = {q["detail"] for q in result.queries if q["kind"] == "variant"}
     assert len(details) >= 5
-    assert details <= {"nickname", "spelling", "accent-dropped", "typo-given", "typo-family",
-                       "dob-day-month-swap", "new-surname", "surname-part", "known-by-middle-name", "minimal"}
+    assert details <= {
+        "nickname",
+        "spelling",
+        "accent-dropped",
+        "typo-given",
+        "typo-family",
+        "dob-day-month-swap",
+        "new-surname",
+        "surname-part",
+        "known-by-middle-name",
+        "minimal",
+    }
 
 
 # ---- configuration and command line
@@ -313,11 +355,11 @@ def test_equal_sizes_and_unknown_codes_still_generate() -> None:
 def test_cli_writes_files_and_reports_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--authorities", "LEEDS,kent", "--children", "300",
-                              "--queries", "20", "--seed", "5"])
+    args = parser.parse_args(
+        ["--out", str(tmp_path), "--authorities", "LEEDS,kent", "--children", "300", "--queries", "20", "--seed", "5"]
+    )
     assert run(args) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["KENT.csv", "LEEDS.csv", "ground_truth.json",
-                                                          "queries.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["KENT.csv", "LEEDS.csv", "ground_truth.json", "queries.json"]
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
 
 
