@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from broker.audit.errors import AuditConfigError
-from core.identifiers import normalise_nhs_number
+from core.identifiers import normalise_nhs_number, parse_date
 from core.names import tokens
 
 HMAC_KEY_BYTES = 32
@@ -137,9 +137,9 @@ def _dob(value: str | dt.date) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     try:
-        return dt.date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        raise ValueError("date_of_birth must be a date in YYYY-MM-DD form") from None  # never echo it
+        return parse_date(value.strip()).isoformat()
+    except ValueError as exc:
+        raise ValueError(f"date_of_birth {exc}") from None  # the kernel's reasons never echo the value
 
 
 def subject_hashes(
