@@ -116,7 +116,14 @@ def create_app(
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
     app[METRICS].admission_limit.set(config.max_searches_in_flight)
-    app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), clock=clock)
+
+    def audience() -> list[str]:
+        # Every authority the fan-out holds, open circuits included: whom it asks is decided after signing
+        # (a half-open probe, the dispatch wait), and a node asked but left out would refuse the search.
+        # Read at each signing, retries included, so a registry reload is followed.
+        return [client.authority.code for client in app[FANOUT].clients]
+
+    app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), audience=audience, clock=clock)
     app[REVOCATIONS] = revocations or RevocationList(config.tls.crl, config.tls.ca)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -6,8 +6,8 @@ does. :mod:`node.service` applies them to gRPC calls; everything here is a rule 
 1. **Who may call.** NodeService answers the federation broker's certificate only (role ``broker``,
    read by :mod:`node.caller` from a certificate TLS has already chained to the federation CA), and
    not once that certificate is revoked: checked on every call, and on every batch of an open stream.
-   Each search must also carry a fresh query assertion signed by a broker key this node knows
-   (:mod:`certs.assertions`).
+   Each search must also carry a fresh query assertion signed by a broker key this node knows and
+   addressed to this authority (:mod:`certs.assertions`).
 2. **What a search must carry.** The same subject checks the broker applies (:mod:`core.subject`,
    :mod:`core.identifiers`): a valid date of birth and NHS number, a known sex, the minimum query,
    and a purpose code. A node does not rely on the broker to have refused a fishing trip.

@@ -107,7 +107,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     store = RecordStore(config.store)
     generation = await asyncio.to_thread(build_generation, store, config.matching)
     settle_heap()
-    verifier = AssertionVerifier(load_public_key(p) for p in config.broker_public_keys)
+    verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     journal = Journal(config.journal)
     service = NodeService(

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.breaker import CircuitBreaker
 from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
@@ -43,7 +44,7 @@ async def leeds(federation, pki):
     client = NodeClient(
         Authority("LEEDS", "Leeds", node.address, node_dns_name("LEEDS")), channel_credentials(pki.tls(pki.broker))
     )
-    signer = AssertionSigner(load_private_key(pki.assertion_key))
+    signer = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["LEEDS"])
     batches: list[int] = []
     original = node.service._answer_batch
 
@@ -162,25 +163,49 @@ def test_probation_singles_out_a_node_slow_among_its_peers():
 def test_a_cached_signature_check_still_applies_each_nodes_own_rules(pki, tmp_path):
     from certs.assertions import create_assertion_key
 
-    signer = AssertionSigner(load_private_key(pki.assertion_key))
-    leeds = AssertionVerifier([load_public_key(pki.assertion_pub)])
-    kent = AssertionVerifier([load_public_key(pki.assertion_pub)])
+    signer = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["LEEDS", "KENT", "CORNWALL"])
+    key = [load_public_key(pki.assertion_pub)]
+    leeds, kent, hackney = (AssertionVerifier(key, authority=code) for code in ("LEEDS", "KENT", "HACKNEY"))
     _, other_pub = create_assertion_key(tmp_path, "other")
-    stranger = AssertionVerifier([load_public_key(other_pub)])
+    stranger = AssertionVerifier([load_public_key(other_pub)], authority="CORNWALL")
     req = signed(signer, "s1", **AMELIA)
     raw = req.SerializeToString()
     leeds.verify(req, raw)
     kent.verify(req, raw)  # the same search reaches every node once
     with pytest.raises(AssertionRejected, match="used before"):
         kent.verify(req, raw)  # ...but not twice
+    with pytest.raises(AssertionRejected, match="not addressed to this authority"):
+        hackney.verify(req, raw)  # the signature is cached, the audience is still this node's own check
     with pytest.raises(AssertionRejected, match="unknown broker key"):
         stranger.verify(req, raw)
     req.subject.given_name = "Ben"
     with pytest.raises(AssertionRejected, match="does not match"):
         leeds.verify(req, req.SerializeToString())
-    late = AssertionVerifier([load_public_key(pki.assertion_pub)], clock=lambda: time.time() + 3600)
+    late = AssertionVerifier(key, authority="LEEDS", clock=lambda: time.time() + 3600)
     with pytest.raises(AssertionRejected, match="not fresh"):
         late.verify(signed(signer, "s2", **AMELIA), raw)
+
+
+async def test_one_process_hosting_two_authorities_checks_each_ones_audience(federation, pki):
+    # Both nodes run in this process, so KENT finds the bytes LEEDS verified in the shared signature cache.
+    fed = await federation({"LEEDS": [row()], "KENT": [row()]})
+    credentials = channel_credentials(pki.tls(pki.broker))
+    leeds, kent = (
+        NodeClient(Authority(code, code.title(), fed.nodes[code].address, node_dns_name(code)), credentials)
+        for code in ("LEEDS", "KENT")
+    )
+    signer = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["LEEDS"])
+    try:
+        raw = signed(signer, "for-leeds", **AMELIA).SerializeToString()
+        assert (await leeds.match(raw, 5.0)).candidates
+        with capture_logs() as logs, pytest.raises(NodeRefused):
+            await kent.match(raw, 5.0)
+        assert [e["reason"] for e in logs if e["event"] == "assertion_rejected"] == [
+            "assertion is not addressed to this authority"
+        ]
+    finally:
+        await leeds.close()
+        await kent.close()
 
 
 async def test_a_search_on_a_closed_client_is_unavailable_not_left_to_time_out(leeds):

@@ -40,7 +40,7 @@ SIGNER: AssertionSigner | None = None
 @pytest.fixture(autouse=True)
 def signer(pki):
     global SIGNER
-    SIGNER = AssertionSigner(load_private_key(pki.assertion_key))
+    SIGNER = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["LEEDS"])
     return SIGNER
 
 
@@ -87,7 +87,9 @@ async def test_altered_request_is_refused(stub):
 
 
 async def test_stale_request_is_refused(stub, pki):
-    old = AssertionSigner(load_private_key(pki.assertion_key), clock=lambda: time.time() - 120)
+    old = AssertionSigner(
+        load_private_key(pki.assertion_key), audience=lambda: ["LEEDS"], clock=lambda: time.time() - 120
+    )
     req = request(sign=False, **AMELIA)
     old.sign(req)
     await expect_denied(stub, req, "not fresh")
@@ -96,7 +98,7 @@ async def test_stale_request_is_refused(stub, pki):
 async def test_request_signed_by_another_key_is_refused(stub, tmp_path):
     key_path, _ = create_assertion_key(tmp_path)
     req = request(sign=False, **AMELIA)
-    AssertionSigner(load_private_key(key_path)).sign(req)
+    AssertionSigner(load_private_key(key_path), audience=lambda: ["LEEDS"]).sign(req)
     await expect_denied(stub, req, "unknown broker key")
 
 
@@ -104,6 +106,39 @@ async def test_forged_signature_is_refused(stub):
     req = request(**AMELIA)
     req.assertion_signature = bytes(64)
     await expect_denied(stub, req, "signature is not valid")
+
+
+def broker_stub(fed, pki, code: str) -> tuple[grpc.aio.Channel, node_pb2_grpc.NodeServiceStub]:
+    creds = grpc.ssl_channel_credentials(
+        pki.ca.cert.read_bytes(), pki.broker.key.read_bytes(), pki.broker.cert.read_bytes()
+    )
+    channel = grpc.aio.secure_channel(
+        fed.nodes[code].address, creds, options=[("grpc.ssl_target_name_override", node_dns_name(code))]
+    )
+    return channel, node_pb2_grpc.NodeServiceStub(channel)
+
+
+async def test_a_search_signed_for_leeds_is_refused_by_kent(federation, pki):
+    # The finding: bytes signed for LEEDS were accepted by KENT within the 60 s window.
+    fed = await federation({"LEEDS": [row()], "KENT": [row()]})
+    (leeds_channel, leeds), (kent_channel, kent) = broker_stub(fed, pki, "LEEDS"), broker_stub(fed, pki, "KENT")
+    try:
+        for_leeds = request(**AMELIA)  # the fixture's signer addresses LEEDS only
+        await expect_denied(kent, for_leeds, "not addressed to this authority")
+        assert (await leeds.Match(for_leeds, timeout=5)).candidates  # and KENT's refusal did not spend it
+        for_both = request(sign=False, **AMELIA)
+        AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["KENT", "LEEDS"]).sign(for_both)
+        assert (await kent.Match(for_both, timeout=5)).candidates
+        assert (await leeds.Match(for_both, timeout=5)).candidates
+    finally:
+        await leeds_channel.close()
+        await kent_channel.close()
+
+
+async def test_a_search_addressed_to_nobody_is_refused(stub, pki):
+    req = request(sign=False, **AMELIA)
+    AssertionSigner(load_private_key(pki.assertion_key), audience=list).sign(req)
+    await expect_denied(stub, req, "not addressed to this authority")
 
 
 async def test_describe_gives_code_count_freshness_and_version(stub):

@@ -170,7 +170,8 @@ class QueryAssertion(_message.Message):
     with the broker's public key, that issued_at is within 60 s of its own clock,
     that the nonce is new, and that query_sha256 is the hash of this request with
     fields 5 and 6 cleared (deterministic serialisation) — so a stolen broker TLS
-    session cannot replay or alter a search.
+    session cannot replay or alter a search — and that its own authority code is in
+    the audience, so a search cannot be replayed to an authority it was not sent to.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -184,6 +185,7 @@ class QueryAssertion(_message.Message):
     ISSUED_AT_MS_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
     search_id: _builtins.str
     user_id: _builtins.str
     organisation: _builtins.str
@@ -194,6 +196,12 @@ class QueryAssertion(_message.Message):
     nonce: _builtins.bytes
     key_id: _builtins.str
     """which broker signing key, for rotation"""
+    @_builtins.property
+    def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The codes of the authorities this search is addressed to (the broker signs once for all of them);
+        a node whose code is not here refuses the search.
+        """
+
     def __init__(
         self,
         *,
@@ -206,10 +214,11 @@ class QueryAssertion(_message.Message):
         issued_at_ms: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
         key_id: _builtins.str = ...,
+        audience: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["issued_at_ms", b"issued_at_ms", "key_id", b"key_id", "nonce", b"nonce", "organisation", b"organisation", "purpose_code", b"purpose_code", "query_sha256", b"query_sha256", "role", b"role", "search_id", b"search_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "issued_at_ms", b"issued_at_ms", "key_id", b"key_id", "nonce", b"nonce", "organisation", b"organisation", "purpose_code", b"purpose_code", "query_sha256", b"query_sha256", "role", b"role", "search_id", b"search_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
