@@ -79,6 +79,10 @@ STREAM_LIFETIME_SECONDS = 5.0
 a node gives open calls when it recycles a connection (max_connection_age_grace, 10 s), so recycling —
 how rotated node certificates take over — never cuts a batch off."""
 MAX_BATCH = 64
+MAX_BATCH_BYTES = 48 * 1024
+"""A batch stays under a node's largest accepted message (``max_message_bytes``, 64 KiB by default): a
+search names its whole audience (every authority asked), about 2.4 KB at 152 authorities, so 64 of them
+would not fit. A single search larger than this still goes, alone."""
 MAX_BATCHES_IN_FLIGHT = 1
 """Per node. Searches that arrive while a batch awaits its answer wait and go out together in the next:
 one search at a time goes alone; under load each message carries several, and the busier the machine
@@ -120,10 +124,12 @@ class MatchPipe:
         clock: Callable[[], float] = time.monotonic,
         lifetime: float = STREAM_LIFETIME_SECONDS,
         max_batch: int = MAX_BATCH,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
     ) -> None:
         self._open, self._convert, self._clock = open_stream, convert, clock
         self.lifetime, self.max_batch, self.max_in_flight = lifetime, max_batch, max_in_flight
+        self.max_batch_bytes = max_batch_bytes
         self._queue: deque[tuple[bytes, asyncio.Future[Answered]]] = deque()
         self._stream: _Stream | None = None
         self._ids = itertools.count(1)
@@ -179,13 +185,7 @@ class MatchPipe:
                 stream = self._current()
                 if len(stream.in_flight) >= self.max_in_flight:
                     break  # the reader wakes us when a batch is answered
-                pieces: list[bytes] = []
-                futures: list[asyncio.Future[Answered]] = []
-                while self._queue and len(pieces) < self.max_batch:
-                    piece, future = self._queue.popleft()
-                    if not future.done():  # a search that timed out while queued is not sent
-                        pieces.append(piece)
-                        futures.append(future)
+                pieces, futures = self._next_batch()
                 if not pieces:
                     continue
                 batch_id = next(self._ids)
@@ -196,6 +196,22 @@ class MatchPipe:
                     # The call has ended; its reader reports why to every batch on it. Queue to a new one.
                     if self._stream is stream:
                         self._stream = None
+
+    def _next_batch(self) -> tuple[list[bytes], list[asyncio.Future[Answered]]]:
+        """The queued searches that go in the next message: at most max_batch, and max_batch_bytes unless alone."""
+        pieces: list[bytes] = []
+        futures: list[asyncio.Future[Answered]] = []
+        size = 0
+        while self._queue and len(pieces) < self.max_batch:
+            piece, future = self._queue[0]
+            if pieces and size + len(piece) > self.max_batch_bytes:
+                break
+            self._queue.popleft()
+            if not future.done():  # a search that timed out while queued is not sent
+                pieces.append(piece)
+                futures.append(future)
+                size += len(piece)
+        return pieces, futures
 
     async def _read_loop(self, stream: _Stream) -> None:
         error: NodeCallError = NodeUnavailable("the node closed the stream")

@@ -215,3 +215,16 @@ async def test_a_search_on_a_closed_client_is_unavailable_not_left_to_time_out(l
     # Unavailable, not a timeout: with a deadline no test waits out, inside a 30 s safety stop.
     with pytest.raises(NodeUnavailable):
         await asyncio.wait_for(client.match(signed(signer, "after", **AMELIA).SerializeToString(), 600.0), timeout=30)
+
+
+async def test_batches_of_searches_addressed_to_all_england_fit_a_nodes_largest_message(leeds, pki):
+    """Each search names its whole audience (~2.4 KB at 152 authorities): 63 at once must not make one
+    message the node refuses as too large, which would fail every search in it."""
+    _node, client, _signer, batches = leeds
+    england = [f"AUTHORITY-{i:03d}" for i in range(151)] + ["LEEDS"]  # real codes run to 10-20 letters
+    signer = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: england)
+    requests = [signed(signer, f"e{i}", **AMELIA) for i in range(64)]
+    assert len(requests[0].SerializeToString()) > 2000
+    answers = await asyncio.gather(*(client.match(r.SerializeToString(), 10.0) for r in requests))
+    assert [len(a.candidates) for a in answers] == [1] * 64
+    assert sum(batches) == 64 and len(batches) > 2  # split by size, not only by count
