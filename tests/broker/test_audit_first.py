@@ -105,3 +105,20 @@ async def test_a_lone_surrogate_in_the_justification_is_audited_not_answered_503
     entries = [e.entry for e in await fed.server.app[AUDIT].entries()]
     assert entries and entries[0]["actor"]["user_id"] == "practitioner"
     assert all("\ud800" not in json.dumps(e, ensure_ascii=False) for e in entries)
+
+
+def test_the_audit_bound_is_checked_at_start_up_and_defaults_to_a_quarter_of_the_deadline(tmp_path):
+    import pytest
+
+    from broker.config import load_broker_config
+    from core.config import ConfigError
+
+    path = tmp_path / "broker.toml"
+    path.write_text(
+        'registry = "r.json"\nassertion_key = "k"\nsearch_deadline_seconds = 2.0\n[tls]\nca="a"\ncert="b"\nkey="c"\n'
+    )
+    assert load_broker_config(path, {}).audit_timeout == 0.5
+    env = {"SIGNPOST_BROKER_AUDIT_TIMEOUT_SECONDS": "1.5"}
+    with pytest.raises(ConfigError, match="audit_timeout_seconds' must be at most half of search_deadline_seconds"):
+        load_broker_config(path, env)
+    assert load_broker_config(path, {"SIGNPOST_BROKER_AUDIT_TIMEOUT_SECONDS": "0.2"}).audit_timeout == 0.2
