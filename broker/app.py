@@ -41,6 +41,7 @@ from broker.fanout import FanOut, build_fanout
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.ratelimit import RateLimiter
+from broker.refusals import install as install_refusal_limits
 from broker.registry import load_registry
 from broker.routes import add_routes
 from broker.watcher import ConfigWatcher
@@ -151,6 +152,7 @@ def create_app(
             await app[AUDIT].close()
 
     app.cleanup_ctx.append(audit_ctx)
+    install_refusal_limits(app, config, clock)  # after audit_ctx: its last counts are written before the log closes
     app.cleanup_ctx.append(fanout_ctx)
     add_routes(app)
     return app

@@ -67,7 +67,23 @@ class BrokerConfig:
     """How nodes are polled, when circuits open, when a slow node is put on probation."""
     max_body_bytes: int = 64 * 1024
     """Largest request body accepted."""
+    audit_timeout_seconds: float | None = None
+    """Longest a search waits for its first audit entry to commit; then it is refused (503 audit_unavailable)
+    and no node is asked. At most half of search_deadline_seconds; None (the default) means a quarter of it."""
+    preauth_requests_per_second: float = policy.PREAUTH_REQUESTS_PER_SECOND
+    """Sustained requests per second per source address, checked before any certificate or body work."""
+    preauth_burst: int = policy.PREAUTH_BURST
+    """Requests per source address allowed at once above that rate; 0 turns the pre-authentication limit off."""
+    refusal_audit_interval_seconds: float = policy.REFUSAL_AUDIT_INTERVAL_SECONDS
+    """Per client, 429s and certificate-less 401s after the first of each interval are audited as one count."""
     log_level: str = "info"
+
+    @property
+    def audit_timeout(self) -> float:
+        """``audit_timeout_seconds``, or its default share of the deadline."""
+        if self.audit_timeout_seconds is not None:
+            return self.audit_timeout_seconds
+        return self.search_deadline_seconds * policy.AUDIT_TIMEOUT_SHARE
 
 
 def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
@@ -95,8 +111,24 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         dispatch_window_seconds=dispatch_window,
         health=_health(reader.sub("health")),
         max_body_bytes=reader.integer("max_body_bytes", 64 * 1024, minimum=1024),
+        audit_timeout_seconds=_audit_timeout(reader, deadline),
+        preauth_requests_per_second=reader.number(
+            "preauth_requests_per_second", policy.PREAUTH_REQUESTS_PER_SECOND, minimum=0.1
+        ),
+        preauth_burst=reader.integer("preauth_burst", policy.PREAUTH_BURST, minimum=0),
+        refusal_audit_interval_seconds=reader.number(
+            "refusal_audit_interval_seconds", policy.REFUSAL_AUDIT_INTERVAL_SECONDS, minimum=1.0
+        ),
         log_level=reader.text("log_level", "info"),
     )
+
+
+def _audit_timeout(reader: Reader, deadline: float) -> float:
+    """The first audit entry must commit well inside the deadline: the nodes need most of it."""
+    timeout = reader.number("audit_timeout_seconds", deadline * policy.AUDIT_TIMEOUT_SHARE, minimum=0.001)
+    if timeout > deadline / 2:
+        raise reader.fail("audit_timeout_seconds", f"at most half of search_deadline_seconds ({deadline / 2:g})")
+    return timeout
 
 
 def _audit_location(reader: Reader) -> str:

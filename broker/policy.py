@@ -111,6 +111,19 @@ RATE_LIMIT_PER_DAY = 300
 """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
 ALERT_SEARCHES_PER_HOUR = 60
 """More searches than this by one practitioner in an hour raise an unusual-volume alert; 0 = never."""
+PREAUTH_REQUESTS_PER_SECOND = 20.0
+"""Requests per second one source address may make, sustained, before any certificate or body is read."""
+PREAUTH_BURST = 200
+"""Requests one source address may make at once above that rate (a token bucket's size); 0 turns it off."""
+REFUSAL_AUDIT_INTERVAL_SECONDS = 60.0
+"""Per client, the first 429 and the first certificate-less 401 of each such interval are audited in full;
+the rest of the interval's are one entry with their count, so abuse cannot flood the audit log."""
+REFUSAL_AUDIT_MAX_CLIENTS = 10_000
+"""Most clients whose refusals are counted apart in one interval; beyond, they share one count."""
+AUDIT_TIMEOUT_SHARE = 0.25
+"""By default a search waits at most this share of its deadline for its first audit entry; then 503."""
+AUDIT_OUTCOME_RESERVE_SECONDS = 0.1
+"""Of a search's deadline, kept back from the nodes for committing its outcome entry."""
 
 
 # --- What a result discloses to the practitioner -----------------------------------------------------

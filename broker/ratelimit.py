@@ -8,10 +8,14 @@ alert (a log event and a metric) once per hour: trawling looks like volume.
 Held in memory per broker process. With several replicas each enforces its own
 windows, so the effective limit is at most replicas x the configured one; a
 shared limiter belongs with the shared audit store.
+
+``AddressLimiter`` is the pre-authentication limit: requests per source address, whoever they claim
+to be, applied before any certificate or body work (``broker.refusals``).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +57,12 @@ class RateLimiter:
         events.append(now)
         return Decision(True, unusual=self._unusual(user, events, now))
 
+    def refund(self, user: str) -> None:
+        """Give back the search ``check`` last recorded for ``user``: the request turned out malformed."""
+        events = self._events.get(user)
+        if events:
+            events.pop()
+
     def _unusual(self, user: str, events: deque[float], now: float) -> bool:
         if self.alert_per_hour <= 0 or now - self._alerted.get(user, -HOUR) < HOUR:
             return False
@@ -60,3 +70,44 @@ class RateLimiter:
             self._alerted[user] = now
             return True
         return False
+
+
+class AddressLimiter:
+    """A token bucket per source address: ``burst`` requests at once, refilled at ``per_second``.
+
+    Checked before any certificate or body is read, so it costs a dictionary lookup. Buckets that
+    have refilled are forgotten once ``max_addresses`` are held, so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        burst: int,
+        *,
+        max_addresses: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_second, self.burst, self.max_addresses = per_second, burst, max_addresses
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when counted)
+
+    def check(self, address: str) -> float:
+        """Take one request for ``address``: 0 if allowed, else the seconds until one would be."""
+        if self.burst <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, then = self._buckets.get(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.per_second)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            return (1.0 - tokens) / self.per_second
+        if len(self._buckets) >= self.max_addresses and address not in self._buckets:
+            self._forget_full(now)
+        self._buckets[address] = (tokens - 1.0, now)
+        return 0.0
+
+    def _forget_full(self, now: float) -> None:
+        """Drop every bucket that has refilled: those addresses are as if never seen."""
+        for address, (tokens, then) in list(self._buckets.items()):
+            if tokens + (now - then) * self.per_second >= self.burst:
+                del self._buckets[address]

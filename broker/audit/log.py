@@ -10,7 +10,12 @@ deleted, inserted or moved.
 
 ``append`` returns only once the entry and its head are durably committed;
 if they are not, it raises ``AuditWriteError`` and the broker must fail the
-search rather than answer it unaudited. On SQLite a commit costs one fsync
+search rather than answer it unaudited. ``append_within`` does the same but
+gives up waiting after a bounded time (``AuditTimeout``), so a stalled store
+(a write-locked SQLite file, a PostgreSQL failover) cannot hold a search past
+its deadline; the entry itself is still written if the store recovers, as
+one whose caller stopped waiting always was. At most ``MAX_BACKLOG`` entries
+wait at once: past that an append is refused at once rather than queued. On SQLite a commit costs one fsync
 (a few milliseconds), shared by every append that arrived while the last was
 being written, plus about 0.1 ms of hashing and signing per entry; ``signpost
 bench`` reports the real figure.
@@ -21,6 +26,7 @@ says who searched for which child, even with the child hashed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,10 +37,18 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit import merkle
+from broker.audit.errors import AuditWriteError
 from broker.audit.heads import HeadSigner, utc_now
 from broker.audit.keys import load_or_create_signing_key
 from broker.audit.sealing import StoredEntry
 from broker.audit.store import AuditStore, open_store
+
+MAX_BACKLOG = 4096
+"""Most entries waiting to be committed at once; a stalled store refuses more at once instead of queueing."""
+
+
+class AuditTimeout(AuditWriteError):
+    """The entry was not committed within the time allowed (it may still be, if the store recovers)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,38 @@ class AuditLog:
         self.store = store
         self._sign = HeadSigner(signing_key, clock=clock)
         self.public_key = signing_key.public_key()
+        self.max_backlog = MAX_BACKLOG
+        self._waiting: set[asyncio.Future[Receipt]] = set()
+
+    @property
+    def backlog(self) -> int:
+        """Entries submitted and not yet committed or refused."""
+        return len(self._waiting)
+
+    def submit(self, entry: Mapping[str, Any]) -> asyncio.Future[Receipt]:
+        """Start appending ``entry`` and return its future at once; it is written whether or not anyone waits.
+
+        AuditWriteError at once when ``max_backlog`` entries already wait: the store is not keeping up.
+        """
+        if len(self._waiting) >= self.max_backlog:
+            raise AuditWriteError(f"audit entry not written: {len(self._waiting)} entries already wait for the store")
+        future = asyncio.ensure_future(self.append(entry))
+        self._waiting.add(future)
+        future.add_done_callback(self._settled)
+        return future
+
+    def _settled(self, future: asyncio.Future[Receipt]) -> None:
+        self._waiting.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: a failure nobody waited for is not an "unretrieved" error
+
+    async def append_within(self, entry: Mapping[str, Any], timeout: float) -> Receipt:
+        """``append``, waiting at most ``timeout`` seconds; AuditTimeout after that (the write goes on)."""
+        future = self.submit(entry)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(timeout, 0.0))
+        except TimeoutError:
+            raise AuditTimeout(f"audit entry not committed within {timeout:.3g} s") from None
 
     async def append(self, entry: Mapping[str, Any]) -> Receipt:
         """Commit ``entry`` durably and return its receipt; AuditWriteError if it was not committed."""

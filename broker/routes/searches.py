@@ -1,9 +1,11 @@
 """POST /v1/searches: a practitioner's search, from the certificate to the answer.
 
-The attempt runs inside ``audited_search``, so it is audited once whatever happens: refused (401, 403,
-429, 400, 503) or answered. Then, in order: the practitioner's limits, the request's checks, admission
-(refuse at once when busy rather than queue), the signed fan-out to every authority, and the answer,
-which leaves only after its audit entry is committed. Logs carry ids, counts and timings, never the child.
+The attempt runs inside ``audited_search``, so it is audited whatever happens: refused (401, 403,
+429, 400, 503) or answered. Then, in order: the practitioner's limits, the request's checks (a
+malformed request gives its quota back), admission (refuse at once when busy rather than queue), the
+search's first audit entry (no node is asked until it is committed), the signed fan-out to every
+authority within what is left of the deadline, and the answer, which leaves only after its outcome
+entry is committed. Logs carry ids, counts and timings, never the child.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from broker.appkeys import ADMISSION, CLOCK, CONFIG, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
+from broker.appkeys import ADMISSION, CLOCK, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
 from broker.auth import peer_identity, require_route
 from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import Outcome
@@ -78,7 +80,7 @@ class NoNodes(NoNodesReachable):
 
 
 async def create_search(request: web.Request) -> web.Response:
-    async with audited_search(request.app) as audit:
+    async with audited_search(request.app, request.remote or "") as audit:
         audit.identify(peer_identity(request))  # a refused caller is audited too, by name
         caller = require_route(request)
         decision = request.app[LIMITER].check(caller.id)
@@ -91,7 +93,11 @@ async def create_search(request: web.Request) -> web.Response:
                 headers={"Retry-After": str(math.ceil(decision.retry_after))},
             )
         today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
-        search = parse_search(await read_json(request), today=today)
+        try:
+            search = parse_search(await read_json(request), today=today)
+        except (InvalidRequest, web.HTTPRequestEntityTooLarge):
+            request.app[LIMITER].refund(caller.id)  # a malformed request is no search: it spends no quota
+            raise
         audit.describe(search)
         started = time.perf_counter()
         in_flight = request.app[IN_FLIGHT]
@@ -101,6 +107,7 @@ async def create_search(request: web.Request) -> web.Response:
             raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
         in_flight[0] += 1
         try:
+            await audit.started()  # audit first: no node is asked about a search the log does not hold
             return await _run_search(request, audit, search, caller, started, ticket)
         finally:
             in_flight[0] -= 1
@@ -119,7 +126,7 @@ async def _run_search(
         signer.sign(fresh)
         return fresh.SerializeToString()
 
-    fanned = await request.app[FANOUT].search(node_request, request.app[CONFIG].search_deadline_seconds, resign)
+    fanned = await request.app[FANOUT].search(node_request, audit.time_left(), resign)
     outcomes = fanned.outcomes
     coverage = coverage_json(outcomes)
     record_outcomes(request.app[METRICS], outcomes)
@@ -138,7 +145,7 @@ async def _run_search(
     )
     if coverage["answered"] == 0:
         raise NoNodes(coverage)
-    # Committed before the results leave: a search that cannot be audited is not answered.
+    # The outcome is committed before the results leave: a search whose outcome is not logged is not answered.
     receipt = await audit.answered()
     return web.json_response(
         {"search_id": search_id, "results": results, "coverage": coverage, "audit": receipt.to_json()}

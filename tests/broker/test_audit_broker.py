@@ -58,7 +58,8 @@ async def test_every_attempt_is_audited_and_answers_carry_their_receipt(federati
     status, answer = await fed.search(CHILD, purpose=PURPOSE)
     assert status == 200 and answer["results"]
     receipt = answer["audit"]
-    assert receipt["index"] == 0 and receipt["tree_size"] == 1 and receipt["signature"]
+    # Entry 0 is the search, committed before any node was asked; the receipt is its outcome's, entry 1.
+    assert receipt["index"] == 1 and receipt["tree_size"] == 2 and receipt["signature"]
     assert (await fed.search({**CHILD, "date_of_birth": "2013-02-30"}, purpose=PURPOSE))[0] == 400
     assert (await fed.search(CHILD, purpose=PURPOSE, role=Role.OPERATOR))[0] == 403
     async with fed.session(role=None).post(f"{fed.url}/v1/searches", json={}) as resp:
@@ -70,13 +71,17 @@ async def test_every_attempt_is_audited_and_answers_carry_their_receipt(federati
     status, page = await audit_get(fed)
     assert status == 200
     entries = [e["entry"] for e in page["entries"]]
-    assert [(e["status"], e["outcome"]) for e in entries] == [
+    assert [(e.get("status"), e["outcome"]) for e in entries] == [
+        (None, "started"),
         (200, "answered"),
         (400, "invalid"),
         (403, "forbidden"),
         (401, "unauthenticated"),
+        (None, "started"),
         (503, "unavailable"),
     ]
+    assert entries[0]["search_id"] == entries[1]["search_id"] and entries[5]["search_id"] == entries[6]["search_id"]
+    entries = entries[1:5] + entries[6:]
     first = entries[0]
     assert first["search_id"] == answer["search_id"]
     assert first["actor"]["user_id"] == "practitioner" and first["actor"]["organisation"] == "Leeds City Council"
@@ -96,17 +101,17 @@ async def test_auditor_finds_who_searched_for_a_child_by_subject_hash(federation
     key = load_or_create_hmac_key(tmp_path / "subject.key")  # the harness broker's key file
     digest = subject_hashes(key, given_name="PHILIPPA", family_name="quenby thistlewood", date_of_birth="2013-10-17")[0]
     status, page = await audit_get(fed, f"?subject_hash={digest}")
-    assert status == 200 and len(page["entries"]) == 1
+    assert status == 200 and [e["entry"]["outcome"] for e in page["entries"]] == ["started", "answered"]
     assert page["entries"][0]["entry"]["actor"]["user_id"] == "practitioner"
     status, page = await audit_get(fed, "?actor=practitioner&since=2000-01-01T00:00:00Z")
-    assert len(page["entries"]) == 2
+    assert len({e["entry"]["search_id"] for e in page["entries"]}) == 2 and len(page["entries"]) == 4
     status, page = await audit_get(fed, "?until=2000-01-01T00:00:00Z")
     assert page["entries"] == []
     assert (await audit_get(fed, "?subject_hash=Philippa"))[0] == 400
     assert (await audit_get(fed, role=Role.PRACTITIONER))[0] == 403
     async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/checkpoint") as resp:
         head = await resp.json()
-    assert head["tree_size"] == 2 and "BEGIN PUBLIC KEY" in head["public_key"]
+    assert head["tree_size"] == 4 and "BEGIN PUBLIC KEY" in head["public_key"]
 
 
 async def test_if_the_audit_write_fails_the_search_fails_and_no_result_is_released(federation):

@@ -83,16 +83,17 @@ async def test_a_failed_answered_write_is_still_one_entry_and_no_results(federat
 
     async def fails_once(entry):
         calls.append(entry["outcome"])
-        if len(calls) == 1:
+        if len(calls) == 2:  # the answered outcome: the search itself was committed before the nodes were asked
             raise AuditWriteError("disk full")
         return await append(entry)
 
     log.append = fails_once  # type: ignore[method-assign]
     status, body = await fed.search({"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"})
     assert status == 503 and body["error"]["code"] == "audit_unavailable" and "results" not in body
-    assert calls == ["answered", "unavailable"]  # the answer's write failed; the attempt is recorded as refused
+    # The answer's write failed; the attempt's outcome is recorded as refused.
+    assert calls == ["started", "answered", "unavailable"]
     entries = await log.entries()
-    assert [(e.entry["status"], e.entry["outcome"]) for e in entries] == [(503, "unavailable")]
-    assert entries[0].entry["answered"] == ["LEEDS"]
+    assert [(e.entry.get("status"), e.entry["outcome"]) for e in entries] == [(None, "started"), (503, "unavailable")]
+    assert entries[1].entry["answered"] == ["LEEDS"]
     counted = fed.server.app[METRICS].searches.labels("unavailable")._value.get()
     assert counted == 1

@@ -178,4 +178,4 @@ async def test_a_busy_broker_refuses_at_once_rather_than_queueing(federation):
     status, answer = await first
     assert status == 200 and answer["results"]
     outcomes = [e.entry["outcome"] for e in await app[AUDIT].entries()]
-    assert sorted(outcomes) == ["answered", "unavailable"]  # the refusal is audited too
+    assert sorted(outcomes) == ["answered", "started", "unavailable"]  # the refusal is audited too
