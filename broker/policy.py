@@ -3,8 +3,8 @@
 - Who may call each route (``ROUTE_ROLES``): deny by default, so a route not listed here refuses
   everyone, and ``broker.routes`` will not start with a route this table does not name.
 - Why a search may be made (``PURPOSES``) and what its justification must be: 10 to 500 characters,
-  and not the child's name, date of birth or NHS number, because it is kept in clear in the audit log
-  and in every node's journal.
+  and not the child's name (nor a nickname), date of birth or NHS number, however disguised, because it
+  is kept in clear in the audit log and in node journals.
 - How much a search must say about the child (the minimum query, defined once in ``core.subject``
   for the broker and the nodes alike).
 - How many searches one practitioner may make, and when their volume is unusual (the defaults of
@@ -19,13 +19,17 @@ must never do I/O, log, or hold state, and none of its messages may repeat a chi
 
 from __future__ import annotations
 
+import functools
+import re
+import unicodedata
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from broker.fanout import Outcome
 from certs.identity import Role
-from core.names import fold
+from core.names import fold, skeleton, tokens
+from core.nicknames import default_variants
 from core.subject import MINIMUM_QUERY, Subject, missing_for_minimum_query
 from protos.signpost.v1 import node_pb2
 
@@ -80,19 +84,172 @@ JUSTIFICATION_NAMES_THE_CHILD = (
 def justification_names_the_child(justification: str, subject: Subject) -> bool:
     """Whether the justification identifies the child: it is stored in clear, in the audit log and node journals.
 
-    A heuristic (docs/security.md, residual risk 5): it catches the given, family and other names (3 letters
-    or more, as whole words), the date of birth as eight digits in year-month-day, day-month-year or
-    month-day-year order, and the NHS number.
+    A heuristic (docs/security.md, residual risk 5), read through disguises: the text is read as it looks
+    (``core.names.skeleton``: invisible characters removed, Cyrillic and Greek look-alikes as Latin) and
+    with digits inside words read as letters ("Ch4rles"). It finds the child's given, middle, family and
+    other names and the given names' nicknames and variants (``core.nicknames``); the date of birth in
+    numeric and written forms with two- or four-digit years; and the NHS number however spaced, dashed or
+    spelt out in words.
     """
-    text = " " + fold(justification) + " "
-    digits = "".join(c for c in justification if c.isdigit())
-    names = [fold(n) for n in (subject.given_name, subject.family_name, *subject.other_names)]
-    leaks = any(len(n) >= 3 and f" {n} " in text for n in names)
-    if subject.date_of_birth:
-        y, m, d = subject.date_of_birth.split("-")
-        leaks |= any(form in digits for form in (y + m + d, d + m + y, m + d + y))
-    leaks |= bool(subject.nhs_number) and subject.nhs_number in digits
-    return leaks
+    names, variants = _names_of(subject)
+    if any(_mentions(words, names, variants) for words in _letter_readings(justification)):
+        return True
+    digits = _digit_text(justification)
+    if subject.date_of_birth and _mentions_date(digits, subject.date_of_birth):
+        return True
+    return bool(subject.nhs_number) and _mentions_number(digits, subject.nhs_number)
+
+
+# How names are found in a justification. A name of 3 letters or more counts as a whole word, and inside a
+# word when the word is made of the child's names ("CharlesBall"); one of 6 or more also anywhere inside a
+# word ("xCharlesx"). Shorter names inside words would refuse ordinary words (Day in "today", Tom in
+# "tomorrow"), so they count only as whole words, words being split at case changes too ("TomDay").
+_INSIDE_WORDS = 6
+_WHOLE_WORD = 3
+# A two-letter name counts as a whole word unless it is also a common English word ("Do", "An").
+_SHORT_WORDS = frozenset(
+    "am an as at be by do go he if in is it me my no of oh ok on or re so to up us we dr mr ms gp id st uk".split()
+)
+# Nicknames that are also everyday words: refusing "will" for every William would refuse most text.
+# The child's own name is searched for even when it is one of these.
+_ORDINARY_WORDS = frozenset(
+    """will wills bill art arch ash bee cat col con den des dot gene ion jan kit mat max may nan pat peg rob rod
+    sal sky sly sol sue win ray bob sep don del ore val ant august frank mark chuck nick dick jack sandy pip joy
+    hope rose grace penny drew tel norm rich herb cliff mart tory jean eve ken lou guy dolly daisy ivy ruby
+    belle sunny hank mike asia fin nat mal sid les lex gus ted ned hal tab rusty bud""".split()
+)
+# Digits and signs written for letters; "1" is read both as "i" and as "l".
+_LEET = {"4": "a", "@": "a", "3": "e", "0": "o", "5": "s", "$": "s", "7": "t"}
+_WORD_WITH_SIGNS = re.compile(r"[\w@$]+")
+_CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def _names_of(subject: Subject) -> tuple[frozenset[str], frozenset[str]]:
+    """The child's names as folded words (each part, and multi-part names joined), and their variants."""
+    written = (subject.given_name, subject.middle_names, subject.family_name, *subject.other_names)
+    names: set[str] = set()
+    for text in written:
+        parts = tokens(text)
+        names.update(parts)
+        names.add("".join(parts))
+    given = [*tokens(subject.given_name), *tokens(subject.middle_names)]
+    given += [tokens(other)[0] for other in subject.other_names if tokens(other)]
+    variants = {v for g in given for v in default_variants().variants_of(g)} - _ORDINARY_WORDS - names
+    names.discard("")
+    return frozenset(names), frozenset(variants)
+
+
+def _letter_readings(text: str) -> list[list[str]]:
+    """The justification's words, each reading folded: with and without splitting at case changes, and
+    with "1" read as "i" and as "l"."""
+    plain = skeleton(text)
+    readings = []
+    for split in (plain, _CASE_CHANGE.sub(" ", plain)):
+        for one in "il":
+            letters = _WORD_WITH_SIGNS.sub(functools.partial(_as_letters, table={**_LEET, "1": one}), split)
+            readings.append(fold(letters).split())
+    return readings
+
+
+def _as_letters(match: re.Match[str], table: dict[str, str]) -> str:
+    """Digits and signs in a word that has letters, read as letters; a number stays a number."""
+    word = match[0]
+    return "".join(table.get(c, c) for c in word) if any(c.isalpha() for c in word) else word
+
+
+def _mentions(words: list[str], names: frozenset[str], variants: frozenset[str]) -> bool:
+    searched = names | variants
+    for word in words:
+        if word in searched and (len(word) >= _WHOLE_WORD or word not in _SHORT_WORDS):
+            return True
+        if any(len(n) >= _INSIDE_WORDS and n in word for n in searched):
+            return True
+        if _made_of(word, {n for n in searched if len(n) >= _WHOLE_WORD}):
+            return True
+    return False
+
+
+def _made_of(word: str, pieces: set[str]) -> bool:
+    """Whether the word is two or more of the pieces run together ("charlesball")."""
+    ends = {0: 0}  # index in word -> fewest pieces that reach it
+    for start in range(len(word)):
+        if start in ends:
+            for piece in pieces:
+                if word.startswith(piece, start):
+                    end = start + len(piece)
+                    ends[end] = min(ends.get(end, 99), ends[start] + 1)
+    return ends.get(len(word), 0) >= 2
+
+
+# How dates and numbers are found: every decimal digit as ASCII, month names as numbers, "18th" as 18.
+_MONTHS = {
+    **{name: n for n, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)},
+    **{
+        name: n
+        for n, name in enumerate(
+            "january february march april may june july august september october november december".split(), start=1
+        )
+    },
+    "sept": 9,
+}
+_MONTH_NAME = re.compile(r"\b(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b")
+_ORDINAL = re.compile(r"(\d)(?:st|nd|rd|th)\b")
+_FILLER = re.compile(r"\b(?:of|the)\b")
+_NUMBER = re.compile(r"\d+")
+_DATE_SEPARATOR = re.compile(r"[\s./\-,]{1,6}")
+_NUMBER_WORDS = dict(
+    zip("zero nought oh one two three four five six seven eight nine".split(), "000123456789", strict=True)
+)
+_DIGIT_OR_WORD = re.compile(r"\d|[a-z]+")
+
+
+def _digit_text(text: str) -> str:
+    """The justification lower-cased and read as it looks, with every decimal digit (any script) as 0-9."""
+    plain = skeleton(text).lower()
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in plain)
+
+
+def _mentions_date(text: str, date_of_birth: str) -> bool:
+    year, month, day = (int(p) for p in date_of_birth.split("-"))
+    compact = {f"{year:04}{month:02}{day:02}", f"{day:02}{month:02}{year:04}", f"{month:02}{day:02}{year:04}"}
+    short = {f"{year % 100:02}{month:02}{day:02}", f"{day:02}{month:02}{year % 100:02}"}
+    short.add(f"{month:02}{day:02}{year % 100:02}")
+    digits = "".join(c for c in text if c.isdigit())
+    if any(form in digits for form in compact):
+        return True
+    numeric = _FILLER.sub(" ", _ORDINAL.sub(r"\1", _MONTH_NAME.sub(lambda m: f" {_MONTHS[m[1]]} ", text)))
+    numbers = list(_NUMBER.finditer(numeric))
+    if any(n[0] in short for n in numbers):
+        return True
+    for a, b, c in zip(numbers, numbers[1:], numbers[2:], strict=False):
+        gaps = numeric[a.end() : b.start()], numeric[b.end() : c.start()]
+        if all(_DATE_SEPARATOR.fullmatch(gap) for gap in gaps) and _is_date((a[0], b[0], c[0]), year, month, day):
+            return True
+    return False
+
+
+def _is_date(parts: tuple[str, str, str], year: int, month: int, day: int) -> bool:
+    """Whether three numbers read as the date, day-month-year, month-day-year or year-month-day."""
+
+    def is_year(p: str) -> bool:
+        return (len(p) == 4 and int(p) == year) or (len(p) == 2 and int(p) == year % 100)
+
+    def is_(p: str, value: int) -> bool:
+        return len(p) <= 2 and int(p) == value
+
+    first, second, third = parts
+    return (
+        (is_(first, day) and is_(second, month) and is_year(third))
+        or (is_(first, month) and is_(second, day) and is_year(third))
+        or (is_year(first) and is_(second, month) and is_(third, day))
+    )
+
+
+def _mentions_number(text: str, nhs_number: str) -> bool:
+    """The NHS number in the text's digits, however spaced or dashed, or with its digits as words."""
+    digits = "".join(c for c in text if c.isdigit())
+    spoken = "".join(t if t.isdigit() else _NUMBER_WORDS.get(t, "") for t in _DIGIT_OR_WORD.findall(text))
+    return nhs_number in digits or nhs_number in spoken
 
 
 # --- How much a search must say (the minimum query, against trawling) --------------------------------

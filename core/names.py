@@ -7,6 +7,12 @@ everywhere: case-folded, accents and punctuation stripped, hyphenated and
 double-barrelled surnames split into parts, particles joined ("Mac Donald" =
 "MacDonald"), placeholder names ("Baby", "Twin 1", "Unknown") treated as
 missing. Pure functions, no I/O; nothing here logs.
+
+:func:`skeleton` reads text as it looks rather than as it is encoded
+(compatibility forms, invisible characters, Cyrillic and Greek look-alikes):
+a check that a name is absent from free text needs it, because a name can be
+written to look right and compare wrong. Matching records must not use it, as
+Cyrillic and Greek names are data.
 """
 
 from __future__ import annotations
@@ -51,6 +57,17 @@ PLACEHOLDERS = frozenset(
 )
 _SPECIAL = str.maketrans(
     {"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h", "ŀ": "l"}
+)
+# Characters that render as nothing or as a blank, outside the format category (Cf) that holds most of
+# them (zero-width space and joiners, soft hyphen, bidirectional marks, word joiner): Hangul fillers,
+# the braille blank and the combining grapheme joiner.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+# Letters of other scripts drawn like Latin letters (after Unicode's confusables list, the common ones).
+_LOOKALIKES = str.maketrans(
+    "АВСЕНІЈКМОРЅТХУҮԀԚԜӀасеһіјорѕхуԁԛԝӏүѵё"  # Cyrillic
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχϲεγϳ"  # Greek
+    "ɑɡɩʟօսհո",  # phonetic Latin, Armenian
+    "ABCEHIJKMOPSTXYYDQWIacehijopsxydqwlyveABEZHIKMNOPTYXaikvoptuxceyjagiLouhn",
 )
 _SPLIT = re.compile(r"[\s\-‐‑–—_/.,;]+")
 # Particles that are written with or without a space: "Mac Donald" = "MacDonald", "De Souza" = "DeSouza".
@@ -116,3 +133,19 @@ def is_placeholder(text: str) -> bool:
 def first_token(text: str) -> str:
     parts = tokens(text)
     return "" if not parts or is_placeholder(text) else parts[0]
+
+
+def strip_invisible(text: str) -> str:
+    """Remove characters that render as nothing: 'Char\u200bles' -> 'Charles'."""
+    return "".join(c for c in text if c not in _INVISIBLE and unicodedata.category(c) != "Cf")
+
+
+def latin_lookalikes(text: str) -> str:
+    """Cyrillic and Greek letters drawn like Latin ones, as those Latin letters: 'Сhаrles' -> 'Charles'."""
+    return text.translate(_LOOKALIKES)
+
+
+def skeleton(text: str) -> str:
+    """Text as it looks: compatibility forms made plain (NFKC: fullwidth and mathematical letters,
+    fullwidth digits), invisible characters removed, look-alike letters as Latin; case and spacing kept."""
+    return latin_lookalikes(strip_invisible(unicodedata.normalize("NFKC", text)))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rapidfuzz.distance import OSA, JaroWinkler
 
 from core.identifiers import postcode_parts
-from node.nicknames import NameVariants
+from core.nicknames import NameVariants
 from node.normalise import phonetic
 
 NULL = -1

@@ -31,11 +31,11 @@ from typing import Protocol
 
 from core.identifiers import dob_int, postcode_parts
 from core.names import first_token, is_placeholder, tokens
+from core.nicknames import NameVariants, default_variants
 from core.subject import Subject
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
-from node.nicknames import NameVariants, default_variants
 from node.normalise import address_tokens, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em

@@ -87,6 +87,34 @@ async def test_justification_must_not_identify_the_child(fed, justification):
     assert "Amelia" not in json.dumps(body)
 
 
+@pytest.mark.parametrize(
+    "justification",
+    [
+        "Re AmeliaSmith, strategy meeting",
+        "Re Am\u200belia, strategy meeting",
+        "Re \u0410melia, strategy meeting",
+        "Re Am3lia, strategy meeting",
+        "Re Millie, strategy meeting",
+        "DOB 09.03.14 on the referral",
+        "Born 9th March 2014 per GP",
+        "NHS nine four three four seven six five nine one nine",
+    ],
+)
+async def test_disguised_justification_is_refused_without_echo(fed, justification):
+    subject = {**GOOD, "nhs_number": "9434765919"}
+    status, body = await fed.search(subject, purpose={"code": "missing-child", "justification": justification})
+    assert status == 400 and "purpose.justification" in body["error"]["fields"]
+    text = json.dumps(body, ensure_ascii=False)
+    assert justification not in text and "Amelia" not in text and "2014" not in text and "9434765919" not in text
+
+
+@pytest.mark.parametrize("justification", ["Strategy discussion, case 2291", "MASH referral 17/0345 from school"])
+async def test_case_references_pass_the_justification_filter(fed, justification):
+    subject = {**GOOD, "nhs_number": "9434765919"}
+    status, body = await fed.search(subject, purpose={"code": "missing-child", "justification": justification})
+    assert status == 200, body
+
+
 async def test_nhs_number_with_family_name_is_a_sufficient_query(fed):
     status, body = await fed.search({"nhs_number": "943 476 5919", "family_name": "Smith"})
     assert status == 200, body

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from broker.appkeys import AUDIT, METRICS
 from broker.audit.errors import AuditWriteError
 from broker.config import BrokerConfig, load_broker_config
@@ -65,6 +67,81 @@ def test_justification_naming_the_child_is_caught():
         assert justification_names_the_child(text, CHILD), text
     for text in ("Case ref 2024-0117, strategy meeting", "Smithfield school referral", "Assessment visit Monday"):
         assert not justification_names_the_child(text, CHILD), text
+
+
+CHARLES = Subject(given_name="Charles", family_name="Ball", date_of_birth="2023-08-18", nhs_number="9434765919")
+ZWSP, ZWJ, SOFT_HYPHEN = "\u200b", "\u200d", "\u00ad"
+
+
+@pytest.mark.parametrize(
+    ("evasion", "text"),
+    [
+        ("run together", "Re CharlesBall"),
+        ("run together, one case", "re charlesball at school"),
+        ("run into a word", "Concerns for xcharlesx raised"),
+        ("zero-width space", f"Re Char{ZWSP}les at school"),
+        ("zero-width joiner", f"Visit to B{ZWJ}all family"),
+        ("soft hyphen", f"Re Charl{SOFT_HYPHEN}es at school"),
+        ("Cyrillic look-alikes", "Re \u0421h\u0430rl\u0435s at school"),
+        ("Greek look-alikes", "Visit to \u0392\u03b1ll family"),
+        ("fullwidth letters", "Re \uff23\uff48\uff41\uff52\uff4c\uff45\uff53 visit"),
+        ("digits for letters", "Re Ch4rles at school"),
+        ("digits for letters, 1 for l", "Re Char1es at school"),
+        ("digits for letters, several", "Re CH4RL35 visit"),
+        ("nickname", "Visit to Charlie at school"),
+        ("nickname, run together", "Visit to ChasB at school"),
+        ("date of birth, dots, two-digit year", "DOB 18.08.23 per GP"),
+        ("date of birth, slashes, no leading zero", "Born 18/8/2023 per GP"),
+        ("date of birth, month abbreviated", "Born 18 Aug 2023 per GP"),
+        ("date of birth, month in words and ordinal", "Born August 18th 2023 per GP"),
+        ("date of birth, ISO", "Born 2023-08-18 per GP"),
+        ("date of birth, day of month", "Born on the 18th of August, 2023"),
+        ("date of birth, US order", "dob 8/18/23 on file"),
+        ("date of birth, six digits", "dob 180823 on file"),
+        ("NHS number, spaced", "NHS 943 476 5919 on file"),
+        ("NHS number, dashed", "NHS 943-476-5919 on file"),
+        ("NHS number in words", "NHS nine four three four seven six five nine one nine"),
+        ("NHS number in words and digits", "NHS 943 four seven six 59 one nine"),
+        ("NHS number, fullwidth digits", "NHS \uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19"),
+    ],
+)
+def test_justification_evasions_are_caught(evasion, text):
+    assert justification_names_the_child(text, CHARLES), evasion
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Strategy discussion, case 2291",
+        "MASH referral 17/0345 from school",
+        "Section 47 enquiry following police referral 23/0818",
+        "Referral received 18 September 2024, strategy meeting",
+        "Football club safeguarding lead raised concerns",
+        "We will visit the family on Monday with the school nurse",
+        "Lives with nan; GP practice ref 4471",
+        "Private fostering arrangement notified by school",
+        "Case ref 2024-0117, strategy meeting",
+        "Smithfield school referral",
+    ],
+)
+def test_realistic_case_references_pass(text):
+    child = dataclasses.replace(CHARLES, given_name="William", middle_names="Ash", family_name="Smith")
+    assert not justification_names_the_child(text, child), text
+    assert not justification_names_the_child(text, CHARLES), text
+
+
+def test_short_names_are_whole_words_only():
+    child = Subject(given_name="Al", family_name="Ng", date_of_birth="2023-08-18")
+    assert not justification_names_the_child("Alarm raised by nursery staff at change", child)
+    tom = Subject(given_name="Tom", family_name="Day", date_of_birth="2023-08-18")
+    assert not justification_names_the_child("Seen today at the atom club", tom)
+    assert justification_names_the_child("Seen with Tom today", tom)
+    assert justification_names_the_child("Seen with TomDay today", tom)
+
+
+def test_middle_names_are_the_childs_too():
+    child = dataclasses.replace(CHARLES, middle_names="Archibald")
+    assert justification_names_the_child("Known as Archibald at school", child)
 
 
 def test_minimum_query_refusals_name_each_missing_field():

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from core.identifiers import dob_int, postcode_parts
 from core.names import first_token, fold, is_placeholder, tokens
+from core.nicknames import default_variants
 from core.subject import Subject
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.matching import MatchEngine, MatchSettings
-from node.nicknames import default_variants
 from node.normalise import address_tokens
 from node.records import Record
 

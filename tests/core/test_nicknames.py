@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.nicknames import NameVariants, default_variants, normalise_given
+from core.nicknames import NameVariants, default_variants, normalise_given
 
 # The pairs the issue names, with accented input as practitioners type it.
 REQUIRED = [
@@ -264,7 +264,7 @@ def test_normalise_given(raw: str, expected: str) -> None:
 
 
 def _data_lines() -> list[tuple[int, list[str]]]:
-    text = files("node.data").joinpath("given_name_variants.txt").read_text(encoding="utf-8")
+    text = files("core.data").joinpath("given_name_variants.txt").read_text(encoding="utf-8")
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip() and not line.lstrip().startswith("#"):

@@ -2,10 +2,12 @@
 
 A child may be "William" in one authority's records and "Bill" in another's,
 "Siobhán" in one and "Chivonne" in another, "Mohammed" here and "Muhammad"
-there. The data file ``node/data/given_name_variants.txt`` lists groups of
+there. The data file ``core/data/given_name_variants.txt`` lists groups of
 given names that can denote the same person (diminutives, short forms,
-anglicised forms, spelling and transliteration variants); the matcher asks
-:meth:`NameVariants.are_variants` whether two given names share a group.
+anglicised forms, spelling and transliteration variants); the node's matcher
+asks :meth:`NameVariants.are_variants` whether two given names share a group,
+and the broker's justification rule refuses the child's nicknames as it refuses
+the child's name. It lives in the kernel because both sides read it.
 
 Groups are not merged transitively: "alex" is in both the Alexander and the
 Alexandra group, which makes each a variant of "alex" but not of each other.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from core.names import fold
 
-_DATA_PACKAGE = "node.data"
+_DATA_PACKAGE = "core.data"
 _DATA_FILE = "given_name_variants.txt"
 _A_TO_Z = re.compile(r"[a-z]+")
 _NO_GROUPS: frozenset[int] = frozenset()
@@ -31,7 +33,7 @@ _NO_GROUPS: frozenset[int] = frozenset()
 def normalise_given(name: str) -> str:
     """'Siobhán' -> 'siobhan', 'Łukasz' -> 'lukasz', 'Mary-Jane' -> 'maryjane'.
 
-    The matcher's own folding (node.normalise.fold), without the spaces between parts.
+    The shared folding (core.names.fold), without the spaces between parts.
     """
     return fold(name).replace(" ", "")
 

@@ -1,0 +1,26 @@
+"""core.names reads text as it looks: invisible characters, look-alike letters, compatibility forms."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.names import fold, latin_lookalikes, skeleton, strip_invisible
+
+
+@pytest.mark.parametrize("hidden", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e", "\u3164"])
+def test_invisible_characters_are_removed(hidden):
+    assert strip_invisible(f"Char{hidden}les") == "Charles"
+
+
+def test_cyrillic_and_greek_lookalikes_read_as_latin():
+    assert latin_lookalikes("\u0421h\u0430rl\u0435s \u0392\u03b1ll") == "Charles Ball"
+
+
+def test_skeleton_keeps_case_and_spacing_and_makes_compatibility_forms_plain():
+    assert skeleton("Re \uff23\uff48\uff41\uff52\uff4c\uff45\uff53\u200bBall \uff11\uff18") == "Re CharlesBall 18"
+
+
+def test_fold_still_keeps_other_scripts_out_of_latin():
+    # Matching must not turn a Cyrillic name into a Latin one: only the justification check reads look-alikes.
+    assert fold("\u0410\u043d\u043d\u0430") == ""
+    assert fold(skeleton("\u0410\u043d\u043d\u0430")) == "aa"
