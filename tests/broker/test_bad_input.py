@@ -238,6 +238,11 @@ async def test_a_lone_surrogate_in_other_names_or_the_justification_is_400_namin
     purpose = {**PURPOSE, "justification": "Strategy discussion " + SURROGATE}
     status, answer = await post_raw(fed, json.dumps({"subject": GOOD, "purpose": purpose}).encode())
     assert status == 400 and "purpose.justification" in answer["error"]["fields"], answer
+    from certs.identity import Role
+
+    async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries") as resp:
+        entries = (await resp.json())["entries"]
+    assert [e["entry"]["outcome"] for e in entries] == ["invalid", "invalid"]  # both attempts audited
 
 
 @pytest.mark.parametrize(
