@@ -49,9 +49,11 @@ MAX_DEPTH = 8
 """Deepest nesting a body may have; a valid one needs 3 (body, subject, other_names)."""
 MAX_NUMBER = 32
 """Longest number literal, in characters; the contract has no numbers, but a bad one is a 400, not a 500."""
-# Strings are skipped when counting nesting: a bracket inside one is text, not structure.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(rb"[\[\]{}]")
+# Counting nesting reads strings as whole tokens (a bracket inside one is text, not structure). An
+# unterminated string runs to the end of the body and a trailing backslash is taken with it, so every
+# token matches where it starts and the scan is linear: a string that could fail to match would be
+# retried from each later quote, and 32,768 escaped quotes would take a minute.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.?)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 
 
 class _Refused(ValueError):
@@ -73,10 +75,14 @@ def _constant(_text: str) -> None:
 
 def _too_deep(raw: bytes) -> bool:
     depth = 0
-    for bracket in _BRACKETS.findall(_JSON_STRING.sub(b"", raw)):
-        depth += 1 if bracket in b"[{" else -1
-        if depth > MAX_DEPTH:
-            return True
+    for token in _TOKENS.finditer(raw):
+        bracket = token[0]
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
     return False
 
 
@@ -141,11 +147,11 @@ def _subject(raw: Any, errors: _Errors, today: dt.date) -> Subject:
             errors.add(f"subject.{name}", "must be a string")
             continue
         limit = MAX_ADDRESS if name == "address" else MAX_TEXT
-        if len(value) > limit:
-            errors.add(f"subject.{name}", f"longer than {limit} characters")
-            continue
         text = errors.text(f"subject.{name}", value)
-        if text is not None:
+        # Measured after NFC, which can lengthen a string (one character may compose to three).
+        if text is not None and len(text) > limit:
+            errors.add(f"subject.{name}", f"longer than {limit} characters")
+        elif text is not None:
             values[name] = text
     other = _other_names(raw.get("other_names", []), errors)
     _check_values(values, errors, today)
@@ -160,6 +166,9 @@ def _other_names(other: Any, errors: _Errors) -> tuple[str, ...]:
         errors.add("subject.other_names", f"at most {MAX_OTHER_NAMES} names")
         return ()
     names = [errors.text("subject.other_names", n) for n in other]
+    if any(n is not None and len(n) > MAX_TEXT for n in names):
+        errors.add("subject.other_names", f"must be a list of strings of at most {MAX_TEXT} characters")
+        return ()
     return tuple(n for n in names if n)
 
 

@@ -217,6 +217,20 @@ async def test_hostile_json_is_400_naming_the_body(fed, raw):
     assert "body" in body["error"]["fields"]
 
 
+async def test_the_depth_check_reads_escaped_quotes_in_one_pass(fed):
+    # A string scan that retried from every quote took about a minute over 32,768 escaped quotes.
+    import asyncio
+
+    status, body = await asyncio.wait_for(post_raw(fed, b'\\"' * 32_000), timeout=30)
+    assert status == 400 and "body" in body["error"]["fields"]
+
+
+async def test_lengths_are_measured_after_nfc(fed):
+    # U+FB2C is one character that NFC writes as three: 100 of them are 300 characters.
+    status, body = await fed.search({**GOOD, "middle_names": "\ufb2c" * 100})
+    assert status == 400 and body["error"]["fields"] == {"subject.middle_names": "longer than 100 characters"}
+
+
 SURROGATE = "X\ud800Y"
 
 
