@@ -5,6 +5,10 @@ run the real app under aiohttp's TestServer against real nodes, or swap a
 piece. All errors leave through one middleware as the contract's JSON. The routes
 are in broker.routes, who may call them in broker.policy, and what the app holds
 in broker.appkeys.
+
+Errors aiohttp meets before the app is reached (an over-long request line, a bad header, a
+broken URL) never pass through the middleware; ``BrokerRunner`` serves those as the contract's
+JSON too, with a fixed message, because aiohttp's own pages echo the offending request text.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from broker.admission import AdmissionLimit
 from broker.appkeys import (
@@ -62,7 +68,53 @@ def error_body(
     return web.json_response({"error": error}, status=status)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "invalid_request"}
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "invalid_request"}
+
+
+def _phrase(status: int) -> str:
+    # The standard phrase, never the exception's text: aiohttp's messages quote the request.
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "http error"
+
+
+class _ContractErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, answering its own protocol errors with the contract's JSON."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # Only the type is logged: the exception's text quotes the request line or a header.
+        log.warning("http_protocol_error", status=status, error_type=type(exc).__name__ if exc else None)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        if status >= 500:
+            response = error_body(status, "internal", "internal error")
+        else:
+            response = error_body(status, _HTTP_CODES.get(status, "invalid_request"), _phrase(status))
+        response.force_close()
+        return response
+
+
+class _ContractErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ContractErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class BrokerRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer aiohttp's own protocol errors with the contract's JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # The same server, built by the app with its own settings, handing out our handler; aiohttp
+        # has no public hook for its protocol error pages.
+        server.__class__ = _ContractErrorsServer
+        return server
 
 
 @web.middleware
@@ -85,7 +137,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+        return error_body(exc.status, _HTTP_CODES.get(exc.status, "http_error"), _phrase(exc.status))
     except asyncio.CancelledError:
         raise
     except Exception as exc:

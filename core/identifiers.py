@@ -17,6 +17,9 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ASCII_DIGITS = re.compile(r"[0-9]{10}")
 
+EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
+"""The window a date of birth must fall in is [EARLIEST_DATE_OF_BIRTH, today]: earlier is a typo or a probe."""
+
 
 def _squash_postcode(value: str) -> str:
     return _NOT_ALNUM.sub("", value.upper())
@@ -59,10 +62,13 @@ def normalise_nhs_number(value: str) -> str:
 
 
 def nhs_number_valid(value: str) -> bool:
-    """True for ten ASCII digits (spaces allowed) whose modulus-11 check digit is right."""
+    """True for ten ASCII digits (spaces allowed), not all one digit, whose modulus-11 check digit is right."""
     digits = normalise_nhs_number(value)
     # ASCII only: str.isdigit() also accepts superscripts and other scripts' digits, which int() may refuse.
     if not _ASCII_DIGITS.fullmatch(digits):
+        return False
+    # 0000000000 and several other repeated digits pass modulus 11, but none is ever issued.
+    if len(set(digits)) == 1:
         return False
     return nhs_check_digit(digits[:9]) == int(digits[9])
 
@@ -78,8 +84,10 @@ def parse_date(value: str) -> dt.date:
 
 
 def parse_date_of_birth(value: str, today: dt.date) -> dt.date:
-    """A date of birth a search may carry: a real date, not in the future; ValueError says which rule failed."""
+    """A plausible date of birth: a real date from 1900-01-01 to ``today``; ValueError says which rule failed."""
     born = parse_date(value)
+    if born < EARLIEST_DATE_OF_BIRTH:
+        raise ValueError(f"is before {EARLIEST_DATE_OF_BIRTH.isoformat()}")
     if born > today:
         raise ValueError("is in the future")
     return born

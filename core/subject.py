@@ -11,6 +11,8 @@ A Subject is never logged and never put in an error message.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from protos.signpost.v1 import node_pb2
@@ -20,6 +22,20 @@ MINIMUM_QUERY = (
 )
 """The rule against trawling, in the words every refusal uses."""
 SEXES = ("", "M", "F", "U")
+# Lone surrogates cannot be encoded as UTF-8 (protobuf and the audit store refuse them), and control
+# characters (NUL above all, which PostgreSQL's text refuses) are never part of a name or a reason.
+# Tab, CR and LF are allowed: a justification may be typed over several lines.
+_NOT_TEXT = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(value: str) -> str:
+    """``value`` stripped and NFC-normalised; ValueError (never echoing it) when it is not well-formed text.
+
+    NFC so that "Zoë" typed as one character or as e + diaeresis is one name on every side.
+    """
+    if _NOT_TEXT.search(value):
+        raise ValueError("must be well-formed text without control characters or lone surrogates")
+    return unicodedata.normalize("NFC", value).strip()
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,17 @@ whose reason names the column and never repeats the value.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date
+from core.identifiers import (
+    nhs_number_valid,
+    normalise_nhs_number,
+    normalise_postcode,
+    parse_date,
+    parse_date_of_birth,
+)
 from core.subject import Subject
 
 COLUMNS = (
@@ -99,7 +106,7 @@ def _optional_date(row: Mapping[str, str], column: str) -> str:
     return value
 
 
-def _check(row: Mapping[str, str]) -> None:
+def _check(row: Mapping[str, str], today: dt.date) -> None:
     for column in REQUIRED:
         if not row.get(column, "").strip():
             raise ValueError(f"{column}: required but empty")
@@ -107,19 +114,23 @@ def _check(row: Mapping[str, str]) -> None:
         if len(row.get(column, "")) > MAX_FIELD:
             raise ValueError(f"{column}: longer than {MAX_FIELD} characters")
     try:
-        parse_date(row["date_of_birth"].strip())
+        parse_date_of_birth(row["date_of_birth"].strip(), today)
     except ValueError as exc:
         raise ValueError(f"date_of_birth: {exc}") from None
     if row.get("sex", "").strip().upper() not in ("", "M", "F", "U"):
         raise ValueError("sex: must be M, F or U")
     nhs = row.get("nhs_number", "").strip()
     if nhs and not nhs_number_valid(nhs):
-        raise ValueError("nhs_number: not 10 digits with a valid check digit")
+        raise ValueError("nhs_number: not 10 digits 0-9, not all one digit, with a valid check digit")
 
 
-def parse_row(row: Mapping[str, str]) -> tuple[Record, Involvement]:
-    """Validate one CSV row; raise ValueError with a reason that names the column."""
-    _check(row)
+def parse_row(row: Mapping[str, str], today: dt.date | None = None) -> tuple[Record, Involvement]:
+    """Validate one CSV row; raise ValueError with a reason that names the column.
+
+    The date of birth must fall in the kernel's window (core.identifiers.parse_date_of_birth), judged
+    on ``today`` (by default the UTC date now): a record no search may ask for is not loaded.
+    """
+    _check(row, today or dt.datetime.now(dt.UTC).date())
     start, end = _optional_date(row, "involvement_start"), _optional_date(row, "involvement_end")
     if start and end and end < start:
         raise ValueError("involvement_end: before involvement_start")

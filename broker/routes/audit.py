@@ -8,6 +8,7 @@ refused by field name, never echoed.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -15,8 +16,27 @@ from cryptography.hazmat.primitives import serialization
 from broker.appkeys import AUDIT
 from broker.auth import require_route
 from broker.errors import InvalidRequest
+from core.subject import clean_text
 
 MAX_PAGE = 500
+MAX_ACTOR = 200
+# ASCII digits only, and few of them: str.isdigit() accepts "²", which int() refuses, and int() refuses
+# more than 4,300 digits.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def _actor_param(request: web.Request) -> str | None:
+    value = request.query.get("actor")
+    if not value:
+        return None
+    try:
+        actor = clean_text(value)
+    except ValueError:
+        actor = ""
+    if not actor or len(actor) > MAX_ACTOR:
+        reason = f"a user id of at most {MAX_ACTOR} characters of well-formed text"
+        raise InvalidRequest(f"actor must be {reason}", fields={"actor": reason})
+    return actor
 
 
 def _time_param(request: web.Request, name: str) -> dt.datetime | None:
@@ -25,16 +45,20 @@ def _time_param(request: web.Request, name: str) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an ISO 8601 time", fields={name: "not an ISO 8601 time"}) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        # In UTC now, not when the store compares it: 0001-01-01T00:00:00+14:00 is before year 1 in UTC.
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 time within years 1 to 9999 in UTC",
+            fields={name: "not an ISO 8601 time within years 1 to 9999 in UTC"},
+        ) from None
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
     value = request.query.get(name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not _WHOLE_NUMBER.fullmatch(value) or not low <= int(value) <= high:
         raise InvalidRequest(
             f"{name} must be a whole number from {low} to {high}", fields={name: f"a whole number from {low} to {high}"}
         )
@@ -52,7 +76,7 @@ async def list_entries(request: web.Request) -> web.Response:
         )
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE) or 100
     entries = await request.app[AUDIT].entries(
-        actor=request.query.get("actor") or None,
+        actor=_actor_param(request),
         since=_time_param(request, "since"),
         until=_time_param(request, "until"),
         subject_hash=subject,

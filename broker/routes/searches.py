@@ -11,7 +11,6 @@ entry is committed. Logs carry ids, counts and timings, never the child.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
 from typing import Any
@@ -21,12 +20,12 @@ from aiohttp import web
 
 from broker.appkeys import ADMISSION, CLOCK, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
 from broker.auth import peer_identity, require_route
-from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
+from broker.errors import NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import Outcome
 from broker.metrics import Metrics
 from broker.policy import coverage_json, results_json
 from broker.search_audit import SearchAudit, audited_search
-from broker.search_request import SearchRequest, parse_search
+from broker.search_request import SearchRequest, decode_body, parse_search
 from certs.identity import Identity
 from protos.signpost.v1 import node_pb2
 
@@ -34,12 +33,7 @@ log = structlog.get_logger("signpost.broker")
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
-        raise InvalidRequest(f"the body is not valid JSON ({where})", fields={"body": "not valid JSON"}) from None
+    return decode_body(await request.read())
 
 
 def match_request(search_id: str, search: SearchRequest, caller: Identity) -> node_pb2.MatchRequest:

@@ -44,7 +44,7 @@ async def test_body_must_be_an_object(fed):
         ({**GOOD, "nhs_number": "9434765918"}, "subject.nhs_number"),
         ({**GOOD, "given_name": 7}, "subject.given_name"),
         ({**GOOD, "other_names": "Amelia Jones"}, "subject.other_names"),
-        ({**GOOD, "surname": "Smith"}, "subject.surname"),
+        ({**GOOD, "surname": "Smith"}, "subject"),
         ({"given_name": "Amelia", "family_name": "Smith"}, "subject.date_of_birth"),
         ({"family_name": "Smith", "date_of_birth": "2014-03-09"}, "subject.given_name"),
         ({**GOOD, "given_name": "A" * 101}, "subject.given_name"),
@@ -126,7 +126,7 @@ async def test_nhs_number_with_family_name_is_a_sufficient_query(fed):
         ({"subject": GOOD}, "purpose"),
         ({"subject": GOOD, "purpose": {"code": "nosy", "justification": "Strategy discussion"}}, "purpose.code"),
         ({"subject": GOOD, "purpose": {"code": "missing-child"}}, "purpose.justification"),
-        ({"subject": GOOD, "purpose": PURPOSE, "extra": 1}, "extra"),
+        ({"subject": GOOD, "purpose": PURPOSE, "extra": 1}, "body"),
         ({"purpose": PURPOSE}, "subject"),
     ],
 )
@@ -224,3 +224,170 @@ async def test_unusual_volume_is_logged_and_counted(federation):
     assert 'signpost_searches_total{outcome="answered"} 3.0' in text
     async with fed.session(role=Role.PRACTITIONER).get(f"{fed.url}/metrics") as resp:
         assert resp.status == 403
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000,
+        b'{"a":' * 3000 + b"1" + b"}" * 3000,
+        b'{"subject": ' + b"9" * 5000 + b', "purpose": {}}',
+        b'{"subject": {"given_name": ' + b"1" * 4301 + b"}}",
+        b'{"subject": 1e999999, "purpose": NaN}',
+    ],
+    ids=["deep-array", "deep-object", "huge-int", "int-over-4300-digits", "non-finite"],
+)
+async def test_hostile_json_is_400_naming_the_body(fed, raw):
+    # Each of these once reached 500: RecursionError, or int()'s 4,300-digit limit inside json.loads.
+    status, body = await post_raw(fed, raw)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert "body" in body["error"]["fields"]
+
+
+async def test_the_depth_check_reads_escaped_quotes_in_one_pass(fed):
+    # A string scan that retried from every quote took about a minute over 32,768 escaped quotes.
+    import asyncio
+
+    status, body = await asyncio.wait_for(post_raw(fed, b'\\"' * 32_000), timeout=30)
+    assert status == 400 and "body" in body["error"]["fields"]
+
+
+async def test_lengths_are_measured_after_nfc(fed):
+    # U+FB2C is one character that NFC writes as three: 100 of them are 300 characters.
+    status, body = await fed.search({**GOOD, "middle_names": "\ufb2c" * 100})
+    assert status == 400 and body["error"]["fields"] == {"subject.middle_names": "longer than 100 characters"}
+
+
+SURROGATE = "X\ud800Y"
+
+
+@pytest.mark.parametrize(
+    "field", ["given_name", "middle_names", "family_name", "sex", "postcode", "address", "nhs_number", "date_of_birth"]
+)
+async def test_a_lone_surrogate_in_a_subject_string_is_400_naming_it(fed, field):
+    body = {"subject": {**GOOD, field: SURROGATE}, "purpose": PURPOSE}
+    status, answer = await post_raw(fed, json.dumps(body).encode())
+    assert status == 400, answer
+    assert f"subject.{field}" in answer["error"]["fields"]
+
+
+async def test_a_lone_surrogate_in_other_names_or_the_justification_is_400_naming_it(fed):
+    body = {"subject": {**GOOD, "other_names": ["Amy Jones", SURROGATE]}, "purpose": PURPOSE}
+    status, answer = await post_raw(fed, json.dumps(body).encode())
+    assert status == 400 and "subject.other_names" in answer["error"]["fields"], answer
+    # This one was 503 audit_unavailable with no audit entry, and an alarm any practitioner could raise.
+    purpose = {**PURPOSE, "justification": "Strategy discussion " + SURROGATE}
+    status, answer = await post_raw(fed, json.dumps({"subject": GOOD, "purpose": purpose}).encode())
+    assert status == 400 and "purpose.justification" in answer["error"]["fields"], answer
+    from certs.identity import Role
+
+    async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries") as resp:
+        entries = (await resp.json())["entries"]
+    assert [e["entry"]["outcome"] for e in entries] == ["invalid", "invalid"]  # both attempts audited
+
+
+@pytest.mark.parametrize(
+    ("subject", "field"),
+    [
+        ({**GOOD, "date_of_birth": "1800-01-01"}, "subject.date_of_birth"),
+        ({**GOOD, "date_of_birth": "0001-01-01"}, "subject.date_of_birth"),
+        ({**GOOD, "nhs_number": "0000000000"}, "subject.nhs_number"),
+        ({**GOOD, "nhs_number": "\u00b2" * 10}, "subject.nhs_number"),
+        ({**GOOD, "nhs_number": "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669"}, "subject.nhs_number"),
+        ({**GOOD, "nhs_number": "\uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19"}, "subject.nhs_number"),
+        ({**GOOD, "given_name": "Amy\x00"}, "subject.given_name"),
+    ],
+    ids=["dob-1800", "dob-0001", "nhs-zeros", "nhs-superscript", "nhs-arabic-indic", "nhs-fullwidth", "nul"],
+)
+async def test_implausible_input_is_refused(fed, subject, field):
+    status, body = await fed.search(subject)
+    assert status == 400, body
+    assert field in body["error"]["fields"], body["error"]["fields"]
+
+
+async def test_unknown_fields_are_named_by_position_never_echoed(fed):
+    # A key is client text like any other: a child's name can be put in one.
+    body = {
+        "subject": {**GOOD, "Xanthippe Quartermaine": "1", "nhs": "x"},
+        "purpose": {**PURPOSE, "Zebedee": 1},
+        "Ptolemy Featherstonehaugh": 2,
+    }
+    status, answer = await post_raw(fed, json.dumps(body).encode())
+    assert status == 400
+    assert answer["error"]["fields"] == {
+        "subject": "unknown fields #4, #5",
+        "purpose": "unknown field #3",
+        "body": "unknown field #3",
+    }
+    text = json.dumps(answer)
+    for secret in ("Xanthippe", "Quartermaine", "Zebedee", "Ptolemy", "nhs"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"after": "\u00b2"}, "after"),
+        ({"limit": "\u00b2"}, "limit"),
+        ({"after": "9" * 5000}, "after"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
+        ({"until": "9999-12-31T23:59:59-14:00"}, "until"),
+        ({"actor": "jsmith\x00"}, "actor"),
+        ({"actor": "x" * 500}, "actor"),
+    ],
+)
+async def test_bad_auditor_parameters_are_400_naming_them(fed, query, field):
+    from certs.identity import Role
+
+    async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries", params=query) as resp:
+        body = await resp.json()
+        assert resp.status == 400, body
+    assert field in body["error"]["fields"]
+    assert query[field] not in json.dumps(body)
+
+
+async def test_an_undecodable_query_value_is_400(fed):
+    from certs.identity import Role
+
+    url = f"{fed.url}/v1/audit/entries?actor=%ED%A0%80&after=%FF"
+    async with fed.session(role=Role.AUDITOR).get(url) as resp:
+        body = await resp.json()
+        assert resp.status == 400, body
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /v1/" + b"Xanthippe" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Note: " + b"Xanthippe" * 2000 + b"\r\n\r\n",
+        b"GET /Xanthippe\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"XANTHIPPE\xff / HTTP/1.1\r\n\r\n",
+    ],
+    ids=["long-request-line", "long-header", "bad-url", "bad-method"],
+)
+async def test_protocol_errors_are_the_contracts_json_without_echo(request_head):
+    # aiohttp answers these itself, before any middleware, in plain text quoting the request.
+    import asyncio
+
+    from aiohttp import web
+
+    from broker.app import BrokerRunner
+
+    runner = BrokerRunner(web.Application())
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(request_head)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
+    assert b"application/json" in head
+    assert json.loads(body)["error"]["code"] == "invalid_request"
+    assert b"Xanthippe".lower() not in answer.lower()

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.identifiers import (
+    EARLIEST_DATE_OF_BIRTH,
     dob_int,
     nhs_check_digit,
     nhs_number_valid,
@@ -89,3 +90,39 @@ def test_a_date_of_birth_in_the_future_is_refused():
     assert parse_date_of_birth("2026-12-02", TODAY) == TODAY
     with pytest.raises(ValueError, match="in the future"):
         parse_date_of_birth("2026-12-03", TODAY)
+
+
+@pytest.mark.parametrize("digits", [str(d) * 10 for d in range(10)])
+def test_an_nhs_number_of_one_digit_repeated_is_refused(digits):
+    # 0000000000 and 1111111111 pass modulus 11, but no such number is ever issued.
+    assert not nhs_number_valid(digits)
+
+
+@pytest.mark.parametrize("value", ["1899-12-31", "1800-01-01", "0001-01-01"])
+def test_a_date_of_birth_before_1900_is_refused(value):
+    with pytest.raises(ValueError, match="before 1900-01-01") as caught:
+        parse_date_of_birth(value, TODAY)
+    assert value not in str(caught.value)
+
+
+def test_the_date_of_birth_window_is_stated_once():
+    assert EARLIEST_DATE_OF_BIRTH == dt.date(1900, 1, 1)
+    assert parse_date_of_birth("1900-01-01", TODAY) == EARLIEST_DATE_OF_BIRTH
+
+
+@pytest.mark.parametrize(
+    ("fields", "column"),
+    [
+        ({"date_of_birth": "1800-01-01"}, "date_of_birth"),
+        ({"date_of_birth": "2999-01-01"}, "date_of_birth"),
+        ({"nhs_number": "0000000000"}, "nhs_number"),
+    ],
+)
+def test_the_csv_import_applies_the_same_rules(fields, column):
+    # One rule on both sides: a record the broker would never let a search ask for is not loaded either.
+    from node.records import parse_row
+    from tests.conftest import row
+
+    with pytest.raises(ValueError, match=f"^{column}: ") as caught:
+        parse_row(row(**fields), today=TODAY)
+    assert next(iter(fields.values())) not in str(caught.value)

@@ -8,7 +8,7 @@ import pytest
 
 from core.names import first_token, fold, is_placeholder, tokens
 from core.stats import percentile
-from core.subject import Subject, missing_for_minimum_query
+from core.subject import Subject, clean_text, missing_for_minimum_query
 from protos.signpost.v1 import node_pb2
 
 FULL = Subject(
@@ -66,3 +66,17 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 99) == 10.0
     assert percentile(values, 0) == 1.0
     assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize("text", ["X\ud800Y", "\udfff", "Amy\x00", "Amy\x1b[2J", "Amy\x85"])
+def test_text_that_is_not_well_formed_is_refused_without_echo(text):
+    # A lone surrogate cannot be encoded as UTF-8 (protobuf, the audit store); controls are never a name.
+    with pytest.raises(ValueError) as caught:
+        clean_text(text)
+    assert text not in str(caught.value)
+
+
+def test_text_is_nfc_normalised_and_stripped():
+    decomposed = " Zoe\u0308 "  # e + combining diaeresis
+    assert clean_text(decomposed) == "Zo\u00eb"
+    assert clean_text("line one\nline two\ttab") == "line one\nline two\ttab"
