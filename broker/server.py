@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from broker.app import create_app
+from broker.app import BrokerRunner, create_app
 from broker.config import BrokerConfig
 from certs.tls import server_ssl_context
 from core.lifecycle import stop_on_signals
@@ -32,7 +32,8 @@ class RunningBroker:
 
 async def start_broker(config: BrokerConfig, app: web.Application | None = None) -> RunningBroker:
     # In-flight searches get this long to finish when the broker is stopped (SIGTERM).
-    runner = web.AppRunner(app or create_app(config), access_log=None, shutdown_timeout=DRAIN_SECONDS)
+    # BrokerRunner: aiohttp's own protocol-error pages (which quote the request line) become the contract's JSON.
+    runner = BrokerRunner(app or create_app(config), access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     host, port = config.listen
     site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(config.tls))

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from broker.appkeys import ADMISSION, CLOCK, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
 from broker.auth import peer_identity, require_route
-from broker.errors import NoNodesReachable, Overloaded, RateLimited
+from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import Outcome
 from broker.metrics import Metrics
 from broker.policy import coverage_json, results_json
