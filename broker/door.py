@@ -92,6 +92,11 @@ class _Gate(asyncio.Protocol):
         self.raw: asyncio.Transport | None = None
         self.inner: asyncio.Protocol | None = None
         self.handshake: asyncio.Task[None] | None = None  # held so the task is not collected mid-handshake
+        # Bytes (and an end of stream) that arrive with the handshake's last flight, before the handler exists:
+        # a client may send its request together with its TLS Finished message.
+        self.early: list[bytes] = []
+        self.early_eof = False
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         raw = transport if isinstance(transport, asyncio.Transport) else None
@@ -116,11 +121,16 @@ class _Gate(asyncio.Protocol):
             return
         finally:
             self.pending.discard(self)
-        if tls is None:  # closed while upgrading
+        if tls is None or self.lost:  # closed during, or straight after, the handshake
             self._release()
             return
         self.inner = self.handler_factory()
         self.inner.connection_made(tls)
+        for data in self.early:
+            self.inner.data_received(data)
+        self.early.clear()
+        if self.early_eof:
+            self.inner.eof_received()
 
     def close(self) -> None:
         """Drop a connection still in its handshake (the broker is stopping)."""
@@ -133,6 +143,7 @@ class _Gate(asyncio.Protocol):
             self.address = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         self._release()
         if self.inner is not None:
             self.inner.connection_lost(exc)
@@ -140,9 +151,14 @@ class _Gate(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.inner is not None:
             self.inner.data_received(data)
+        else:
+            self.early.append(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.inner is not None else None
+        if self.inner is None:
+            self.early_eof = True
+            return None
+        return self.inner.eof_received()
 
     def pause_writing(self) -> None:
         if self.inner is not None:

@@ -154,6 +154,39 @@ async def test_a_trickled_body_gets_408_and_the_connection_is_closed(broker, pki
         await close(writer)
 
 
+async def test_a_request_sent_with_the_last_handshake_flight_is_answered(broker, pki):
+    """A client may send its request in the same packet as its TLS Finished: those bytes must not be lost
+    while the door hands the connection to aiohttp (found by the scale benchmark: a search hung, then
+    ServerDisconnectedError)."""
+    running = await broker()
+    reader, writer = await connect(running.port)
+    tls, incoming, outgoing = memory_tls(pki)
+    try:
+        while True:  # the handshake by hand, so that what the client sends last can be chosen
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await asyncio.wait_for(reader.read(65536), SAFETY))
+        tls.write(b"GET /v1/nodes HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n")
+        writer.write(outgoing.read())  # Finished and the request in one write
+        answer = b""
+        async with asyncio.timeout(SAFETY):
+            while not answer:
+                incoming.write(await reader.read(65536))
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    answer = tls.read(65536)
+        assert answer.startswith(b"HTTP/1.1 ")
+    finally:
+        await close(writer)
+
+
+def memory_tls(pki: Pki) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    return tls_context(pki).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1"), incoming, outgoing
+
+
 async def test_a_tls_handshake_never_finished_is_cut_off(broker):
     running = await broker(tls_handshake_timeout_seconds=0.5)
     reader, writer = await connect(running.port)  # TCP only: no ClientHello is ever sent
