@@ -30,7 +30,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-
 log = structlog.get_logger("signpost.broker.door")
 
 
@@ -48,8 +47,9 @@ class DoorLimits:
     max_connections_per_address: int = 100
     """Most connections open at once from one source address; more are closed before the TLS handshake.
     An office behind one NAT address shares this, so it is generous."""
-    max_connections: int = 1000
-    """Most connections open at once in all; more are closed before the TLS handshake."""
+    max_connections: int = 768
+    """Most connections open at once in all; more are closed before the TLS handshake. Below the usual
+    open-file limit of 1024, leaving room for one gRPC channel per node, the audit log and the key files."""
 
 
 class Door:

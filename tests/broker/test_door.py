@@ -141,7 +141,9 @@ async def test_the_next_head_on_a_kept_alive_connection_is_cut_off_too(broker, p
 async def test_a_trickled_body_gets_408_and_the_connection_is_closed(broker, pki):
     running = await broker(body_read_timeout_seconds=0.5)
     reader, writer = await connect(running.port, context=tls_context(pki))
-    head = b"POST /v1/searches HTTP/1.1\r\nHost: broker\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    head = (
+        b"POST /v1/searches HTTP/1.1\r\nHost: broker\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    )
     writer.write(head)
     slow = asyncio.create_task(trickle(writer, b'{"subject": ' + b" " * 300))
     try:
@@ -233,5 +235,17 @@ def test_limits_are_read_from_the_config_and_checked(tmp_path):
     assert limits.header_read_timeout_seconds == 5 and limits.max_connections_per_address == 7
     assert limits.max_connections == DoorLimits().max_connections
     path.write_text(base + "[limits]\nmax_connections = 0\n")
-    with pytest.raises(ConfigError, match="limits.max_connections"):
+    with pytest.raises(ConfigError, match=r"limits\.max_connections"):
         load_broker_config(path, {})
+
+
+def test_the_example_config_documents_the_defaults():
+    """deploy/config/broker.toml shows the [limits] table commented out, with the defaults: they must not drift."""
+    import dataclasses
+    import re
+    import tomllib
+
+    text = (Path(__file__).parents[2] / "deploy" / "config" / "broker.toml").read_text(encoding="utf-8")
+    shown = "\n".join(re.findall(r"^# (\w+ = [\d.]+)$", text.split("# [limits]", 1)[1].split("\n\n", 1)[0], re.M))
+    documented = tomllib.loads(shown)
+    assert documented == dataclasses.asdict(DoorLimits())
