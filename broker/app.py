@@ -42,6 +42,7 @@ from broker.appkeys import (
 from broker.audit.keys import load_or_create_hmac_key
 from broker.audit.log import AuditLog, open_audit_log
 from broker.config import BrokerConfig
+from broker.door import body_deadline
 from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
 from broker.metrics import Metrics
@@ -156,7 +157,8 @@ def create_app(
 ) -> web.Application:
     """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log,
     without ``revocations`` it reads the CRL named in the config."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    middlewares = [errors_middleware, body_deadline(config.limits.body_read_timeout_seconds)]
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from broker import policy
 from broker.dispatch import DISPATCH_WINDOW_SECONDS
+from broker.door import DoorLimits
 from broker.health import HealthSettings
 from certs.tls import TLSConfig, read_tls
 from core.config import Reader, read_toml
@@ -76,6 +77,8 @@ class BrokerConfig:
     """Requests per source address allowed at once above that rate; 0 turns the pre-authentication limit off."""
     refusal_audit_interval_seconds: float = policy.REFUSAL_AUDIT_INTERVAL_SECONDS
     """Per client, 429s and certificate-less 401s after the first of each interval are audited as one count."""
+    limits: DoorLimits = DoorLimits()
+    """The ``[limits]`` table: connection caps and read timeouts at the door, before anyone is authenticated."""
     log_level: str = "info"
 
     @property
@@ -119,6 +122,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         refusal_audit_interval_seconds=reader.number(
             "refusal_audit_interval_seconds", policy.REFUSAL_AUDIT_INTERVAL_SECONDS, minimum=1.0
         ),
+        limits=_limits(reader.sub("limits")),
         log_level=reader.text("log_level", "info"),
     )
 
@@ -135,6 +139,23 @@ def _audit_location(reader: Reader) -> str:
     """A postgresql:// URL as given; anything else is a SQLite path relative to the config file."""
     value = reader.text("audit_log", "audit.sqlite3")
     return value if value.startswith(("postgresql://", "postgres://")) else str(reader.path("audit_log", value))
+
+
+def _limits(reader: Reader) -> DoorLimits:
+    d = DoorLimits()
+    return DoorLimits(
+        header_read_timeout_seconds=reader.number(
+            "header_read_timeout_seconds", d.header_read_timeout_seconds, minimum=0.1
+        ),
+        body_read_timeout_seconds=reader.number("body_read_timeout_seconds", d.body_read_timeout_seconds, minimum=0.1),
+        tls_handshake_timeout_seconds=reader.number(
+            "tls_handshake_timeout_seconds", d.tls_handshake_timeout_seconds, minimum=0.1
+        ),
+        max_connections_per_address=reader.integer(
+            "max_connections_per_address", d.max_connections_per_address, minimum=1
+        ),
+        max_connections=reader.integer("max_connections", d.max_connections, minimum=1),
+    )
 
 
 def _health(reader: Reader) -> HealthSettings:
