@@ -16,6 +16,7 @@ from pathlib import Path
 from broker.app import create_app
 from broker.audit.keys import public_key_path
 from broker.config import BrokerConfig
+from broker.door import DoorLimits
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.assertions import create_assertion_key
@@ -179,6 +180,9 @@ async def start_local_federation(
             audit_log=str(workdir / "audit.sqlite3"),
             audit_signing_key=workdir / "audit.key",
             subject_key=workdir / "subject.key",
+            # Bulk evaluation comes from one address (this machine): no per-address limits either.
+            preauth_burst=0 if rate_limit_per_minute == 0 else BrokerConfig.preauth_burst,
+            limits=DoorLimits(max_connections_per_address=768) if rate_limit_per_minute == 0 else DoorLimits(),
         )
         broker = await start_broker(broker_config, create_app(broker_config))
     except BaseException:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from broker.config import BrokerConfig
+from broker.door import DoorLimits
 from broker.health import HealthSettings
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
@@ -143,6 +144,10 @@ class Deployment:
             audit_signing_key=self.work / "audit.key",
             subject_key=self.work / "subject.key",
             health=HealthSettings(poll_interval=5.0),
+            # The load generator is one source address holding up to 500 connections at once: the door's
+            # per-address caps are for the public side, not for this.
+            preauth_burst=0,
+            limits=DoorLimits(max_connections_per_address=768),
         )
         broker = self.ctx.Process(target=_broker_worker, args=(config, ready, self.stop), daemon=True)
         broker.start()
