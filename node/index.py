@@ -88,6 +88,10 @@ class BlockingIndex:
                 found.update(self.postings[a:b].tolist())
         return found
 
+    def __len__(self) -> int:
+        """How many (key, record) postings the index holds."""
+        return len(self.keys)
+
     @property
     def nbytes(self) -> int:
         return int(self.keys.nbytes + self.postings.nbytes)
