@@ -24,6 +24,7 @@ from node.admin import NodeAdminService
 from node.config import NodeConfig
 from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
+from node.retention import JournalRetention
 from node.service import NodeService
 from node.store import RecordStore
 from node.timing import TIMER
@@ -86,6 +87,7 @@ class RunningNode:
     store: RecordStore
     port: int
     refresher: Refresher
+    retention: JournalRetention
 
     @property
     def address(self) -> str:
@@ -96,6 +98,7 @@ class RunningNode:
         await self.health.enter_graceful_shutdown()
         self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
+        await self.retention.stop()
         await self.server.stop(grace)
         self.service.generation.close()
         self.store.close()
@@ -145,8 +148,10 @@ async def start_node(config: NodeConfig) -> RunningNode:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     refresher = Refresher(store, service, interval=config.refresh_interval_seconds, settings=config.matching)
     refresher.start()
+    retention = JournalRetention(journal, keep_days=config.journal_days)
+    retention.start()
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher)
+    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
 
 
 async def serve_forever(config: NodeConfig) -> None:

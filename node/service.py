@@ -227,7 +227,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         for request, query in searches:
             entries: list[policy.JournalEntry] = []
             answers.append(policy.disclose(match(query), involvements_of, entries))
-            journal.append((request, entries or [("none", None, None)]))
+            journal.append((request, entries))  # no entries: found nothing here, so only counted
         # The journal is how the holder reviews searches: no answer goes out unrecorded (one commit a batch).
         self.journal.record_many(journal)
         return answers
