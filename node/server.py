@@ -1,8 +1,9 @@
 """Run one authority's node: gRPC over mutual TLS, NodeService plus grpc.health.v1.
 
-The server requires a client certificate chained to the federation CA; the
-service then admits only the broker's. Message sizes are capped so that a
-hostile or broken peer cannot make the node allocate without bound.
+The server requires a client certificate chained to the federation CA; NodeService
+and the health service then admit only the broker's (:mod:`node.gate`). Message
+sizes are capped so that a hostile or broken peer cannot make the node allocate
+without bound.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from certs.tls import TLSConfig, rotating_server_credentials, server_certificate
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
+from node.health import BrokerOnlyHealth
 from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
@@ -135,7 +137,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     server = grpc.aio.server(options=options)
     node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
     node_pb2_grpc.add_NodeAdminServiceServicer_to_server(NodeAdminService(config.code, journal, revocations), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = BrokerOnlyHealth(revocations)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen
     bound = server.add_secure_port(join_host_port(host, port), CredentialFiles(config.tls, service).credentials())
