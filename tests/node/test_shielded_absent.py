@@ -117,3 +117,20 @@ def test_answer_with_hidden_records_is_the_answer_without_them_byte_for_byte(hou
     assert with_hidden == without_hidden
     shielded = {r.record_id for r in records if r.shielded}
     assert all(record_id in shielded for kind, record_id, _ in entries if kind == "alert")
+
+
+def test_the_store_marks_records_known_only_to_sensitive_services(tmp_path):
+    from node.store import RecordStore
+
+    store = RecordStore(tmp_path / "records.sqlite3")
+    mixed = (*SENSITIVE, *OPEN)
+    store.replace_records(
+        [
+            _rec("OPEN", "Amy", "Ng", "2015-01-01"),
+            _rec("SENS", "Bea", "Ng", "2015-01-01", sensitive=True),
+            Record(record_id="MIX", given_name="Cy", family_name="Ng", date_of_birth="2015-01-01", involvements=mixed),
+        ]
+    )
+    flags = {r.record_id: (r.sensitive_only, r.answered_as_absent) for r in store.identities()}
+    assert flags == {"OPEN": (False, False), "SENS": (True, True), "MIX": (False, False)}
+    store.close()
