@@ -15,6 +15,9 @@ Example (top-level keys must come before the first table)::
     key = "/etc/signpost/node.key"
     crl = "/etc/signpost/crl.pem"        # optional
 
+    [retention]
+    journal_days = 400                   # optional
+
 ``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
 """
 
@@ -31,6 +34,10 @@ from node.matching import MatchSettings
 from node.policy import ANSWER_FLOOR_SECONDS
 
 ENV_PREFIX = "SIGNPOST_NODE_"
+JOURNAL_DAYS = 400
+"""Default journal retention: a year of access log for the authority's annual safeguarding audit and
+for a subject access request about that year (answered within a month), with a month's margin.
+An authority sets its own records retention schedule with ``[retention] journal_days``."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class NodeConfig:
     """Connections older than this are closed (after a grace), so rotated certificates take over."""
     journal_path: Path | None = None
     """The node's journal of searches (access log, safeguarding alerts); default beside the store."""
+    journal_days: int = JOURNAL_DAYS
+    """Journal rows (and no-match counts) older than this many days are deleted; unseen alerts are kept."""
     log_level: str = "info"
 
     @property
@@ -87,6 +96,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         refresh_interval_seconds=reader.number("refresh_interval_seconds", 10.0, minimum=0.1),
         matching=_matching(reader.sub("matching")),
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
+        journal_days=reader.sub("retention").integer("journal_days", JOURNAL_DAYS, minimum=1),
         log_level=reader.text("log_level", "info"),
     )
 

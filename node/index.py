@@ -81,12 +81,19 @@ class BlockingIndex:
             return set()
         # One search finds both ends of every key's run: where k starts, and where k + 1 would (the
         # array method, not np.searchsorted, whose dispatch cost more than the search itself).
-        bounds = self.keys.searchsorted(wanted).tolist()
+        found_at = self.keys.searchsorted(wanted)
+        if not (found_at[:n] != found_at[n:]).any():
+            return set()  # one vector test: the usual answer of a small index (the hidden records')
+        bounds = found_at.tolist()
         found: set[int] = set()
         for a, b in zip(bounds[:n], bounds[n:], strict=False):
             if a != b and b - a <= MAX_POSTINGS_PER_KEY:
                 found.update(self.postings[a:b].tolist())
         return found
+
+    def __len__(self) -> int:
+        """How many (key, record) postings the index holds."""
+        return len(self.keys)
 
     @property
     def nbytes(self) -> int:

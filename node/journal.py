@@ -1,11 +1,16 @@
 """The node's own journal of searches: the holder's access log and safeguarding alerts.
 
-Every Match call writes exactly one row, whatever the outcome — no match,
-match, or a shielded child's record found — so the work a node does, and the
-time it takes, does not depend on whether the child is shielded. The row holds
-who searched (from the broker-signed requester), their purpose and the time;
-for a match, the record and band (the holder's access log, as CP-IS gives the
-NHS); for a shielded record, an alert for the authority's safeguarding officer.
+A node keeps only what it must. A search that matched one of its records, or found a shielded
+child's, is journalled in full: who searched (from the broker-signed requester), their purpose and
+justification, the time, the record and band — the holder's access log, as CP-IS gives the NHS, and
+for a shielded record an alert for the authority's safeguarding officer. A search that found
+nothing here (at most nodes, almost every search) is about a child this authority does not know: it
+keeps only a count per day and purpose, never the requester or the justification. Every Match call
+still writes once, in one transaction, whatever its outcome; how long the answer takes is fixed by
+the answer floor (:mod:`node.policy`), not by what was written.
+
+Rows older than the retention period are deleted (:meth:`Journal.expire`, run by
+:mod:`node.retention`), except alerts nobody has acknowledged yet.
 
 The journal is the authority's and stays on the node: nothing in it is ever
 sent to the broker, and it never holds the searched-for details themselves.
@@ -43,14 +48,34 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 DROP INDEX IF EXISTS journal_kind_time;
 CREATE INDEX IF NOT EXISTS journal_reviewed_kind_time ON journal (kind, time) WHERE kind IN ('match', 'alert');
+CREATE TABLE IF NOT EXISTS search_counts (
+    day TEXT NOT NULL,
+    purpose_code TEXT NOT NULL,
+    searches INTEGER NOT NULL,
+    PRIMARY KEY (day, purpose_code)
+) WITHOUT ROWID;
 """
-# Why the schema is shaped so (every search writes a row on every node, so each page a row touches
-# is a page written to the WAL on every search):
-# - no AUTOINCREMENT: it rewrites the sqlite_sequence page on every insert. Ids still only grow,
-#   because rows are never deleted (an acknowledgement updates a row, it does not remove one).
-# - a partial index: the holder reviews matches and alerts, never the "none" rows that most searches
-#   write, so those rows touch no index page. Queries that use it repeat its WHERE term exactly
-#   (REVIEWED), which is how SQLite knows the index covers them.
+COUNT = (
+    "INSERT INTO search_counts (day, purpose_code, searches) VALUES (?, ?, ?) "
+    "ON CONFLICT (day, purpose_code) DO UPDATE SET searches = searches + excluded.searches"
+)
+# A journal from an earlier version holds a full row for every search it answered: those that found
+# nothing become counts (once, at open) and their requesters and justifications are deleted.
+FOLD_EARLIER_NONE_ROWS = """
+BEGIN;
+INSERT INTO search_counts (day, purpose_code, searches)
+    SELECT substr(time, 1, 10), purpose_code, count(*) FROM journal WHERE kind = 'none' GROUP BY 1, 2
+    ON CONFLICT (day, purpose_code) DO UPDATE SET searches = searches + excluded.searches;
+DELETE FROM journal WHERE kind = 'none';
+COMMIT;
+"""
+# Why the schema is shaped so (every search writes to the journal on every node, so each page a write
+# touches is a page written to the WAL on every search):
+# - no AUTOINCREMENT: it rewrites the sqlite_sequence page on every insert. Ids may be reused only
+#   once retention has deleted the newest row, which it never does (it deletes the oldest).
+# - a partial index: the holder reviews matches and alerts (the only rows written now; earlier
+#   versions wrote "none" rows too). Queries that use it repeat its WHERE term exactly (REVIEWED),
+#   which is how SQLite knows the index covers them.
 # A journal made by an earlier version keeps its table; its old full index is replaced at open.
 REVIEWED = "kind IN ('match', 'alert')"
 
@@ -86,6 +111,7 @@ class Journal:
             # NORMAL in WAL mode: a committed row survives the process being killed, at no fsync per search.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.executescript(FOLD_EARLIER_NONE_ROWS)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the journal at {path}: {exc}") from exc
 
@@ -97,9 +123,15 @@ class Journal:
     ) -> None:
         """The rows of one call's searches (one, or a batch), in one transaction, committed before any is answered.
 
-        Each search's rows are (kind, record id, band); kind none, match or alert.
+        Each search's rows are (kind, record id, band); kind match or alert. A search with none (or
+        only the "none" kind an earlier service wrote) found nothing here and is only counted.
         """
         now = self._clock().isoformat(timespec="seconds")
+        counts: dict[tuple[str, str], int] = {}
+        for request, outcomes in searches:
+            if all(kind == "none" for kind, _, _ in outcomes):
+                key = (now[:10], request.purpose.code)
+                counts[key] = counts.get(key, 0) + 1
         rows = [
             (
                 now,
@@ -118,8 +150,9 @@ class Journal:
             for request, outcomes in searches
             for r in (request.requester,)
             for kind, record_id, band in outcomes
+            if kind != "none"
         ]
-        if not rows:
+        if not rows and not counts:
             return
         try:
             # The connection is in autocommit mode, where ``with connection`` opens no transaction and
@@ -132,6 +165,7 @@ class Journal:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
                 self._db.execute("COMMIT")
             except BaseException:
                 # SQLite may already have rolled back (a full disk); a failed COMMIT may leave it open,
@@ -166,3 +200,33 @@ class Journal:
             (self._clock().isoformat(timespec="seconds"), by, alert_id),
         )
         return cursor.rowcount == 1
+
+    def search_counts(self) -> list[tuple[str, str, int]]:
+        """(day, purpose code, searches) for the searches that found nothing here, oldest first."""
+        cursor = self._db.execute("SELECT day, purpose_code, searches FROM search_counts ORDER BY day, purpose_code")
+        return [(str(day), str(purpose), int(n)) for day, purpose, n in cursor]
+
+    def expire(self, *, keep_days: int) -> int:
+        """Delete rows and counts older than ``keep_days``, except unacknowledged alerts; how many went.
+
+        An alert nobody has seen is kept whatever its age: deleting it would hide from the
+        safeguarding officer that someone searched for a shielded child.
+        """
+        cutoff = (self._clock() - dt.timedelta(days=keep_days)).isoformat(timespec="seconds")
+        try:
+            self._db.execute("BEGIN")
+            try:
+                rows = self._db.execute(
+                    f"DELETE FROM journal WHERE {REVIEWED} AND time < ? "
+                    "AND NOT (kind = 'alert' AND acknowledged_at IS NULL)",
+                    (cutoff,),
+                ).rowcount
+                days = self._db.execute("DELETE FROM search_counts WHERE day < ?", (cutoff[:10],)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot expire old journal rows: {exc}") from exc
+        return rows + days

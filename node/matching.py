@@ -16,6 +16,15 @@ A probabilistic (Fellegi–Sunter) engine:
    (same family name and date of birth), a record whose given name agrees less
    well than a sibling's is that sibling's twin, not the child searched for.
 
+Shielded means absent. A record the node must not disclose (shielded, or known only to sensitive
+services: :attr:`node.records.Record.answered_as_absent`) sits in an index of its own and counts in
+none of the name frequencies, the prior or the learnt weights. The answer is worked out from the
+visible records alone — guards, household, limit and order exactly as if the hidden ones did not
+exist — and only then are the hidden ones looked up, to say which shielded records would have been
+a match or possible had they been visible (the holder's alerts). Otherwise a hidden, better-fitting
+twin would suppress its visible sibling, and the gap would say "this authority holds a hidden child
+of this family".
+
 Results carry reasons a practitioner can read; reasons never contain the values compared.
 """
 
@@ -25,9 +34,11 @@ import functools
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from core.identifiers import dob_int, postcode_parts
 from core.names import first_token, is_placeholder, tokens
@@ -204,10 +215,18 @@ class MatchEngine:
     """One node's records, indexed and weighted; ``match`` answers one query."""
 
     def __init__(
-        self, table: RecordTable, index: BlockingIndex, model: Model, settings: MatchSettings, variants: NameVariants
+        self,
+        table: RecordTable,
+        index: BlockingIndex,
+        model: Model,
+        settings: MatchSettings,
+        variants: NameVariants,
+        hidden_index: BlockingIndex | None = None,
     ) -> None:
         self.table, self.index, self.model, self.settings, self.variants = table, index, model, settings, variants
-        self._log2_prior = -math.log2(max(len(table), settings.min_prior_records))
+        self.hidden_index = hidden_index or BlockingIndex.build(())
+        """The records answered as absent (shielded or sensitive-only), looked up only for alerts."""
+        self._log2_prior = -math.log2(max(model.records, settings.min_prior_records))
 
     @property
     def size(self) -> int:
@@ -224,10 +243,14 @@ class MatchEngine:
         given_counts: Counter[str] = Counter()
         family_counts: Counter[str] = Counter()
         dob_counts: Counter[int] = Counter()
+        hidden_pairs: list[tuple[int, int]] = []
 
         def pairs() -> Iterator[tuple[int, int]]:
             for i, record in enumerate(records):
                 _add(table, record)
+                if record.answered_as_absent:  # indexed apart, and no part of the model
+                    hidden_pairs.extend((key, i) for key in cls._record_keys(table, i))
+                    continue
                 given_counts[table.given[i]] += 1
                 family_counts["".join(table.family[i])] += 1
                 dob_counts[table.dob[i]] += 1
@@ -239,10 +262,11 @@ class MatchEngine:
             given_counts=dict(given_counts),
             family_counts=dict(family_counts),
             dob_counts=dict(dob_counts),
-            records=len(table),
+            records=len(table) - len({i for _, i in hidden_pairs}),
         )
-        engine = cls(table, index, model, settings, variants or default_variants())
-        if settings.learn and len(table) >= settings.learn_min_records:
+        hidden_index = BlockingIndex.build(hidden_pairs)
+        engine = cls(table, index, model, settings, variants or default_variants(), hidden_index)
+        if settings.learn and model.records >= settings.learn_min_records:
             engine._learn()
         return engine
 
@@ -252,13 +276,24 @@ class MatchEngine:
         sector = postcode_parts(table.postcode[i])[1]
         return blocking_keys(table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,))
 
+    def _visible_rows(self) -> Sequence[int]:
+        """Table rows of the records the model learns from: every row unless some are hidden."""
+        if len(self.hidden_index) == 0:
+            return range(len(self.table))
+        hidden = np.unique(self.hidden_index.postings)
+        rows: list[int] = np.setdiff1d(np.arange(len(self.table), dtype=np.int32), hidden).tolist()
+        return rows
+
     def _learn(self) -> None:
         rng = random.Random(self.settings.seed)
-        n = len(self.table)
-        random_pairs = [(rng.randrange(n), rng.randrange(n)) for _ in range(self.settings.u_sample_pairs)]
+        # Drawn by position among the visible rows, so the model is the one the node would learn
+        # if its hidden records did not exist.
+        rows = self._visible_rows()
+        n = len(rows)
+        random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
         estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
-        for i in rng.sample(range(n), min(n, self.settings.em_sample_records)):
+        for i in (rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))):
             for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i)))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
@@ -283,9 +318,20 @@ class MatchEngine:
         return self.index.lookup(search_keys(query_keys(q)))
 
     def match(self, query: Subject) -> list[MatchResult]:
+        """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
         scored = [s for s in (self._score(q, i) for i in self.index.lookup(keys)) if s is not None]
-        scored = self._household_guard(scored)
+        results = self._results(self._household_guard(scored))
+        hidden = [s for s in (self._score(q, i) for i in self.hidden_index.lookup(keys)) if s is not None]
+        if hidden:
+            # Would a hidden record have been a match or possible, had it been visible? Judged among
+            # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
+            survivors = [s for s in self._household_guard(scored + hidden) if s in hidden]
+            results += [r for r in self._results(survivors) if r.shielded]
+        return results
+
+    def _results(self, scored: list[_Scored]) -> list[MatchResult]:
+        """Banded results, best first, at most ``max_results``."""
         results = []
         for s in scored:
             band = self._band(s)

@@ -42,7 +42,10 @@ from node.records import Involvement
 from protos.signpost.v1 import node_pb2
 
 JournalEntry = tuple[str, str | None, str | None]
-"""One journal row of a search: kind ("none", "match" or "alert"), record id and band."""
+"""One journal row of a search: kind ("match" or "alert"), record id and band.
+
+A search with no rows found nothing here: the journal keeps only a count of it (:mod:`node.journal`).
+"""
 
 BROKER_ONLY = "only the federation broker may call this node"
 REVOKED = "the caller's certificate is revoked"

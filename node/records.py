@@ -77,6 +77,19 @@ class Record(Subject):
     record_id: str
     shielded: bool = False
     involvements: tuple[Involvement, ...] = field(default=())
+    sensitive_only: bool = False
+    """Every involvement is with a sensitive service (the store works this out; see ``answered_as_absent``)."""
+
+    @property
+    def answered_as_absent(self) -> bool:
+        """Shielded, or known only to sensitive services: the node answers as if this record did not exist.
+
+        Either way no match may be disclosed (a sensitive-only match would reveal the service), so the
+        record must not sway any other answer either: see :mod:`node.matching`.
+        """
+        if self.shielded or self.sensitive_only:
+            return True
+        return bool(self.involvements) and all(i.sensitive for i in self.involvements)
 
 
 @dataclass(frozen=True)

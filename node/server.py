@@ -1,8 +1,9 @@
 """Run one authority's node: gRPC over mutual TLS, NodeService plus grpc.health.v1.
 
-The server requires a client certificate chained to the federation CA; the
-service then admits only the broker's. Message sizes are capped so that a
-hostile or broken peer cannot make the node allocate without bound.
+The server requires a client certificate chained to the federation CA; NodeService
+and the health service then admit only the broker's (:mod:`node.gate`). Message
+sizes are capped so that a hostile or broken peer cannot make the node allocate
+without bound.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from certs.tls import TLSConfig, rotating_server_credentials, server_certificate
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
+from node.health import BrokerOnlyHealth
 from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
+from node.retention import JournalRetention
 from node.service import NodeService
 from node.store import RecordStore
 from node.timing import TIMER
@@ -86,6 +89,7 @@ class RunningNode:
     store: RecordStore
     port: int
     refresher: Refresher
+    retention: JournalRetention
 
     @property
     def address(self) -> str:
@@ -96,6 +100,7 @@ class RunningNode:
         await self.health.enter_graceful_shutdown()
         self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
+        await self.retention.stop()
         await self.server.stop(grace)
         self.service.generation.close()
         self.store.close()
@@ -132,7 +137,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
     server = grpc.aio.server(options=options)
     node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)
     node_pb2_grpc.add_NodeAdminServiceServicer_to_server(NodeAdminService(config.code, journal, revocations), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = BrokerOnlyHealth(revocations)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen
     bound = server.add_secure_port(join_host_port(host, port), CredentialFiles(config.tls, service).credentials())
@@ -145,8 +150,10 @@ async def start_node(config: NodeConfig) -> RunningNode:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     refresher = Refresher(store, service, interval=config.refresh_interval_seconds, settings=config.matching)
     refresher.start()
+    retention = JournalRetention(journal, keep_days=config.journal_days)
+    retention.start()
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher)
+    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
 
 
 async def serve_forever(config: NodeConfig) -> None:

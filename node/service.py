@@ -25,8 +25,8 @@ from certs.revocation import RevocationList
 from core import __version__
 from core.subject import Subject
 from node import policy
-from node.caller import caller_identity
 from node.errors import MatchRequestError, StoreError
+from node.gate import require_broker
 from node.journal import Journal
 from node.matching import Matcher
 from node.refresh import Generation, GenerationHolder
@@ -91,15 +91,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         return self.generation.matcher
 
     async def _require_broker(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
-        identity = caller_identity(context)
-        if not policy.is_broker(identity):
-            log.warning("caller_refused", role=identity.role.value if identity else None)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, policy.BROKER_ONLY)
-        assert identity is not None
-        if self.revocations.is_revoked(identity.serial):
-            log.warning("caller_refused", role=identity.role.value, reason="revoked")
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, policy.REVOKED)
-        return identity
+        return await require_broker(context, self.revocations)
 
     def _checked(self, request: node_pb2.MatchRequest, raw: bytes | None = None) -> Subject:
         """The query of a search this node may answer, or _Refused with a safe status and message."""
@@ -227,7 +219,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         for request, query in searches:
             entries: list[policy.JournalEntry] = []
             answers.append(policy.disclose(match(query), involvements_of, entries))
-            journal.append((request, entries or [("none", None, None)]))
+            journal.append((request, entries))  # no entries: found nothing here, so only counted
         # The journal is how the holder reviews searches: no answer goes out unrecorded (one commit a batch).
         self.journal.record_many(journal)
         return answers

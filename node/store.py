@@ -156,14 +156,19 @@ class RecordStore:
 
     def identities(self) -> Iterator[Record]:
         """Every record's identity fields, without involvements, streamed (for building the match index)."""
-        cursor = self._db.execute(f"SELECT {','.join(_CHILD_COLUMNS)} FROM children ORDER BY record_id")
-        for values in cursor:
+        # sensitive_only: no involvement a searcher may be told of (see Record.answered_as_absent).
+        cursor = self._db.execute(
+            f"SELECT {','.join(_CHILD_COLUMNS)}, NOT EXISTS (SELECT 1 FROM involvements i "
+            "WHERE i.record_id = children.record_id AND i.sensitive = 0) FROM children ORDER BY record_id"
+        )
+        for *values, sensitive_only in cursor:
             row = dict(zip(_CHILD_COLUMNS, values, strict=False))
             yield Record(
                 **{
                     **row,
                     "other_names": tuple(n for n in row["other_names"].split(";") if n),
                     "shielded": bool(row["shielded"]),
+                    "sensitive_only": bool(sensitive_only),
                 }
             )
 

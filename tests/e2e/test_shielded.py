@@ -124,6 +124,23 @@ async def test_holders_access_log_lists_matching_searches_only(federation, pki):
     ]
 
 
+async def test_nodes_that_do_not_hold_the_child_keep_no_justification_or_requester(federation):
+    fed = await federation(data())
+    await fed.search(SHIELDED, purpose=PURPOSE)
+    await fed.search(ABSENT, purpose=PURPOSE)
+    for code in ("KENT", "CORNWALL", "LEEDS"):
+        journal = fed.nodes[code].service.journal
+        journal._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        path = fed.nodes[code].config.journal
+        stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        # LEEDS holds the shielded child: one full row, the alert; the other searches are counts.
+        expected = 1 if code == "LEEDS" else 0
+        assert stored.count(PURPOSE["justification"].encode()) == expected, code
+        assert stored.count(b"Pat Practitioner") == expected, code
+        searches = sum(n for _, _, n in journal.search_counts())
+        assert searches == (1 if code == "LEEDS" else 2), code
+
+
 @pytest.mark.parametrize("who", ["broker", "practitioner", "other-authority-admin"])
 async def test_only_the_authoritys_own_admin_may_read_its_journal(federation, pki, who, tmp_path):
     from certs.pki import CertificateAuthority, user_subject

@@ -22,7 +22,9 @@ def _request(search_id: str) -> node_pb2.MatchRequest:
 
 
 def _count(journal: Journal) -> int:
-    return int(journal._db.execute("SELECT count(*) FROM journal").fetchone()[0])
+    """Searches recorded: rows in full (matches, alerts) and those only counted (found nothing)."""
+    rows = int(journal._db.execute("SELECT count(*) FROM journal").fetchone()[0])
+    return rows + sum(n for _, _, n in journal.search_counts())
 
 
 def test_a_batch_is_committed_whole_or_not_at_all(tmp_path):
