@@ -29,12 +29,13 @@ This module must never log, never await, and never put a child's details in a me
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeGuard
 
 from certs.identity import Identity, Role
-from core.identifiers import nhs_number_valid, normalise_nhs_number, parse_date
+from core.identifiers import nhs_number_valid, normalise_nhs_number, parse_date_of_birth
 from core.subject import MINIMUM_QUERY, SEXES, Subject, missing_for_minimum_query
 from node.errors import MatchRequestError
 from node.matching import MatchResult
@@ -62,16 +63,18 @@ def is_broker(identity: Identity | None) -> TypeGuard[Identity]:
     return identity is not None and identity.role is Role.BROKER
 
 
-def query_from(message: node_pb2.Subject) -> Subject:
+def query_from(message: node_pb2.Subject, today: dt.date | None = None) -> Subject:
     """Check a subject the broker sent; raise MatchRequestError with a safe message.
 
     The same rules the broker applies (:mod:`core.subject`, :mod:`core.identifiers`): a node does
-    not rely on the broker to have refused a fishing trip.
+    not rely on the broker to have refused a fishing trip. ``today`` bounds the date-of-birth window;
+    by default tomorrow in UTC, so a broker a little ahead of this node near midnight is not refused.
     """
     subject = Subject.from_proto(message)
     if subject.date_of_birth:
+        latest = today or dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
         try:
-            parse_date(subject.date_of_birth)
+            parse_date_of_birth(subject.date_of_birth, latest)
         except ValueError as exc:
             raise MatchRequestError(f"subject.date_of_birth {exc}") from None
     if subject.nhs_number and not nhs_number_valid(subject.nhs_number):

@@ -152,6 +152,8 @@ async def test_describe_gives_code_count_freshness_and_version(stub):
     [
         {"given_name": "Amelia", "date_of_birth": "2014-03-09"},  # no family name, no NHS number
         {"family_name": "Smith"},  # below the minimum query (core.subject)
+        {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "1899-12-31"},  # before the window
+        {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2112-03-09"},  # in the future
         {"family_name": "Smith", "postcode": "LS6 2AB"},  # a family name and a place: a trawl
         {"family_name": "Smith", "date_of_birth": "2014-13-09"},  # impossible date
         {"family_name": "Smith", "nhs_number": "1234567890"},  # bad check digit
