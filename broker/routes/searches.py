@@ -24,7 +24,7 @@ from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimi
 from broker.fanout import Outcome
 from broker.metrics import Metrics
 from broker.policy import coverage_json, results_json
-from broker.search_audit import SearchAudit, audited_search
+from broker.search_audit import AuditUnavailable, SearchAudit, audited_search
 from broker.search_request import SearchRequest, decode_body, parse_search
 from certs.identity import Identity
 from protos.signpost.v1 import node_pb2
@@ -101,7 +101,13 @@ async def create_search(request: web.Request) -> web.Response:
             raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
         in_flight[0] += 1
         try:
-            await audit.started()  # audit first: no node is asked about a search the log does not hold
+            try:
+                await audit.started()  # audit first: no node is asked about a search the log does not hold
+            except AuditUnavailable:
+                # An audit log that cannot keep up is congestion like any other: admit fewer searches at once,
+                # so later ones are refused at once (overloaded) instead of all waiting out the audit bound.
+                admitted(request.app, ticket, was_congested=True)
+                raise
             return await _run_search(request, audit, search, caller, started, ticket)
         finally:
             in_flight[0] -= 1

@@ -8,7 +8,7 @@ import asyncio
 import json
 import sqlite3
 
-from broker.appkeys import AUDIT, FANOUT
+from broker.appkeys import ADMISSION, AUDIT, FANOUT
 from broker.audit.errors import AuditWriteError
 from broker.audit.keys import load_or_create_hmac_key, subject_hashes
 from tests.broker.test_audit_broker import CHILD, PURPOSE, leeds
@@ -73,6 +73,23 @@ async def test_a_write_locked_audit_database_refuses_the_search_in_time_and_asks
     assert status == 503 and body["error"]["code"] == "audit_unavailable"
     assert "results" not in body
     assert len(seen) == 1  # the locked search never reached a node
+
+
+async def test_an_audit_log_that_cannot_keep_up_lowers_admission(federation, tmp_path):
+    """Searches refused because their first entry could not be committed count as congestion: the broker
+    then admits fewer at once, instead of letting every search wait out the audit bound and fail."""
+    fed = await federation(leeds(), deadline=1.0, max_in_flight=64)
+    admission = fed.server.app[ADMISSION]
+    assert admission.limit == 64
+    locker = sqlite3.connect(tmp_path / "audit.sqlite3", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        status, _ = await asyncio.wait_for(fed.search(CHILD, purpose=PURPOSE), timeout=20)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert status == 503
+    assert admission.limit < 64 and admission.congested == 1
 
 
 async def test_an_outcome_that_cannot_be_written_withholds_the_results_but_the_search_is_in_the_log(federation):
