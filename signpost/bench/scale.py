@@ -16,6 +16,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -271,7 +272,11 @@ async def run_shape(
 def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, Path]], list[dict[str, Any]]]:
     chosen = ENGLISH_AUTHORITIES[: args.authorities]
     data = work / "data"
-    if not (data / "queries.json").exists():
+    # Reused only when a run finished writing it: a run killed mid-generation leaves queries.json and part
+    # of the CSVs, which a later run would otherwise load as if they were all the authorities.
+    complete = data / "COMPLETE"
+    if not complete.exists():
+        shutil.rmtree(data, ignore_errors=True)
         generate_to(
             SynthConfig(
                 authorities=tuple((c, n) for c, n, _ in chosen),
@@ -282,6 +287,7 @@ def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, 
             ),
             data,
         )
+        complete.write_text("generated\n")
     nodes = []
     for code, name, _ in chosen:
         store = work / "stores" / f"{code}.sqlite3"
