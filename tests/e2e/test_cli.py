@@ -20,8 +20,8 @@ from tests.conftest import row, write_csv
 SIGNPOST = [sys.executable, "-m", "signpost.cli"]
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SIGNPOST, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SIGNPOST, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def test_console_script_is_declared():
@@ -106,10 +106,18 @@ def test_demo_check_with_given_data(tmp_path):
     assert result.stdout.count("[PASS]") == 3 and "demo check passed" in result.stdout
 
 
-def test_demo_check_with_synthetic_data(tmp_path):
-    result = run("demo", "--check", "--workdir", str(tmp_path), "--children", "400", timeout=300)
+def test_demo_check_with_synthetic_data_leaves_a_running_demo_alone(tmp_path):
+    """Without --workdir the check works in a temporary directory: a demo running from the default
+    workdir keeps its certificates, registry and federation.json."""
+    running = tmp_path / "signpost-demo"
+    running.mkdir()
+    (running / "federation.json").write_text('{"running": true}')
+    result = run("demo", "--check", "--children", "400", timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("[PASS]") == 6 and "[FAIL]" not in result.stdout
+    assert sorted(p.name for p in running.iterdir()) == ["federation.json"]
+    assert (running / "federation.json").read_text() == '{"running": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["signpost-demo"]
 
 
 def test_demo_check_fails_when_an_answer_is_wrong(tmp_path):
