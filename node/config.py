@@ -21,7 +21,7 @@ Example (top-level keys must come before the first table)::
     [front_door]                         # recommended: what a `possible` gives instead of a named worker
     service = "Children's Services Front Door"
     team = "Duty and Advice Team"        # optional
-    phone = "0300 555 0101"              # phone or email (or both) required
+    phone = "0306 999 0113"              # phone or email (or both) required
     email = "frontdoor@leeds.example"
 
 ``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
@@ -112,9 +112,14 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
     )
 
 
-# A UK or international number as written for people: digits with spaces, brackets, hyphens, a leading +.
-_PHONE = re.compile(r"\+?[0-9][0-9 ()-]{5,24}")
+# A UK or international number as written for people: 7 to 15 digits with spaces, brackets and hyphens,
+# perhaps a leading +. Anything else (a name, "ext. 4") would give the practitioner no way in.
+_PHONE = re.compile(r"\+?[0-9 ()-]{7,30}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
 
 
 def _front_door(reader: Reader) -> FrontDoor | None:
@@ -123,7 +128,7 @@ def _front_door(reader: Reader) -> FrontDoor | None:
         return None
     table = reader.sub("front_door")
     phone, email = table.table.get("phone", ""), table.table.get("email", "")
-    if not isinstance(phone, str) or (phone and not _PHONE.fullmatch(phone)):
+    if not isinstance(phone, str) or (phone and not (_PHONE.fullmatch(phone) and 7 <= _digits(phone) <= 15)):
         raise table.fail("phone", 'a telephone number such as "0300 555 0101"')
     if not isinstance(email, str) or (email and not _EMAIL.fullmatch(email)):
         raise table.fail("email", 'an email address such as "frontdoor@leeds.gov.uk"')

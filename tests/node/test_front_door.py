@@ -154,3 +154,16 @@ def test_a_front_door_with_no_way_in_is_refused(tmp_path):
     text = NODE + '[front_door]\nservice = "MASH"\n'
     with pytest.raises(ConfigError, match=r"key 'front_door\.phone' must be set, or 'front_door\.email' set"):
         _load(tmp_path, text)
+
+
+@pytest.mark.parametrize("phone", ["0306 999 0113", "(0113) 496 0000", "+44 306 999 0113", "0300-123-4567"])
+def test_phone_numbers_as_people_write_them_are_accepted(tmp_path, phone):
+    text = NODE + f'[front_door]\nservice = "MASH"\nphone = "{phone}"\n'
+    assert _load(tmp_path, text).front_door == FrontDoor("MASH", phone=phone)
+
+
+@pytest.mark.parametrize("phone", ["0      ", "123", "0306 999 0113 ext 4", "+44 (0) 306 999 0113 999 999 9"])
+def test_a_phone_without_a_number_in_it_is_refused(tmp_path, phone):
+    text = NODE + f'[front_door]\nservice = "MASH"\nphone = "{phone}"\n'
+    with pytest.raises(ConfigError, match=r"key 'front_door\.phone' must be a telephone number"):
+        _load(tmp_path, text)
