@@ -10,7 +10,9 @@
 - How many searches one practitioner may make, and when their volume is unusual (the defaults of
   ``BrokerConfig``; ``broker.ratelimit`` counts).
 - What a result discloses to the practitioner: the authority, the band ("match" or "possible"), the
-  score, the node's reasons and who to contact, and never the authority's record of the child.
+  score, the node's reasons and who to contact, and never the authority's record of the child. A
+  ``match`` gives the named practitioners; a ``possible`` only the authority's front door, whatever a
+  node sends (defence in depth: ``node.policy`` already withholds them).
 
 Rules and small pure functions only: enforcing them is elsewhere (``broker.auth`` checks roles,
 ``broker.search_request`` parses, ``broker.ratelimit`` counts, ``broker.routes`` answer). This module
@@ -286,27 +288,59 @@ AUDIT_OUTCOME_RESERVE_SECONDS = 0.1
 # --- What a result discloses to the practitioner -----------------------------------------------------
 
 
+CONTACT_KINDS = {"match": "practitioner", "possible": "front_door"}
+"""What kind of contact each band gives: a possible may be a sibling or a look-alike stranger, so it never
+names their worker; the practitioner asks the authority's front door (its MASH or duty line) instead."""
+
+
 def result_json(outcome: Outcome, candidate: node_pb2.Candidate) -> dict[str, Any]:
     """One candidate as the practitioner sees it: who holds a record and who to contact, not the record."""
+    kind = CONTACT_KINDS[candidate.band]
+    named = kind == "practitioner"
+    door = candidate.front_door if not named and candidate.HasField("front_door") else None
     return {
         "authority": {"code": outcome.authority.code, "name": outcome.authority.name},
         "band": candidate.band,
         "score": round(candidate.score, 3),
         "reasons": list(candidate.reasons),
-        "contacts": [
-            {
-                "service": c.service,
-                "team": c.team,
-                "practitioner_name": c.practitioner_name,
-                "practitioner_role": c.practitioner_role,
-                "practitioner_phone": c.practitioner_phone,
-                "practitioner_email": c.practitioner_email,
-                "involvement_start": c.involvement_start or None,
-                "involvement_end": c.involvement_end or None,
-            }
-            for c in candidate.contacts
-        ],
+        "contact_kind": kind,
+        # A possible's named contacts are never read, so a node that sends them discloses nothing.
+        "contacts": [_named_contact(c) for c in candidate.contacts] if named else [],
+        "front_door": None if door is None else _front_door(door),
     }
+
+
+def _front_door(door: node_pb2.FrontDoor) -> dict[str, str]:
+    return {"service": door.service, "team": door.team, "phone": door.phone, "email": door.email}
+
+
+def _named_contact(c: node_pb2.Contact) -> dict[str, Any]:
+    return {
+        "service": c.service,
+        "team": c.team,
+        "practitioner_name": c.practitioner_name,
+        "practitioner_role": c.practitioner_role,
+        "practitioner_phone": c.practitioner_phone,
+        "practitioner_email": c.practitioner_email,
+        "involvement_start": c.involvement_start or None,
+        "involvement_end": c.involvement_end or None,
+    }
+
+
+def oversharing_authorities(outcomes: list[Outcome]) -> list[str]:
+    """Codes of authorities whose node sent named contacts with a possible (dropped by result_json).
+
+    The caller logs them: such a node is misconfigured or out of date, and its operator must know.
+    """
+    return sorted(
+        {
+            o.authority.code
+            for o in outcomes
+            if o.response
+            for c in o.response.candidates
+            if CONTACT_KINDS.get(c.band) != "practitioner" and len(c.contacts)
+        }
+    )
 
 
 def results_json(outcomes: list[Outcome]) -> list[dict[str, Any]]:

@@ -18,11 +18,18 @@ Example (top-level keys must come before the first table)::
     [retention]
     journal_days = 400                   # optional
 
+    [front_door]                         # recommended: what a `possible` gives instead of a named worker
+    service = "Children's Services Front Door"
+    team = "Duty and Advice Team"        # optional
+    phone = "0306 999 0113"              # phone or email (or both) required
+    email = "frontdoor@leeds.example"
+
 ``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +38,7 @@ from certs.identity import AUTHORITY_CODE
 from certs.tls import TLSConfig, read_tls
 from core.config import ConfigError, Reader, read_toml
 from node.matching import MatchSettings
-from node.policy import ANSWER_FLOOR_SECONDS
+from node.policy import ANSWER_FLOOR_SECONDS, FrontDoor
 
 ENV_PREFIX = "SIGNPOST_NODE_"
 JOURNAL_DAYS = 400
@@ -69,6 +76,9 @@ class NodeConfig:
     """The node's journal of searches (access log, safeguarding alerts); default beside the store."""
     journal_days: int = JOURNAL_DAYS
     """Journal rows (and no-match counts) older than this many days are deleted; unseen alerts are kept."""
+    front_door: FrontDoor | None = None
+    """``[front_door]``: the authority's MASH or duty line, all a ``possible`` discloses (:mod:`node.policy`).
+    None when not configured: the node still serves, warns at start-up, and a possible names the authority only."""
     log_level: str = "info"
 
     @property
@@ -97,8 +107,37 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         matching=_matching(reader.sub("matching")),
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
         journal_days=reader.sub("retention").integer("journal_days", JOURNAL_DAYS, minimum=1),
+        front_door=_front_door(reader),
         log_level=reader.text("log_level", "info"),
     )
+
+
+# A UK or international number as written for people: 7 to 15 digits with spaces, brackets and hyphens,
+# perhaps a leading +. Anything else (a name, "ext. 4") would give the practitioner no way in.
+_PHONE = re.compile(r"\+?[0-9 ()-]{7,30}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def _front_door(reader: Reader) -> FrontDoor | None:
+    """The ``[front_door]`` table, or None if there is none (the caller warns; see NodeConfig.front_door)."""
+    if "front_door" not in reader.table:
+        return None
+    table = reader.sub("front_door")
+    phone, email = table.table.get("phone", ""), table.table.get("email", "")
+    if not isinstance(phone, str) or (phone and not (_PHONE.fullmatch(phone) and 7 <= _digits(phone) <= 15)):
+        raise table.fail("phone", 'a telephone number such as "0300 555 0101"')
+    if not isinstance(email, str) or (email and not _EMAIL.fullmatch(email)):
+        raise table.fail("email", 'an email address such as "frontdoor@leeds.gov.uk"')
+    if not phone and not email:
+        raise table.fail("phone", "set, or 'front_door.email' set: a front door needs a way in")
+    team = table.table.get("team", "")
+    if not isinstance(team, str):
+        raise table.fail("team", "a string")
+    return FrontDoor(service=table.text("service"), team=team, phone=phone, email=email)
 
 
 def _matching(reader: Reader) -> MatchSettings:

@@ -11,9 +11,12 @@ does. :mod:`node.service` applies them to gRPC calls; everything here is a rule 
 2. **What a search must carry.** The same subject checks the broker applies (:mod:`core.subject`,
    :mod:`core.identifiers`): a valid date of birth and NHS number, a known sex, the minimum query,
    and a purpose code. A node does not rely on the broker to have refused a fishing trip.
-3. **What a match discloses.** Band, score, reasons and the contacts of non-sensitive involvements
-   (:func:`candidate_of`). A child known only to sensitive services is answered as no match: even "a
-   match" would reveal that.
+3. **What a band discloses.** Band, score and reasons, and then who to contact (:func:`candidate_of`):
+   a ``match`` gives the named practitioners of the record's non-sensitive involvements; a ``possible``
+   gives only the authority's front door (:class:`FrontDoor`, its MASH or duty line), never a named
+   practitioner, because a possible may be a sibling, a twin or a stranger who looks alike and their
+   worker must not be revealed. The named contacts of a possible are not even put in the message.
+   A child known only to sensitive services is answered as no match: even "a match" would reveal that.
 4. **Shielded children.** A shielded record is answered exactly as no match, to the broker too, while
    the holder's journal records an alert for its safeguarding officer (:func:`disclose`).
 5. **Errors.** A refusal or failure goes back with a fixed, safe message: never a database error and
@@ -32,6 +35,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeGuard
 
 from certs.identity import Identity, Role
@@ -99,9 +103,41 @@ def query_of_request(raw: bytes) -> Subject | str:
         return str(exc)
 
 
-def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> node_pb2.Candidate | None:
-    """What the broker may see of a matched record: band, score, reasons, non-sensitive contacts."""
-    contacts = [
+@dataclass(frozen=True)
+class FrontDoor:
+    """An authority's front door: where a practitioner with a ``possible`` asks (rule 3). Never a person."""
+
+    service: str
+    """e.g. ``Children's Services Front Door`` or ``MASH``."""
+    team: str = ""
+    """e.g. ``Duty and Advice Team``."""
+    phone: str = ""
+    """The duty line, e.g. ``0300 123 4567``."""
+    email: str = ""
+    """A team mailbox, e.g. ``frontdoor@leeds.gov.uk``."""
+
+    def to_proto(self) -> node_pb2.FrontDoor:
+        return node_pb2.FrontDoor(service=self.service, team=self.team, phone=self.phone, email=self.email)
+
+
+def candidate_of(
+    result: MatchResult, involvements: Sequence[Involvement], front_door: node_pb2.FrontDoor | None = None
+) -> node_pb2.Candidate | None:
+    """What the broker may see of a matched record: band, score, reasons, and who to contact (rule 3).
+
+    ``front_door`` is this authority's, or None when it has configured none: a possible then names the
+    authority only (the broker adds it), and the practitioner asks its switchboard.
+    """
+    open_involvements = [i for i in involvements if not i.sensitive]
+    if not open_involvements:
+        return None  # only sensitive services know this child: disclosing even "a match" would reveal that
+    candidate = node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons))
+    if result.band != "match":
+        # A possible may be a sibling or a look-alike stranger: the front door only, never their worker.
+        if front_door is not None:
+            candidate.front_door.CopyFrom(front_door)
+        return candidate
+    candidate.contacts.extend(
         node_pb2.Contact(
             service=i.service,
             team=i.team,
@@ -112,16 +148,16 @@ def candidate_of(result: MatchResult, involvements: Sequence[Involvement]) -> no
             involvement_start=i.involvement_start,
             involvement_end=i.involvement_end,
         )
-        for i in involvements
-        if not i.sensitive
-    ]
-    if not contacts:
-        return None  # only sensitive services know this child: disclosing even "a match" would reveal that
-    return node_pb2.Candidate(band=result.band, score=result.score, reasons=list(result.reasons), contacts=contacts)
+        for i in open_involvements
+    )
+    return candidate
 
 
 def disclose(
-    results: Iterable[MatchResult], involvements_of: Callable[[str], Sequence[Involvement]], entries: list[JournalEntry]
+    results: Iterable[MatchResult],
+    involvements_of: Callable[[str], Sequence[Involvement]],
+    entries: list[JournalEntry],
+    front_door: node_pb2.FrontDoor | None = None,
 ) -> list[node_pb2.Candidate]:
     """The candidates one search's results may disclose; appends the search's journal rows to ``entries``.
 
@@ -134,7 +170,7 @@ def disclose(
             # Answered exactly as no match, to the broker too; the holder's safeguarding officer is alerted.
             entries.append(("alert", result.record_id, result.band))
             continue
-        candidate = candidate_of(result, involvements_of(result.record_id))
+        candidate = candidate_of(result, involvements_of(result.record_id), front_door)
         if candidate is not None:
             candidates.append(candidate)
             entries.append(("match", result.record_id, result.band))

@@ -122,6 +122,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         verifier=verifier,
         revocations=revocations,
         journal=journal,
+        front_door=config.front_door,
         answer_floor_seconds=config.answer_floor_seconds,
         timer=TIMER,
     )
@@ -152,6 +153,13 @@ async def start_node(config: NodeConfig) -> RunningNode:
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
+    if config.front_door is None:
+        # Not fatal: the node still answers, and a possible names the authority for the practitioner to ask.
+        log.warning(
+            "front_door_not_configured",
+            authority=config.code,
+            detail="a possible will carry no contact; set [front_door] service and phone or email",
+        )
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
     return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
 

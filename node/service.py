@@ -1,8 +1,9 @@
 """The node's gRPC NodeService: answers the broker, refuses everyone else.
 
 The plumbing that applies :mod:`node.policy` to gRPC calls: who may call, the checks on each
-search, what a match discloses, shielded records answered as no match, and the answer floor
-(timed by the injected :class:`node.timing.PreciseTimer`). Match answers one search, MatchStream
+search, what each band discloses (a named practitioner for a match, only the authority's front door
+for a possible), shielded records answered as no match, and the answer floor (timed by the injected
+:class:`node.timing.PreciseTimer`). Match answers one search, MatchStream
 answers batches on a long-lived stream, Describe says what this node serves. Errors go back as a
 gRPC status with the fixed, safe messages of :mod:`node.policy` — never a database error, never
 any of the subject's details.
@@ -70,6 +71,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         verifier: AssertionVerifier,
         revocations: RevocationList,
         journal: Journal,
+        front_door: policy.FrontDoor | None = None,
         answer_floor_seconds: float = policy.ANSWER_FLOOR_SECONDS,
         timer: PreciseTimer = TIMER,
     ) -> None:
@@ -78,6 +80,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         self.verifier = verifier
         self.revocations = revocations
         self.journal = journal
+        self.front_door = front_door.to_proto() if front_door else None
+        """What a ``possible`` discloses instead of a named practitioner (node.policy rule 3); None if unset."""
         self.answer_floor_seconds = answer_floor_seconds
         self.timer = timer
         """Wakes each answer at its floor: the one timer thread of the process, unless another is injected."""
@@ -218,7 +222,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         match, involvements_of = generation.matcher.match, generation.store.involvements
         for request, query in searches:
             entries: list[policy.JournalEntry] = []
-            answers.append(policy.disclose(match(query), involvements_of, entries))
+            answers.append(policy.disclose(match(query), involvements_of, entries, self.front_door))
             journal.append((request, entries))  # no entries: found nothing here, so only counted
         # The journal is how the holder reviews searches: no answer goes out unrecorded (one commit a batch).
         self.journal.record_many(journal)

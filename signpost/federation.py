@@ -9,6 +9,7 @@ API. Nothing here is meant for production deployment (see ``deploy/``).
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from certs.revocation import revoked_serials, write_crl
 from certs.tls import TLSConfig
 from node.config import NodeConfig
 from node.importer import ImportReport, import_csv
+from node.policy import FrontDoor
 from node.server import RunningNode, start_node
 from node.store import RecordStore
 
@@ -127,6 +129,20 @@ class LocalFederation:
             await node.stop(grace=0.5)
 
 
+def local_front_door(code: str) -> FrontDoor:
+    """A plausible, fictional front door for a local authority: what its ``possible`` answers give.
+
+    The number is in Ofcom's range kept for drama (0306 999 0000-0999), so it rings nobody; the
+    mailbox is at a reserved ``.example`` domain.
+    """
+    return FrontDoor(
+        service="Children's Services Front Door",
+        team="Duty and Advice Team",
+        phone=f"0306 999 0{zlib.crc32(code.encode()) % 1000:03}",
+        email=f"frontdoor@{code.lower()}.example",
+    )
+
+
 def import_authority(store_path: Path, csv_path: Path) -> ImportReport:
     store = RecordStore(store_path)
     try:
@@ -159,6 +175,7 @@ async def start_local_federation(
                 store=store,
                 tls=pki.tls(pki.nodes[code]),
                 broker_public_keys=(pki.assertion_pub,),
+                front_door=local_front_door(code),
             )
             nodes.append(await start_node(config))
         registry = workdir / "registry.json"

@@ -28,7 +28,7 @@ from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
 from node.config import NodeConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
-from signpost.federation import Pki, create_pki, import_authority
+from signpost.federation import Pki, create_pki, import_authority, local_front_door
 
 # The harness polls nodes often, so a stopped node shows as down within a fraction of a second.
 FAST_HEALTH = HealthSettings(poll_interval=0.2, poll_timeout=1.0)
@@ -133,7 +133,10 @@ FederationFactory = Callable[..., Any]
 @pytest.fixture
 async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactory]:
     shared_pki = pki
-    """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``."""
+    """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``.
+
+    Every node has a front door (``local_front_door``) unless its code is in ``without_front_door``.
+    """
     started: list[Federation] = []
 
     async def make(
@@ -149,6 +152,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         health: HealthSettings | None = None,
         max_in_flight: int = 64,
         revocations: RevocationList | None = None,
+        without_front_door: Iterable[str] = (),
     ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
@@ -158,8 +162,17 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             import_authority(store, write_csv(tmp_path / f"{code}.csv", rows))
             files = (node_files or {}).get(code, pki.nodes[code])
             tls = TLSConfig(ca=node_ca or pki.ca.cert, cert=files.cert, key=files.key, crl=pki.crl)
+            front_door = None if code in without_front_door else local_front_door(code)
             nodes[code] = await start_node(
-                NodeConfig(code, names[code], ("127.0.0.1", 0), store, tls, broker_public_keys=(pki.assertion_pub,))
+                NodeConfig(
+                    code,
+                    names[code],
+                    ("127.0.0.1", 0),
+                    store,
+                    tls,
+                    broker_public_keys=(pki.assertion_pub,),
+                    front_door=front_door,
+                )
             )
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
         authorities += list(extra)

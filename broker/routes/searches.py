@@ -23,7 +23,7 @@ from broker.auth import peer_identity, require_route
 from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
 from broker.fanout import Outcome
 from broker.metrics import Metrics
-from broker.policy import coverage_json, results_json
+from broker.policy import coverage_json, oversharing_authorities, results_json
 from broker.search_audit import AuditUnavailable, SearchAudit, audited_search
 from broker.search_request import SearchRequest, decode_body, parse_search
 from certs.identity import Identity
@@ -133,6 +133,9 @@ async def _run_search(
     admitted(request.app, ticket, fanned.congested)
     audit.outcomes(outcomes)
     results = results_json(outcomes)
+    for code in oversharing_authorities(outcomes):
+        # Dropped already (broker.policy); the node's operator must fix it. Names the authority only.
+        log.warning("possible_with_named_contact_dropped", search_id=search_id, authority=code)
     log.info(
         "search_completed",
         search_id=search_id,

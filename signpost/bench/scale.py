@@ -35,7 +35,7 @@ from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
 from signpost.bench.common import add_out_argument, machine, percentile, publish
-from signpost.federation import Pki, create_pki
+from signpost.federation import Pki, create_pki, local_front_door
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
 
 CHILDREN_PER_RECORD = 1.0 / 0.68
@@ -116,6 +116,7 @@ class Deployment:
                     self.pki.tls(self.pki.nodes[code]),
                     broker_public_keys=(self.pki.assertion_pub,),
                     refresh_interval_seconds=3600,
+                    front_door=local_front_door(code),
                 )
                 for code, name, store in share
             ]

@@ -60,3 +60,13 @@ async def test_real_responses_match_the_schemas(federation, down):
     async with fed.session(role=Role.OPERATOR).get(f"{fed.url}/v1/nodes") as resp:
         for node in (await resp.json())["nodes"]:
             schema("NodeStatus").validate(node)
+
+
+async def test_a_possible_with_and_without_a_front_door_matches_the_schema(federation):
+    """A possible's contact is the front door, or null where none is configured: both shapes are documented."""
+    fed = await federation({"LEEDS": [row()], "KENT": [row(record_id="K1")]}, without_front_door=["KENT"])
+    look_alike = {"given_name": "Amelai", "family_name": "Smith", "date_of_birth": "2014-03-08", "sex": "F"}
+    status, body = await fed.search(look_alike)
+    assert status == 200 and [r["band"] for r in body["results"]] == ["possible", "possible"]
+    assert sorted(r["front_door"] is None for r in body["results"]) == [False, True]
+    schema("SearchResponse").validate(body)

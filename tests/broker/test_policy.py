@@ -9,6 +9,7 @@ import pytest
 from broker.appkeys import AUDIT, METRICS
 from broker.audit.errors import AuditWriteError
 from broker.config import BrokerConfig, load_broker_config
+from broker.fanout import Outcome
 from broker.policy import (
     ALERT_SEARCHES_PER_HOUR,
     RATE_LIMIT_PER_DAY,
@@ -16,10 +17,14 @@ from broker.policy import (
     ROUTE_ROLES,
     justification_names_the_child,
     minimum_query_refusals,
+    oversharing_authorities,
+    results_json,
     roles_for,
 )
+from broker.registry import Authority
 from certs.identity import Role
 from core.subject import MINIMUM_QUERY, Subject
+from protos.signpost.v1 import node_pb2
 from tests.conftest import row
 
 CHILD = Subject(
@@ -174,3 +179,39 @@ async def test_a_failed_answered_write_is_still_one_entry_and_no_results(federat
     assert entries[1].entry["answered"] == ["LEEDS"]
     counted = fed.server.app[METRICS].searches.labels("unavailable")._value.get()
     assert counted == 1
+
+
+# --- What a result discloses (issue 13, must have 6) ------------------------------------------------
+
+
+def _outcome(code: str, *candidates: node_pb2.Candidate) -> Outcome:
+    authority = Authority(code, code.title(), "127.0.0.1:1", f"node-{code}")
+    return Outcome(authority, node_pb2.MatchResponse(authority_code=code, candidates=candidates), None, 1.0)
+
+
+NAMED = node_pb2.Contact(service="CSC", practitioner_name="Jo Bloggs", practitioner_phone="0113 496 0000")
+DOOR = node_pb2.FrontDoor(service="Children's Services Front Door", phone="0306 999 0113")
+
+
+def test_a_possible_never_carries_a_named_contact_whatever_the_node_sends():
+    """Defence in depth: node.policy already withholds them, but a broken or old node must not leak them."""
+    overshared = node_pb2.Candidate(band="possible", score=0.9, contacts=[NAMED], front_door=DOOR)
+    [result] = results_json([_outcome("LEEDS", overshared)])
+    assert result["contact_kind"] == "front_door" and result["contacts"] == []
+    door = {"service": "Children's Services Front Door", "team": "", "phone": "0306 999 0113", "email": ""}
+    assert result["front_door"] == door
+    assert "Jo Bloggs" not in repr(result)
+    assert oversharing_authorities([_outcome("LEEDS", overshared), _outcome("KENT")]) == ["LEEDS"]
+
+
+def test_a_match_names_the_practitioner_and_never_carries_a_front_door():
+    matched = node_pb2.Candidate(band="match", score=0.99, contacts=[NAMED], front_door=DOOR)
+    [result] = results_json([_outcome("LEEDS", matched)])
+    assert result["contact_kind"] == "practitioner" and result["front_door"] is None
+    assert [c["practitioner_name"] for c in result["contacts"]] == ["Jo Bloggs"]
+    assert oversharing_authorities([_outcome("LEEDS", matched)]) == []
+
+
+def test_a_possible_without_a_front_door_has_no_contact():
+    [result] = results_json([_outcome("LEEDS", node_pb2.Candidate(band="possible", score=0.5))])
+    assert (result["contact_kind"], result["contacts"], result["front_door"]) == ("front_door", [], None)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/signpost/v1/node.proto\x12\x0bsignpost.v1\"\xb8\x01\n\x07Subject\x12\x12\n\ngiven_name\x18\x01 \x01(\t\x12\x14\n\x0cmiddle_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x13\n\x0bother_names\x18\x04 \x03(\t\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12\x0b\n\x03sex\x18\x06 \x01(\t\x12\x10\n\x08postcode\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nnhs_number\x18\t \x01(\t\".\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"]\n\tRequester\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\xca\x01\n\x0cMatchRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12%\n\x07subject\x18\x02 \x01(\x0b\x32\x14.signpost.v1.Subject\x12%\n\x07purpose\x18\x03 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12)\n\trequester\x18\x04 \x01(\x0b\x32\x16.signpost.v1.Requester\x12\x11\n\tassertion\x18\x05 \x01(\x0c\x12\x1b\n\x13\x61ssertion_signature\x18\x06 \x01(\x0c\"\xcb\x01\n\x0eQueryAssertion\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x14\n\x0cpurpose_code\x18\x05 \x01(\t\x12\x14\n\x0cquery_sha256\x18\x06 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x07 \x01(\x03\x12\r\n\x05nonce\x18\x08 \x01(\x0c\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\"\xca\x01\n\x07\x43ontact\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x19\n\x11practitioner_name\x18\x03 \x01(\t\x12\x19\n\x11practitioner_role\x18\x04 \x01(\t\x12\x1a\n\x12practitioner_phone\x18\x05 \x01(\t\x12\x1a\n\x12practitioner_email\x18\x06 \x01(\t\x12\x19\n\x11involvement_start\x18\x07 \x01(\t\x12\x17\n\x0finvolvement_end\x18\x08 \x01(\t\"a\n\tCandidate\x12\x0c\n\x04\x62\x61nd\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12&\n\x08\x63ontacts\x18\x04 \x03(\x0b\x32\x14.signpost.v1.Contact\"S\n\rMatchResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.signpost.v1.Candidate\"0\n\nMatchBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08requests\x18\x02 \x03(\x0c\"i\n\x0cMatchOutcome\x12,\n\x08response\x18\x01 \x01(\x0b\x32\x1a.signpost.v1.MatchResponse\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x16\n\x0estatus_message\x18\x03 \x01(\t\"Q\n\x10MatchBatchResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x08outcomes\x18\x02 \x03(\x0b\x32\x19.signpost.v1.MatchOutcome\"\x11\n\x0f\x44\x65scribeRequest\"\xa3\x01\n\x10\x44\x65scribeResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12\x16\n\x0e\x61uthority_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12\x12\n\ndata_as_of\x18\x04 \x01(\t\x12\x18\n\x10software_version\x18\x05 \x01(\t\x12\x1b\n\x13\x63\x65rtificate_expires\x18\x06 \x01(\t\"@\n\x11ListAlertsRequest\x12\x1c\n\x14include_acknowledged\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"4\n\x14ListAccessLogRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\x03\"0\n\x18\x41\x63knowledgeAlertResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\"\xee\x01\n\x0cJournalEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x11\n\tsearch_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12\x0c\n\x04\x62\x61nd\x18\x06 \x01(\t\x12)\n\trequester\x18\x07 \x01(\x0b\x32\x16.signpost.v1.Requester\x12%\n\x07purpose\x18\x08 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12\x17\n\x0f\x61\x63knowledged_at\x18\t \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\"<\n\x0eJournalEntries\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.signpost.v1.JournalEntry2\xe1\x01\n\x0bNodeService\x12>\n\x05Match\x12\x19.signpost.v1.MatchRequest\x1a\x1a.signpost.v1.MatchResponse\x12I\n\x0bMatchStream\x12\x17.signpost.v1.MatchBatch\x1a\x1d.signpost.v1.MatchBatchResult(\x01\x30\x01\x12G\n\x08\x44\x65scribe\x12\x1c.signpost.v1.DescribeRequest\x1a\x1d.signpost.v1.DescribeResponse2\x8f\x02\n\x10NodeAdminService\x12I\n\nListAlerts\x12\x1e.signpost.v1.ListAlertsRequest\x1a\x1b.signpost.v1.JournalEntries\x12_\n\x10\x41\x63knowledgeAlert\x12$.signpost.v1.AcknowledgeAlertRequest\x1a%.signpost.v1.AcknowledgeAlertResponse\x12O\n\rListAccessLog\x12!.signpost.v1.ListAccessLogRequest\x1a\x1b.signpost.v1.JournalEntriesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/signpost/v1/node.proto\x12\x0bsignpost.v1\"\xb8\x01\n\x07Subject\x12\x12\n\ngiven_name\x18\x01 \x01(\t\x12\x14\n\x0cmiddle_names\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\x13\n\x0bother_names\x18\x04 \x03(\t\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12\x0b\n\x03sex\x18\x06 \x01(\t\x12\x10\n\x08postcode\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x12\n\nnhs_number\x18\t \x01(\t\".\n\x07Purpose\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x15\n\rjustification\x18\x02 \x01(\t\"]\n\tRequester\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\"\xca\x01\n\x0cMatchRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12%\n\x07subject\x18\x02 \x01(\x0b\x32\x14.signpost.v1.Subject\x12%\n\x07purpose\x18\x03 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12)\n\trequester\x18\x04 \x01(\x0b\x32\x16.signpost.v1.Requester\x12\x11\n\tassertion\x18\x05 \x01(\x0c\x12\x1b\n\x13\x61ssertion_signature\x18\x06 \x01(\x0c\"\xcb\x01\n\x0eQueryAssertion\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x14\n\x0cpurpose_code\x18\x05 \x01(\t\x12\x14\n\x0cquery_sha256\x18\x06 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x07 \x01(\x03\x12\r\n\x05nonce\x18\x08 \x01(\x0c\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\"\xca\x01\n\x07\x43ontact\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x19\n\x11practitioner_name\x18\x03 \x01(\t\x12\x19\n\x11practitioner_role\x18\x04 \x01(\t\x12\x1a\n\x12practitioner_phone\x18\x05 \x01(\t\x12\x1a\n\x12practitioner_email\x18\x06 \x01(\t\x12\x19\n\x11involvement_start\x18\x07 \x01(\t\x12\x17\n\x0finvolvement_end\x18\x08 \x01(\t\"H\n\tFrontDoor\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"\x8d\x01\n\tCandidate\x12\x0c\n\x04\x62\x61nd\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12&\n\x08\x63ontacts\x18\x04 \x03(\x0b\x32\x14.signpost.v1.Contact\x12*\n\nfront_door\x18\x05 \x01(\x0b\x32\x16.signpost.v1.FrontDoor\"S\n\rMatchResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.signpost.v1.Candidate\"0\n\nMatchBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08requests\x18\x02 \x03(\x0c\"i\n\x0cMatchOutcome\x12,\n\x08response\x18\x01 \x01(\x0b\x32\x1a.signpost.v1.MatchResponse\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x16\n\x0estatus_message\x18\x03 \x01(\t\"Q\n\x10MatchBatchResult\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x08outcomes\x18\x02 \x03(\x0b\x32\x19.signpost.v1.MatchOutcome\"\x11\n\x0f\x44\x65scribeRequest\"\xa3\x01\n\x10\x44\x65scribeResponse\x12\x16\n\x0e\x61uthority_code\x18\x01 \x01(\t\x12\x16\n\x0e\x61uthority_name\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x03\x12\x12\n\ndata_as_of\x18\x04 \x01(\t\x12\x18\n\x10software_version\x18\x05 \x01(\t\x12\x1b\n\x13\x63\x65rtificate_expires\x18\x06 \x01(\t\"@\n\x11ListAlertsRequest\x12\x1c\n\x14include_acknowledged\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"4\n\x14ListAccessLogRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\x03\"0\n\x18\x41\x63knowledgeAlertResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\"\xee\x01\n\x0cJournalEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\t\x12\x11\n\tsearch_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\trecord_id\x18\x05 \x01(\t\x12\x0c\n\x04\x62\x61nd\x18\x06 \x01(\t\x12)\n\trequester\x18\x07 \x01(\x0b\x32\x16.signpost.v1.Requester\x12%\n\x07purpose\x18\x08 \x01(\x0b\x32\x14.signpost.v1.Purpose\x12\x17\n\x0f\x61\x63knowledged_at\x18\t \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\n \x01(\t\"<\n\x0eJournalEntries\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.signpost.v1.JournalEntry2\xe1\x01\n\x0bNodeService\x12>\n\x05Match\x12\x19.signpost.v1.MatchRequest\x1a\x1a.signpost.v1.MatchResponse\x12I\n\x0bMatchStream\x12\x17.signpost.v1.MatchBatch\x1a\x1d.signpost.v1.MatchBatchResult(\x01\x30\x01\x12G\n\x08\x44\x65scribe\x12\x1c.signpost.v1.DescribeRequest\x1a\x1d.signpost.v1.DescribeResponse2\x8f\x02\n\x10NodeAdminService\x12I\n\nListAlerts\x12\x1e.signpost.v1.ListAlertsRequest\x1a\x1b.signpost.v1.JournalEntries\x12_\n\x10\x41\x63knowledgeAlert\x12$.signpost.v1.AcknowledgeAlertRequest\x1a%.signpost.v1.AcknowledgeAlertResponse\x12O\n\rListAccessLog\x12!.signpost.v1.ListAccessLogRequest\x1a\x1b.signpost.v1.JournalEntriesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,34 +43,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYASSERTION']._serialized_end=785
   _globals['_CONTACT']._serialized_start=788
   _globals['_CONTACT']._serialized_end=990
-  _globals['_CANDIDATE']._serialized_start=992
-  _globals['_CANDIDATE']._serialized_end=1089
-  _globals['_MATCHRESPONSE']._serialized_start=1091
-  _globals['_MATCHRESPONSE']._serialized_end=1174
-  _globals['_MATCHBATCH']._serialized_start=1176
-  _globals['_MATCHBATCH']._serialized_end=1224
-  _globals['_MATCHOUTCOME']._serialized_start=1226
-  _globals['_MATCHOUTCOME']._serialized_end=1331
-  _globals['_MATCHBATCHRESULT']._serialized_start=1333
-  _globals['_MATCHBATCHRESULT']._serialized_end=1414
-  _globals['_DESCRIBEREQUEST']._serialized_start=1416
-  _globals['_DESCRIBEREQUEST']._serialized_end=1433
-  _globals['_DESCRIBERESPONSE']._serialized_start=1436
-  _globals['_DESCRIBERESPONSE']._serialized_end=1599
-  _globals['_LISTALERTSREQUEST']._serialized_start=1601
-  _globals['_LISTALERTSREQUEST']._serialized_end=1665
-  _globals['_LISTACCESSLOGREQUEST']._serialized_start=1667
-  _globals['_LISTACCESSLOGREQUEST']._serialized_end=1719
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1721
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1764
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=1766
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=1814
-  _globals['_JOURNALENTRY']._serialized_start=1817
-  _globals['_JOURNALENTRY']._serialized_end=2055
-  _globals['_JOURNALENTRIES']._serialized_start=2057
-  _globals['_JOURNALENTRIES']._serialized_end=2117
-  _globals['_NODESERVICE']._serialized_start=2120
-  _globals['_NODESERVICE']._serialized_end=2345
-  _globals['_NODEADMINSERVICE']._serialized_start=2348
-  _globals['_NODEADMINSERVICE']._serialized_end=2619
+  _globals['_FRONTDOOR']._serialized_start=992
+  _globals['_FRONTDOOR']._serialized_end=1064
+  _globals['_CANDIDATE']._serialized_start=1067
+  _globals['_CANDIDATE']._serialized_end=1208
+  _globals['_MATCHRESPONSE']._serialized_start=1210
+  _globals['_MATCHRESPONSE']._serialized_end=1293
+  _globals['_MATCHBATCH']._serialized_start=1295
+  _globals['_MATCHBATCH']._serialized_end=1343
+  _globals['_MATCHOUTCOME']._serialized_start=1345
+  _globals['_MATCHOUTCOME']._serialized_end=1450
+  _globals['_MATCHBATCHRESULT']._serialized_start=1452
+  _globals['_MATCHBATCHRESULT']._serialized_end=1533
+  _globals['_DESCRIBEREQUEST']._serialized_start=1535
+  _globals['_DESCRIBEREQUEST']._serialized_end=1552
+  _globals['_DESCRIBERESPONSE']._serialized_start=1555
+  _globals['_DESCRIBERESPONSE']._serialized_end=1718
+  _globals['_LISTALERTSREQUEST']._serialized_start=1720
+  _globals['_LISTALERTSREQUEST']._serialized_end=1784
+  _globals['_LISTACCESSLOGREQUEST']._serialized_start=1786
+  _globals['_LISTACCESSLOGREQUEST']._serialized_end=1838
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1840
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1883
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=1885
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=1933
+  _globals['_JOURNALENTRY']._serialized_start=1936
+  _globals['_JOURNALENTRY']._serialized_end=2174
+  _globals['_JOURNALENTRIES']._serialized_start=2176
+  _globals['_JOURNALENTRIES']._serialized_end=2236
+  _globals['_NODESERVICE']._serialized_start=2239
+  _globals['_NODESERVICE']._serialized_end=2464
+  _globals['_NODEADMINSERVICE']._serialized_start=2467
+  _globals['_NODEADMINSERVICE']._serialized_end=2738
 # @@protoc_insertion_point(module_scope)

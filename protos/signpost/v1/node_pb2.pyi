@@ -267,6 +267,38 @@ class Contact(_message.Message):
 Global___Contact: _TypeAlias = Contact  # noqa: Y015
 
 @_typing.final
+class FrontDoor(_message.Message):
+    """An authority's front door: its MASH or children's services duty line, configured per node. Not a
+    person: a look-alike child's worker must not be revealed by a `possible`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    team: _builtins.str
+    phone: _builtins.str
+    email: _builtins.str
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        team: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "phone", b"phone", "service", b"service", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FrontDoor: _TypeAlias = FrontDoor  # noqa: Y015
+
+@_typing.final
 class Candidate(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -274,6 +306,7 @@ class Candidate(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     CONTACTS_FIELD_NUMBER: _builtins.int
+    FRONT_DOOR_FIELD_NUMBER: _builtins.int
     band: _builtins.str
     """"match" or "possible" """
     score: _builtins.float
@@ -283,7 +316,13 @@ class Candidate(_message.Message):
         """human-readable, never echo identifiers"""
 
     @_builtins.property
-    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]:
+        """named practitioners: a `match` only, always empty on a `possible`"""
+
+    @_builtins.property
+    def front_door(self) -> Global___FrontDoor:
+        """a `possible` only: the authority's front door, unset if none is configured"""
+
     def __init__(
         self,
         *,
@@ -291,10 +330,11 @@ class Candidate(_message.Message):
         score: _builtins.float = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         contacts: _abc.Iterable[Global___Contact] | None = ...,
+        front_door: Global___FrontDoor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["front_door", b"front_door"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["band", b"band", "contacts", b"contacts", "reasons", b"reasons", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["band", b"band", "contacts", b"contacts", "front_door", b"front_door", "reasons", b"reasons", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
