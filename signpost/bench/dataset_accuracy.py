@@ -4,7 +4,7 @@
 Without it the queries go through a real local federation (mTLS, gRPC, the broker's HTTPS API) and
 are scored by authority, as a practitioner sees them, and by record through each running node's own
 engine. ``--compare splink`` runs Splink on the same held records and queries in the same run
-(:mod:`signpost.bench.sidebyside`). Each phase prints a line and a running count; the whole
+(:mod:`signpost.bench.versus_splink`). Each phase prints a line and a running count; the whole
 report goes to bench-results/ through :func:`signpost.bench.common.publish`.
 """
 
@@ -69,10 +69,10 @@ def run_dataset(args: argparse.Namespace) -> dict[str, Any]:
         _say("signpost through a local federation ...")
         report["signpost"] = asyncio.run(run_federated(data, args.concurrency))
     if args.compare == "splink":
-        from signpost.bench import sidebyside
+        from signpost.bench import versus_splink
 
         _say("splink (DuckDB), trained unsupervised ...")
-        report["splink"] = sidebyside.run(data, _say)
+        report["splink"] = versus_splink.run(data, _say)
     return report
 
 
