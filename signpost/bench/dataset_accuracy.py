@@ -119,6 +119,7 @@ def print_report(report: dict[str, Any]) -> None:
         _say(
             f"  {label:<22} {m['precision']:>8.4f} {m['recall']:>8.4f} {m['f1']:>8.4f} "
             f"{r['match_counting_twin_profile_possibles']['f1']:>8.4f} {r['match_or_possible']['recall']:>8.4f} "
+            f"{r['match_or_possible_of_accepted_queries']['recall']:>8.4f} "
             f"{w['match_sibling_or_twin']:>6} {w['match_other_person']:>8} {r['blocking_recall']:>8.4f} "
             f"{r['ms_per_query']['mean']:>7.2f}"
         )
@@ -129,4 +130,8 @@ def print_report(report: dict[str, Any]) -> None:
             f"match|possible R {a['match_or_possible']['recall']:.4f}; incomplete coverage {a['incomplete']}; "
             f"search p50 {report['signpost']['search_latency_ms']['p50']} ms"
         )
-    _say("  (hh FM: sibling/twin records in match band; F1 twin+: counting twin-profile possibles as found)")
+    _say(
+        "  (hh FM: sibling/twin records in match band; F1 twin+: counting twin-profile possibles as found;\n"
+        "   m|p R*: over the queries the linker saw — Signpost's broker refuses some with 400, Splink sees all;\n"
+        "   block R: the true record among the linker's candidates, over the queries it saw)"
+    )

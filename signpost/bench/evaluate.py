@@ -56,7 +56,7 @@ class Score:
     match: Tally = field(default_factory=Tally)
     any_band: Tally = field(default_factory=Tally)
     any_band_searchable: Tally = field(default_factory=Tally)
-    """``match`` or ``possible`` over the queries the broker accepts: the engine's own recall."""
+    """``match`` or ``possible`` over the queries the linker saw (for Signpost, those the broker accepts)."""
     match_with_twin_profile: Tally = field(default_factory=Tally)
     """``match``, counting a ``possible`` that differs from its record only by given name as found."""
     wrong: Counter[str] = field(default_factory=Counter)
@@ -72,11 +72,14 @@ class Score:
         bands: dict[Key, str],
         candidates: set[Key] | None,
         twin_profile: Callable[[Query, Key], bool],
+        accepted: bool | None = None,
     ) -> None:
+        """Count one query's answer; ``accepted``: did the linker see it (by default, did the broker accept it)."""
+        accepted = query.subject is not None if accepted is None else accepted
         matched = {k for k, b in bands.items() if b == "match"}
         self.match.add(matched, query.expected)
         self.any_band.add(set(bands), query.expected)
-        if query.subject is not None:
+        if accepted:
             self.any_band_searchable.add(set(bands), query.expected)
         profiled = {k for k, b in bands.items() if b == "possible" and k in query.expected and twin_profile(query, k)}
         self.match_with_twin_profile.add(matched | profiled, query.expected)
@@ -84,8 +87,9 @@ class Score:
             if key not in query.expected:
                 home = bool(query.households & data.households.get(key, frozenset()))
                 self.wrong[f"{band}_{'sibling_or_twin' if home else 'other_person'}"] += 1
-        self.expected += len(query.expected)
-        if candidates is not None:
+        if accepted and candidates is not None:
+            # Pairs completeness of the linker's own blocking: over the queries it was given.
+            self.expected += len(query.expected)
             self.blocked += len(query.expected & candidates)
         if query.subject is None:
             self.refused += 1

@@ -113,7 +113,7 @@ def _score(data: Dataset, pairs: Any, predict_s: float) -> dict[str, Any]:
     score, profile = Score(), twin_profile_of(data)
     for n, query in enumerate(data.queries):
         bands = {k: "match" for k in matched.get(n, set())}
-        score.add(data, query, bands, scored.get(n, set()), profile)
+        score.add(data, query, bands, scored.get(n, set()), profile, accepted=True)
     per_query = predict_s * 1000 / len(data.queries) if data.queries else 0.0
     score.ms = [per_query]
     return score.summary() | {"pairs_scored": len(pairs)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,9 @@ class Dataset:
             "queries": len(self.queries),
             "queries_expecting_nobody": sum(1 for q in self.queries if not q.expected),
             "queries_refused_400": self.refused_queries,
+            "queries_refused_by_field": dict(
+                sorted(Counter(f for q in self.queries if q.refusal for f in q.refusal.split(",")).items())
+            ),
         }
 
     def add_record(self, authority: str, row: Mapping[str, str], households: Iterable[str] = ()) -> bool:
