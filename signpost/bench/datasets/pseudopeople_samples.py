@@ -5,7 +5,15 @@ Design: draw seed 1 is held (each household at one of five authorities, split by
 seed 2 is searched. ``simulant_id`` is the truth; ``household_id`` names the household. About 10% of
 simulants (chosen by hash, not by household, so a sibling may still be held) are held nowhere, and a
 simulant that the held draw omitted (pseudopeople's "do not respond" noise) is held nowhere too:
-their searches must find nobody. All survey years are taken (``year=None``): the samples are small.
+their searches must find nobody. ACS and CPS survey a different sample of households in each draw, so
+many of their searches are for children held nowhere. Every survey year is taken (``year=None``):
+the samples are small.
+
+Dates of birth are moved 20 years back. The samples simulate 2019 to 2041, and a child born after
+the day records and searches are judged on (``base.TODAY``) would be refused as born in the
+future, which says nothing about matching. 20 keeps every digit but the year's tens digit for the
+years 2020-2041 (so a one-digit typo stays one digit), and is a multiple of 4 (29 February stays
+a real date). A year that is not four digits is left as typed.
 
 Who is a child: age under 18 in either draw (``age`` where the data set has it, else the year of
 birth against the row's survey year), so noise in one draw's age cannot drop a child.
@@ -49,10 +57,13 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def iso_date(value: str) -> str:
+YEARS_BACK = 20
+
+
+def iso_date(value: str, years_back: int = 0) -> str:
     digits = value.replace("/", "")
     if len(digits) == 8 and digits.isascii() and digits.isdigit():
-        return f"{digits[4:]}-{digits[:2]}-{digits[2:4]}"
+        return f"{int(digits[4:]) - years_back:04d}-{digits[:2]}-{digits[2:4]}"
     return value
 
 
@@ -62,10 +73,15 @@ def subject(row: dict[str, Any]) -> dict[str, Any]:
         "given_name": _text(row.get("first_name")),
         "middle_names": _text(row.get("middle_initial")),
         "family_name": _text(row.get("last_name")),
-        "date_of_birth": iso_date(_text(row.get("date_of_birth"))),
+        "date_of_birth": iso_date(_text(row.get("date_of_birth")), YEARS_BACK),
         "sex": {"Male": "M", "Female": "F"}.get(_text(row.get("sex")), ""),
         "address": " ".join(address.split()),
     }
+
+
+def _survey_year(row: dict[str, Any]) -> int:
+    year = _text(row.get("year")) or _text(row.get("survey_date"))[:4]
+    return int(year) if year.isdigit() else 0
 
 
 def _is_child(row: dict[str, Any]) -> bool:
@@ -73,8 +89,7 @@ def _is_child(row: dict[str, Any]) -> bool:
     if age.isdigit():
         return int(age) < 18
     born = iso_date(_text(row.get("date_of_birth")))[:4]
-    year = _text(row.get("year")) or _text(row.get("survey_date"))[:4]
-    return born.isdigit() and year.isdigit() and int(year) - int(born) < 18
+    return born.isdigit() and _survey_year(row) - int(born) < 18
 
 
 def draw(name: str, seed: int) -> list[dict[str, Any]]:
