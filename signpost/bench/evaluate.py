@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.subject import Subject
@@ -64,6 +64,7 @@ class Score:
     expected: int = 0
     refused: int = 0
     ms: list[float] = field(default_factory=list)
+    hidden: frozenset[Key] = frozenset()
 
     def add(
         self,
@@ -76,6 +77,9 @@ class Score:
     ) -> None:
         """Count one query's answer; ``accepted``: did the linker see it (by default, did the broker accept it)."""
         accepted = query.subject is not None if accepted is None else accepted
+        # A shielded or sensitive-only record is answered as absent by design: nothing should find it.
+        expected = query.expected - self.hidden if self.hidden else query.expected
+        query = replace(query, expected=expected)
         matched = {k for k, b in bands.items() if b == "match"}
         self.match.add(matched, query.expected)
         self.any_band.add(set(bands), query.expected)
@@ -158,7 +162,7 @@ def score_engines(
     data: Dataset, engines: dict[str, MatchEngine], progress: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Every query through every authority's engine, scored by record; ms counts matching, not blocking."""
-    score, profile = Score(), twin_profile_of(data)
+    score, profile = Score(hidden=frozenset(data.answered_as_absent())), twin_profile_of(data)
     for n, query in enumerate(data.queries, 1):
         bands: dict[Key, str] = {}
         candidates: set[Key] = set()
@@ -166,7 +170,8 @@ def score_engines(
             t0 = time.perf_counter()
             for code, engine in engines.items():
                 for result in engine.match(query.subject):
-                    bands[(code, result.record_id)] = result.band
+                    if not result.shielded:  # a shielded record's alert goes to its node, never to the searcher
+                        bands[(code, result.record_id)] = result.band
             score.ms.append((time.perf_counter() - t0) * 1000)
             for code, engine in engines.items():
                 candidates |= {(code, rid) for rid in candidate_ids(engine, query.subject)}

@@ -41,7 +41,13 @@ def _row(unique_id: str, fields: dict[str, Any]) -> dict[str, str | None]:
 
 
 def _frames(data: Dataset) -> tuple[list[dict[str, str | None]], list[dict[str, str | None]]]:
-    held = [_row(f"{code}|{r['record_id']}", r) for code, rows in sorted(data.rows.items()) for r in rows]
+    # One row per record (not per involvement), and none a node answers as absent: Splink gets what is findable.
+    held = [
+        _row(f"{code}|{r.record_id}", vars(r))
+        for code, records in sorted(data.records.items())
+        for r in records
+        if not r.answered_as_absent
+    ]
     queries = [_row(str(n), q.body["subject"]) for n, q in enumerate(data.queries)]
     return held, queries
 
@@ -110,7 +116,7 @@ def _score(data: Dataset, pairs: Any, predict_s: float) -> dict[str, Any]:
         scored.setdefault(n, set()).add((code, record_id))
         if row.match_probability >= THRESHOLD:
             matched.setdefault(n, set()).add((code, record_id))
-    score, profile = Score(), twin_profile_of(data)
+    score, profile = Score(hidden=frozenset(data.answered_as_absent())), twin_profile_of(data)
     for n, query in enumerate(data.queries):
         bands = {k: "match" for k in matched.get(n, set())}
         score.add(data, query, bands, scored.get(n, set()), profile, accepted=True)

@@ -119,3 +119,18 @@ def test_pseudopeople_sample_holds_one_draw_and_searches_the_other():
     assert all(q.expected <= held and q.households for q in data.queries)
     assert all(k[1].startswith("pseudopeople-acs-1-") for q in data.queries for k in q.expected)
     assert all(q.query_id.startswith("pseudopeople-acs-2-") for q in data.queries)
+
+
+def test_rows_of_one_record_merge_as_the_importer_merges_them_and_shielded_records_are_expected_nowhere():
+    data = Dataset("t", "test")
+    amy = {"record_id": "r1", "given_name": "Amy", "family_name": "Lowe", "date_of_birth": "2015-03-04"}
+    assert data.add_record("DEV-A", amy | {"service": "Health visiting"})
+    assert data.add_record("DEV-A", amy | {"service": "Early help"})
+    assert not data.add_record("DEV-A", amy | {"date_of_birth": "2016-03-04"})  # another child, same id
+    assert data.held() == 1 and len(data.records["DEV-A"][0].involvements) == 2
+    assert data.rejected_rows == {"record_id": 1}
+    data.add_record("DEV-B", amy | {"record_id": "s1", "shielded": "true"})
+    assert data.answered_as_absent() == {("DEV-B", "s1")}
+    data.add_query("q", {k: v for k, v in amy.items() if k != "record_id"}, [("DEV-A", "r1"), ("DEV-B", "s1")])
+    report = evaluate.run_in_process(data, progress=lambda _: None)
+    assert report["match"]["tp"] == 1 and report["match"]["fn"] == 0 and report["match"]["fp"] == 0

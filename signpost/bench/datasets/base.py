@@ -16,13 +16,13 @@ import datetime as dt
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broker.errors import InvalidRequest
 from broker.search_request import parse_search
 from core.subject import Subject
-from node.records import COLUMNS, Record, parse_row
+from node.records import COLUMNS, Record, parse_row, same_child
 
 AUTHORITIES: tuple[tuple[str, str], ...] = (
     ("DEV-A", "Development authority A"),
@@ -90,6 +90,7 @@ class Dataset:
     rejected_rows: dict[str, int] = field(default_factory=dict)
     """Per reason (column: rule), rows the importer would refuse."""
     authority_names: dict[str, str] = field(default_factory=lambda: dict(AUTHORITIES))
+    _where: dict[Key, int] = field(default_factory=dict, repr=False)
 
     @property
     def refused_queries(self) -> int:
@@ -102,6 +103,7 @@ class Dataset:
         return {
             "dataset": self.name,
             "records_held": self.held(),
+            "records_answered_as_absent": len(self.answered_as_absent()),
             "rows_rejected": sum(self.rejected_rows.values()),
             "rows_rejected_by_reason": dict(sorted(self.rejected_rows.items())),
             "queries": len(self.queries),
@@ -116,15 +118,31 @@ class Dataset:
         """Validate ``row`` as the importer would; keep it, or count why not."""
         full = {c: row.get(c, "") for c in COLUMNS} | {k: v for k, v in _CONTACT.items() if not row.get(k)}
         try:
-            record, _ = parse_row(full, today=TODAY)
+            record, involvement = parse_row(full, today=TODAY)
         except ValueError as exc:
-            reason = str(exc).split(":")[0]
-            self.rejected_rows[reason] = self.rejected_rows.get(reason, 0) + 1
-            return False
+            return self._reject(str(exc).split(":")[0])
+        key = (authority, record.record_id)
+        records = self.records.setdefault(authority, [])
+        at = self._where.get(key)
+        # Rows sharing a record_id are one child's involvements, merged as node.importer merges them.
+        if at is None:
+            self._where[key] = len(records)
+            records.append(replace(record, involvements=(involvement,)))
+        elif same_child(records[at], record):
+            records[at] = replace(records[at], involvements=(*records[at].involvements, involvement))
+        else:
+            return self._reject("record_id")
         self.rows.setdefault(authority, []).append(full)
-        self.records.setdefault(authority, []).append(record)
-        self.households[(authority, record.record_id)] = frozenset(households)
+        self.households[key] = frozenset(households)
         return True
+
+    def _reject(self, reason: str) -> bool:
+        self.rejected_rows[reason] = self.rejected_rows.get(reason, 0) + 1
+        return False
+
+    def answered_as_absent(self) -> set[Key]:
+        """Held records a node answers as if absent (shielded or sensitive-only): no search may find them."""
+        return {(code, r.record_id) for code, rs in self.records.items() for r in rs if r.answered_as_absent}
 
     def add_query(
         self, query_id: str, subject: Mapping[str, Any], expected: Iterable[Key], households: Iterable[str] = ()
