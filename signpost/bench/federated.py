@@ -48,13 +48,14 @@ def score_federation(data: Dataset, answers: list[dict[str, Any]]) -> dict[str, 
 
     match, anywhere = Tally(), Tally()
     incomplete = refused = 0
+    hidden = data.answered_as_absent()  # by design found by no search
     for query, answer in zip(data.queries, answers, strict=True):
         coverage = answer.get("coverage", {})
         if answer["status"] == 400:
             refused += 1
         elif answer["status"] != 200 or coverage.get("answered") != coverage.get("asked"):
             incomplete += 1
-        expected = {code for code, _ in query.expected}
+        expected = {code for code, record_id in query.expected if (code, record_id) not in hidden}
         results = answer.get("results", [])
         match.add({r["authority"]["code"] for r in results if r["band"] == "match"}, expected)
         anywhere.add({r["authority"]["code"] for r in results}, expected)
