@@ -214,6 +214,17 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from signpost.bench.datasets import NAMES
+
+    parser.add_argument(
+        "--dataset",
+        help=f"a development data set ({', '.join(NAMES)}); without it, today's synth run by authority",
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="with --dataset: the node engine alone, no federation"
+    )
+    parser.add_argument("--compare", choices=("splink",), help="with --dataset: Splink on the same records and queries")
+    parser.add_argument("--limit", type=int, help="with a FEBRL --dataset: only entities numbered below this")
     parser.add_argument("--authorities", type=int, default=5)
     parser.add_argument("--children", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=2_000)
@@ -223,5 +234,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from signpost.bench import dataset_accuracy
+        from signpost.bench.datasets import check_name
+
+        check_name(args.dataset)  # a reserved or unknown name fails before anything is built
+        default = args.out == Path("bench-results/accuracy.json")
+        out = Path(f"bench-results/accuracy-{args.dataset}.json") if default else args.out
+        publish(dataset_accuracy.run_dataset(args), out, dataset_accuracy.print_report)
+        return 0
     publish(asyncio.run(run_accuracy(args)), args.out, print_report)
     return 0

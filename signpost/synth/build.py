@@ -15,6 +15,7 @@ from pathlib import Path
 from signpost.synth.config import SynthConfig, SynthResult
 from signpost.synth.files import write_csv, write_json
 from signpost.synth.plan import Plan
+from signpost.synth.queries import agree_with_records
 from signpost.synth.render import Renderer
 
 
@@ -36,6 +37,7 @@ def generate(config: SynthConfig) -> SynthResult:
         plan = Plan(config)
         renderer = Renderer(plan)
         rows = {code: list(renderer.rows(n)) for n, (code, _) in enumerate(config.authorities)}
+        agree_with_records(plan.queries, renderer.exact_identities)
         return SynthResult(rows=rows, truth=dict(plan.truth()), queries=plan.queries)
 
 
@@ -45,7 +47,10 @@ def generate_to(config: SynthConfig, out_dir: Path) -> dict[str, int]:
     with _without_cyclic_gc():
         plan = Plan(config)
         renderer = Renderer(plan)
-        write_json(out_dir, plan.truth(), plan.queries)
-        return {
+        counts = {
             code: write_csv(out_dir / f"{code}.csv", renderer.rows(n)) for n, (code, _) in enumerate(config.authorities)
         }
+        # After the rows: an exact query copies its child's record as rendered.
+        agree_with_records(plan.queries, renderer.exact_identities)
+        write_json(out_dir, plan.truth(), plan.queries)
+        return counts

@@ -223,3 +223,34 @@ class Queries:
                     if key in keys:
                         clash.add(key)
         return clash
+
+
+_COPIED = ("given_name", "family_name", "middle_names", "date_of_birth", "sex", "postcode", "address", "nhs_number")
+
+
+def agree_with_records(queries: list[dict[str, Any]], identities: dict[str, dict[str, str]]) -> None:
+    """Make each "exact" query say what its child's first record says, on every field the query carries.
+
+    The queries are drawn from the truth before rendering, and rendering gives records the
+    disagreements real systems have (a typo, a nickname, "Baby", a middle name used as the first, an
+    old address): an "exact" query built from the truth then differed from its own record — 1 in 15
+    by first name — and its misses were counted as failures on exact searches. A field the record
+    leaves empty (or sex "U") is dropped from the query: it cannot agree with nothing. Uses no
+    random numbers, so rows and every other query are unchanged.
+    """
+    for query in queries:
+        record = identities.get(query["person_id"] or "") if query["kind"] == "exact" else None
+        if record is None:
+            continue
+        subject = query["subject"]
+        for key in [k for k in _COPIED if k in subject]:
+            value = record.get(key, "")
+            if value and not (key == "sex" and value == "U"):
+                subject[key] = value
+            else:
+                del subject[key]
+        if "other_names" in subject:
+            if record.get("other_names"):
+                subject["other_names"] = [record["other_names"]]
+            else:
+                del subject["other_names"]

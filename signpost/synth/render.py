@@ -43,6 +43,10 @@ class Renderer:
         self.rng = plan.rng
         self.service_pick = Cumulative([s[1] for s in SERVICES])
         self.staff: dict[tuple[int, int], list[tuple[str, str, str, str, str]]] = {}
+        # The children searched for "exactly": their first record's identity, which those queries copy
+        # (see queries.agree_with_records). Few, so kept even when rows stream.
+        self._exact = {q["person_id"] for q in plan.queries if q["kind"] == "exact"}
+        self.exact_identities: dict[str, dict[str, str]] = {}
 
     def rows(self, authority: int) -> Iterator[dict[str, str]]:
         for holding, record_id in zip(self.plan.holdings[authority], self.plan.record_ids[authority], strict=False):
@@ -57,7 +61,7 @@ class Renderer:
         given, middle, family, other = self._names(child, opened)
         iso = dt.date.fromordinal(child.dob).isoformat()
         sex = rng.random()
-        return {
+        identity = {
             "record_id": record_id,
             "given_name": given,
             "family_name": family,
@@ -70,6 +74,9 @@ class Renderer:
             "nhs_number": child.nhs if rng.random() < 0.6 else "",
             "shielded": "true" if rng.random() < 0.01 else "false",
         }
+        if child.pid in self._exact:
+            self.exact_identities.setdefault(child.pid, identity)
+        return identity
 
     def _names(self, child: Child, opened: int) -> tuple[str, str, str, str]:
         rng = self.rng
