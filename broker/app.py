@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from broker.admission import AdmissionLimit
@@ -69,6 +70,8 @@ def error_body(
     return web.json_response({"error": error}, status=status)
 
 
+# aiohttp's limit on the request line and on each header line (its max_line_size and max_field_size).
+_MAX_LINE_BYTES = 8190
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "invalid_request"}
 
 
@@ -78,6 +81,22 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "http error"
+
+
+def _protocol_problem(exc: BaseException | None) -> tuple[str, str]:
+    """Which part of the request aiohttp's parser refused, and why, in words of our own.
+
+    Named from the exception's type and its limit, never from its text, which quotes the request.
+    """
+    if isinstance(exc, LineTooLong):
+        return "request", f"the request line and each header must be at most {_MAX_LINE_BYTES} bytes"
+    if isinstance(exc, BadHttpMethod):
+        return "method", "not an HTTP method"
+    if isinstance(exc, InvalidURLError):
+        return "url", "not a valid URL"
+    if isinstance(exc, InvalidHeader):
+        return "headers", "a header is not valid HTTP"
+    return "request", "not a well-formed HTTP/1.1 request"
 
 
 class _ContractErrorsHandler(RequestHandler):
@@ -97,7 +116,8 @@ class _ContractErrorsHandler(RequestHandler):
         if status >= 500:
             response = error_body(status, "internal", "internal error")
         else:
-            response = error_body(status, _HTTP_CODES.get(status, "invalid_request"), _phrase(status))
+            part, problem = _protocol_problem(exc)
+            response = error_body(status, _HTTP_CODES.get(status, "invalid_request"), _phrase(status), {part: problem})
         response.force_close()
         return response
 

@@ -55,6 +55,8 @@ PLACEHOLDERS = frozenset(
         "test",
     }
 )
+# Titles written where a given name belongs ("Ms", "Master"): like a placeholder, they name nobody.
+TITLES = frozenset({"mr", "mrs", "ms", "miss", "mstr", "master", "mx", "dr"})
 _SPECIAL = str.maketrans(
     {"ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "þ": "th", "ı": "i", "ħ": "h", "ŀ": "l"}
 )
@@ -127,7 +129,7 @@ def name_key(text: str) -> str:
 
 def is_placeholder(text: str) -> bool:
     parts = tokens(text)
-    return not parts or "".join(parts) in PLACEHOLDERS or all(p in PLACEHOLDERS for p in parts)
+    return not parts or "".join(parts) in PLACEHOLDERS or all(p in PLACEHOLDERS or p in TITLES for p in parts)
 
 
 def first_token(text: str) -> str:

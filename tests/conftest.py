@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from broker.app import create_app
+from broker.app import BrokerRunner, create_app
 from broker.appkeys import FANOUT
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
@@ -90,6 +90,14 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Foreign:
         ca.issue_to(directory, "practitioner", user_subject(Role.PRACTITIONER, "mallory", "Mallory", "Nowhere")),
         ca.issue_to(directory, "node-LEEDS", node_subject("LEEDS", "Leeds")),
     )
+
+
+class BrokerTestServer(TestServer):
+    """aiohttp's TestServer running the app as `signpost broker` does, under BrokerRunner (so its
+    protocol errors, such as an over-long request line, are the contract's JSON here too)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BrokerRunner:
+        return BrokerRunner(self.app, **kwargs)
 
 
 @dataclass
@@ -196,7 +204,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         app = create_app(
             config, fanout=build_fanout(authorities, config.tls, settings=config.health), revocations=revocations
         )
-        server = TestServer(app)
+        server = BrokerTestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
         fed = Federation(pki, nodes, server, tmp_path)
         started.append(fed)

@@ -389,5 +389,6 @@ async def test_protocol_errors_are_the_contracts_json_without_echo(request_head)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
     assert b"application/json" in head
-    assert json.loads(body)["error"]["code"] == "invalid_request"
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_request" and error["fields"], error
     assert b"Xanthippe".lower() not in answer.lower()
