@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 
 from node.config import NotifyConfig
 from node.errors import DeliveryError
 
-SMTP_TIMEOUT_SECONDS = 30.0
+log = structlog.get_logger("signpost.node")
+
+SMTP_TIMEOUT_SECONDS = 20.0
+"""Per socket operation; also how long a stopping node may wait for a hung relay."""
 WEBHOOK_TIMEOUT_SECONDS = 15.0
 SIGNATURE_HEADER = "Signpost-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -85,7 +89,11 @@ class Mailer:
                 smtp.ehlo()
             if c.username:
                 smtp.login(c.username, _secret(c.password_file))
-            smtp.send_message(message)
+            refused = smtp.send_message(message)
+        if refused:
+            # Some recipients were taken: sending again would repeat it to them, so the refusal is only
+            # made visible (how many; an address may name a person, and the relay's reply may quote it).
+            log.warning("notification_recipients_refused", refused=len(refused))
 
     async def send(self, subject: str, body: str, to: tuple[str, ...]) -> None:
         message = EmailMessage()

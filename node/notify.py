@@ -165,6 +165,9 @@ class Notifier:
             except StoreError as exc:
                 log.error("notify_journal_failed", error_type=type(exc.__cause__).__name__)
                 ok = False
+            except Exception as exc:  # a dead loop would silently stop every alert: log, and try again
+                log.error("notify_turn_failed", error_type=type(exc).__name__)
+                ok = False
             if ok:
                 failures = 0
                 try:

@@ -362,6 +362,33 @@ async def test_a_disclosed_practitioner_is_told_who_else_is_looking(pki, tmp_pat
     assert await sender.deliver_once() and len(mail.messages) == 1
 
 
+async def test_the_loop_survives_an_unexpected_error_and_delivers_on_the_next_turn(pki, tmp_path, mail):
+    journal = Journal(tmp_path / "j.sqlite3")
+    config = notify_config(pki, tmp_path, mail, safeguarding_to=(), notify_practitioners=True)
+    calls = []
+
+    def involvements_of(record_id: str) -> tuple[Involvement, ...]:
+        calls.append(record_id)
+        if len(calls) == 1:
+            raise RuntimeError("the record store was being swapped")
+        return (involvement("jo@leeds.example"),)
+
+    sender = Notifier(config, journal, code="LEEDS", name="Leeds", involvements_of=involvements_of, sleep=no_sleep)
+    sender.start()
+    try:
+        await asyncio.sleep(0.1)
+        with capture_logs() as logs:
+            journal.record_many([(request("s1"), [("match", "R1", "match")])])
+            for _ in range(100):
+                if mail.messages:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+    assert "notify_turn_failed" in [e["event"] for e in logs]
+    assert [to for to, _, _ in mail.messages] == [["jo@leeds.example"]]
+
+
 # --- webhook ----------------------------------------------------------------------------------------------
 
 
