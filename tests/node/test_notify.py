@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 
 from certs.pki import CertificateAuthority, broker_subject
 from core.config import ConfigError
+from node import notices
 from node.config import NotifyConfig, load_node_config
 from node.delivery import SIGNATURE_HEADER, signature, verify_signature
 from node.journal import Journal
@@ -311,6 +312,17 @@ async def test_the_digest_lists_the_periods_rows_and_nothing_when_empty(pki, tmp
     clock.now += dt.timedelta(hours=24)  # a period with nothing in it
     assert await sender.deliver_once()
     assert len(mail.messages) == 1
+
+
+def test_a_long_digest_says_how_many_more_and_where_to_read_them(tmp_path):
+    clock = Clock()
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock)
+    journal.record_many([(request(f"s{i}"), [("match", f"R{i}", "match")]) for i in range(5)])
+    rows, total = journal.between("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00", limit=3)
+    subject, body = notices.digest_email("LEEDS", "Leeds", "a", "b", rows, total)
+    assert total == 5 and "(5 searches, 0 alerts)" in subject
+    assert [line.split()[0] for line in body.splitlines() if line.startswith("#")] == ["#1", "#2", "#3"]
+    assert "and 2 more: signpost node access-log" in body
 
 
 # --- practitioner notices ---------------------------------------------------------------------------------
