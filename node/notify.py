@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,9 @@ class Notifier:
         self._loop = BackgroundLoop("signpost-notify", self._run)
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._pruned = 0.0
+        self._failures: dict[str, int] = {}
+        self._resting: dict[str, float] = {}
+        """Monotonic time until which a failing channel is not tried again."""
 
     def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
@@ -157,39 +161,48 @@ class Notifier:
             self._event_loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
-        failures = 0
         while True:
             self._wake.clear()
             try:
-                ok = await self.deliver_once()
+                await self.deliver_once()
             except StoreError as exc:
                 log.error("notify_journal_failed", error_type=type(exc.__cause__).__name__)
-                ok = False
             except Exception as exc:  # a dead loop would silently stop every alert: log, and try again
                 log.error("notify_turn_failed", error_type=type(exc).__name__)
-                ok = False
-            if ok:
-                failures = 0
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
-                except TimeoutError:
-                    pass
-            else:
-                # During an outage new rows wait too: each would otherwise start its own round of retries.
-                failures += 1
-                await asyncio.sleep(min(self.config.retry_pause_seconds * 2 ** (failures - 1), MAX_PAUSE_SECONDS))
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+            except TimeoutError:
+                pass
 
     async def deliver_once(self) -> bool:
-        """One turn: every pending row on every route, then any digest due; False if something failed."""
+        """One turn: every pending row on every route, then any digest due; False if something failed.
+
+        A channel that failed all its retries rests (``retry_pause_seconds``, doubling) while the
+        others go on: during a mail outage each new alert must not start its own round of retries,
+        and the webhook must not wait for the mail relay.
+        """
         ok = True
         for route in self.routes:
-            ok = await self._drain(route) and ok  # one failing channel does not hold up the others
+            ok = await self._rested(route.key, functools.partial(self._drain, route)) and ok
         for channel in self.digests:
-            ok = await self._digests(channel) and ok
+            ok = await self._rested(f"digest:{channel}", functools.partial(self._digests, channel)) and ok
         if time.monotonic() - self._pruned > PRUNE_SECONDS:
             self.journal.forget_delivered()
             self._pruned = time.monotonic()
         return ok
+
+    async def _rested(self, key: str, turn: Callable[[], Awaitable[bool]]) -> bool:
+        """Run one channel's turn unless it is resting after failures; False if it failed or rests."""
+        if time.monotonic() < self._resting.get(key, 0.0):
+            return False
+        if await turn():
+            self._failures.pop(key, None)
+            self._resting.pop(key, None)
+            return True
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        pause = min(self.config.retry_pause_seconds * 2 ** (failures - 1), MAX_PAUSE_SECONDS)
+        self._resting[key] = time.monotonic() + pause
+        return False
 
     def _started(self, key: str) -> str:
         """When this route or digest was first configured: earlier rows were for the CLI, and stay so."""

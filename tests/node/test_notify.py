@@ -120,7 +120,7 @@ def notify_config(pki: Pki, tmp_path: Path, mail: MailServer, **overrides: objec
         from_address="signpost@leeds.example",
         safeguarding_to=("dso@leeds.example",),
         poll_seconds=0.05,
-        retry_pause_seconds=0.05,
+        retry_pause_seconds=0.0,
     )
     return replace(config, **overrides)  # type: ignore[arg-type]
 
@@ -222,6 +222,21 @@ async def test_mail_outage_is_retried_counted_and_delivered_later_exactly_once(p
     assert sample(metrics, "signpost_node_notifications_total", kind="alert", channel="email", outcome="sent") == 2
     assert await sender.deliver_once() is True
     assert len(mail.messages) == 2  # delivered ones are not sent again
+
+
+async def test_a_failed_channel_rests_instead_of_retrying_on_every_new_alert(pki, tmp_path, mail):
+    journal = Journal(tmp_path / "j.sqlite3")
+    metrics = NotifyMetrics()
+    mail.stop()
+    sender = notifier(notify_config(pki, tmp_path, mail, retry_pause_seconds=60.0), journal, metrics=metrics)
+    await sender.deliver_once()
+    journal.record_many([(request("s1"), [("alert", "S1", "match")])])
+    assert await sender.deliver_once() is False
+    mail.start()
+    journal.record_many([(request("s2"), [("alert", "S2", "match")])])
+    assert await sender.deliver_once() is False  # resting: not tried again yet, however many alerts arrive
+    assert mail.messages == []
+    assert sample(metrics, "signpost_node_notification_retries_total", kind="alert", channel="email") == 3
 
 
 async def test_a_restarted_notifier_sends_what_was_pending_and_nothing_it_had_sent(pki, tmp_path, mail):
