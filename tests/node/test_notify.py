@@ -198,6 +198,23 @@ async def test_a_shielded_hit_reaches_the_safeguarding_mailbox_without_the_child
     assert_no_child_details(content)
 
 
+async def test_a_match_through_the_broker_tells_the_disclosed_practitioner(federation, pki, tmp_path, mail):
+    config = notify_config(pki, tmp_path, mail, safeguarding_to=(), notify_practitioners=True)
+    fed = await federation({"LEEDS": [row(record_id="R7")]}, notify={"LEEDS": config})
+    status, body = await fed.search({**CHILD, "sex": "F"})
+    assert status == 200 and body["results"][0]["band"] == "match"
+    for _ in range(200):
+        if mail.messages:
+            break
+        await asyncio.sleep(0.05)
+    [(to, message, over_tls)] = mail.messages
+    assert to == ["jo.bloggs@leeds.example"] and over_tls
+    content = mail.bodies()[0]
+    assert "Pat Practitioner" in content and "Leeds City Council" in content and "R7" in content
+    assert body["search_id"] in content
+    assert_no_child_details(message.as_string())
+
+
 # --- the outbox: outages, restarts ------------------------------------------------------------------------
 
 
