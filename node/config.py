@@ -24,15 +24,22 @@ Example (top-level keys must come before the first table)::
     phone = "0306 999 0113"              # phone or email (or both) required
     email = "frontdoor@leeds.example"
 
+    [notify]                             # optional: push alerts and a digest (node.notify)
+    smtp_host = "smtp.leeds.example"
+    from_address = "signpost@leeds.example"
+    safeguarding_to = ["dso@leeds.example"]
+
 ``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from certs.identity import AUTHORITY_CODE
 from certs.tls import TLSConfig, read_tls
@@ -45,6 +52,48 @@ JOURNAL_DAYS = 400
 """Default journal retention: a year of access log for the authority's annual safeguarding audit and
 for a subject access request about that year (answered within a month), with a month's margin.
 An authority sets its own records retention schedule with ``[retention] journal_days``."""
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``: push safeguarding alerts, the access-log digest and (optionally) practitioner notices.
+
+    Either or both channels: email (``smtp_host`` set) and a signed webhook (``webhook_url`` set).
+    """
+
+    smtp_host: str = ""
+    """The authority's mail relay; empty sends no email."""
+    smtp_port: int = 587
+    """587, the submission port, where STARTTLS is expected."""
+    starttls: bool = True
+    """Upgrade to TLS before anything is sent; ``false`` is accepted only for a relay on loopback."""
+    smtp_ca: Path | None = None
+    """CA bundle to verify the relay's certificate by; default the system's trust store."""
+    username: str = ""
+    """SMTP login, if the relay asks for one (then ``password_file`` too)."""
+    password_file: Path | None = field(default=None, repr=False)
+    """A file holding only the SMTP password: never in the TOML, read when sending, never logged."""
+    from_address: str = ""
+    safeguarding_to: tuple[str, ...] = ()
+    """The designated safeguarding officer's mailbox(es): each shielded-child alert at once."""
+    digest_to: tuple[str, ...] = ()
+    """Who gets the access-log digest (e.g. the information governance team)."""
+    digest_interval_hours: float = 24.0
+    """One digest of the journal's matches and alerts per this many hours; none when there were none."""
+    webhook_url: str = ""
+    """Alerts and digests are also POSTed here as JSON, signed with ``webhook_secret_file``."""
+    webhook_secret_file: Path | None = field(default=None, repr=False)
+    """A file holding the webhook's HMAC-SHA256 secret (required with ``webhook_url``)."""
+    notify_practitioners: bool = False
+    """Tell the practitioners a ``match`` disclosed that another professional is looking for the same child."""
+    poll_seconds: float = 5.0
+    """How often the outbox is checked besides being woken by each new journal row."""
+    retry_pause_seconds: float = 60.0
+    """After a channel failed all its retries, wait this long (doubling to 15 minutes) before trying again."""
+
+    @property
+    def email(self) -> bool:
+        return bool(self.smtp_host)
 
 
 @dataclass(frozen=True)
@@ -80,6 +129,8 @@ class NodeConfig:
     """``[front_door]``: the authority's MASH or duty line, all a ``possible`` discloses (:mod:`node.policy`).
     None when not configured: the node still serves, warns at start-up, and a possible names the authority only."""
     log_level: str = "info"
+    notify: NotifyConfig | None = None
+    """``[notify]``: who is told of alerts and sent the access-log digest (:mod:`node.notify`); None sends nothing."""
 
     @property
     def journal(self) -> Path:
@@ -109,6 +160,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         journal_days=reader.sub("retention").integer("journal_days", JOURNAL_DAYS, minimum=1),
         front_door=_front_door(reader),
         log_level=reader.text("log_level", "info"),
+        notify=_notify(reader),
     )
 
 
@@ -151,3 +203,93 @@ def _matching(reader: Reader) -> MatchSettings:
             "must satisfy 0 < possible_threshold < match_threshold <= 1"
         )
     return MatchSettings(match_threshold=match, possible_threshold=possible)
+
+
+def _addresses(table: Reader, key: str) -> tuple[str, ...]:
+    """A list of email addresses; a comma-separated string too (as an environment override gives)."""
+    value = table.table.get(key, [])
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and _EMAIL.fullmatch(v) for v in value):
+        raise table.fail(key, 'a list of email addresses such as ["dso@leeds.gov.uk"]')
+    return tuple(value)
+
+
+def _flag(table: Reader, key: str, default: bool) -> bool:
+    value = table.table.get(key, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # an environment override
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise table.fail(key, "true or false")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _readable(table: Reader, key: str) -> Path:
+    path = table.path(key)
+    if not path.is_file():
+        raise table.fail(key, f"a readable file ({path} is not one)")
+    return path
+
+
+def _notify(reader: Reader) -> NotifyConfig | None:
+    """The ``[notify]`` table, or None if there is none (the node then sends nothing and says so once)."""
+    if "notify" not in reader.table:
+        return None
+    t = reader.sub("notify")
+    host = t.table.get("smtp_host", "")
+    url = t.table.get("webhook_url", "")
+    if not isinstance(host, str) or not isinstance(url, str):
+        raise t.fail("smtp_host", "a host name (and 'notify.webhook_url' a URL)")
+    if not host and not url:
+        raise t.fail("smtp_host", "set, or 'notify.webhook_url' set: [notify] needs a way to send")
+    starttls = _flag(t, "starttls", True)
+    if host and not starttls and not _loopback(host):
+        # A password and a child's safeguarding alert would cross the network in clear.
+        raise t.fail("starttls", "true unless smtp_host is a loopback relay (127.0.0.1, ::1 or localhost)")
+    username = t.table.get("username", "")
+    if not isinstance(username, str):
+        raise t.fail("username", "a string")
+    if "password" in t.table:
+        raise t.fail("password", "absent: put the password in a file named by 'notify.password_file'")
+    if username and "password_file" not in t.table:
+        raise t.fail("password_file", "set when 'notify.username' is (the password is never in the TOML)")
+    safeguarding, digest = _addresses(t, "safeguarding_to"), _addresses(t, "digest_to")
+    practitioners = _flag(t, "notify_practitioners", False)
+    if host:
+        from_address = t.text("from_address")
+        if not _EMAIL.fullmatch(from_address):
+            raise t.fail("from_address", 'an email address such as "signpost@leeds.gov.uk"')
+        if not safeguarding and not digest and not practitioners:
+            raise t.fail("safeguarding_to", "a list of addresses (or 'notify.digest_to'): email to nobody")
+    else:
+        from_address = ""
+    if url and not (url.startswith("https://") or (url.startswith("http://") and _loopback(_url_host(url)))):
+        raise t.fail("webhook_url", "an https:// URL (http:// only to a loopback address)")
+    return NotifyConfig(
+        smtp_host=host,
+        smtp_port=t.integer("smtp_port", 587, minimum=1),
+        starttls=starttls,
+        smtp_ca=_readable(t, "smtp_ca") if t.table.get("smtp_ca") else None,
+        username=username,
+        password_file=_readable(t, "password_file") if username else None,
+        from_address=from_address,
+        safeguarding_to=safeguarding,
+        digest_to=digest,
+        digest_interval_hours=t.number("digest_interval_hours", 24.0, minimum=0.001),
+        webhook_url=url,
+        webhook_secret_file=_readable(t, "webhook_secret_file") if url else None,
+        notify_practitioners=practitioners,
+        poll_seconds=t.number("poll_seconds", 5.0, minimum=0.01),
+        retry_pause_seconds=t.number("retry_pause_seconds", 60.0, minimum=0.01),
+    )
+
+
+def _url_host(url: str) -> str:
+    return urlsplit(url).hostname or ""

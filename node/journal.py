@@ -54,7 +54,22 @@ CREATE TABLE IF NOT EXISTS search_counts (
     searches INTEGER NOT NULL,
     PRIMARY KEY (day, purpose_code)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notified (
+    journal_id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    journal_time TEXT NOT NULL,
+    delivered_at TEXT NOT NULL,
+    PRIMARY KEY (journal_id, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notify_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
+# The outbox of node.notify is the journal itself: a row is pending on a channel until ``notified``
+# holds (row, channel), written only after the message was accepted. A crash or a mail outage
+# therefore loses nothing (the row was committed before its search was answered), and a delivered
+# one is never sent again. ``notify_state`` keeps when each channel started and its digest period.
 COUNT = (
     "INSERT INTO search_counts (day, purpose_code, searches) VALUES (?, ?, ?) "
     "ON CONFLICT (day, purpose_code) DO UPDATE SET searches = searches + excluded.searches"
@@ -104,6 +119,8 @@ class Journal:
 
     def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.on_reviewed: Callable[[], None] | None = None
+        """Called after a commit that added match or alert rows (node.notify wakes on it)."""
         try:
             private_file(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -175,6 +192,8 @@ class Journal:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the journal: {exc}") from exc
+        if rows and self.on_reviewed is not None:
+            self.on_reviewed()
 
     def _rows(self, where: str, args: tuple[object, ...], limit: int) -> list[JournalRow]:
         cursor = self._db.execute(
@@ -230,3 +249,65 @@ class Journal:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot expire old journal rows: {exc}") from exc
         return rows + days
+
+    # The outbox of node.notify (see ``notified`` in SCHEMA).
+
+    def pending(self, kind: str, channel: str, *, since: str, limit: int = 100) -> list[JournalRow]:
+        """Rows of ``kind`` journalled from ``since`` on and not yet delivered on ``channel``, oldest first.
+
+        ``kind`` "match" means matches in the ``match`` band only: a possible disclosed no practitioner.
+        A delivery mark names the row's id and time: ids are reused if retention ever deletes the
+        newest row, and a new alert must never look delivered because an old one with its id was.
+        """
+        band = " AND band = 'match'" if kind == "match" else ""
+        cursor = self._db.execute(
+            f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM journal "
+            f"WHERE {REVIEWED} AND kind = ?{band} AND time >= ? AND NOT EXISTS (SELECT 1 FROM notified "
+            "WHERE journal_id = journal.id AND journal_time = journal.time AND channel = ?) ORDER BY id LIMIT ?",
+            (kind, since, channel, limit),
+        )
+        return [JournalRow(*row) for row in cursor]
+
+    def mark_notified(self, row: JournalRow, channel: str) -> None:
+        """``row`` was delivered on ``channel``: never send it there again."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO notified (journal_id, channel, journal_time, delivered_at) VALUES (?, ?, ?, ?)",
+                (row.id, channel, row.time, self._clock().isoformat(timespec="seconds")),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record a delivery: {exc}") from exc
+
+    def between(self, start: str, end: str, *, limit: int = 2000) -> tuple[list[JournalRow], int]:
+        """Matches and alerts journalled in [start, end), oldest first, at most ``limit``; and how many in all."""
+        where, args = f"{REVIEWED} AND time >= ? AND time < ?", (start, end)
+        total = int(self._db.execute(f"SELECT count(*) FROM journal WHERE {where}", args).fetchone()[0])
+        cursor = self._db.execute(
+            f"SELECT {', '.join(JournalRow.__dataclass_fields__)} FROM journal WHERE {where} ORDER BY id LIMIT ?",
+            (*args, limit),
+        )
+        return [JournalRow(*row) for row in cursor], total
+
+    def state(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM notify_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO notify_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record the notifier's state: {exc}") from exc
+
+    def forget_delivered(self) -> int:
+        """Delivery marks of rows retention has deleted: they can never be pending again."""
+        try:
+            return self._db.execute(
+                "DELETE FROM notified "
+                "WHERE NOT EXISTS (SELECT 1 FROM journal WHERE id = journal_id AND time = journal_time)"
+            ).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prune delivery marks: {exc}") from exc

@@ -25,6 +25,7 @@ from node.admin import NodeAdminService
 from node.config import NodeConfig
 from node.health import BrokerOnlyHealth
 from node.journal import Journal
+from node.notify import Notifier
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
 from node.service import NodeService
@@ -90,6 +91,8 @@ class RunningNode:
     port: int
     refresher: Refresher
     retention: JournalRetention
+    notifier: Notifier | None = None
+    """Pushes alerts and digests (``[notify]``); None when the node has no [notify] table."""
 
     @property
     def address(self) -> str:
@@ -101,6 +104,8 @@ class RunningNode:
         self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
         await self.retention.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.server.stop(grace)
         self.service.generation.close()
         self.store.close()
@@ -160,8 +165,26 @@ async def start_node(config: NodeConfig) -> RunningNode:
             authority=config.code,
             detail="a possible will carry no contact; set [front_door] service and phone or email",
         )
+    notifier = start_notifier(config, journal, service)
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
+    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention, notifier)
+
+
+def start_notifier(config: NodeConfig, journal: Journal, service: NodeService) -> Notifier | None:
+    """Start pushing alerts and digests if ``[notify]`` asks; otherwise say once that nobody is told."""
+    if config.notify is None:
+        log.info("notify_not_configured", authority=config.code, detail="alerts are pulled with signpost node alerts")
+        return None
+    notifier = Notifier(
+        config.notify,
+        journal,
+        code=config.code,
+        name=config.name,
+        # The generation serving now: a practitioner's email as the latest import has it.
+        involvements_of=lambda record_id: service.generation.store.involvements(record_id),
+    )
+    notifier.start()
+    return notifier
 
 
 async def serve_forever(config: NodeConfig) -> None:

@@ -25,7 +25,7 @@ from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
 from certs.revocation import RevocationList
 from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
-from node.config import NodeConfig
+from node.config import NodeConfig, NotifyConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
 from signpost.federation import Pki, create_pki, import_authority, local_front_door
@@ -161,6 +161,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         max_in_flight: int = 64,
         revocations: RevocationList | None = None,
         without_front_door: Iterable[str] = (),
+        notify: dict[str, NotifyConfig] | None = None,
     ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
@@ -180,6 +181,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                     tls,
                     broker_public_keys=(pki.assertion_pub,),
                     front_door=front_door,
+                    notify=(notify or {}).get(code),
                 )
             )
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
