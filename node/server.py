@@ -24,7 +24,7 @@ from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
 from node.health import BrokerOnlyHealth
-from node.journal import Journal
+from node.metrics import MeteredJournal, MeteredRefresher, MetricsServer, NodeMetrics, serve_metrics
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
 from node.service import NodeService
@@ -90,6 +90,8 @@ class RunningNode:
     port: int
     refresher: Refresher
     retention: JournalRetention
+    metrics: NodeMetrics
+    metrics_server: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -102,6 +104,8 @@ class RunningNode:
         await self.refresher.stop()
         await self.retention.stop()
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         self.service.generation.close()
         self.store.close()
         self.service.journal.close()
@@ -114,7 +118,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     settle_heap()
     verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
-    journal = Journal(config.journal)
+    metrics = NodeMetrics()
+    journal = MeteredJournal(config.journal, metrics)
     service = NodeService(
         config.code,
         config.name,
@@ -146,10 +151,19 @@ async def start_node(config: NodeConfig) -> RunningNode:
         generation.close()
         store.close()
         raise OSError(f"node {config.code}: cannot listen on {host}:{port}")
+    metrics.watch(service)
+    try:
+        metrics_server = await serve_metrics(metrics, config.metrics_listen) if config.metrics_listen else None
+    except OSError:
+        generation.close()
+        store.close()
+        raise
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    refresher = Refresher(store, service, interval=config.refresh_interval_seconds, settings=config.matching)
+    refresher = MeteredRefresher(
+        store, service, metrics, interval=config.refresh_interval_seconds, settings=config.matching
+    )
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
@@ -161,7 +175,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
             detail="a possible will carry no contact; set [front_door] service and phone or email",
         )
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
+    return RunningNode(
+        config, server, service, health_servicer, store, bound, refresher, retention, metrics, metrics_server
+    )
 
 
 async def serve_forever(config: NodeConfig) -> None:
