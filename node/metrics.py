@@ -63,8 +63,10 @@ class NodeMetrics:
         self.refreshes = Counter(
             "signpost_node_refreshes", "New imports noticed, by outcome (applied or failed)", ["outcome"], registry=r
         )
-        self.data_age = Gauge("signpost_node_data_age_seconds", "Age of the data served (its last import)", registry=r)
-        self.records = Gauge("signpost_node_records", "Records in the data served", registry=r)
+        self.data_age = Gauge(
+            "signpost_node_served_data_age_seconds", "Age of the data this node serves (its last import)", registry=r
+        )
+        self.records = Gauge("signpost_node_served_records", "Records in the data this node serves", registry=r)
         for band in BANDS:
             self.outcomes.labels(band)  # every band from the start, so a rate over them is never missing
         for outcome in ("applied", "failed"):

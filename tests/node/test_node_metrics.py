@@ -58,8 +58,8 @@ async def test_node_counts_searches_by_band_and_alerts_without_naming_a_child(fe
     # The shielded child is answered as absent, and raises an alert for the safeguarding officer.
     assert samples[("signpost_node_search_outcomes_total", (("band", "none"),))] == 2
     assert samples[("signpost_node_safeguarding_alerts_total", ())] == 1
-    assert samples[("signpost_node_records", ())] == 2
-    assert 0 <= samples[("signpost_node_data_age_seconds", ())] < 600
+    assert samples[("signpost_node_served_records", ())] == 2
+    assert 0 <= samples[("signpost_node_served_data_age_seconds", ())] < 600
     for value in CHILD_TEXT:
         assert value not in text
 
@@ -77,7 +77,7 @@ async def test_a_new_import_is_counted_as_applied(federation, tmp_path):
         await server.stop()
     assert samples[("signpost_node_refreshes_total", (("outcome", "applied"),))] == 1
     assert samples[("signpost_node_refreshes_total", (("outcome", "failed"),))] == 0
-    assert samples[("signpost_node_records", ())] == 3
+    assert samples[("signpost_node_served_records", ())] == 3
 
 
 async def test_start_node_serves_metrics_on_metrics_listen_only_when_configured(federation, tmp_path):
@@ -92,7 +92,7 @@ async def test_start_node_serves_metrics_on_metrics_listen_only_when_configured(
     try:
         assert node.metrics_server is not None
         _, samples = await scrape(node.metrics_server.port)
-        assert samples[("signpost_node_records", ())] == 2
+        assert samples[("signpost_node_served_records", ())] == 2
         assert samples[("signpost_node_searches_answered_total", ())] == 0
     finally:
         await node.stop(grace=0)
