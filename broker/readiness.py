@@ -46,6 +46,11 @@ class ReadinessSettings:
     """How long one result answers every probe."""
 
 
+def _retrieved(read: asyncio.Future[tuple[int, str]]) -> None:
+    if not read.cancelled():
+        read.exception()  # a read nobody waited for to the end is not an "unretrieved" error
+
+
 def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
@@ -72,6 +77,7 @@ class Readiness:
         self._lock = asyncio.Lock()
         self._checked_at = float("-inf")
         self._problems: dict[str, str] = {}
+        self._audit_read: asyncio.Future[tuple[int, str]] | None = None
 
     @classmethod
     def of(
@@ -108,11 +114,17 @@ class Readiness:
         if audit.backlog >= audit.max_backlog:
             return f"{audit.backlog} entries wait for the audit store: it is not keeping up"
         timeout = self.settings.audit_timeout
-        try:
-            await asyncio.wait_for(audit.store.state(), timeout)
-        except TimeoutError:
+        # The read is never cancelled: cancelling a query on the store's one shared PostgreSQL connection
+        # could leave it unusable for the appends that follow. A read that outlasts the timeout is left to
+        # finish, and no other is started meanwhile, so a hung store never collects a pile of probes.
+        if self._audit_read is None or self._audit_read.done():
+            self._audit_read = asyncio.ensure_future(audit.store.state())
+            self._audit_read.add_done_callback(_retrieved)
+        read = self._audit_read
+        done, _ = await asyncio.wait({read}, timeout=timeout)
+        if not done:
             return f"the audit store did not answer within {timeout:g} s"
-        except Exception:  # any driver or file error: its text may quote connection details
+        if read.exception() is not None:  # any driver or file error: its text may quote connection details
             return "the audit store cannot be read"
         return None
 

@@ -7,6 +7,7 @@ Real nodes, the real broker, and (where one runs) a real PostgreSQL behind a fau
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -138,6 +139,23 @@ async def test_not_ready_while_the_postgresql_audit_log_is_unreachable(federatio
         await eventually(ready)
 
 
+async def test_a_hung_audit_store_is_not_ready_and_its_read_is_not_cancelled(federation, pg_schema):
+    async with FaultProxy("127.0.0.1:5432") as proxy:
+        dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/test?schema={pg_schema}"
+        fed = await federation({"LEEDS": ROWS}, audit_log=dsn)
+        readiness = fed.server.app[READINESS]
+        readiness.settings = dataclasses.replace(readiness.settings, audit_timeout=0.3, cache_seconds=0.0)
+        anyone = fed.session(role=None)
+        assert (await get(anyone, f"{fed.url}/readyz"))[0] == 200
+        await proxy.set_mode("blackhole")  # the database stops answering, the connection stays open
+        status, body = await get(anyone, f"{fed.url}/readyz")
+        assert (status, body["error"]["fields"]) == (503, {"audit": "the audit store did not answer within 0.3 s"})
+        hung = readiness._audit_read
+        status, _ = await get(anyone, f"{fed.url}/readyz")
+        assert status == 503 and readiness._audit_read is hung  # one read outstanding, not one per probe
+        assert hung is not None and not hung.done()
+
+
 async def test_monitor_keeps_node_gauges_current_without_anyone_opening_v1_nodes(federation):
     fed = await federation({"LEEDS": ROWS, "KENT": ROWS})
 
@@ -175,3 +193,24 @@ async def test_certificate_and_crl_dates_are_exported(federation):
     assert not any(math.isnan(v) for v in (broker, ca, crl))
     assert now < broker <= ca
     assert now < crl < now + 8 * 86400  # signpost certs writes a CRL valid for a week
+
+
+async def test_an_authority_removed_from_the_registry_leaves_no_series_behind(federation):
+    fed = await federation({"LEEDS": ROWS, "KENT": ROWS})
+    kent = (("authority", "KENT"),)
+
+    async def kent_exported() -> Any:
+        return ("signpost_node_up", kent) in await scrape(fed)
+
+    await eventually(kent_exported)
+    fanout = fed.server.app[FANOUT]
+    for retired in fanout.replace([c for c in fanout.clients if c.authority.code == "LEEDS"]):
+        await retired.close()
+
+    async def kent_gone() -> Any:
+        samples = await scrape(fed)
+        return samples if not any(labels == kent for _, labels in samples) else None
+
+    samples = await eventually(kent_gone)
+    assert samples[("signpost_nodes", ())] == 1
+    assert samples[("signpost_node_up", (("authority", "LEEDS"),))] == 1
