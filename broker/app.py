@@ -49,6 +49,7 @@ from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
+from broker.peercert import PeerCertificates
 from broker.ratelimit import RateLimiter
 from broker.readiness import Readiness
 from broker.refusals import install as install_refusal_limits
@@ -214,7 +215,10 @@ def create_app(
             settings=config.health,
             dispatch_window=config.dispatch_window_seconds,
         )
-        app[MONITOR] = HealthMonitor(app[FANOUT], app[FANOUT].settings, metrics=app[METRICS], clock=clock)
+        certificates = PeerCertificates(config.tls)
+        app[MONITOR] = HealthMonitor(
+            app[FANOUT], app[FANOUT].settings, metrics=app[METRICS], certificates=certificates, clock=clock
+        )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)
         app[WATCHER].start()

@@ -7,7 +7,9 @@ has passed, like a search would.
 
 After every round the monitor itself sets the operators' gauges (broker.metrics): how many
 authorities answer, and for each its up/down, the round trip of its last check, the age of the
-data it serves, its record count and its certificate's expiry as it reports them in Describe. So
+data it serves, its record count and its certificate's expiry — as seen in a TLS handshake
+(broker.peercert, every few minutes) when ``certificates`` is given and the handshake succeeds,
+else as the node reports it in Describe. So
 Prometheus sees a node go down within a poll interval whether or not anyone opens ``/v1/nodes``.
 An authority removed from the registry has its series dropped.
 
@@ -28,6 +30,7 @@ import structlog
 from broker.errors import NodeCallError
 from broker.health import HealthSettings, NodeHealth
 from broker.metrics import Metrics
+from broker.peercert import PeerCertificates
 from broker.registry import Authority
 from core.tasks import BackgroundLoop
 
@@ -61,11 +64,13 @@ class HealthMonitor:
         settings: HealthSettings,
         *,
         metrics: Metrics | None = None,
+        certificates: PeerCertificates | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.nodes, self.settings, self._sleep = nodes, settings, sleep
-        self.metrics, self._clock = metrics, clock
+        self.metrics, self.certificates, self._clock = metrics, certificates, clock
+        self._seen_expiry: dict[str, float] = {}
         self._probe_seconds: dict[str, float] = {}
         self._exported: set[str] = set()
         self._loop = BackgroundLoop("signpost-health-monitor", self._run)
@@ -99,7 +104,17 @@ class HealthMonitor:
             health.succeeded(seconds * 1000)
             health.info = info
             self._probe_seconds[client.authority.code] = seconds
+            await self._look_at_certificate(client.authority)
         health.polled = True
+
+    async def _look_at_certificate(self, authority: Authority) -> None:
+        if self.certificates is None:
+            return
+        expires = await self.certificates.expiry(authority)  # cached: a handshake every few minutes at most
+        if expires is None:
+            self._seen_expiry.pop(authority.code, None)  # fall back to what the node reports
+        else:
+            self._seen_expiry[authority.code] = expires
 
     def _export(self, metrics: Metrics) -> None:
         """Every authority's gauges from its record, as the round left it."""
@@ -119,13 +134,15 @@ class HealthMonitor:
                 metrics.node_records.labels(code).set(health.info["record_count"])
             if (as_of := _timestamp(health.info.get("data_as_of"))) is not None:
                 metrics.node_data_age.labels(code).set(max(0.0, now - as_of))
-            if (expires := _timestamp(health.info.get("cert_expires"))) is not None:
+            expires = self._seen_expiry.get(code) or _timestamp(health.info.get("cert_expires"))
+            if expires is not None:
                 metrics.node_certificate_expiry.labels(code).set(expires)
         metrics.nodes_up.set(up)
         metrics.nodes_known.set(len(exported))
         for gone in self._exported - exported:
             metrics.forget_node(gone)
             self._probe_seconds.pop(gone, None)
+            self._seen_expiry.pop(gone, None)
         self._exported = exported
 
 

@@ -17,10 +17,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.appkeys import FANOUT, READINESS
-from certs.identity import Role
+from broker.appkeys import FANOUT, MONITOR, READINESS
+from broker.peercert import PeerCertificates
+from broker.registry import Authority
+from certs.identity import Role, node_dns_name
 from tests.conftest import row
 from tests.faultproxy import FaultProxy
 
@@ -214,3 +217,30 @@ async def test_an_authority_removed_from_the_registry_leaves_no_series_behind(fe
     samples = await eventually(kent_gone)
     assert samples[("signpost_nodes", ())] == 1
     assert samples[("signpost_node_up", (("authority", "LEEDS"),))] == 1
+
+
+async def test_node_certificate_expiry_is_what_the_handshake_shows_else_what_the_node_reports(federation, foreign):
+    fed = await federation({"LEEDS": ROWS})
+    real = x509.load_pem_x509_certificate(fed.pki.nodes["LEEDS"].cert.read_bytes()).not_valid_after_utc.timestamp()
+    reported = "2099-01-01T00:00:00+00:00"
+    fed.nodes["LEEDS"].service.certificate_expires = reported  # a node misreporting its certificate
+    label = ("signpost_node_certificate_expiry_timestamp_seconds", (("authority", "LEEDS"),))
+
+    def gauge_is(value: float) -> Callable[[], Any]:
+        async def check() -> bool:
+            return (await scrape(fed)).get(label) == value
+
+        return check
+
+    await eventually(gauge_is(real))
+    # The broker cannot complete a handshake it trusts (another CA): it falls back to the node's report.
+    monitor = fed.server.app[MONITOR]
+    monitor.certificates = PeerCertificates(
+        dataclasses.replace(fed.pki.tls(fed.pki.broker), ca=foreign.node_leeds.cert)
+    )
+    await eventually(gauge_is(dt.datetime.fromisoformat(reported).timestamp()))
+
+
+async def test_a_handshake_with_nothing_listening_gives_no_date(pki):
+    dead = Authority("KENT", "Kent", "127.0.0.1:9", node_dns_name("KENT"))
+    assert await PeerCertificates(pki.tls(pki.broker), timeout=1.0).expiry(dead) is None
