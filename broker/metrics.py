@@ -83,7 +83,7 @@ class Metrics:
         self.node_records = Gauge("signpost_node_records", "Records the authority serves", per_node, registry=r)
         self.node_certificate_expiry = Gauge(
             "signpost_node_certificate_expiry_timestamp_seconds",
-            "When the certificate the authority's node reports serving with expires",
+            "When the certificate the authority's node presents expires (its TLS handshake, else its own report)",
             per_node,
             registry=r,
         )

@@ -5,13 +5,13 @@ count, data freshness, software version and certificate expiry, see NodeClient.p
 written to its record (broker.health). A node whose circuit is open is probed only once its reset time
 has passed, like a search would.
 
-After every round the monitor itself sets the operators' gauges (broker.metrics): how many
+After every round the monitor itself sets the operators' gauges (broker.metrics), so Prometheus
+sees a node go down within a poll interval whether or not anyone opens ``/v1/nodes``: how many
 authorities answer, and for each its up/down, the round trip of its last check, the age of the
 data it serves, its record count and its certificate's expiry — as seen in a TLS handshake
 (broker.peercert, every few minutes) when ``certificates`` is given and the handshake succeeds,
-else as the node reports it in Describe. So
-Prometheus sees a node go down within a poll interval whether or not anyone opens ``/v1/nodes``.
-An authority removed from the registry has its series dropped.
+else as the node reports it in Describe. An authority removed from the registry has its series
+dropped.
 
 The monitor sees the nodes through the small Protocols below (FanOut provides both), so that neither
 broker.health nor this module depends on broker.fanout. It must never decide a search's outcome.

@@ -69,7 +69,8 @@ class PeerCertificates:
         except (OSError, ValueError, TimeoutError):  # ssl.SSLError is an OSError
             return None
         try:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            ssl_object = writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp() if der else None
         except ValueError:
             return None
