@@ -12,7 +12,9 @@ only to replicas that can. It fails, naming each part, when
   readiness over a typo would turn a bad edit into an outage).
 * **keys**: the broker's certificate is outside its validity period (every node and client
   would refuse it), or a key file the broker signs with or would reload (``tls.key``,
-  ``assertion_key``, ``audit_signing_key``) cannot be read and parsed.
+  ``assertion_key``, ``audit_signing_key``, ``subject_key``) cannot be read and parsed. The keys in
+  memory still work, but a restart would fail — or, for a lost ``subject_key``, silently make a new
+  one, and no earlier audit entry could be found by a child's details again.
 
 The route needs no certificate (probes present none), so the messages name config keys and
 parts, never file paths, driver messages or anything about data. Results are kept for
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from broker.audit.keys import HMAC_KEY_BYTES
 from broker.audit.log import AuditLog
 from broker.config import BrokerConfig
 from broker.expiry import FileDate, certificate_not_after, certificate_not_before
@@ -65,6 +68,7 @@ class Readiness:
         authorities: Callable[[], int],
         certificate: Path,
         key_files: Mapping[str, Path],
+        subject_key: Path | None = None,
         settings: ReadinessSettings = ReadinessSettings(),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -72,7 +76,7 @@ class Readiness:
         self._audit, self._authorities = audit, authorities
         self._not_after = FileDate(certificate, certificate_not_after)
         self._not_before = FileDate(certificate, certificate_not_before)
-        self._key_files = dict(key_files)
+        self._key_files, self._subject_key = dict(key_files), subject_key
         self.settings, self._clock, self._monotonic = settings, clock, monotonic
         self._lock = asyncio.Lock()
         self._checked_at = float("-inf")
@@ -86,7 +90,13 @@ class Readiness:
         """The checks for a broker run with ``config``: its certificate and the key files it names."""
         keys = {"tls.key": config.tls.key, "assertion_key": config.assertion_key}
         keys["audit_signing_key"] = config.audit_signing_key
-        return cls(audit=audit, authorities=authorities, certificate=config.tls.cert, key_files=keys)
+        return cls(
+            audit=audit,
+            authorities=authorities,
+            certificate=config.tls.cert,
+            key_files=keys,
+            subject_key=config.subject_key,
+        )
 
     async def problems(self) -> dict[str, str]:
         """Each unusable part and why, in words safe for anyone; empty when ready."""
@@ -147,4 +157,13 @@ class Readiness:
                 load_pem_private_key(path.read_bytes(), password=None)
             except (OSError, ValueError, TypeError):
                 return f"{key} cannot be read as a private key"
+        if self._subject_key is not None and not _hmac_key_readable(self._subject_key):
+            return f"subject_key cannot be read as a {HMAC_KEY_BYTES}-byte hex key"
         return None
+
+
+def _hmac_key_readable(path: Path) -> bool:
+    try:
+        return len(bytes.fromhex(path.read_text(encoding="ascii").strip())) == HMAC_KEY_BYTES
+    except (OSError, ValueError):
+        return False

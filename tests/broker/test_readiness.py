@@ -89,6 +89,14 @@ async def test_not_ready_when_a_signing_key_cannot_be_read(federation, tmp_path)
     assert (await get(fed.session(role=None), f"{fed.url}/readyz"))[0] == 200
 
 
+async def test_not_ready_when_the_subject_key_is_gone(federation, tmp_path):
+    """A restart would make a new key silently, and no earlier audit entry could be found by a child's details."""
+    fed = await federation({"LEEDS": ROWS})
+    (tmp_path / "subject.key").unlink()
+    status, body = await get(fed.session(role=None), f"{fed.url}/readyz")
+    assert (status, body["error"]["fields"]) == (503, {"keys": "subject_key cannot be read as a 32-byte hex key"})
+
+
 async def test_not_ready_once_the_brokers_certificate_has_expired(federation):
     fed = await federation({"LEEDS": ROWS})
     readiness = fed.server.app[READINESS]
