@@ -35,6 +35,7 @@ from broker.appkeys import (
     LIMITER,
     METRICS,
     MONITOR,
+    READINESS,
     REVOCATIONS,
     SIGNER,
     SUBJECT_KEY,
@@ -48,7 +49,9 @@ from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
+from broker.peercert import PeerCertificates
 from broker.ratelimit import RateLimiter
+from broker.readiness import Readiness
 from broker.refusals import install as install_refusal_limits
 from broker.registry import load_registry
 from broker.routes import add_routes
@@ -191,6 +194,10 @@ def create_app(
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
     app[METRICS].admission_limit.set(config.max_searches_in_flight)
+    app[METRICS].track_files(config.tls)
+    app[READINESS] = Readiness.of(
+        config, audit=lambda: app.get(AUDIT), authorities=lambda: len(app[FANOUT].clients) if FANOUT in app else 0
+    )
 
     def audience() -> list[str]:
         # Every authority the fan-out holds, open circuits included: whom it asks is decided after signing
@@ -208,7 +215,10 @@ def create_app(
             settings=config.health,
             dispatch_window=config.dispatch_window_seconds,
         )
-        app[MONITOR] = HealthMonitor(app[FANOUT], app[FANOUT].settings)
+        certificates = PeerCertificates(config.tls)
+        app[MONITOR] = HealthMonitor(
+            app[FANOUT], app[FANOUT].settings, metrics=app[METRICS], certificates=certificates, clock=clock
+        )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)
         app[WATCHER].start()

@@ -17,6 +17,7 @@ from broker.fanout import FanOut
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.ratelimit import RateLimiter
+from broker.readiness import Readiness
 from broker.watcher import ConfigWatcher
 from certs.assertions import AssertionSigner
 from certs.revocation import RevocationList
@@ -36,3 +37,5 @@ REVOCATIONS = web.AppKey("revocations", RevocationList)
 AUDIT = web.AppKey("audit", AuditLog)
 SUBJECT_KEY = web.AppKey("subject_key", bytes)
 """The HMAC key for the child's identifiers in audit entries (never logged)."""
+READINESS = web.AppKey("readiness", Readiness)
+"""What GET /readyz checks (broker.readiness)."""

@@ -8,7 +8,8 @@
     │   ├── NotFound               404 not_found
     │   ├── RateLimited            429 rate_limited (Retry-After)
     │   ├── NoNodesReachable       503 unavailable
-    │   └── Overloaded             503 overloaded (Retry-After)
+    │   ├── Overloaded             503 overloaded (Retry-After)
+    │   └── NotReady               503 not_ready: /readyz, with a ``fields`` map naming what is unusable
     └── NodeCallError              one authority could not be asked (broker.rpc_errors translates grpc errors)
         ├── NodeTimeout            no answer before the deadline
         ├── NodeUnavailable        not reachable
@@ -67,6 +68,12 @@ class Overloaded(ApiError):
     """More searches under way than the broker admits: refuse at once rather than queue."""
 
     status, code = 503, "overloaded"
+
+
+class NotReady(ApiError):
+    """The broker cannot take searches now (audit store, registry or keys unusable): see broker.readiness."""
+
+    status, code = 503, "not_ready"
 
 
 def http_status(exc: Exception) -> int:

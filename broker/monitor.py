@@ -5,6 +5,14 @@ count, data freshness, software version and certificate expiry, see NodeClient.p
 written to its record (broker.health). A node whose circuit is open is probed only once its reset time
 has passed, like a search would.
 
+After every round the monitor itself sets the operators' gauges (broker.metrics), so Prometheus
+sees a node go down within a poll interval whether or not anyone opens ``/v1/nodes``: how many
+authorities answer, and for each its up/down, the round trip of its last check, the age of the
+data it serves, its record count and its certificate's expiry — as seen in a TLS handshake
+(broker.peercert, every few minutes) when ``certificates`` is given and the handshake succeeds,
+else as the node reports it in Describe. An authority removed from the registry has its series
+dropped.
+
 The monitor sees the nodes through the small Protocols below (FanOut provides both), so that neither
 broker.health nor this module depends on broker.fanout. It must never decide a search's outcome.
 """
@@ -12,6 +20,7 @@ broker.health nor this module depends on broker.fanout. It must never decide a s
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -20,6 +29,8 @@ import structlog
 
 from broker.errors import NodeCallError
 from broker.health import HealthSettings, NodeHealth
+from broker.metrics import Metrics
+from broker.peercert import PeerCertificates
 from broker.registry import Authority
 from core.tasks import BackgroundLoop
 
@@ -48,9 +59,20 @@ class HealthMonitor:
     """Polls every node of a fan-out on an interval until stopped."""
 
     def __init__(
-        self, nodes: Watched, settings: HealthSettings, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self,
+        nodes: Watched,
+        settings: HealthSettings,
+        *,
+        metrics: Metrics | None = None,
+        certificates: PeerCertificates | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.nodes, self.settings, self._sleep = nodes, settings, sleep
+        self.metrics, self.certificates, self._clock = metrics, certificates, clock
+        self._seen_expiry: dict[str, float] = {}
+        self._probe_seconds: dict[str, float] = {}
+        self._exported: set[str] = set()
         self._loop = BackgroundLoop("signpost-health-monitor", self._run)
         self.start, self.stop = self._loop.start, self._loop.stop
 
@@ -61,6 +83,8 @@ class HealthMonitor:
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(c) for c in self.nodes.clients))
+        if self.metrics is not None:
+            self._export(self.metrics)
 
     async def _poll(self, client: Probed) -> None:
         health = self.nodes.health_of(client.authority.code)
@@ -76,6 +100,58 @@ class HealthMonitor:
         else:
             if not health.reachable:
                 log.info("node_up", authority=client.authority.code)
-            health.succeeded((time.perf_counter() - started) * 1000)
+            seconds = time.perf_counter() - started
+            health.succeeded(seconds * 1000)
             health.info = info
+            self._probe_seconds[client.authority.code] = seconds
+            await self._look_at_certificate(client.authority)
         health.polled = True
+
+    async def _look_at_certificate(self, authority: Authority) -> None:
+        if self.certificates is None:
+            return
+        expires = await self.certificates.expiry(authority)  # cached: a handshake every few minutes at most
+        if expires is None:
+            self._seen_expiry.pop(authority.code, None)  # fall back to what the node reports
+        else:
+            self._seen_expiry[authority.code] = expires
+
+    def _export(self, metrics: Metrics) -> None:
+        """Every authority's gauges from its record, as the round left it."""
+        now, up, exported = self._clock(), 0, set()
+        for client in self.nodes.clients:
+            code = client.authority.code
+            health = self.nodes.health_of(code)
+            if health is None:
+                continue
+            exported.add(code)
+            answering = health.status in ("up", "probation")  # probation: slow, but answering
+            up += answering
+            metrics.node_up.labels(code).set(1 if answering else 0)
+            if code in self._probe_seconds:
+                metrics.node_probe_seconds.labels(code).set(self._probe_seconds[code])
+            if health.info.get("record_count") is not None:
+                metrics.node_records.labels(code).set(health.info["record_count"])
+            if (as_of := _timestamp(health.info.get("data_as_of"))) is not None:
+                metrics.node_data_age.labels(code).set(max(0.0, now - as_of))
+            expires = self._seen_expiry.get(code) or _timestamp(health.info.get("cert_expires"))
+            if expires is not None:
+                metrics.node_certificate_expiry.labels(code).set(expires)
+        metrics.nodes_up.set(up)
+        metrics.nodes_known.set(len(exported))
+        for gone in self._exported - exported:
+            metrics.forget_node(gone)
+            self._probe_seconds.pop(gone, None)
+            self._seen_expiry.pop(gone, None)
+        self._exported = exported
+
+
+def _timestamp(text: object) -> float | None:
+    """POSIX time of an ISO 8601 date a node reported (UTC if it names no zone); None if absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()

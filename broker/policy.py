@@ -49,7 +49,7 @@ ROUTE_ROLES: Mapping[tuple[str, str], tuple[Role, ...]] = MappingProxyType(
     }
 )
 """The roles each route admits, in the order a refusal names them. Node admins call no HTTPS route."""
-OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz")})
+OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
 """Routes that need no certificate: they must say nothing about data."""
 
 

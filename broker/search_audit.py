@@ -170,6 +170,7 @@ async def commit(app: web.Application, entry: dict[str, Any], timeout: float, me
     try:
         return await app[AUDIT].append_within(entry, timeout)
     except AuditError as exc:
+        app[METRICS].audit_write_failures.inc()
         log.error("audit_write_failed", search_id=entry.get("search_id", ""), error_type=type(exc).__name__)
         raise AuditUnavailable(message) from None
     finally:
@@ -181,6 +182,7 @@ def submit_unwaited(app: web.Application, entry: dict[str, Any]) -> None:
     try:
         app[AUDIT].submit(entry)
     except AuditError as exc:
+        app[METRICS].audit_write_failures.inc()
         log.error("audit_write_failed", search_id=entry.get("search_id", ""), error_type=type(exc).__name__)
 
 

@@ -4,6 +4,7 @@ Example (top-level keys must come before the first table)::
 
     listen = "0.0.0.0:50051"
     store = "/var/lib/signpost/leeds.sqlite3"
+    metrics_listen = "127.0.0.1:9464"    # optional: Prometheus metrics over plain HTTP; off if absent
 
     [authority]
     code = "LEEDS"
@@ -128,6 +129,9 @@ class NodeConfig:
     front_door: FrontDoor | None = None
     """``[front_door]``: the authority's MASH or duty line, all a ``possible`` discloses (:mod:`node.policy`).
     None when not configured: the node still serves, warns at start-up, and a possible names the authority only."""
+    metrics_listen: tuple[str, int] | None = None
+    """Host and port of the plain-HTTP Prometheus endpoint (node.metrics); None (the default) serves none.
+    Counts only, but they include safeguarding alerts: bind loopback or the authority's monitoring network."""
     log_level: str = "info"
     notify: NotifyConfig | None = None
     """``[notify]``: who is told of alerts and sent the access-log digest (:mod:`node.notify`); None sends nothing."""
@@ -159,6 +163,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
         journal_days=reader.sub("retention").integer("journal_days", JOURNAL_DAYS, minimum=1),
         front_door=_front_door(reader),
+        metrics_listen=reader.address("metrics_listen") if "metrics_listen" in reader.table else None,
         log_level=reader.text("log_level", "info"),
         notify=_notify(reader),
     )

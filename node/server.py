@@ -25,7 +25,8 @@ from node.admin import NodeAdminService
 from node.config import NodeConfig
 from node.health import BrokerOnlyHealth
 from node.journal import Journal
-from node.notify import Notifier
+from node.metrics import MeteredJournal, MeteredRefresher, MetricsServer, NodeMetrics, serve_metrics
+from node.notify import Notifier, NotifyMetrics
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
 from node.service import NodeService
@@ -91,6 +92,8 @@ class RunningNode:
     port: int
     refresher: Refresher
     retention: JournalRetention
+    metrics: NodeMetrics
+    metrics_server: MetricsServer | None = None
     notifier: Notifier | None = None
     """Pushes alerts and digests (``[notify]``); None when the node has no [notify] table."""
 
@@ -107,6 +110,8 @@ class RunningNode:
         if self.notifier is not None:
             await self.notifier.stop()
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         self.service.generation.close()
         self.store.close()
         self.service.journal.close()
@@ -119,7 +124,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     settle_heap()
     verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
-    journal = Journal(config.journal)
+    metrics = NodeMetrics()
+    journal = MeteredJournal(config.journal, metrics)
     service = NodeService(
         config.code,
         config.name,
@@ -151,10 +157,19 @@ async def start_node(config: NodeConfig) -> RunningNode:
         generation.close()
         store.close()
         raise OSError(f"node {config.code}: cannot listen on {host}:{port}")
+    metrics.watch(service)
+    try:
+        metrics_server = await serve_metrics(metrics, config.metrics_listen) if config.metrics_listen else None
+    except OSError:
+        generation.close()
+        store.close()
+        raise
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    refresher = Refresher(store, service, interval=config.refresh_interval_seconds, settings=config.matching)
+    refresher = MeteredRefresher(
+        store, service, metrics, interval=config.refresh_interval_seconds, settings=config.matching
+    )
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
@@ -165,12 +180,14 @@ async def start_node(config: NodeConfig) -> RunningNode:
             authority=config.code,
             detail="a possible will carry no contact; set [front_door] service and phone or email",
         )
-    notifier = start_notifier(config, journal, service)
+    notifier = start_notifier(config, journal, service, metrics)
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention, notifier)
+    return RunningNode(
+        config, server, service, health_servicer, store, bound, refresher, retention, metrics, metrics_server, notifier
+    )
 
 
-def start_notifier(config: NodeConfig, journal: Journal, service: NodeService) -> Notifier | None:
+def start_notifier(config: NodeConfig, journal: Journal, service: NodeService, metrics: NodeMetrics) -> Notifier | None:
     """Start pushing alerts and digests if ``[notify]`` asks; otherwise say once that nobody is told."""
     if config.notify is None:
         log.info("notify_not_configured", authority=config.code, detail="alerts are pulled with signpost node alerts")
@@ -182,6 +199,8 @@ def start_notifier(config: NodeConfig, journal: Journal, service: NodeService) -
         name=config.name,
         # The generation serving now: a practitioner's email as the latest import has it.
         involvements_of=lambda record_id: service.generation.store.involvements(record_id),
+        # Its counters in the node's own registry, so the node's one metrics endpoint serves them.
+        metrics=NotifyMetrics(registry=metrics.registry),
     )
     notifier.start()
     return notifier

@@ -1,7 +1,7 @@
 """The broker's HTTPS routes (contract section 4), and the one place they are registered.
 
 Each module answers a group of routes: ``searches`` (POST /v1/searches), ``nodes`` (node health,
-metrics, the dashboard, purposes, /healthz) and ``audit`` (the auditors' entries and checkpoint).
+metrics, the dashboard, purposes, /healthz and /readyz) and ``audit`` (the auditors' entries and checkpoint).
 Who may call each is broker.policy's table; a route it does not name is refused here, at start-up.
 """
 
@@ -14,6 +14,7 @@ from broker.routes import audit, nodes, searches
 
 ROUTES = (
     ("GET", "/healthz", nodes.healthz),
+    ("GET", "/readyz", nodes.readyz),
     ("POST", "/v1/searches", searches.create_search),
     ("GET", "/v1/nodes", nodes.list_nodes),
     ("GET", "/v1/purposes", nodes.list_purposes),

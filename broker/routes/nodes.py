@@ -1,6 +1,8 @@
-"""The operators' and everyone's small routes: node health, metrics, the dashboard, purposes, /healthz.
+"""The operators' and everyone's small routes: node health, metrics, the dashboard, purposes, /healthz, /readyz.
 
-None of them says anything about a child; /healthz needs no certificate and says only "ok".
+None of them says anything about a child. /healthz and /readyz need no certificate (probes present
+none): /healthz is liveness and says only "ok"; /readyz says whether this broker could answer a
+search now, and if not which part is unusable (broker.readiness).
 """
 
 from __future__ import annotations
@@ -10,13 +12,23 @@ import datetime as dt
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.appkeys import CLOCK, FANOUT, METRICS, MONITOR
+from broker.appkeys import CLOCK, FANOUT, METRICS, MONITOR, READINESS
 from broker.auth import require_route
+from broker.errors import NotReady
 from broker.policy import PURPOSES
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Says nothing about the audit store, the registry or the nodes."""
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 if a search could be answered now, else 503 not_ready naming each unusable part."""
+    problems = await request.app[READINESS].problems()
+    if problems:
+        raise NotReady("the broker cannot take searches now", fields=problems)
+    return web.json_response({"status": "ready"})
 
 
 async def list_nodes(request: web.Request) -> web.Response:
@@ -26,7 +38,6 @@ async def list_nodes(request: web.Request) -> web.Response:
     if request.query.get("refresh") in ("1", "true"):
         await request.app[MONITOR].poll_once()
     nodes = [h.to_json() for c in fanout.clients if (h := fanout.health_of(c.authority.code)) is not None]
-    request.app[METRICS].nodes_up.set(sum(1 for n in nodes if n["status"] in ("up", "probation")))
     now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).isoformat(timespec="seconds")
     return web.json_response({"generated_at": now, "nodes": nodes})
 

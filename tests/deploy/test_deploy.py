@@ -616,9 +616,10 @@ def test_k8s_ports_probes_and_services_agree_with_the_configs(tmp_path: Path) ->
         ], f"Service {service['metadata']['name']}"
         probes = [container.container[k] for k in ("readinessProbe", "livenessProbe")]
         if isinstance(config, BrokerConfig):
-            for probe in probes:
+            # Readiness is /readyz (audit store, registry, keys usable); liveness only that the process answers.
+            for probe, path in zip(probes, ("/readyz", "/healthz"), strict=True):
                 get = probe["httpGet"]
-                assert (get["path"], get["scheme"], container.named_port(get["port"])) == ("/healthz", "HTTPS", port)
+                assert (get["path"], get["scheme"], container.named_port(get["port"])) == (path, "HTTPS", port)
         else:
             # kubelet's native grpc probe cannot present a client certificate: the node would refuse it.
             for probe in [*probes, container.container.get("startupProbe", {"tcpSocket": {"port": port}})]:

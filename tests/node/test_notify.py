@@ -308,7 +308,7 @@ async def test_nothing_is_sent_unless_the_relay_is_verified_over_tls(pki, tmp_pa
 async def test_a_node_without_notify_says_so_once_and_starts_nothing(tmp_path):
     config = load_node_config(_write(tmp_path, ""), {})
     with capture_logs() as logs:
-        assert start_notifier(config, Journal(tmp_path / "j.sqlite3"), None) is None  # type: ignore[arg-type]
+        assert start_notifier(config, Journal(tmp_path / "j.sqlite3"), None, None) is None  # type: ignore[arg-type]
     assert [e["event"] for e in logs] == ["notify_not_configured"]
 
 
