@@ -56,7 +56,14 @@ class NotFound(ApiError):
 
 
 class RateLimited(ApiError):
+    """``limit`` names the limit reached (``practitioner_per_minute``, ``organisation_per_day``...)."""
+
     status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, limit: str = "") -> None:
+        super().__init__(message, headers=headers)
+        if limit:
+            self.extra = {"limit": limit}
 
 
 class NoNodesReachable(ApiError):

@@ -89,6 +89,8 @@ class SearchRecord:
     actor: dict[str, str] = field(default_factory=lambda: {"user_id": "", "role": ""})
     purpose: dict[str, str] = field(default_factory=dict)
     subject_hashes: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    """What the broker read differently from what was typed (``date_of_birth_read``); never the values."""
     results: dict[str, list[str]] = field(default_factory=dict)
     answered: list[str] = field(default_factory=list)
     not_answered: list[dict[str, str]] = field(default_factory=list)
@@ -120,6 +122,7 @@ class SearchRecord:
             date_of_birth=storable(s.date_of_birth) or None,
             nhs_number=storable(s.nhs_number),
         )
+        self.notices = list(search.notices)
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
@@ -140,6 +143,8 @@ class SearchRecord:
             "purpose": self.purpose,
             "subject_hashes": self.subject_hashes,
         }
+        if self.notices:
+            common["notices"] = self.notices
         if not self.actor.get("user_id") and self.client_address:
             common["client"] = {"address": self.client_address}
         return common

@@ -20,6 +20,8 @@ from broker.appkeys import FANOUT
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
 from broker.health import HealthSettings
+from broker.patterns import OFF as PATTERNS_OFF
+from broker.patterns import PatternSettings
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
@@ -161,6 +163,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         max_in_flight: int = 64,
         revocations: RevocationList | None = None,
         without_front_door: Iterable[str] = (),
+        org_rate_limit: int | None = None,
+        patterns: PatternSettings | None = None,
     ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
@@ -195,6 +199,10 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             rate_limit_per_minute=rate_limit,
             rate_limit_per_day=0,
             alert_searches_per_hour=0,
+            # Rate limits off (the default) means organisation limits and pattern alerts off too.
+            org_rate_limit_per_minute=org_rate_limit if org_rate_limit is not None else (rate_limit and 120),
+            org_rate_limit_per_day=0,
+            patterns=patterns or (PATTERNS_OFF if rate_limit == 0 else PatternSettings()),
             audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
             audit_signing_key=tmp_path / "audit.key",
             subject_key=tmp_path / "subject.key",
