@@ -114,17 +114,19 @@ class PatternDetector:
         now = self._clock()
         self._forget_older_than(now - self.settings.window_seconds)
         alerts = []
-        for scope, who in (("practitioner", actor), ("organisation", organisation)):
-            if not who:
-                continue  # a certificate without an organisation is limited as a practitioner only
-            for kind, threshold, about, value in (
-                (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
-                (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.date, keys.name),
-            ):
-                if threshold > 0:
-                    count = self._note((scope, who, kind, about), value, threshold, now)
-                    if count:
-                        alerts.append(Alert(kind, scope, count))
+        for kind, threshold, about, value in (
+            (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
+            (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.date, keys.name),
+        ):
+            if threshold <= 0:
+                continue
+            # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
+            # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
+            counts = [
+                (scope, self._note((scope, who, kind, about), value, threshold, now) if who else 0)
+                for scope, who in (("practitioner", actor), ("organisation", organisation))
+            ]
+            alerts += [Alert(kind, scope, count) for scope, count in counts if count][:1]
         return alerts
 
     def _note(self, where: tuple[str, str, str, str], value: str, threshold: int, now: float) -> int:
