@@ -231,3 +231,34 @@ async def test_a_search_in_another_script_has_subject_hashes(federation, tmp_pat
     async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries?subject_hash={digests[0]}") as resp:
         entries = (await resp.json())["entries"]
     assert {e["entry"]["search_id"] for e in entries} == {body["search_id"]}
+
+
+def test_organisation_limits_and_patterns_are_configured_like_the_other_settings(tmp_path):
+    from broker.config import BrokerConfig, load_broker_config
+    from broker.policy import ORG_RATE_LIMIT_PER_DAY, ORG_RATE_LIMIT_PER_MINUTE
+
+    base = 'registry = "r.json"\nassertion_key = "a.key"\n[tls]\nca = "ca.pem"\ncert = "b.pem"\nkey = "b.key"\n'
+    path = tmp_path / "broker.toml"
+    path.write_text(base)
+    config = load_broker_config(path, {})
+    assert (
+        (config.org_rate_limit_per_minute, config.org_rate_limit_per_day)
+        == (
+            ORG_RATE_LIMIT_PER_MINUTE,
+            ORG_RATE_LIMIT_PER_DAY,
+        )
+        == (BrokerConfig.org_rate_limit_per_minute, BrokerConfig.org_rate_limit_per_day)
+        == (120, 3000)
+    )
+    assert config.patterns == PatternSettings() and (
+        config.patterns.dates_per_name,
+        config.patterns.names_per_date,
+    ) == (
+        6,
+        8,
+    )
+    path.write_text("org_rate_limit_per_minute = 50\n" + base + "[patterns]\ndates_per_name = 4\n")
+    env = {"SIGNPOST_BROKER_ORG_RATE_LIMIT_PER_DAY": "900", "SIGNPOST_BROKER_PATTERNS__NAMES_PER_DATE": "0"}
+    config = load_broker_config(path, env)
+    assert (config.org_rate_limit_per_minute, config.org_rate_limit_per_day) == (50, 900)
+    assert (config.patterns.dates_per_name, config.patterns.names_per_date) == (4, 0)
