@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from broker.errors import InvalidRequest
+from broker.errors import InvalidRequest, RefusedSearch
 from broker.policy import (
     JUSTIFICATION_LENGTH,
     JUSTIFICATION_NAMES_THE_CHILD,
@@ -238,12 +238,15 @@ def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
         raise InvalidRequest("the request body must be a JSON object", fields={"body": "must be an object"})
     errors.unknown("body", body, TOP_FIELDS)
     subject = _subject(body.get("subject"), errors, today)
+    read = not any(f.startswith("subject") for f in errors.fields)  # every subject value is well-formed
     _minimum_query(subject, errors)
     code, justification = _purpose(body.get("purpose"), errors)
     if justification and not any(f.startswith("subject") for f in errors.fields):
         typed = [replace(subject, date_of_birth=errors.typed_date_of_birth)] if errors.typed_date_of_birth else []
         if any(justification_names_the_child(justification, s) for s in (subject, *typed)):
             errors.add("purpose.justification", JUSTIFICATION_NAMES_THE_CHILD)
+    if errors.fields and read:
+        raise RefusedSearch("the search request is not valid", fields=errors.fields, subject=subject)
     if errors.fields:
         raise InvalidRequest("the search request is not valid", fields=errors.fields)
     return SearchRequest(subject, code, justification, tuple(errors.notices))

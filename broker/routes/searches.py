@@ -31,7 +31,7 @@ from broker.appkeys import (
     SUBJECT_KEY,
 )
 from broker.auth import peer_identity, require_route
-from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
+from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited, RefusedSearch
 from broker.fanout import Outcome
 from broker.metrics import Metrics
 from broker.patterns import pattern_keys
@@ -133,8 +133,10 @@ async def create_search(request: web.Request) -> web.Response:
         today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
         try:
             search = parse_search(await read_json(request), today=today)
-        except (InvalidRequest, web.HTTPRequestEntityTooLarge):
+        except (InvalidRequest, web.HTTPRequestEntityTooLarge) as exc:
             refund(request.app, caller)  # a malformed request is no search: it spends no quota
+            if isinstance(exc, RefusedSearch):
+                audit.describe_refused(exc.subject)  # a refused attempt on a child is findable by its hashes
             raise
         audit.describe(search)
         watch_patterns(request.app, caller, search)

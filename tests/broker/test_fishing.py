@@ -262,3 +262,15 @@ def test_organisation_limits_and_patterns_are_configured_like_the_other_settings
     config = load_broker_config(path, env)
     assert (config.org_rate_limit_per_minute, config.org_rate_limit_per_day) == (50, 900)
     assert (config.patterns.dates_per_name, config.patterns.names_per_date) == (4, 0)
+
+
+async def test_a_refused_fishing_attempt_is_still_findable_by_a_subject_access_request(fed, tmp_path):
+    """The name-less search once had no subject hashes; refused now, its entry still carries the child's."""
+    status, _ = await fed.search({"given_name": ".", "family_name": "Okafor", "date_of_birth": "2012-05-03"})
+    assert status == 400
+    key = load_or_create_hmac_key(tmp_path / "subject.key")
+    family_and_date = subject_hashes(key, given_name="", family_name="Okafor", date_of_birth="2012-05-03")[0]
+    async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries?subject_hash={family_and_date}") as r:
+        entries = [e["entry"] for e in (await r.json())["entries"]]
+    assert [(e["outcome"], e["status"]) for e in entries] == [("invalid", 400)]
+    assert entries[0]["actor"]["user_id"] == "practitioner"
