@@ -24,6 +24,7 @@ from certs.pki import CertificateAuthority, user_subject
 from core.subject import Subject
 from node.errors import MatchRequestError
 from node.policy import query_from
+from tests.broker.test_openapi import schema as openapi_schema
 from tests.conftest import row
 
 PURPOSE = {"code": "child-protection-enquiry", "justification": "Strategy discussion, case 2291"}
@@ -130,6 +131,7 @@ async def test_three_certificates_of_one_organisation_share_one_quota(federation
         assert (await search_as(fed, user, AMELIA))[0] == 200
     status, body = await search_as(fed, colleagues[0], AMELIA)
     assert status == 429 and body["error"]["limit"] == "organisation_per_minute"
+    openapi_schema("Error").validate(body)
     assert "organisation" in body["error"]["message"]
     for user in colleagues[1:]:
         assert (await search_as(fed, user, AMELIA))[0] == 429
@@ -199,6 +201,7 @@ async def test_a_date_of_birth_typed_into_the_future_is_searched_as_its_reading(
     maya = {"given_name": "Maya", "family_name": "Okafor"}
     status, body = await fed.search({**maya, "date_of_birth": "2112-05-03"})  # typed for 2012-05-03
     assert status == 200 and body["notices"] == ["date_of_birth_read"]
+    openapi_schema("SearchResponse").validate(body)
     assert [r["band"] for r in body["results"]] == ["match"]
     status, honest = await fed.search({**maya, "date_of_birth": "2012-05-03"})
     assert honest["notices"] == []
