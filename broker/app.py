@@ -35,6 +35,8 @@ from broker.appkeys import (
     LIMITER,
     METRICS,
     MONITOR,
+    ORG_LIMITER,
+    PATTERNS,
     READINESS,
     REVOCATIONS,
     SIGNER,
@@ -49,6 +51,7 @@ from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
+from broker.patterns import PatternDetector
 from broker.peercert import PeerCertificates
 from broker.ratelimit import RateLimiter
 from broker.readiness import Readiness
@@ -190,6 +193,10 @@ def create_app(
         alert_per_hour=config.alert_searches_per_hour,
         clock=clock,
     )
+    app[ORG_LIMITER] = RateLimiter(
+        config.org_rate_limit_per_minute, config.org_rate_limit_per_day, clock=clock, scope="organisation"
+    )
+    app[PATTERNS] = PatternDetector(config.patterns, clock=clock)
     app[METRICS] = Metrics()
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)

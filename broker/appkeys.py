@@ -16,6 +16,7 @@ from broker.config import BrokerConfig
 from broker.fanout import FanOut
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
+from broker.patterns import PatternDetector
 from broker.ratelimit import RateLimiter
 from broker.readiness import Readiness
 from broker.watcher import ConfigWatcher
@@ -28,6 +29,10 @@ FANOUT = web.AppKey("fanout", FanOut)
 MONITOR = web.AppKey("monitor", HealthMonitor)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
 LIMITER = web.AppKey("limiter", RateLimiter)
+"""Per practitioner (user id)."""
+ORG_LIMITER = web.AppKey("org_limiter", RateLimiter)
+"""Per organisation (as the certificate names it): its members share one quota."""
+PATTERNS = web.AppKey("patterns", PatternDetector)
 SIGNER = web.AppKey("signer", AssertionSigner)
 IN_FLIGHT = web.AppKey("in_flight", list)
 """Searches under way, as a one-item list: app state is frozen once the app starts."""

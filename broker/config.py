@@ -7,6 +7,11 @@ Example::
     assertion_key = "/etc/signpost/assertion.key"
     search_deadline_seconds = 2.0
     rate_limit_per_minute = 30
+    org_rate_limit_per_minute = 120
+
+    [patterns]
+    dates_per_name = 6
+    names_per_date = 8
 
     [tls]
     ca = "/etc/signpost/ca.pem"
@@ -24,6 +29,7 @@ from broker import policy
 from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.door import DoorLimits
 from broker.health import HealthSettings
+from broker.patterns import PatternSettings
 from certs.tls import TLSConfig, read_tls
 from core.config import Reader, read_toml
 
@@ -48,6 +54,10 @@ class BrokerConfig:
     """Searches per practitioner per minute; 0 turns the limit off."""
     rate_limit_per_day: int = policy.RATE_LIMIT_PER_DAY
     """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
+    org_rate_limit_per_minute: int = policy.ORG_RATE_LIMIT_PER_MINUTE
+    """Searches per organisation (named by its members' certificates) per minute; 0 turns the limit off."""
+    org_rate_limit_per_day: int = policy.ORG_RATE_LIMIT_PER_DAY
+    """Searches per organisation per rolling 24 hours; 0 turns the limit off."""
     alert_searches_per_hour: int = policy.ALERT_SEARCHES_PER_HOUR
     """More searches than this by one practitioner in an hour raises an unusual-volume alert; 0 = never."""
     audit_log: str = "audit.sqlite3"
@@ -79,6 +89,8 @@ class BrokerConfig:
     """Per client, 429s and certificate-less 401s after the first of each interval are audited as one count."""
     limits: DoorLimits = DoorLimits()
     """The ``[limits]`` table: connection caps and read timeouts at the door, before anyone is authenticated."""
+    patterns: PatternSettings = PatternSettings()
+    """The ``[patterns]`` table: when one name with many dates of birth, or many names with one date, alerts."""
     log_level: str = "info"
 
     @property
@@ -105,6 +117,8 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         search_deadline_seconds=deadline,
         rate_limit_per_minute=reader.integer("rate_limit_per_minute", policy.RATE_LIMIT_PER_MINUTE),
         rate_limit_per_day=reader.integer("rate_limit_per_day", policy.RATE_LIMIT_PER_DAY),
+        org_rate_limit_per_minute=reader.integer("org_rate_limit_per_minute", policy.ORG_RATE_LIMIT_PER_MINUTE),
+        org_rate_limit_per_day=reader.integer("org_rate_limit_per_day", policy.ORG_RATE_LIMIT_PER_DAY),
         alert_searches_per_hour=reader.integer("alert_searches_per_hour", policy.ALERT_SEARCHES_PER_HOUR),
         audit_log=_audit_location(reader),
         audit_signing_key=reader.path("audit_signing_key", "audit.key"),
@@ -123,6 +137,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
             "refusal_audit_interval_seconds", policy.REFUSAL_AUDIT_INTERVAL_SECONDS, minimum=1.0
         ),
         limits=_limits(reader.sub("limits")),
+        patterns=_patterns(reader.sub("patterns")),
         log_level=reader.text("log_level", "info"),
     )
 
@@ -155,6 +170,16 @@ def _limits(reader: Reader) -> DoorLimits:
             "max_connections_per_address", d.max_connections_per_address, minimum=1
         ),
         max_connections=reader.integer("max_connections", d.max_connections, minimum=1),
+    )
+
+
+def _patterns(reader: Reader) -> PatternSettings:
+    d = PatternSettings()
+    return PatternSettings(
+        dates_per_name=reader.integer("dates_per_name", d.dates_per_name),
+        names_per_date=reader.integer("names_per_date", d.names_per_date),
+        window_seconds=reader.number("window_seconds", d.window_seconds, minimum=60.0),
+        max_tracked=reader.integer("max_tracked", d.max_tracked, minimum=100),
     )
 
 

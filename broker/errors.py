@@ -3,6 +3,7 @@
     BrokerError
     ├── ApiError                   rendered as the contract's JSON error by broker.app's middleware
     │   ├── InvalidRequest         400 invalid_request, with a ``fields`` map
+    │   │   └── RefusedSearch      a search refused once its subject was read: the audit still hashes the child
     │   ├── Unauthenticated        401 unauthenticated
     │   ├── Forbidden              403 forbidden
     │   ├── NotFound               404 not_found
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from core.subject import Subject
+
 
 class BrokerError(Exception):
     """Base of every broker error."""
@@ -44,6 +47,16 @@ class InvalidRequest(ApiError):
     status, code = 400, "invalid_request"
 
 
+class RefusedSearch(InvalidRequest):
+    """A search refused (a name that is no name, the minimum query, the justification) after every subject
+    field was read as valid: the audit entry of the refusal can still carry the child's hashes, so a
+    subject access request finds attempts too. ``subject`` is never logged or rendered."""
+
+    def __init__(self, message: str, *, fields: dict[str, str], subject: Subject) -> None:
+        super().__init__(message, fields=fields)
+        self.subject = subject
+
+
 class Unauthenticated(ApiError):
     status, code = 401, "unauthenticated"
 
@@ -57,7 +70,14 @@ class NotFound(ApiError):
 
 
 class RateLimited(ApiError):
+    """``limit`` names the limit reached (``practitioner_per_minute``, ``organisation_per_day``...)."""
+
     status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, limit: str = "") -> None:
+        super().__init__(message, headers=headers)
+        if limit:
+            self.extra = {"limit": limit}
 
 
 class NoNodesReachable(ApiError):

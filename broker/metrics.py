@@ -52,6 +52,15 @@ class Metrics:
             "Practitioners whose hourly search volume passed the alert level",
             registry=r,
         )
+        self.unusual_patterns = Counter(
+            "signpost_unusual_pattern_alerts",
+            "Unusual search patterns (one name with many dates of birth, many names with one), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "signpost_rate_limited_searches", "Searches refused by a rate limit, by which limit", ["limit"], registry=r
+        )
         self.nodes_up = Gauge("signpost_nodes_up", "Authorities answering health checks", registry=r)
         self.admission_limit = Gauge(
             "signpost_admission_limit", "Searches the broker now takes on at once (lowered while congested)", registry=r

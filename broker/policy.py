@@ -6,9 +6,9 @@
   and not the child's name (nor a nickname), date of birth or NHS number, however disguised, because it
   is kept in clear in the audit log and in node journals.
 - How much a search must say about the child (the minimum query, defined once in ``core.subject``
-  for the broker and the nodes alike).
-- How many searches one practitioner may make, and when their volume is unusual (the defaults of
-  ``BrokerConfig``; ``broker.ratelimit`` counts).
+  for the broker and the nodes alike), and that each name in it is a name (``core.names.name_problem``).
+- How many searches one practitioner, and one organisation, may make, and when their volume or pattern
+  is unusual (the defaults of ``BrokerConfig``; ``broker.ratelimit`` and ``broker.patterns`` count).
 - What a result discloses to the practitioner: the authority, the band ("match" or "possible"), the
   score, the node's reasons and who to contact, and never the authority's record of the child. A
   ``match`` gives the named practitioners; a ``possible`` only the authority's front door, whatever a
@@ -32,7 +32,7 @@ from broker.fanout import Outcome
 from certs.identity import Role
 from core.names import fold, skeleton, tokens
 from core.nicknames import default_variants
-from core.subject import MINIMUM_QUERY, Subject, missing_for_minimum_query
+from core.subject import Subject, minimum_query_problems
 from protos.signpost.v1 import node_pb2
 
 # --- Who may do what -------------------------------------------------------------------------------
@@ -258,8 +258,9 @@ def _mentions_number(text: str, nhs_number: str) -> bool:
 
 
 def minimum_query_refusals(subject: Subject) -> dict[str, str]:
-    """Each field the minimum query (``core.subject.MINIMUM_QUERY``) still needs, with the reason given."""
-    return {f"subject.{name}": "required: " + MINIMUM_QUERY for name in missing_for_minimum_query(subject)}
+    """Each field the minimum query (``core.subject``) refuses: missing ones, and names that are no names
+    ("." or zero-width spaces, an initial, "x", "Baby", "Ms"). The reasons never repeat the value."""
+    return {f"subject.{name}": reason for name, reason in minimum_query_problems(subject).items()}
 
 
 # --- How many searches (defaults; broker.config reads the deployed values) --------------------------
@@ -268,6 +269,10 @@ RATE_LIMIT_PER_MINUTE = 30
 """Searches per practitioner per minute; 0 turns the limit off."""
 RATE_LIMIT_PER_DAY = 300
 """Searches per practitioner per rolling 24 hours; 0 turns the limit off."""
+ORG_RATE_LIMIT_PER_MINUTE = 120
+"""Searches per organisation (as its members' certificates name it) per minute; 0 turns the limit off."""
+ORG_RATE_LIMIT_PER_DAY = 3000
+"""Searches per organisation per rolling 24 hours; 0 turns the limit off."""
 ALERT_SEARCHES_PER_HOUR = 60
 """More searches than this by one practitioner in an hour raise an unusual-volume alert; 0 = never."""
 PREAUTH_REQUESTS_PER_SECOND = 20.0

@@ -1,6 +1,8 @@
-"""Per-practitioner search limits, and an alert when someone's volume is unusual.
+"""Per-practitioner and per-organisation search limits, and an alert when someone's volume is unusual.
 
-Sliding windows per user: one minute and one day. Over either limit the search
+Sliding windows per key: one minute and one day. The broker holds two limiters: one keyed by the
+practitioner's user id, one by the organisation their certificate names, so that three certificates
+of one organisation share one organisation quota (each once had a full quota of its own). Over either limit the search
 is refused with 429 and the seconds until one would be allowed. Separately, a
 practitioner whose searches in the last hour pass ``alert_per_hour`` raises an
 alert (a log event and a metric) once per hour: trawling looks like volume.
@@ -32,19 +34,35 @@ class Decision:
     window: str = ""
     unusual: bool = False
     """This search pushed the user past the hourly alert level (reported once an hour)."""
+    scope: str = "practitioner"
+    """Whose limit: ``practitioner`` or ``organisation``."""
+
+    @property
+    def limit(self) -> str:
+        """Which limit refused, as the 429 names it: ``practitioner_per_minute``, ``organisation_per_day``..."""
+        return f"{self.scope}_per_{self.window}"
 
 
 class RateLimiter:
     def __init__(
-        self, per_minute: int, per_day: int = 0, *, alert_per_hour: int = 0, clock: Callable[[], float]
+        self,
+        per_minute: int,
+        per_day: int = 0,
+        *,
+        alert_per_hour: int = 0,
+        clock: Callable[[], float],
+        scope: str = "practitioner",
     ) -> None:
         self.per_minute, self.per_day, self.alert_per_hour = per_minute, per_day, alert_per_hour
+        self.scope = scope
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
         self._alerted: dict[str, float] = {}
 
     def check(self, user: str) -> Decision:
         """Record a search by ``user`` if allowed."""
+        if self.per_minute <= 0 and self.per_day <= 0 and self.alert_per_hour <= 0:
+            return Decision(True, scope=self.scope)  # off: nothing to count, and nothing held in memory
         now = self._clock()
         events = self._events.setdefault(user, deque())
         while events and events[0] <= now - DAY:
@@ -53,9 +71,9 @@ class RateLimiter:
             if limit > 0:
                 in_window = [t for t in events if t > now - span] if span != DAY else events
                 if len(in_window) >= limit:
-                    return Decision(False, max(0.001, in_window[-limit] + span - now), name)
+                    return Decision(False, max(0.001, in_window[-limit] + span - now), name, scope=self.scope)
         events.append(now)
-        return Decision(True, unusual=self._unusual(user, events, now))
+        return Decision(True, unusual=self._unusual(user, events, now), scope=self.scope)
 
     def refund(self, user: str) -> None:
         """Give back the search ``check`` last recorded for ``user``: the request turned out malformed."""

@@ -11,7 +11,9 @@ subject hashes, search id) *before* any node is asked; if the store cannot take 
 asked. Its outcome (status, results, answered, not_answered) is then a second entry with the same
 ``search_id`` — the log stays append-only — committed before the results are released, within what is
 left of the search's deadline; if that write fails the searcher gets 503 and no results. The receipt a
-search returns is the outcome entry's. A refusal before that point (400, 401, 403, 429) is one entry.
+search returns is the outcome entry's. A refusal before that point (400, 401, 403, 429) is one entry;
+a 400 given once every subject value was read (``RefusedSearch``: a name that is no name, the minimum
+query, the justification) carries the child's hashes too, so a subject access request finds the attempt.
 
 ``audited_search`` is the one place entries are made: the search handler runs inside it, fills in the
 record as it learns things, calls ``SearchAudit.started`` before the fan-out and ``answered`` before
@@ -46,6 +48,7 @@ from broker.policy import AUDIT_OUTCOME_RESERVE_SECONDS
 from broker.refusals import REFUSALS
 from broker.search_request import SearchRequest
 from certs.identity import Identity
+from core.subject import Subject
 
 log = structlog.get_logger("signpost.broker")
 OUTCOMES = {
@@ -89,6 +92,8 @@ class SearchRecord:
     actor: dict[str, str] = field(default_factory=lambda: {"user_id": "", "role": ""})
     purpose: dict[str, str] = field(default_factory=dict)
     subject_hashes: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    """What the broker read differently from what was typed (``date_of_birth_read``); never the values."""
     results: dict[str, list[str]] = field(default_factory=dict)
     answered: list[str] = field(default_factory=list)
     not_answered: list[dict[str, str]] = field(default_factory=list)
@@ -111,8 +116,12 @@ class SearchRecord:
         }
 
     def describe(self, search: SearchRequest, key: bytes) -> None:
-        s = search.subject
         self.purpose = {"code": storable(search.purpose_code), "justification": storable(search.justification)}
+        self.hash_child(search.subject, key)
+        self.notices = list(search.notices)
+
+    def hash_child(self, s: Subject, key: bytes) -> None:
+        """The child's keyed hashes, from a subject whose every value was read as valid."""
         self.subject_hashes = subject_hashes(
             key,
             given_name=storable(s.given_name),
@@ -140,6 +149,8 @@ class SearchRecord:
             "purpose": self.purpose,
             "subject_hashes": self.subject_hashes,
         }
+        if self.notices:
+            common["notices"] = self.notices
         if not self.actor.get("user_id") and self.client_address:
             common["client"] = {"address": self.client_address}
         return common
@@ -207,6 +218,10 @@ class SearchAudit:
     def describe(self, search: SearchRequest) -> None:
         """The purpose and the child, hashed with the app's subject key."""
         self.record.describe(search, self._app[SUBJECT_KEY])
+
+    def describe_refused(self, subject: Subject) -> None:
+        """The child of a search refused after its subject was read (broker.errors.RefusedSearch): hashes only."""
+        self.record.hash_child(subject, self._app[SUBJECT_KEY])
 
     def outcomes(self, outcomes: list[Outcome]) -> None:
         """Which authorities answered, with which bands, and which did not."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from broker.errors import InvalidRequest
+from broker.errors import InvalidRequest, RefusedSearch
 from broker.policy import (
     JUSTIFICATION_LENGTH,
     JUSTIFICATION_NAMES_THE_CHILD,
@@ -26,7 +26,7 @@ from broker.policy import (
     justification_names_the_child,
     minimum_query_refusals,
 )
-from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, parse_date_of_birth
+from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, read_date_of_birth
 from core.subject import Subject, clean_text
 
 SUBJECT_TEXT = (
@@ -104,16 +104,27 @@ def decode_body(raw: bytes) -> Any:
         raise InvalidRequest(f"the body is not valid JSON ({where})", fields={"body": "not valid JSON"}) from None
 
 
+DATE_OF_BIRTH_READ = "date_of_birth_read"
+"""Notice: the date of birth was in the future and was searched as the latest plausible date one digit
+away (2112 typed for 2012); the response and the audit entry carry it, never the dates."""
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     subject: Subject
     purpose_code: str
     justification: str
+    notices: tuple[str, ...] = ()
+    """What the broker read differently from what was typed (``DATE_OF_BIRTH_READ``)."""
 
 
 class _Errors:
     def __init__(self) -> None:
         self.fields: dict[str, str] = {}
+        self.notices: list[str] = []
+        """Not errors: what was read differently from what was typed."""
+        self.typed_date_of_birth = ""
+        """The date of birth as typed, when it was read as another (the justification must not hold it either)."""
 
     def add(self, field: str, reason: str) -> None:
         self.fields.setdefault(field, reason)
@@ -176,9 +187,14 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
     dob = values.get("date_of_birth", "")
     if dob:
         try:
-            parse_date_of_birth(dob, today)
+            born, read = read_date_of_birth(dob, today)
         except ValueError as exc:
             errors.add("subject.date_of_birth", str(exc))
+        else:
+            if read:  # a slip such as 2112 for 2012 is searched as the plausible reading, and says so
+                values["date_of_birth"] = born.isoformat()
+                errors.typed_date_of_birth = dob
+                errors.notices.append(DATE_OF_BIRTH_READ)
     sex = values.get("sex", "")
     if sex and sex.upper() not in ("M", "F", "U"):
         errors.add("subject.sex", "must be M, F or U")
@@ -222,11 +238,15 @@ def parse_search(body: Any, *, today: dt.date) -> SearchRequest:
         raise InvalidRequest("the request body must be a JSON object", fields={"body": "must be an object"})
     errors.unknown("body", body, TOP_FIELDS)
     subject = _subject(body.get("subject"), errors, today)
+    read = not any(f.startswith("subject") for f in errors.fields)  # every subject value is well-formed
     _minimum_query(subject, errors)
     code, justification = _purpose(body.get("purpose"), errors)
     if justification and not any(f.startswith("subject") for f in errors.fields):
-        if justification_names_the_child(justification, subject):
+        typed = [replace(subject, date_of_birth=errors.typed_date_of_birth)] if errors.typed_date_of_birth else []
+        if any(justification_names_the_child(justification, s) for s in (subject, *typed)):
             errors.add("purpose.justification", JUSTIFICATION_NAMES_THE_CHILD)
+    if errors.fields and read:
+        raise RefusedSearch("the search request is not valid", fields=errors.fields, subject=subject)
     if errors.fields:
         raise InvalidRequest("the search request is not valid", fields=errors.fields)
-    return SearchRequest(subject, code, justification)
+    return SearchRequest(subject, code, justification, tuple(errors.notices))

@@ -93,6 +93,54 @@ def parse_date_of_birth(value: str, today: dt.date) -> dt.date:
     return born
 
 
+def date_readings(value: str, today: dt.date) -> tuple[dt.date, ...]:
+    """The plausible dates one keystroke from a date of birth typed into the future, latest first.
+
+    A reading changes one digit, never the first ("2112-05-03" -> 2012-05-03, 2102-... is still
+    future): a year starting 9 or 0 is a placeholder or garbage, not a slip ("9999-12-31" has none).
+    Only real dates in the window of :func:`parse_date_of_birth` count. () for a date that is not in
+    the future, or has no such reading (2150-01-01).
+    """
+    try:
+        typed = parse_date(value)
+    except ValueError:
+        return ()
+    if typed <= today:
+        return ()
+    digits = value.replace("-", "")
+    readings = set()
+    for position in range(1, len(digits)):
+        for digit in "0123456789":
+            if digit == digits[position]:
+                continue
+            changed = digits[:position] + digit + digits[position + 1 :]
+            try:
+                reading = dt.date(int(changed[:4]), int(changed[4:6]), int(changed[6:]))
+            except ValueError:
+                continue
+            if EARLIEST_DATE_OF_BIRTH <= reading <= today:
+                readings.add(reading)
+    return tuple(sorted(readings, reverse=True))
+
+
+def read_date_of_birth(value: str, today: dt.date) -> tuple[dt.date, bool]:
+    """A date of birth to search with, and whether it was read rather than taken as typed.
+
+    Taken as typed when plausible (:func:`parse_date_of_birth`); a date in the future is read as the
+    latest of its :func:`date_readings` (2112 typed for 2012 is searched as 2012). Otherwise the
+    ValueError of :func:`parse_date_of_birth`, which never echoes the value.
+    """
+    try:
+        return parse_date_of_birth(value, today), False
+    except ValueError:
+        readings = date_readings(value, today)
+        if readings:
+            return readings[0], True
+        if parse_date(value) > today:
+            raise ValueError("is in the future, and no date one digit away is a plausible date of birth") from None
+        raise
+
+
 def dob_int(dob: str) -> int:
     """'2014-03-09' -> 20140309; 0 when empty or malformed (already validated upstream)."""
     digits = dob.replace("-", "")

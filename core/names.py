@@ -151,3 +151,74 @@ def skeleton(text: str) -> str:
     """Text as it looks: compatibility forms made plain (NFKC: fullwidth and mathematical letters,
     fullwidth digits), invisible characters removed, look-alike letters as Latin; case and spacing kept."""
     return latin_lookalikes(strip_invisible(unicodedata.normalize("NFKC", text)))
+
+
+# --- Whether a searched name is a name ---------------------------------------------------------------
+# Scripts in which one character is a whole syllable or word: a Chinese family name is one ideograph,
+# a Korean one one Hangul syllable, so one of these is a name where one Latin letter is an initial.
+_SYLLABLE_NAMES = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE")
+
+
+def _ascii_letters(char: str) -> str:
+    """The a-z letters ``char`` decomposes into ('é' -> 'e', 'Ａ' -> 'a'), as :func:`fold` keeps them."""
+    return "".join(c for c in unicodedata.normalize("NFKD", char) if "a" <= c <= "z")
+
+
+def _words(text: str) -> list[str]:
+    """The name's words in letters of any script: Latin ones as :func:`fold` reads them, others
+    case-folded (NFKC) with their marks; invisible characters, digits and punctuation separate nothing
+    into letters."""
+    words: list[str] = []
+    current: list[str] = []
+    # A mark after a Latin letter is an accent fold() drops; after a letter of another script it is part of it.
+    latin_before = False
+    for char in unicodedata.normalize("NFC", strip_invisible(text).casefold().translate(_SPECIAL)):
+        ascii_form = _ascii_letters(char)
+        category = unicodedata.category(char)
+        if ascii_form:
+            current.append(ascii_form)
+            latin_before = True
+        elif category.startswith("L") or (category.startswith("M") and current and not latin_before):
+            current.append(unicodedata.normalize("NFKC", char))
+            latin_before = False
+        elif not category.startswith("M"):
+            if current:
+                words.append("".join(current))
+            current, latin_before = [], False
+    if current:
+        words.append("".join(current))
+    return words
+
+
+def letters_key(text: str) -> str:
+    """The name's letters in any script as one string: for Latin names exactly ``"".join(tokens(text))``.
+
+    The audit log hashes names with it, so a name written in Chinese, Arabic or Cyrillic has a subject
+    hash (``tokens`` keeps only a-z, and such a search once had none: a subject access request could
+    never find it).
+    """
+    return "".join(_words(text))
+
+
+def _letter_count(word: str) -> int:
+    return sum(1 for c in word if unicodedata.category(c).startswith("L") or "a" <= c <= "z")
+
+
+def name_problem(text: str) -> str | None:
+    """Why ``text`` is not a name a search may rest on, or None when it is. The reason never repeats it.
+
+    A name has a part of two letters or more in any script (one CJK ideograph or Hangul syllable is a
+    whole name), and is not a placeholder ("Baby", "Unknown") or a title ("Ms") alone. "." or zero-width
+    spaces have no letters; "J" or "J. K." is initials only; "x" is one letter. Each of those once met
+    the minimum query and located children by date of birth and postcode alone.
+    """
+    words = _words(text)
+    if not words:
+        return "has no letters"
+    if any(unicodedata.name(c, "").startswith(_SYLLABLE_NAMES) for word in words for c in word):
+        return None
+    if max(_letter_count(word) for word in words) < 2:
+        return "is an initial or single letters, not a name"
+    if all(word.isascii() for word in words) and is_placeholder(text):
+        return "is a placeholder or a title, not a name"
+    return None

@@ -15,12 +15,19 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from core.names import name_problem
 from protos.signpost.v1 import node_pb2
 
 MINIMUM_QUERY = (
     "a search needs given_name, family_name and date_of_birth, or a valid nhs_number with family_name or date_of_birth"
 )
 """The rule against trawling, in the words every refusal uses."""
+NAME_RULE = (
+    "a name has a part of at least two letters (one CJK ideograph is a name) and is not an initial, "
+    "a placeholder such as Baby or a title such as Ms; leave the field out if the name is not known"
+)
+"""What a name given in a search must be, in the words every refusal of one uses."""
+NAME_FIELDS = ("given_name", "family_name")
 SEXES = ("", "M", "F", "U")
 # Lone surrogates cannot be encoded as UTF-8 (protobuf and the audit store refuse them), and control
 # characters (NUL above all, which PostgreSQL's text refuses) are never part of a name or a reason.
@@ -84,15 +91,40 @@ class Subject:
         )
 
 
-def missing_for_minimum_query(subject: Subject) -> tuple[str, ...]:
-    """The fields a search lacks under the minimum query; () when it may go ahead.
+def name_problems(subject: Subject) -> dict[str, str]:
+    """Each name field given that is no name ("." , zero-width spaces, an initial, "x", "Baby", "Ms"), with why.
 
-    Given name + family name + date of birth, or an NHS number (checked valid by
-    the caller) with a family name or a date of birth: less than that is a
-    fishing trip, whoever sends it.
+    Such a value is refused wherever it is, not only when the minimum query needs it: a search must
+    never rest on it, and a practitioner who does not know a name leaves the field out.
     """
-    by_name = subject.given_name and subject.family_name and subject.date_of_birth
-    by_nhs = subject.nhs_number and (subject.family_name or subject.date_of_birth)
-    if by_name or by_nhs:
-        return ()
-    return tuple(name for name in ("given_name", "family_name", "date_of_birth") if not getattr(subject, name))
+    problems = {}
+    for field in NAME_FIELDS:
+        value = getattr(subject, field)
+        reason = name_problem(value) if value else None
+        if reason:
+            problems[field] = reason
+    return problems
+
+
+def minimum_query_problems(subject: Subject) -> dict[str, str]:
+    """Every field the minimum query refuses, with the reason: names that are no names, then fields missing.
+
+    Given name + family name + date of birth, or an NHS number (checked valid by the caller) with a
+    family name or a date of birth: less than that is a fishing trip, whoever sends it. A name counts
+    only if it is a name (:func:`core.names.name_problem`); the node checks that an NHS number's family
+    name or date of birth actually agrees.
+    """
+    problems = {field: f"not a name: it {reason}; {NAME_RULE}" for field, reason in name_problems(subject).items()}
+    given, family = (bool(getattr(subject, f)) and f not in problems for f in NAME_FIELDS)
+    by_name = given and family and subject.date_of_birth
+    by_nhs = subject.nhs_number and (family or subject.date_of_birth)
+    if not (by_name or by_nhs):
+        for field in ("given_name", "family_name", "date_of_birth"):
+            if not getattr(subject, field):
+                problems[field] = "required: " + MINIMUM_QUERY
+    return problems
+
+
+def missing_for_minimum_query(subject: Subject) -> tuple[str, ...]:
+    """The fields a search lacks or must correct under the minimum query; () when it may go ahead."""
+    return tuple(sorted(minimum_query_problems(subject), key=("given_name", "family_name", "date_of_birth").index))

@@ -18,6 +18,8 @@ from broker.app import create_app
 from broker.audit.keys import public_key_path
 from broker.config import BrokerConfig
 from broker.door import DoorLimits
+from broker.patterns import OFF as PATTERNS_OFF
+from broker.patterns import PatternSettings
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.assertions import create_assertion_key
@@ -193,6 +195,9 @@ async def start_local_federation(
             # --rate-limit 0 means bulk evaluation on one's own machine: no daily limit either.
             rate_limit_per_day=0 if rate_limit_per_minute == 0 else 300,
             alert_searches_per_hour=0 if rate_limit_per_minute == 0 else 60,
+            org_rate_limit_per_minute=0 if rate_limit_per_minute == 0 else BrokerConfig.org_rate_limit_per_minute,
+            org_rate_limit_per_day=0 if rate_limit_per_minute == 0 else BrokerConfig.org_rate_limit_per_day,
+            patterns=PATTERNS_OFF if rate_limit_per_minute == 0 else PatternSettings(),
             # The audit log and its keys outlive a demo run (the PKI does not): restart and verify.
             audit_log=str(workdir / "audit.sqlite3"),
             audit_signing_key=workdir / "audit.key",

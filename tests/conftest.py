@@ -20,6 +20,8 @@ from broker.appkeys import FANOUT
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
 from broker.health import HealthSettings
+from broker.patterns import OFF as PATTERNS_OFF
+from broker.patterns import PatternSettings
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
@@ -162,6 +164,8 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         revocations: RevocationList | None = None,
         without_front_door: Iterable[str] = (),
         notify: dict[str, NotifyConfig] | None = None,
+        org_rate_limit: int | None = None,
+        patterns: PatternSettings | None = None,
     ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
@@ -200,6 +204,10 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             # from 127.0.0.1, and timing and fuzz tests send hundreds. Its own tests set the limiter's values.
             preauth_burst=0,
             alert_searches_per_hour=0,
+            # Rate limits off (the default) means organisation limits and pattern alerts off too.
+            org_rate_limit_per_minute=org_rate_limit if org_rate_limit is not None else (rate_limit and 120),
+            org_rate_limit_per_day=0,
+            patterns=patterns or (PATTERNS_OFF if rate_limit == 0 else PatternSettings()),
             audit_log=audit_log or str(tmp_path / "audit.sqlite3"),
             audit_signing_key=tmp_path / "audit.key",
             subject_key=tmp_path / "subject.key",

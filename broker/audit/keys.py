@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from broker.audit.errors import AuditConfigError
 from core.identifiers import normalise_nhs_number, parse_date
-from core.names import tokens
+from core.names import letters_key
 
 HMAC_KEY_BYTES = 32
 
@@ -129,8 +129,9 @@ def load_or_create_hmac_key(path: Path) -> bytes:
 
 
 def _name(text: str) -> str:
-    # tokens() folds case, accents and punctuation and joins particles, so "O'Brien" == "obrien".
-    return "".join(tokens(text))
+    # Case, accents and punctuation folded, so "O'Brien" == "obrien"; letters of every script kept, so a
+    # name written in Chinese or Arabic has hashes too (for Latin names this is "".join(tokens(text))).
+    return letters_key(text)
 
 
 def _dob(value: str | dt.date) -> str:

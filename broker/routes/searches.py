@@ -18,11 +18,23 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from broker.appkeys import ADMISSION, CLOCK, FANOUT, IN_FLIGHT, LIMITER, METRICS, SIGNER
+from broker.appkeys import (
+    ADMISSION,
+    CLOCK,
+    FANOUT,
+    IN_FLIGHT,
+    LIMITER,
+    METRICS,
+    ORG_LIMITER,
+    PATTERNS,
+    SIGNER,
+    SUBJECT_KEY,
+)
 from broker.auth import peer_identity, require_route
-from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited
+from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited, RefusedSearch
 from broker.fanout import Outcome
 from broker.metrics import Metrics
+from broker.patterns import pattern_keys
 from broker.policy import coverage_json, oversharing_authorities, results_json
 from broker.search_audit import AuditUnavailable, SearchAudit, audited_search
 from broker.search_request import SearchRequest, decode_body, parse_search
@@ -73,26 +85,61 @@ class NoNodes(NoNodesReachable):
         self.extra = {"coverage": coverage}
 
 
+def check_limits(app: web.Application, caller: Identity) -> None:
+    """Spend one search of the practitioner's quota and their organisation's; RateLimited naming the limit if not."""
+    decision = app[LIMITER].check(caller.id)
+    if decision.unusual:
+        log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
+        app[METRICS].unusual_volume.inc()
+    if decision.allowed:
+        # Keyed by the certificate's organisation: its members share one quota however many certificates.
+        decision = app[ORG_LIMITER].check(caller.organisation or f"user:{caller.id}")
+        if not decision.allowed:
+            app[LIMITER].refund(caller.id)  # not searched: the practitioner's own quota is not spent
+    if not decision.allowed:
+        app[METRICS].rate_limited.labels(decision.limit).inc()
+        whose = "your organisation's searches" if decision.scope == "organisation" else "searches"
+        raise RateLimited(
+            f"too many {whose} this {decision.window}; wait before searching again",
+            headers={"Retry-After": str(math.ceil(decision.retry_after))},
+            limit=decision.limit,
+        )
+
+
+def refund(app: web.Application, caller: Identity) -> None:
+    app[LIMITER].refund(caller.id)
+    app[ORG_LIMITER].refund(caller.organisation or f"user:{caller.id}")
+
+
+def watch_patterns(app: web.Application, caller: Identity, search: SearchRequest) -> None:
+    """Alert on one name swept over many dates of birth, or many names on one (broker.patterns); never refuse."""
+    for alert in app[PATTERNS].observe(caller.id, caller.organisation, pattern_keys(app[SUBJECT_KEY], search.subject)):
+        log.warning(
+            "unusual_search_pattern",
+            user=caller.id,
+            organisation=caller.organisation,
+            kind=alert.kind,
+            scope=alert.scope,
+            count=alert.count,
+        )
+        app[METRICS].unusual_patterns.labels(alert.kind).inc()
+
+
 async def create_search(request: web.Request) -> web.Response:
     async with audited_search(request.app, request.remote or "") as audit:
         audit.identify(peer_identity(request))  # a refused caller is audited too, by name
         caller = require_route(request)
-        decision = request.app[LIMITER].check(caller.id)
-        if decision.unusual:
-            log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
-            request.app[METRICS].unusual_volume.inc()
-        if not decision.allowed:
-            raise RateLimited(
-                f"too many searches this {decision.window}; wait before searching again",
-                headers={"Retry-After": str(math.ceil(decision.retry_after))},
-            )
+        check_limits(request.app, caller)
         today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
         try:
             search = parse_search(await read_json(request), today=today)
-        except (InvalidRequest, web.HTTPRequestEntityTooLarge):
-            request.app[LIMITER].refund(caller.id)  # a malformed request is no search: it spends no quota
+        except (InvalidRequest, web.HTTPRequestEntityTooLarge) as exc:
+            refund(request.app, caller)  # a malformed request is no search: it spends no quota
+            if isinstance(exc, RefusedSearch):
+                audit.describe_refused(exc.subject)  # a refused attempt on a child is findable by its hashes
             raise
         audit.describe(search)
+        watch_patterns(request.app, caller, search)
         started = time.perf_counter()
         in_flight = request.app[IN_FLIGHT]
         ticket = request.app[ADMISSION].admit(in_flight[0])
@@ -151,5 +198,11 @@ async def _run_search(
     # The outcome is committed before the results leave: a search whose outcome is not logged is not answered.
     receipt = await audit.answered()
     return web.json_response(
-        {"search_id": search_id, "results": results, "coverage": coverage, "audit": receipt.to_json()}
+        {
+            "search_id": search_id,
+            "results": results,
+            "coverage": coverage,
+            "notices": list(search.notices),
+            "audit": receipt.to_json(),
+        }
     )

@@ -28,6 +28,7 @@ import aiohttp
 from broker.config import BrokerConfig
 from broker.door import DoorLimits
 from broker.health import HealthSettings
+from broker.patterns import OFF as PATTERNS_OFF
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
 from certs.tls import client_ssl_context
@@ -142,6 +143,9 @@ class Deployment:
             rate_limit_per_minute=0,
             rate_limit_per_day=0,
             alert_searches_per_hour=0,
+            org_rate_limit_per_minute=0,
+            org_rate_limit_per_day=0,
+            patterns=PATTERNS_OFF,
             audit_log=str(self.work / "audit.sqlite3"),
             audit_signing_key=self.work / "audit.key",
             subject_key=self.work / "subject.key",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from core.identifiers import (
     EARLIEST_DATE_OF_BIRTH,
+    date_readings,
     dob_int,
     nhs_check_digit,
     nhs_number_valid,
@@ -19,6 +20,7 @@ from core.identifiers import (
     parse_date_of_birth,
     postcode_parts,
     postcode_valid,
+    read_date_of_birth,
 )
 
 TODAY = dt.date(2026, 12, 2)
@@ -126,3 +128,32 @@ def test_the_csv_import_applies_the_same_rules(fields, column):
     with pytest.raises(ValueError, match=f"^{column}: ") as caught:
         parse_row(row(**fields), today=TODAY)
     assert next(iter(fields.values())) not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("2112-05-03", "2012-05-03"),
+        ("2099-01-01", "2019-01-01"),
+        ("2026-12-10", "2026-11-10"),
+        ("2029-05-03", "2026-05-03"),
+    ],
+)
+def test_a_date_of_birth_in_the_future_is_read_one_digit_away(typed, read):
+    assert read_date_of_birth(typed, TODAY) == (dt.date.fromisoformat(read), True)
+    assert date_readings(typed, TODAY)[0] == dt.date.fromisoformat(read)
+
+
+@pytest.mark.parametrize("typed", ["2150-01-01", "9999-12-31", "3012-05-03"])
+def test_a_future_date_with_no_plausible_reading_is_refused(typed):
+    assert date_readings(typed, TODAY) == ()
+    with pytest.raises(ValueError, match="future") as caught:
+        read_date_of_birth(typed, TODAY)
+    assert typed not in str(caught.value)
+
+
+def test_a_plausible_date_is_taken_as_typed():
+    assert read_date_of_birth("2014-03-09", TODAY) == (dt.date(2014, 3, 9), False)
+    assert date_readings("2014-03-09", TODAY) == ()
+    with pytest.raises(ValueError):
+        read_date_of_birth("1899-12-31", TODAY)  # only the future is read: before 1900 stays refused

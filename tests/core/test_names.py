@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.names import fold, latin_lookalikes, skeleton, strip_invisible
+from core.names import fold, latin_lookalikes, letters_key, name_problem, skeleton, strip_invisible, tokens
 
 
 @pytest.mark.parametrize("hidden", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e", "\u3164"])
@@ -24,3 +24,28 @@ def test_fold_still_keeps_other_scripts_out_of_latin():
     # Matching must not turn a Cyrillic name into a Latin one: only the justification check reads look-alikes.
     assert fold("\u0410\u043d\u043d\u0430") == ""
     assert fold(skeleton("\u0410\u043d\u043d\u0430")) == "aa"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [".", "", "\u200b\u200b", "\u3164", "J", "J. K.", "x", "xx", "Baby", "Baby Girl", "Ms", "Master", "Twin 1", "-"],
+)
+def test_what_is_not_a_name(text):
+    reason = name_problem(text)
+    assert reason and (not text.strip(". -") or text.strip(". -") not in reason)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Jo", "Li", "Amelia", "Ó Briain-Smith", "\u738b", "\uae40", "\u0410\u043d\u043d\u0430", "\u0645\u062d\u062f"],
+)
+def test_names_in_any_script_are_names(text):
+    assert name_problem(text) is None
+
+
+def test_letters_key_is_tokens_for_latin_names_and_keeps_other_scripts():
+    for name in ("O'Brien-Smith", "Zoë", "Mac Donald", "Ｊｏｈｎ", "de la Cruz"):
+        assert letters_key(name) == "".join(tokens(name))
+    assert letters_key("\u738b\u5c0f\u660e") == "\u738b\u5c0f\u660e"
+    assert letters_key("\u0410\u043d\u043d\u0430") == "\u0430\u043d\u043d\u0430"
+    assert letters_key("Char\u200bles") == "charles"

@@ -8,7 +8,7 @@ import pytest
 
 from core.names import first_token, fold, is_placeholder, tokens
 from core.stats import percentile
-from core.subject import Subject, clean_text, missing_for_minimum_query
+from core.subject import Subject, clean_text, minimum_query_problems, missing_for_minimum_query
 from protos.signpost.v1 import node_pb2
 
 FULL = Subject(
@@ -38,17 +38,43 @@ def test_every_field_of_the_wire_subject_is_a_field_of_subject():
 @pytest.mark.parametrize(
     ("subject", "missing"),
     [
-        (Subject(given_name="A", family_name="B", date_of_birth="2014-03-09"), ()),
-        (Subject(nhs_number="9434765919", family_name="B"), ()),
+        (Subject(given_name="Amy", family_name="Bo", date_of_birth="2014-03-09"), ()),
+        (Subject(nhs_number="9434765919", family_name="Bo"), ()),
         (Subject(nhs_number="9434765919", date_of_birth="2014-03-09"), ()),
-        (Subject(family_name="B"), ("given_name", "date_of_birth")),
+        (Subject(family_name="Bo"), ("given_name", "date_of_birth")),
         (Subject(nhs_number="9434765919"), ("given_name", "family_name", "date_of_birth")),
-        (Subject(given_name="A", family_name="B"), ("date_of_birth",)),
+        (Subject(given_name="Amy", family_name="Bo"), ("date_of_birth",)),
         (Subject(), ("given_name", "family_name", "date_of_birth")),
+        # A name must be a name: the fishing trips of issue 13 met the old rule with these.
+        (Subject(given_name=".", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),
+        (Subject(given_name="\u200b\u200b", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),
+        (Subject(given_name="A", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),
+        (Subject(given_name="Amy", family_name="B", date_of_birth="2014-03-09"), ("family_name",)),
+        (Subject(given_name="Baby", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),
+        (Subject(given_name="Ms", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),
+        (Subject(nhs_number="9434765919", family_name="x"), ("given_name", "family_name", "date_of_birth")),
+        # An NHS number with a date of birth is enough, but a junk name beside it is still refused.
+        (Subject(nhs_number="9434765919", family_name="x", date_of_birth="2014-03-09"), ("family_name",)),
+        # Names in any script: one CJK ideograph is a whole family name.
+        (Subject(given_name="\u5c0f\u660e", family_name="\u738b", date_of_birth="2014-03-09"), ()),
+        (
+            Subject(
+                given_name="\u0410\u043d\u043d\u0430",
+                family_name="\u0418\u0432\u0430\u043d\u043e\u0432\u0430",
+                date_of_birth="2014-03-09",
+            ),
+            (),
+        ),
     ],
 )
 def test_minimum_query(subject, missing):
     assert missing_for_minimum_query(subject) == missing
+
+
+def test_the_minimum_querys_reasons_never_repeat_the_value():
+    problems = minimum_query_problems(Subject(given_name="Q.", family_name="Zq", date_of_birth="2014-03-09"))
+    assert set(problems) == {"given_name"}
+    assert "Q" not in problems["given_name"] and "not a name" in problems["given_name"]
 
 
 def test_names_fold_the_same_way_everywhere():

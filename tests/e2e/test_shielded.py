@@ -50,7 +50,7 @@ async def test_shielded_match_is_indistinguishable_from_no_match_in_the_response
     assert (
         strip(shielded[1])
         == strip(absent[1])
-        == {"results": [], "coverage": {"asked": 3, "answered": 3, "not_answered": []}}
+        == {"results": [], "coverage": {"asked": 3, "answered": 3, "not_answered": []}, "notices": []}
     )
 
 

@@ -1,0 +1,152 @@
+"""Unusual search patterns: one name swept over many dates of birth, or many names tried on one date.
+
+Each search is well-formed and within the limits, but together they are a fishing trip: one name
+searched with 300 consecutive dates of birth returned the same children's contacts every time, and
+pinned a birthday. Over a rolling window (a day by default) this counts, per practitioner and per
+organisation (three certificates of one organisation sweep together):
+
+- ``one_name_many_dates``: the distinct dates of birth searched with one name (given + family);
+- ``many_names_one_date``: the distinct names searched with one date of birth.
+
+Reaching a threshold raises an alert, at most once per window for each practitioner or organisation,
+kind and name or date: the caller logs ``unusual_search_pattern`` (who, which organisation, the kind,
+the count) and counts it in ``signpost_unusual_pattern_alerts_total{kind}``. It alerts and never
+refuses: refusing is for the rate limits (``broker.ratelimit``), and an honest practitioner trying a
+few dates for a child whose birthday is uncertain must still be answered.
+
+The child is never held here: names and dates arrive as keyed hashes (HMAC-SHA256 with the audit's
+subject key, under a label of their own, so they cannot be matched against audit entries without it)
+and are never logged. Memory is bounded: at most ``max_tracked`` names or dates are followed at once,
+the least recently seen forgotten first, and each holds at most its threshold of distinct values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.names import letters_key
+from core.subject import Subject
+
+ONE_NAME_MANY_DATES = "one_name_many_dates"
+MANY_NAMES_ONE_DATE = "many_names_one_date"
+KINDS = (ONE_NAME_MANY_DATES, MANY_NAMES_ONE_DATE)
+SCOPES = ("practitioner", "organisation")
+
+
+@dataclass(frozen=True)
+class PatternSettings:
+    """The ``[patterns]`` table of the broker's config."""
+
+    dates_per_name: int = 6
+    """Distinct dates of birth searched with one name in the window that raise an alert; 0 = never."""
+    names_per_date: int = 8
+    """Distinct names searched with one date of birth in the window that raise an alert; 0 = never."""
+    window_seconds: float = 86400.0
+    """The rolling window the counts are over."""
+    max_tracked: int = 100_000
+    """Most names and dates followed at once (per practitioner and per organisation together)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.dates_per_name > 0 or self.names_per_date > 0
+
+
+OFF = PatternSettings(dates_per_name=0, names_per_date=0)
+"""No pattern alerts (bulk evaluation on one's own machine, like ``rate_limit_per_minute = 0``)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One pattern that reached its threshold: safe to log (no child, only who and how many)."""
+
+    kind: str
+    scope: str
+    """``practitioner`` or ``organisation``: whose searches made the pattern."""
+    count: int
+
+
+@dataclass(frozen=True)
+class PatternKeys:
+    """A search's name and date of birth as keyed hashes; '' where the search has none."""
+
+    name: str
+    date: str
+
+
+def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
+    """Hash the searched name (given + family, any script) and date of birth with the subject key."""
+
+    def digest(label: str, text: str) -> str:
+        return hmac.new(key, f"pattern|{label}|{text}".encode(), hashlib.sha256).hexdigest() if text else ""
+
+    given, family = letters_key(subject.given_name), letters_key(subject.family_name)
+    name = f"{given}|{family}" if given or family else ""
+    return PatternKeys(digest("name", name), digest("date", subject.date_of_birth))
+
+
+@dataclass
+class _Seen:
+    """The distinct values seen with one name (dates) or one date (names), each with when last seen."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    alerted: float | None = None
+
+
+class PatternDetector:
+    """Counts distinct dates per name and names per date over a rolling window; see the module docstring."""
+
+    def __init__(self, settings: PatternSettings, *, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._seen: OrderedDict[tuple[str, str, str, str], _Seen] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def observe(self, actor: str, organisation: str, keys: PatternKeys) -> list[Alert]:
+        """Note one search; the alerts it raises (none when nothing new reached a threshold)."""
+        if not self.settings.enabled or not (keys.name and keys.date):
+            return []
+        now = self._clock()
+        self._forget_older_than(now - self.settings.window_seconds)
+        alerts = []
+        for kind, threshold, about, value in (
+            (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
+            (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.date, keys.name),
+        ):
+            if threshold <= 0:
+                continue
+            # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
+            # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
+            counts = [
+                (scope, self._note((scope, who, kind, about), value, threshold, now) if who else 0)
+                for scope, who in (("practitioner", actor), ("organisation", organisation))
+            ]
+            alerts += [Alert(kind, scope, count) for scope, count in counts if count][:1]
+        return alerts
+
+    def _note(self, where: tuple[str, str, str, str], value: str, threshold: int, now: float) -> int:
+        """Record ``value``; the distinct count if it just reached ``threshold`` (0 otherwise)."""
+        window = self.settings.window_seconds
+        seen = self._seen.pop(where, None) or _Seen()
+        self._seen[where] = seen  # most recently seen last: the oldest are forgotten first
+        seen.values = {v: t for v, t in seen.values.items() if t > now - window}
+        if value in seen.values or len(seen.values) < threshold:
+            seen.values[value] = now  # beyond the threshold nothing more is needed to know it was reached
+        while len(self._seen) > self.settings.max_tracked:
+            self._seen.popitem(last=False)
+        if len(seen.values) < threshold or (seen.alerted is not None and seen.alerted > now - window):
+            return 0
+        seen.alerted = now
+        return len(seen.values)
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        while self._seen:
+            seen = next(iter(self._seen.values()))
+            if max(seen.values.values(), default=cutoff) > cutoff:
+                break
+            self._seen.popitem(last=False)
