@@ -15,11 +15,14 @@ def add_arguments(broker_parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from broker import preflight
     from broker.config import load_broker_config
     from broker.server import serve_forever
+    from core.files import check_files
     from core.logs import configure
 
     config = load_broker_config(Path(args.config), os.environ)
+    check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
     configure(config.log_level)
     asyncio.run(serve_forever(config))
     return 0

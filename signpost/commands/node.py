@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if args.node_command in ("alerts", "access-log"):
         return _journal(args, config)
     if args.node_command == "serve":
+        from core.files import check_files
         from core.logs import configure
+        from node import preflight
         from node.server import serve_forever
 
+        check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
         configure(config.log_level)
         asyncio.run(serve_forever(config))
         return 0
