@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
         return _journal(args, config)
     if args.node_command == "serve":
         from core.files import check_files
-        from core.logs import configure
+        from core.logs import capture_native_stderr, configure
         from node import preflight
         from node.server import serve_forever
 
         check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
         configure(config.log_level)
+        capture_native_stderr()  # gRPC's C core writes to descriptor 2: make its lines JSON too
         asyncio.run(serve_forever(config))
         return 0
     from node.importer import import_csv

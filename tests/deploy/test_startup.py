@@ -9,11 +9,13 @@ a single line naming the config key and the file, and no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import shutil
 import signal
+import socket
 import ssl
 import stat
 import subprocess
@@ -279,3 +281,54 @@ def test_unusable_contents_are_named_too(deployment: Path):
     shutil.copy(other / "certs" / "crl.pem", deployment / "certs" / "crl.pem")
     line = one_error_line(signpost("broker", "serve", "--config", str(deployment / "broker.toml")))
     assert "tls.crl: " in line and "is not signed by the federation CA" in line, line
+
+
+def send_garbage(port: int, ca: Path, foreign: tuple[Path, Path]) -> None:
+    """Plain bytes, then a handshake with another federation's certificate, then bad HTTP inside good TLS."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(b"GARBAGE \\x00\\x01\\r\\n\\r\\n" * 4)
+        with contextlib.suppress(OSError):
+            raw.recv(64)
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    context.load_cert_chain(*map(str, foreign))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(b"x" * 64)
+            tls.recv(64)
+    good = ssl.create_default_context(cafile=str(ca))
+    good.check_hostname = False
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with good.wrap_socket(raw) as tls:
+            tls.sendall(b"GET /\\x00 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            tls.recv(256)
+
+
+def test_every_stderr_line_is_json_even_after_garbage_and_failed_handshakes(deployment: Path, services: list[Service]):
+    node = Service("node", "serve", "--config", str(deployment / "node.toml"))
+    services.append(node)
+    node_port = int(str(node.wait_for("node_started")["port"]))
+    (deployment / "registry.json").write_text(
+        json.dumps({"authorities": [{"code": "LEEDS", "name": "Leeds", "address": f"127.0.0.1:{node_port}"}]})
+    )
+    broker = Service("broker", "serve", "--config", str(deployment / "broker.toml"))
+    services.append(broker)
+    broker_port = int(str(broker.wait_for("broker_started")["port"]))
+    other = deployment / "other"
+    assert init_deployment(other).returncode == 0
+    foreign = (other / "certs" / "broker.pem", other / "certs" / "broker.key")
+    for port in (broker_port, node_port):
+        send_garbage(port, deployment / "certs" / "ca.pem", foreign)
+    time.sleep(1.0)  # the node's C core logs from its own threads
+    for name, service in (("broker", broker), ("node", node)):
+        lines = [line for line in service.stop() if line.strip()]
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"{name} wrote a line that is not JSON: {line!r}")
+        events = [r.get("event") for r in records]
+        assert "tls_handshake_failed" in events, f"{name}: {events}"
+        assert not any("GARBAGE" in line for line in lines), f"{name} logged what the client sent"
