@@ -17,6 +17,7 @@ from broker.app import BrokerRunner, create_app
 from broker.config import BrokerConfig
 from broker.door import Door, DoorSite
 from certs.tls import server_ssl_context
+from core.files import StartupError, reason
 from core.lifecycle import stop_on_signals
 
 log = structlog.get_logger("signpost.broker")
@@ -46,7 +47,11 @@ async def start_broker(config: BrokerConfig, app: web.Application | None = None)
     await runner.setup()
     host, port = config.listen
     site = DoorSite(runner, host, port, ssl_context=server_ssl_context(config.tls), door=Door(config.limits))
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or not ours to bind: one sentence, not a traceback
+        await runner.cleanup()
+        raise StartupError(f"listen: cannot listen on {host}:{port} ({reason(exc)})") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("broker_started", port=bound)
     return RunningBroker(runner, int(bound))

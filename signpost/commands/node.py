@@ -9,7 +9,6 @@ in any other way than those modules do.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -44,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return _journal(args, config)
     if args.node_command == "serve":
         from core.files import check_files
+        from core.lifecycle import run_service
         from core.logs import capture_native_stderr, configure
         from node import preflight
         from node.server import serve_forever
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
         configure(config.log_level)
         capture_native_stderr()  # gRPC's C core writes to descriptor 2: make its lines JSON too
-        asyncio.run(serve_forever(config))
-        return 0
+        return run_service(serve_forever(config))
     from node.importer import import_csv
     from node.store import RecordStore
 

@@ -332,3 +332,20 @@ def test_every_stderr_line_is_json_even_after_garbage_and_failed_handshakes(depl
         events = [r.get("event") for r in records]
         assert "tls_handshake_failed" in events, f"{name}: {events}"
         assert not any("GARBAGE" in line for line in lines), f"{name} logged what the client sent"
+
+
+def test_a_port_already_taken_is_one_line_too(deployment: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command, env in (("node", "SIGNPOST_NODE_LISTEN"), ("broker", "SIGNPOST_BROKER_LISTEN")):
+            result = subprocess.run(
+                [*SIGNPOST, command, "serve", "--config", str(deployment / f"{command}.toml")],
+                capture_output=True, text=True, timeout=60, env={**os.environ, env: f"127.0.0.1:{port}"},
+            )  # fmt: skip
+            # Found once the log is JSON (the port is bound last): one JSON line says it.
+            records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            failed = [r for r in records if r["event"] == "startup_failed"]
+            assert len(failed) == 1 and failed[0]["error"].startswith(f"listen: cannot listen on 127.0.0.1:{port} (")
