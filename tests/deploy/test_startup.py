@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -27,9 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.deploy.test_deploy import DEPLOY, compose_services
+from tests.deploy.test_deploy import DEPLOY, compose_services, readme_signpost_commands
 
 SIGNPOST = [sys.executable, "-m", "signpost.cli"]
 AUTHORITIES = {"LEEDS": "Leeds", "KENT": "Kent"}
@@ -178,17 +178,22 @@ def test_init_deployment_writes_every_file_keys_0600_and_refuses_to_overwrite(ge
     assert (copy / "ca" / "ca.pem").read_bytes() == (generated / "ca" / "ca.pem").read_bytes()
 
 
-def test_compose_and_kubernetes_mount_only_files_the_command_makes(generated: Path):
-    made = {p.name for p in (generated / "certs").iterdir()}
-    for service in compose_services():
-        for source, _, _ in service.mounts():
-            if source.startswith("./certs/"):
-                assert source.removeprefix("./certs/") in made, f"{service.name} mounts {source}"
-    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
-    k8s_sources = {m.split("certs/", 1)[1].split()[0] for m in readme.split() if m.count("=certs/") == 1}
-    assert k8s_sources and k8s_sources <= made, k8s_sources - made
-    compose_doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
-    assert compose_doc["services"], "compose.yaml has no services"
+def test_the_readme_commands_make_every_file_compose_and_kubernetes_use(tmp_path: Path):
+    documented = [c for c in readme_signpost_commands() if c[:2] == ["certs", "init-deployment"]]
+    assert documented, "deploy/README.md does not use signpost certs init-deployment"
+    for n, command in enumerate(documented):
+        where = tmp_path / str(n)
+        where.mkdir()
+        result = subprocess.run([*SIGNPOST, *command], capture_output=True, text=True, timeout=60, cwd=where)
+        assert result.returncode == 0, result.stderr
+        made = {p.name for p in (where / "certs").iterdir()}
+        for service in compose_services():
+            for source, _, _ in service.mounts():
+                if source.startswith("./certs/"):
+                    assert source.removeprefix("./certs/") in made, f"{service.name} mounts {source}"
+        readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+        secret_files = set(re.findall(r"(?:=|--(?:cert|key)=)certs/([\w.-]+)", readme))
+        assert secret_files and secret_files <= made, secret_files - made
 
 
 def test_node_and_broker_start_from_the_generated_files(deployment: Path, services: list[Service]):
