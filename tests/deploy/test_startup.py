@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.deploy.test_deploy import DEPLOY, compose_services, readme_signpost_commands
 
@@ -354,3 +355,28 @@ def test_a_port_already_taken_is_one_line_too(deployment: Path):
             assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
             failed = [r for r in records if r["event"] == "startup_failed"]
             assert len(failed) == 1 and failed[0]["error"].startswith(f"listen: cannot listen on 127.0.0.1:{port} (")
+
+
+def served_serial(port: int, ca: Path) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_the_broker_serves_a_renewed_certificate_without_a_restart(deployment: Path, services: list[Service]):
+    registry = {"authorities": [{"code": "LEEDS", "name": "Leeds", "address": "127.0.0.1:1"}]}
+    (deployment / "registry.json").write_text(json.dumps(registry))
+    broker = Service("broker", "serve", "--config", str(deployment / "broker.toml"))
+    services.append(broker)
+    port = int(str(broker.wait_for("broker_started")["port"]))
+    ca = deployment / "certs" / "ca.pem"
+    before = served_serial(port, ca)
+    renewed = signpost("certs", "broker", "--dir", str(deployment / "certs"), "--ca-dir", str(deployment / "ca"))
+    assert renewed.returncode == 0, renewed.stderr
+    after = x509.load_pem_x509_certificate((deployment / "certs" / "broker.pem").read_bytes()).serial_number
+    assert after != before
+    broker.wait_for("certificate_reloaded", timeout=20)
+    assert served_serial(port, ca) == after
