@@ -115,8 +115,11 @@ class _Gate(asyncio.Protocol):
         timeout = self.door.limits.tls_handshake_timeout_seconds
         try:
             tls = await loop.start_tls(raw, self, self.context, server_side=True, ssl_handshake_timeout=timeout)
-        except Exception:  # any failed handshake (timeout, bad TLS, reset): start_tls has closed the transport
-            # and, the handshake unfinished, connection_lost never comes: release the count here.
+        except Exception as exc:  # any failed handshake (timeout, bad TLS, reset): start_tls has closed the
+            # transport and, the handshake unfinished, connection_lost never comes: release the count here.
+            # OpenSSL's reason (UNKNOWN_CA, WRONG_VERSION_NUMBER...) says why; the client sent nothing else yet.
+            why = getattr(exc, "reason", None) or ("timeout" if isinstance(exc, TimeoutError) else None)
+            log.info("tls_handshake_failed", address=self.address, error_type=type(exc).__name__, reason=why)
             self._release()
             return
         finally:

@@ -3,12 +3,17 @@
 Connections come in through broker.door (caps per address and in all, handshake and read deadlines).
 ``CERT_OPTIONAL`` lets a caller with no certificate reach the app and get the
 contract's 401 JSON; a certificate that does not chain to the federation CA
-still fails the handshake, before any HTTP is spoken.
+still fails the handshake, before any HTTP is spoken. A renewed certificate
+and key are loaded into the HTTPS context while running (:class:`ServingCertificate`),
+as broker.watcher does for the channels to nodes: no restart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -17,18 +22,68 @@ from broker.app import BrokerRunner, create_app
 from broker.config import BrokerConfig
 from broker.door import Door, DoorSite
 from certs.tls import server_ssl_context
+from core.files import StartupError, reason
 from core.lifecycle import stop_on_signals
+from core.tasks import BackgroundLoop
 
 log = structlog.get_logger("signpost.broker")
 DRAIN_SECONDS = 5.0
+
+
+class ServingCertificate:
+    """Loads the broker's certificate and key into its HTTPS context again when either file changes.
+
+    ``SSLContext.load_cert_chain`` on a live context applies to every later handshake; connections open
+    keep theirs. A half-copied pair (the certificate new, the key not yet) fails to load: the old pair
+    stays and the next check tries again, so renewal is just copying the two files in.
+    """
+
+    def __init__(self, context: ssl.SSLContext, cert: Path, key: Path, interval: float) -> None:
+        self.context, self.cert, self.key, self.interval = context, cert, key, interval
+        self._stamp = self._mtimes()
+        self._loop = BackgroundLoop("signpost-serving-certificate", self._run)
+
+    def _mtimes(self) -> tuple[float, float]:
+        try:
+            return self.cert.stat().st_mtime, self.key.stat().st_mtime
+        except OSError:
+            return -1.0, -1.0
+
+    def check(self) -> bool:
+        """Reload now if the files changed; True if the context now serves the new pair."""
+        stamp = self._mtimes()
+        if stamp == self._stamp:
+            return False
+        try:
+            self.context.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as exc:
+            log.error("certificate_reload_failed", error_type=type(exc).__name__)
+            return False
+        self._stamp = stamp
+        log.info("certificate_reloaded", which="https")
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
 
 
 @dataclass
 class RunningBroker:
     runner: web.AppRunner
     port: int
+    serving: ServingCertificate | None = field(default=None)
 
     async def stop(self) -> None:
+        if self.serving is not None:
+            await self.serving.stop()
         await self.runner.cleanup()
 
 
@@ -45,11 +100,18 @@ async def start_broker(config: BrokerConfig, app: web.Application | None = None)
     )
     await runner.setup()
     host, port = config.listen
-    site = DoorSite(runner, host, port, ssl_context=server_ssl_context(config.tls), door=Door(config.limits))
-    await site.start()
+    context = server_ssl_context(config.tls)
+    site = DoorSite(runner, host, port, ssl_context=context, door=Door(config.limits))
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or not ours to bind: one sentence, not a traceback
+        await runner.cleanup()
+        raise StartupError(f"listen: cannot listen on {host}:{port} ({reason(exc)})") from None
     bound = runner.addresses[0][1] if runner.addresses else port
+    serving = ServingCertificate(context, config.tls.cert, config.tls.key, config.reload_interval_seconds)
+    serving.start()
     log.info("broker_started", port=bound)
-    return RunningBroker(runner, int(bound))
+    return RunningBroker(runner, int(bound), serving)
 
 
 async def serve_forever(config: BrokerConfig) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from core.files import StartupError
 
 
 def stop_on_signals(*, on_hangup: Callable[[], None] | None = None) -> asyncio.Event:
@@ -20,3 +25,17 @@ def stop_on_signals(*, on_hangup: Callable[[], None] | None = None) -> asyncio.E
     if on_hangup is not None:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
     return stop
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> int:
+    """Run a service's ``main`` to the end; exit status 0, or 1 if it could not start.
+
+    Once a service's stderr is its JSON log, a start-up failure found late (a port already taken) is one
+    more JSON line, ``startup_failed`` with the sentence, rather than plain text in the middle of the log.
+    """
+    try:
+        asyncio.run(main)
+    except StartupError as exc:
+        structlog.get_logger("signpost").error("startup_failed", error=str(exc))
+        return 1
+    return 0

@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from certs.assertions import AssertionVerifier, load_public_key
 from certs.revocation import RevocationList
 from certs.tls import TLSConfig, rotating_server_credentials, server_certificate_configuration
+from core.files import StartupError
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
@@ -152,18 +153,25 @@ async def start_node(config: NodeConfig) -> RunningNode:
     health_servicer = BrokerOnlyHealth(revocations)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     host, port = config.listen
-    bound = server.add_secure_port(join_host_port(host, port), CredentialFiles(config.tls, service).credentials())
+    try:
+        bound = server.add_secure_port(join_host_port(host, port), CredentialFiles(config.tls, service).credentials())
+    except RuntimeError:  # grpc's "Failed to bind" (older versions returned 0 instead)
+        bound = 0
     if bound == 0:
         generation.close()
         store.close()
-        raise OSError(f"node {config.code}: cannot listen on {host}:{port}")
+        journal.close()
+        # grpc says no more than that: the usual cause is a port already taken. One sentence, not a traceback.
+        raise StartupError(f"listen: cannot listen on {host}:{port} (in use, or not an address of this host)")
     metrics.watch(service)
     try:
         metrics_server = await serve_metrics(metrics, config.metrics_listen) if config.metrics_listen else None
-    except OSError:
+    except OSError as exc:
         generation.close()
         store.close()
-        raise
+        journal.close()
+        where = ":".join(str(part) for part in config.metrics_listen or ())
+        raise StartupError(f"metrics_listen: cannot listen on {where} ({exc.strerror or 'in use'})") from exc
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

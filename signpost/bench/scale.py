@@ -6,7 +6,9 @@ the broker runs in its own process, and this process drives searches through
 the real HTTPS API. CPU seconds and peak RSS per component come from /proc.
 Then the same records go into one node — the ContactPoint shape — answering
 the same queries through the same broker, for federated/central ratios.
-Figures go to JSON, charts to PNG (matplotlib). Nothing here asserts a target.
+Figures go to JSON as soon as each part is measured (so a late failure loses
+nothing), charts to PNG at the end (matplotlib, checked for before anything
+starts). Every long step shows progress on stderr. Nothing here asserts a target.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,8 @@ from certs.tls import client_ssl_context
 from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
-from signpost.bench.common import add_out_argument, machine, percentile, publish
+from signpost.bench.common import add_out_argument, machine, percentile, publish, save_partial
+from signpost.bench.progress import require, step, track
 from signpost.federation import Pki, create_pki, local_front_door
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate_to
 
@@ -125,8 +129,11 @@ class Deployment:
             proc.start()
             self.processes.append(proc)
         ports: dict[str, int] = {}
-        for _ in [s for s in shares if s]:
-            ports.update(dict(ready.get(timeout=900)))
+        started = [s for s in shares if s]
+        with step("node workers loading stores and building indexes", total=len(started), unit=" workers") as bar:
+            for _ in started:
+                ports.update(dict(ready.get(timeout=900)))
+                bar.update(1)
         registry = self.work / "registry.json"
         save_registry(
             registry,
@@ -200,25 +207,32 @@ async def _search(session: aiohttp.ClientSession, url: str, subject: dict[str, A
     )
 
 
-async def measure(dep: Deployment, subjects: list[dict[str, Any]], *, rate: float | None, count: int) -> dict[str, Any]:
+async def measure(
+    dep: Deployment, subjects: list[dict[str, Any]], *, rate: float | None, count: int, label: str = "searches"
+) -> dict[str, Any]:
     """``count`` searches, one at a time (rate None) or open loop at ``rate`` per second."""
     context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.PRACTITIONER])
     pids = [dep.broker_pid, *dep.node_pids]
     before = {pid: cpu_seconds(pid) for pid in pids}
     driver_before = time.process_time()
     results: list[Sample] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=500)) as session:
-        began = time.perf_counter()
-        if rate is None:
-            for i in range(count):
-                results.append(await _search(session, dep.url, subjects[i % len(subjects)]))
-        else:
-            tasks = []
-            for i in range(count):
-                await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
-                tasks.append(asyncio.create_task(_search(session, dep.url, subjects[i % len(subjects)])))
-            results = list(await asyncio.gather(*tasks))
-        elapsed = time.perf_counter() - began
+    # The bar is drawn by its own thread once a second: the load loop only counts.
+    with step(label, total=count, unit=" searches") as bar:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=500)) as session:
+            began = time.perf_counter()
+            if rate is None:
+                for i in range(count):
+                    results.append(await _search(session, dep.url, subjects[i % len(subjects)]))
+                    bar.update(1)
+            else:
+                tasks = []
+                for i in range(count):
+                    await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+                    task = asyncio.create_task(_search(session, dep.url, subjects[i % len(subjects)]))
+                    task.add_done_callback(lambda _: bar.update(1))
+                    tasks.append(task)
+                results = list(await asyncio.gather(*tasks))
+            elapsed = time.perf_counter() - began
     after = {pid: cpu_seconds(pid) for pid in pids}
     driver_cpu = time.process_time() - driver_before
     # Latency of the searches the broker admitted (a 503 "overloaded" answers at once and is counted apart).
@@ -255,12 +269,17 @@ async def _wait_ready(dep: Deployment, expected: int) -> None:
 
 
 async def run_shape(
-    dep: Deployment, subjects: list[dict[str, Any]], args: argparse.Namespace, expected: int
+    dep: Deployment, subjects: list[dict[str, Any]], args: argparse.Namespace, expected: int, shape: str
 ) -> dict[str, Any]:
     await _wait_ready(dep, expected)
-    await measure(dep, subjects, rate=None, count=20)  # warm channels and caches
-    serial = await measure(dep, subjects, rate=None, count=args.serial)
-    loads = [await measure(dep, subjects, rate=r, count=int(r * args.duration)) for r in args.rates]
+    await measure(dep, subjects, rate=None, count=20, label=f"{shape}: warm-up")  # warm channels and caches
+    serial = await measure(dep, subjects, rate=None, count=args.serial, label=f"{shape}: one at a time")
+    loads = [
+        await measure(
+            dep, subjects, rate=r, count=int(r * args.duration), label=f"{shape}: {r:g}/s for {args.duration:g} s"
+        )
+        for r in args.rates
+    ]
     return {
         "serial": serial,
         "loads": loads,
@@ -282,19 +301,17 @@ def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, 
     complete = data / "COMPLETE"
     if not complete.exists():
         shutil.rmtree(data, ignore_errors=True)
-        generate_to(
-            SynthConfig(
-                authorities=tuple((c, n) for c, n, _ in chosen),
-                children=int(args.records * CHILDREN_PER_RECORD),
-                seed=args.seed,
-                queries=400,
-                sizes=tuple(s for *_, s in chosen),
-            ),
-            data,
+        config = SynthConfig(
+            authorities=tuple((c, n) for c, n, _ in chosen),
+            children=int(args.records * CHILDREN_PER_RECORD),
+            seed=args.seed,
+            queries=400,
+            sizes=tuple(s for *_, s in chosen),
         )
+        generate_with_progress(config, data, f"generating about {args.records:,} records")
         complete.write_text("generated\n")
     nodes = []
-    for code, name, _ in chosen:
+    for code, name, _ in track(chosen, "importing into each authority's store", len(chosen), " authorities"):
         store = work / "stores" / f"{code}.sqlite3"
         if not store.exists():
             s = RecordStore(store)
@@ -306,12 +323,25 @@ def prepare(work: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str, 
     return nodes, subjects
 
 
+def generate_with_progress(config: SynthConfig, out: Path, description: str) -> None:
+    """generate_to, counting rows on a bar (planning the children first shows as elapsed time)."""
+    with step(description, unit=" rows") as bar:
+
+        def watch(code: str, rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+            bar.set_postfix_str(code, refresh=False)
+            for row in rows:
+                bar.update(1)
+                yield row
+
+        generate_to(config, out, watch=watch)
+
+
 def central_store(work: Path, nodes: list[tuple[str, str, Path]]) -> Path:
     """Every authority's records in one store: the ContactPoint shape."""
     store_path = work / "stores" / "CENTRAL.sqlite3"
     if not store_path.exists():
         store = RecordStore(store_path)
-        for code, _, _ in nodes:
+        for code, _, _ in track(nodes, "importing every authority into one central store", len(nodes), " authorities"):
             import_csv(store, work / "data" / f"{code}.csv")
         store.close()
     return store_path
@@ -390,7 +420,7 @@ async def by_authorities(
         save_registry(dep.work / "registry.json", tuple(Authority(**a) for a in registry["authorities"][:k]))
         await asyncio.sleep(3.0)  # the broker's watcher applies registry edits within 2 s
         await _wait_ready(dep, k)
-        result = await measure(dep, subjects, rate=None, count=serial)
+        result = await measure(dep, subjects, rate=None, count=serial, label=f"{k} authorities: one at a time")
         points.append({"authorities": k, **result})
     save_registry(dep.work / "registry.json", tuple(Authority(**a) for a in registry["authorities"]))
     return points
@@ -415,20 +445,24 @@ async def run_scale(args: argparse.Namespace) -> dict[str, Any]:
     dep = Deployment(work, pki, nodes, args.workers, args.deadline)
     try:
         dep.start()
-        report["federated"] = await run_shape(dep, subjects, args, len(nodes))
+        report["federated"] = await run_shape(dep, subjects, args, len(nodes), "federated")
+        save_partial(args.out, report)  # each part on disk as soon as it is measured: a late failure loses nothing
         counts = sorted({k for k in (1, 10, 38, 76, len(nodes)) if k <= len(nodes)})
         report["by_authorities"] = await by_authorities(dep, nodes, subjects, counts, args.serial)
+        save_partial(args.out, report)
     finally:
         dep.close()
     if args.central:
         dep = Deployment(work, pki, [("CENTRAL", "Central index", central_store(work, nodes))], 1, args.deadline)
         try:
             dep.start()
-            report["central"] = await run_shape(dep, subjects, args, 1)
+            report["central"] = await run_shape(dep, subjects, args, 1, "central")
         finally:
             dep.close()
         fed, cen = report["federated"]["serial"]["latency_ms"], report["central"]["serial"]["latency_ms"]
         report["federated_over_central"] = {q: round(fed[q] / cen[q], 2) if cen[q] else None for q in ("p50", "p99")}
+        save_partial(args.out, report)
+    # Every figure is on disk before the first chart is drawn.
     report["charts"] = charts(report, args.out.parent)
     return report
 
@@ -482,5 +516,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("scale", [("matplotlib", "its charts")])  # before minutes of work, not after
     publish(asyncio.run(run_scale(args)), args.out, print_report)
     return 0

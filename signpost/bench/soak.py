@@ -29,6 +29,7 @@ from certs.identity import Role
 from certs.tls import client_ssl_context
 from node.server import start_node
 from signpost.bench.common import add_out_argument, machine, percentile, publish
+from signpost.bench.progress import step
 from signpost.federation import LocalFederation, start_local_federation
 from signpost.synth import ENGLISH_AUTHORITIES, SynthConfig, generate, write
 
@@ -67,7 +68,8 @@ async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     )
     with tempfile.TemporaryDirectory(prefix="signpost-soak-") as tmp:
         work = Path(tmp)
-        write(generate(config), work / "data")
+        with step(f"generating {args.children:,} children"):
+            write(generate(config), work / "data")
         queries = [
             q for q in json.loads((work / "data" / "queries.json").read_text()) if q["kind"] in ("exact", "absent")
         ]
@@ -122,13 +124,16 @@ async def run_soak(args: argparse.Namespace) -> dict[str, Any]:
                     if bad:
                         wrong.append({"query": query["query_id"], "authorities": bad})
 
-                began = time.monotonic()
-                tasks = []
-                for i in range(total):
-                    await asyncio.sleep(max(0.0, began + i / args.rate - time.monotonic()))
-                    tasks.append(asyncio.create_task(one(queries[i % len(queries)])))
-                await asyncio.gather(*tasks)
-                elapsed = time.monotonic() - began
+                with step(f"soak: {args.rate:g}/s for {args.minutes:g} min", total, " searches") as progress:
+                    began = time.monotonic()
+                    tasks = []
+                    for i in range(total):
+                        await asyncio.sleep(max(0.0, began + i / args.rate - time.monotonic()))
+                        task = asyncio.create_task(one(queries[i % len(queries)]))
+                        task.add_done_callback(lambda _: progress.update(1))
+                        tasks.append(task)
+                    await asyncio.gather(*tasks)
+                    elapsed = time.monotonic() - began
         finally:
             stop.set()
             await flapper

@@ -14,6 +14,7 @@ import gc
 import json
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from node.importer import import_csv
 from node.matching import MatchEngine
 from node.store import RecordStore
 from signpost.bench.common import add_out_argument, machine, peak_rss_mb, percentile, publish, rss_mb
+from signpost.bench.progress import step, track
 from signpost.synth import SynthConfig, generate_to
 
 # About 68% of synthetic children are held somewhere, and a held child has 1-3 rows.
@@ -33,11 +35,19 @@ def _prepare(records: int, seed: int, queries: int, work: Path) -> tuple[Path, l
         authorities=(("BIGSHIRE", "Bigshire"),), children=int(records * CHILDREN_PER_RECORD), seed=seed, queries=queries
     )
     started = time.perf_counter()
-    generate_to(config, work)
+    with step(f"generating about {records:,} records", unit=" rows") as bar:
+
+        def watch(_code: str, rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+            for row in rows:
+                bar.update(1)
+                yield row
+
+        generate_to(config, work, watch=watch)
     generated = time.perf_counter() - started
     store = RecordStore(work / "store.sqlite3")
     started = time.perf_counter()
-    import_csv(store, work / "BIGSHIRE.csv")
+    with step("importing into the node's store"):  # elapsed time only: the importer reads the file itself
+        import_csv(store, work / "BIGSHIRE.csv")
     imported = time.perf_counter() - started
     store.close()
     return work / "store.sqlite3", json.loads((work / "queries.json").read_text()), generated, imported
@@ -54,7 +64,9 @@ def run_speed(args: argparse.Namespace) -> dict[str, Any]:
         before = rss_mb()
         store = RecordStore(store_path)
         started = time.perf_counter()
-        engine = MatchEngine.build(store.identities())
+        # Elapsed time only: counting inside the build would add to the figure it measures.
+        with step("building the match index"):
+            engine = MatchEngine.build(store.identities())
         build = time.perf_counter() - started
         gc.collect()
         after = rss_mb()
@@ -65,7 +77,7 @@ def run_speed(args: argparse.Namespace) -> dict[str, Any]:
         candidates = []
         from node.matching import _Prepared
 
-        for q in prepared:
+        for q in track(prepared, "matching the query set", len(prepared), " queries"):
             t0 = time.perf_counter()
             engine.match(q)
             latencies.append((time.perf_counter() - t0) * 1000)

@@ -8,6 +8,7 @@ them and quiets logging. It must never change a benchmark's arguments or figures
 from __future__ import annotations
 
 import argparse
+import sys
 
 from signpost.bench import accuracy, floor, scale, soak, speed
 from signpost.commands import Command
@@ -29,7 +30,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.logs import configure
+    from signpost.bench.progress import MissingDependency
 
     configure("warning")  # a benchmark prints figures; per-search logs would drown them
     runner = next(b.run for b in BENCHMARKS if b.name == args.bench_command)
-    return runner(args)
+    try:
+        return runner(args)
+    except MissingDependency as exc:  # raised at the start, before any work (signpost.bench.progress)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
 
@@ -15,11 +14,15 @@ def add_arguments(broker_parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from broker import preflight
     from broker.config import load_broker_config
     from broker.server import serve_forever
-    from core.logs import configure
+    from core.files import check_files
+    from core.lifecycle import run_service
+    from core.logs import capture_native_stderr, configure
 
     config = load_broker_config(Path(args.config), os.environ)
+    check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
     configure(config.log_level)
-    asyncio.run(serve_forever(config))
-    return 0
+    capture_native_stderr()  # gRPC's C core writes to descriptor 2: make its lines JSON too
+    return run_service(serve_forever(config))

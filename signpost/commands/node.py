@@ -9,7 +9,6 @@ in any other way than those modules do.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -43,12 +42,16 @@ def run(args: argparse.Namespace) -> int:
     if args.node_command in ("alerts", "access-log"):
         return _journal(args, config)
     if args.node_command == "serve":
-        from core.logs import configure
+        from core.files import check_files
+        from core.lifecycle import run_service
+        from core.logs import capture_native_stderr, configure
+        from node import preflight
         from node.server import serve_forever
 
+        check_files(preflight.requirements(config))  # a StartupError is one sentence (signpost.cli prints it)
         configure(config.log_level)
-        asyncio.run(serve_forever(config))
-        return 0
+        capture_native_stderr()  # gRPC's C core writes to descriptor 2: make its lines JSON too
+        return run_service(serve_forever(config))
     from node.importer import import_csv
     from node.store import RecordStore
 

@@ -62,10 +62,18 @@ def load_config(args: Any, source: Path, env: Mapping[str, str]) -> NodeConfig |
 def config_paths(config: NodeConfig | BrokerConfig) -> dict[str, PurePosixPath]:
     """Every file a config makes the process open, by key; a node's store as its directory."""
     paths = {"tls.ca": config.tls.ca, "tls.cert": config.tls.cert, "tls.key": config.tls.key}
+    if config.tls.crl is not None:
+        paths["tls.crl"] = config.tls.crl
     if isinstance(config, NodeConfig):
         paths["store (directory)"] = config.store.parent
+        paths |= {f"broker_public_keys[{i}]": p for i, p in enumerate(config.broker_public_keys)}
     else:
         paths["registry"] = config.registry
+        paths["assertion_key"] = config.assertion_key
+        # Given, not created: signpost certs init-deployment makes them, and replicas must share them.
+        paths["audit_signing_key"] = config.audit_signing_key
+        paths["audit_signing_key (public half)"] = config.audit_signing_key.with_suffix(".pub.pem")
+        paths["subject_key"] = config.subject_key
     return {key: PurePosixPath(p) for key, p in paths.items()}
 
 
