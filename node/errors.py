@@ -3,7 +3,10 @@
     NodeError
     ├── ImportFileError      the CSV as a whole cannot be read (missing columns, not UTF-8)
     ├── StoreError           the node's own database failed
-    └── MatchRequestError    a Match request that cannot be answered (bad subject)
+    ├── MatchRequestError    a Match request that cannot be answered (bad subject)
+    └── SourceError          the authority's database ([source]) could not be read; the message names the key
+        ├── SourceUnusable   the config does not fit the database (a missing column, a failing query): fix it
+        └── SourceUnavailable   the database cannot be reached now (down, bad credentials, a timeout): retried
 
 Row-level problems in an import are not exceptions: they are collected as
 :class:`node.records.RowError` so that good rows are kept.
@@ -24,3 +27,16 @@ class StoreError(NodeError):
 
 class MatchRequestError(NodeError):
     """A Match request whose subject cannot be matched; the message is safe to return."""
+
+
+class SourceError(NodeError):
+    """The authority's database could not be read. The message is one sentence that names the config key
+    and never carries the password or a value from a row."""
+
+
+class SourceUnusable(SourceError):
+    """The ``[source]`` config does not fit the database: retrying will not help until someone edits it."""
+
+
+class SourceUnavailable(SourceError):
+    """The database could not be reached or did not answer in time; worth trying again later."""
