@@ -124,6 +124,23 @@ class SourceDB:
             for statement in statements:
                 conn.execute(sa.text(statement), params)
 
+    def reader(self, password: str) -> str:
+        """A SELECT-only account with a password, as an authority would give the node; its URL (no password)."""
+        name = f"sp_reader_{uuid.uuid4().hex[:8]}"
+        database = self.admin.url.database
+        if self.backend == "postgresql":
+            self.execute(
+                f"CREATE ROLE {name} LOGIN PASSWORD '{password}'",
+                f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}",
+            )
+            self.cleanup.append(f"DROP ROLE IF EXISTS {name}")
+        else:
+            self.execute(
+                f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'", f"GRANT SELECT ON {database}.* TO '{name}'@'%'"
+            )
+            self.cleanup.append(f"DROP USER IF EXISTS '{name}'@'%'")
+        return sa.engine.make_url(self.url).set(username=name).render_as_string(hide_password=False)
+
     def config(self, **overrides: object) -> SourceConfig:
         settings: dict[str, object] = {
             "url": self.url,
@@ -140,9 +157,14 @@ class SourceDB:
         settings.pop("view")
         return SourceConfig(**settings)  # type: ignore[arg-type]
 
-    def toml(self, path: Path, *, extra: str = "", columns: dict[str, str] | None = None) -> Path:
-        """A node TOML with only [source] tables (what check-source reads)."""
-        lines = ["[source]", f'url = "{self.url}"', 'view = "signpost_children_v"', 'other_names_delimiter = "|"']
+    def toml(
+        self, path: Path, *, extra: str = "", columns: dict[str, str] | None = None, url: str = "", where: str = ""
+    ) -> Path:
+        """A node TOML with only [source] tables (what check-source reads); ``where`` filters the view."""
+        query = (
+            f'query = "SELECT * FROM signpost_children_v WHERE {where}"' if where else 'view = "signpost_children_v"'
+        )
+        lines = ["[source]", f'url = "{url or self.url}"', query, 'other_names_delimiter = "|"']
         lines += ["connect_timeout_seconds = 2", extra, "[source.columns]"]
         lines += [f'{k} = "{v}"' for k, v in (columns or MAPPING).items()]
         for name, pairs in VALUES.items():
