@@ -28,6 +28,7 @@ from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
 from node.service import NodeService
+from node.source_sync import SourceSync
 from node.store import RecordStore
 from node.timing import TIMER
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
@@ -90,6 +91,8 @@ class RunningNode:
     port: int
     refresher: Refresher
     retention: JournalRetention
+    source_sync: SourceSync | None = None
+    """Loads ``[source]`` while serving; None when the node is fed by ``signpost node import``."""
 
     @property
     def address(self) -> str:
@@ -101,6 +104,8 @@ class RunningNode:
         self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
         await self.retention.stop()
+        if self.source_sync is not None:
+            await self.source_sync.stop()
         await self.server.stop(grace)
         self.service.generation.close()
         self.store.close()
@@ -110,6 +115,7 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
+    source_sync = await _start_up_source(config, store)
     generation = await asyncio.to_thread(build_generation, store, config.matching)
     settle_heap()
     verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
@@ -153,6 +159,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
+    if source_sync is not None:
+        service.source_status = source_sync.outcome
+        source_sync.start(on_loaded=refresher.poke)
     if config.front_door is None:
         # Not fatal: the node still answers, and a possible names the authority for the practitioner to ask.
         log.warning(
@@ -161,7 +170,22 @@ async def start_node(config: NodeConfig) -> RunningNode:
             detail="a possible will carry no contact; set [front_door] service and phone or email",
         )
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
-    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention)
+    return RunningNode(config, server, service, health_servicer, store, bound, refresher, retention, source_sync)
+
+
+async def _start_up_source(config: NodeConfig, store: RecordStore) -> SourceSync | None:
+    """The first load from ``[source]``, before the index is built; a config that does not fit stops the node."""
+    if config.source is None:
+        return None
+    # A writer of its own, as `signpost node import` is: the serving connection never sees a half-written load.
+    source_sync = SourceSync(config.source, RecordStore(config.store))
+    try:
+        await source_sync.start_up()
+    except BaseException:
+        await source_sync.stop()
+        store.close()
+        raise
+    return source_sync
 
 
 async def serve_forever(config: NodeConfig) -> None:

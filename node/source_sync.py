@@ -1,0 +1,162 @@
+"""Keeping a serving node in step with its authority's database (``[source]``).
+
+A full load at start-up, then one every ``refresh_seconds``: the source is read (:mod:`node.source`)
+in a worker thread, its good records replace the store's in one transaction, exactly as
+``signpost node import --replace`` does, and the refresher is poked, so the new generation is swapped
+in atomically as after any import (:mod:`node.refresh`): no search is ever half-answered from two loads.
+
+A load that fails (the source down, a bad password, a timeout, a view changed under us) leaves the
+store, and so every answer, as it was: the last good data keeps serving. An unavailable source is
+retried with exponential backoff (tenacity) within the turn; whatever happens is logged and kept in
+:attr:`SourceSync.status` (the data's age and the last outcome). Only a config that does not fit the
+source at start-up stops the node, with the one sentence that names the key.
+
+Never logs a value from a row or the password: outcomes, counts, and rejected rows' numbers and
+reasons only (the reasons name columns, never values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from core.tasks import BackgroundLoop
+from node.config import SourceConfig
+from node.errors import NodeError, SourceUnavailable, SourceUnusable
+from node.source import SourceRead, read_source
+from node.store import RecordStore
+
+log = structlog.get_logger("signpost.node")
+LOGGED_REJECTIONS = 5
+"""Rejected rows named in the log per load; ``signpost node check-source`` lists them all."""
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """How the node's data stands against its source; safe to show an operator (no values, no password)."""
+
+    outcome: str = "never"
+    """``ok``, ``failed`` (the last good data is still served), or ``never`` (no load yet in this run)."""
+    attempted_at: str = ""
+    """RFC 3339 time the last load finished or gave up."""
+    data_as_of: str = ""
+    """RFC 3339 time of the data served: the last good load (perhaps by an earlier run of the node)."""
+    detail: str = ""
+    """Why the last load failed: one sentence naming the config key."""
+    rows_rejected: int = 0
+
+
+def _now(clock: Callable[[], float]) -> str:
+    return dt.datetime.fromtimestamp(clock(), dt.UTC).isoformat(timespec="seconds")
+
+
+class SourceSync:
+    """Loads ``config``'s source into ``store`` (a writer of its own) at ``start_up`` and every refresh."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        store: RecordStore,
+        *,
+        read: Callable[[SourceConfig], SourceRead] = read_source,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config, self.store, self._read, self._sleep, self._clock = config, store, read, sleep, clock
+        self.status = SyncStatus(data_as_of=store.data_as_of())
+        self.on_loaded: Callable[[], None] = lambda: None
+        self._wake = asyncio.Event()
+        self._loop = BackgroundLoop("signpost-source-sync", self._run)
+
+    async def start_up(self) -> None:
+        """The first load, before the node serves.
+
+        A config that does not fit the source raises :class:`SourceUnusable` (the node must not start on
+        a mapping nobody checked). An unreachable source does not: the node serves what its store holds
+        from the last good load, and the loop keeps trying.
+        """
+        try:
+            await self._load()
+        except SourceUnavailable as exc:
+            self._failed(exc)
+
+    def start(self, on_loaded: Callable[[], None]) -> None:
+        """Reload every ``refresh_seconds``; ``on_loaded`` is called after each good load (the refresher's poke)."""
+        self.on_loaded = on_loaded
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        self.store.close()
+
+    def outcome(self) -> tuple[str, str]:
+        """The last load's outcome and time, for Describe: never the reason (that stays in the node's log)."""
+        status = self.status
+        return ("", "") if status.outcome == "never" else (status.outcome, status.attempted_at)
+
+    def poke(self) -> None:
+        """Load now (a test, or an operator's signal)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.refresh_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.sync()
+
+    async def sync(self) -> bool:
+        """One turn: load, retrying an unavailable source with backoff; False (and logged) if it failed."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(SourceUnavailable),
+            stop=stop_after_attempt(self.config.retry_attempts),
+            wait=wait_exponential(multiplier=self.config.retry_initial_seconds, max=self.config.refresh_seconds),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "source_load_retrying", attempt=state.attempt_number, error_type="SourceUnavailable"
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._load()
+        except NodeError as exc:  # SourceError, or StoreError writing the node's own store
+            self._failed(exc)
+            return False
+        self.on_loaded()
+        return True
+
+    async def _load(self) -> None:
+        read = await asyncio.to_thread(self._read, self.config)
+        if read.rows_read == 0:
+            # An empty view is far likelier a broken extract than an authority with no children: keep the data.
+            raise SourceUnusable("source.query: the query returned no rows; the last good data is kept")
+        await asyncio.to_thread(self.store.replace_records, read.records, replace_all=True)
+        report = read.report
+        now = _now(self._clock)
+        self.status = SyncStatus("ok", now, self.store.data_as_of() or now, "", report.rows_rejected)
+        log.info(
+            "source_loaded",
+            rows=read.rows_read,
+            records=report.records_loaded,
+            rows_rejected=report.rows_rejected,
+            rejections=[f"row {e.line}: {e.reason}" for e in report.errors[:LOGGED_REJECTIONS]],
+        )
+
+    def _failed(self, exc: NodeError) -> None:
+        self.status = replace(self.status, outcome="failed", attempted_at=_now(self._clock), detail=str(exc))
+        log.error(
+            "source_load_failed",
+            error_type=type(exc).__name__,
+            detail=str(exc),
+            data_as_of=self.status.data_as_of or "never",
+        )

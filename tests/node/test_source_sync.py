@@ -1,0 +1,151 @@
+"""A serving node fed by its authority's database: start-up load, searches through the real federation,
+and a source outage during which the last good data keeps answering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog
+
+from certs.identity import node_dns_name
+from node.errors import SourceUnusable
+from protos.signpost.v1 import node_pb2, node_pb2_grpc
+from tests.faultproxy import FaultProxy
+from tests.node.sourcedb import SourceDB, create_database
+
+AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09", "postcode": "LS6 2AB"}
+FREYA = {"given_name": "Freya", "family_name": "Hughes", "date_of_birth": "2017-08-30"}
+
+
+@pytest.fixture(scope="module", params=["postgresql", "mariadb"])
+def source_db(request: pytest.FixtureRequest) -> Iterator[SourceDB]:
+    yield from create_database(request.param)
+
+
+async def describe(fed, pki) -> node_pb2.DescribeResponse:
+    """Describe as the broker asks it (the broker's certificate): what the node says of its data."""
+    creds = grpc.ssl_channel_credentials(
+        pki.ca.cert.read_bytes(), pki.broker.key.read_bytes(), pki.broker.cert.read_bytes()
+    )
+    options = [("grpc.ssl_target_name_override", node_dns_name("LEEDS"))]
+    async with grpc.aio.secure_channel(fed.nodes["LEEDS"].address, creds, options=options) as channel:
+        return await node_pb2_grpc.NodeServiceStub(channel).Describe(node_pb2.DescribeRequest(), timeout=5)
+
+
+def upstream(db: SourceDB) -> str:
+    return "127.0.0.1:5432" if db.backend == "postgresql" else "127.0.0.1:3306"
+
+
+def through(db: SourceDB, proxy: FaultProxy, url: str) -> str:
+    return url.replace(upstream(db), proxy.address)
+
+
+async def found(fed, subject: dict[str, str]) -> list[str]:
+    status, body = await fed.search(subject)
+    assert status == 200, body
+    return [r["authority"]["code"] for r in body["results"] if r["band"] == "match"]
+
+
+async def test_a_node_loads_its_database_and_answers_searches(federation, source_db: SourceDB) -> None:
+    fed = await federation({"LEEDS": [], "KENT": []}, sources={"LEEDS": source_db.config()})
+    assert await found(fed, AMELIA) == ["LEEDS"]
+    _, body = await fed.search(AMELIA)
+    contacts = body["results"][0]["contacts"]
+    assert {c["practitioner_name"] for c in contacts} == {"Jo Bloggs", "Sam Patel"}
+    # Shielded at source (protected_flag Y): answered as absent, like a shielded CSV record.
+    assert await found(fed, {"given_name": "Noah", "family_name": "Walker", "date_of_birth": "2012-11-02"}) == []
+    sync = fed.nodes["LEEDS"].source_sync
+    assert sync is not None and sync.status.outcome == "ok" and sync.status.rows_rejected == 2
+
+
+async def test_a_source_outage_keeps_the_last_good_data_answering(federation, pki, source_db: SourceDB) -> None:
+    secret = "Vv3-outage-pw-2290"
+    async with FaultProxy(upstream(source_db)) as proxy:
+        # A SELECT-only account with a real password (MariaDB checks it; the local PostgreSQL trusts).
+        config = source_db.config(url=through(source_db, proxy, source_db.reader(secret)), password=secret)
+        fed = await federation({"LEEDS": []}, sources={"LEEDS": config})
+        node = fed.nodes["LEEDS"]
+        assert node.source_sync is not None
+        good_as_of = node.service.generation.store.data_as_of()
+        assert await found(fed, AMELIA) == ["LEEDS"]
+        info = await describe(fed, pki)
+        assert (info.source_sync, info.data_as_of, info.record_count) == ("ok", good_as_of, 4)
+
+        await proxy.set_mode("refuse")
+        with structlog.testing.capture_logs() as logs:
+            assert await node.source_sync.sync() is False
+        assert node.source_sync.status.outcome == "failed"
+        assert node.source_sync.status.detail.startswith("source.url: the database is unavailable")
+        assert [e["event"] for e in logs].count("source_load_retrying") == config.retry_attempts - 1
+        assert secret not in str(logs) and secret not in node.source_sync.status.detail
+        # Searches go on answering from the last good load, and the data says how old it is.
+        assert await found(fed, AMELIA) == ["LEEDS"]
+        assert node.service.generation.store.data_as_of() == good_as_of
+        assert node.source_sync.status.data_as_of == good_as_of
+        info = await describe(fed, pki)
+        assert (info.source_sync, info.data_as_of, info.record_count) == ("failed", good_as_of, 4)
+        assert info.source_sync_at == node.source_sync.status.attempted_at
+        assert "unavailable" not in str(info)  # the reason stays in the node's own log
+
+        # Back up, with a new child at source: the next load brings her in, swapped in atomically.
+        await proxy.set_mode("pass")
+        add_child(source_db, "P9", FREYA)
+        try:
+            assert await node.source_sync.sync() is True
+            await node.refresher.refresh_if_changed()
+            assert await found(fed, FREYA) == ["LEEDS"] and await found(fed, AMELIA) == ["LEEDS"]
+            assert node.source_sync.status.outcome == "ok"
+        finally:
+            remove_child(source_db, "P9")
+
+
+async def test_a_view_changed_under_a_serving_node_keeps_the_last_good_data(federation, source_db: SourceDB) -> None:
+    fed = await federation({"LEEDS": []}, sources={"LEEDS": source_db.config()})
+    node = fed.nodes["LEEDS"]
+    assert node.source_sync is not None
+    node.source_sync.config = source_db.config(query="SELECT * FROM signpost_children_v WHERE 1 = 0")
+    with structlog.testing.capture_logs() as logs:
+        assert await node.source_sync.sync() is False
+    events = [e["event"] for e in logs if e["event"].startswith("source_")]
+    assert events == ["source_load_failed"]  # a config problem is not retried at once
+    assert node.source_sync.status.detail == "source.query: the query returned no rows; the last good data is kept"
+    assert await found(fed, AMELIA) == ["LEEDS"]
+
+
+async def test_a_mapping_that_does_not_fit_stops_the_node_at_start_up(federation, source_db: SourceDB) -> None:
+    config = source_db.config(columns={**source_db.config().columns, "family_name": "last_name"})
+    with pytest.raises(SourceUnusable) as caught:
+        await federation({"LEEDS": []}, sources={"LEEDS": config})
+    assert str(caught.value) == "source.columns.family_name: the query returns no column 'last_name'"
+
+
+async def test_an_unreachable_source_at_start_up_serves_the_stores_last_good_load(
+    federation, source_db: SourceDB, tmp_path: Path
+) -> None:
+    from tests.conftest import row
+
+    # The store holds an earlier load (here a CSV import); the source is down when the node starts.
+    down = source_db.config(url=source_db.url.replace(upstream(source_db), "127.0.0.1:1"), retry_attempts=1)
+    fed = await federation({"LEEDS": [row()]}, sources={"LEEDS": down})
+    node = fed.nodes["LEEDS"]
+    assert node.source_sync is not None and node.source_sync.status.outcome == "failed"
+    assert await found(fed, AMELIA) == ["LEEDS"]
+
+
+def add_child(db: SourceDB, person_id: str, child: dict[str, str]) -> None:
+    db.execute(
+        "INSERT INTO people (person_id, forename, surname, dob, sex_code) VALUES (:p, :g, :f, :d, 2)",
+        p=person_id,
+        g=child["given_name"],
+        f=child["family_name"],
+        d=child["date_of_birth"],
+    )
+    db.execute("INSERT INTO involvements (involvement_id, person_id, worker_id) VALUES (99, :p, 1)", p=person_id)
+
+
+def remove_child(db: SourceDB, person_id: str) -> None:
+    db.execute("DELETE FROM involvements WHERE person_id = :p", p=person_id)
+    db.execute("DELETE FROM people WHERE person_id = :p", p=person_id)
