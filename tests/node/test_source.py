@@ -158,3 +158,16 @@ def test_sql_server_driver_imports() -> None:
 
     engine = create_source_engine(SourceConfig(url="mssql://reader@cms_dsn", query="SELECT 1"))
     assert isinstance(engine, sa.Engine) and engine.dialect.driver == "pyodbc"
+
+
+def test_the_deploy_example_loads(tmp_path: Path) -> None:
+    from node.config import load_node_config
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "config" / "node-source.toml"
+    (tmp_path / "pw").write_text("example", encoding="utf-8")
+    env = {"SIGNPOST_NODE_SOURCE__PASSWORD_FILE": str(tmp_path / "pw")}
+    config = load_node_config(example, env).source
+    assert config is not None and config == load_source_config(example, env)
+    assert config.query == "SELECT * FROM signpost_children_v" and config.password == "example"
+    assert engine_url(config).drivername == "postgresql+psycopg"
+    assert config.values["shielded"] == {"Y": "true", "N": "false"} and config.columns["record_id"] == "person_id"
