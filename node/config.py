@@ -142,7 +142,10 @@ class SourceConfig:
     refresh_seconds: float = 300.0
     """How often the node reloads from the source while serving."""
     change_column: str = ""
-    """Optional: a column that grows when a row changes (``updated_at``, a rowversion); checked to exist."""
+    """Optional: a column that grows whenever any of a record's rows changes (``updated_at``, a rowversion, a
+    sequence). With it, loads between full ones fetch only the records with a row changed since the last load."""
+    full_refresh_seconds: float = 3600.0
+    """With ``change_column``: how often a full load reconciles, removing records deleted or withdrawn at source."""
     date_format: str = ""
     """``strptime`` format of dates the source gives as text (``%d/%m/%Y``); dates as DATE columns need none."""
     other_names_delimiter: str = ";"
@@ -185,6 +188,7 @@ def _source(reader: Reader, env: Mapping[str, str]) -> SourceConfig | None:
         password=_source_password(table, env),
         refresh_seconds=table.number("refresh_seconds", 300.0, minimum=1.0),
         change_column=_optional_text(table, "change_column"),
+        full_refresh_seconds=table.number("full_refresh_seconds", 3600.0, minimum=1.0),
         date_format=_optional_text(table, "date_format"),
         other_names_delimiter=table.text("other_names_delimiter", ";"),
         connect_timeout_seconds=table.number("connect_timeout_seconds", 15.0, minimum=1.0),

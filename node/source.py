@@ -46,6 +46,16 @@ STREAM_ROWS = 5000
 """Rows fetched from the server at a time: a million-row view is streamed, never held as driver rows."""
 
 
+@dataclass(frozen=True)
+class Changes:
+    """Ask only for the records with a row changed since an earlier read: that read's column names and the
+    highest ``change_column`` value it saw (the watermark)."""
+
+    record_column: str
+    change_column: str
+    since: object
+
+
 @dataclass
 class SourceRead:
     """What one read of the source gave: the query's columns, the good records, and the report."""
@@ -53,10 +63,23 @@ class SourceRead:
     columns: tuple[str, ...]
     records: list[Record]
     report: ImportReport
+    watermark: object = None
+    """The highest ``change_column`` value among the rows read (None without a change column or rows)."""
+    changes: Changes | None = None
+    """Set when this read fetched only changed records (an incremental load)."""
 
     @property
     def rows_read(self) -> int:
         return self.report.rows_loaded + self.report.rows_rejected
+
+    def changes_after(self, config: SourceConfig, watermark: object) -> Changes | None:
+        """What the next incremental read asks for, by the column names this read returned."""
+        if not config.change_column or watermark is None:
+            return None
+        fields = column_positions(config, self.columns)
+        change = _find(config.change_column, self.columns)
+        assert change is not None  # column_positions checked it
+        return Changes(self.columns[fields["record_id"]], self.columns[change], watermark)
 
 
 def engine_url(config: SourceConfig) -> URL:
@@ -156,8 +179,30 @@ def _source_error(exc: BaseException, config: SourceConfig, key: str) -> SourceE
     return SourceUnavailable(f"source.url: the database is unavailable ({detail})")
 
 
-def read_source(config: SourceConfig, engine: Engine | None = None) -> SourceRead:
-    """Run the query read-only and turn its rows into records (blocking: run it in a thread when serving)."""
+def _statement(config: SourceConfig, changes: Changes | None, conn: Connection) -> sa.TextClause:
+    """The configured query, or (incremental) every row of each record that has a row changed since the watermark.
+
+    Whole records, not only the changed rows: a record's rows replace it in the store, so a record must
+    arrive with all its involvements. ``>`` rather than ``>=``, so that a quiet source costs no write and
+    no index rebuild; the price is that a transaction committed late with a change value at or below the
+    watermark is missed until the next full load (``full_refresh_seconds``), which reconciles everything.
+    """
+    if changes is None:
+        return sa.text(config.query)
+    query = config.query.strip().rstrip(";")
+    quote = conn.dialect.identifier_preparer.quote
+    key, change = quote(changes.record_column), quote(changes.change_column)
+    return sa.text(
+        f"SELECT * FROM ({query}) signpost_rows WHERE {key} IN "
+        f"(SELECT {key} FROM ({query}) signpost_changed WHERE {change} > :signpost_since)"
+    ).bindparams(signpost_since=changes.since)
+
+
+def read_source(config: SourceConfig, engine: Engine | None = None, changes: Changes | None = None) -> SourceRead:
+    """Run the query read-only and turn its rows into records (blocking: run it in a thread when serving).
+
+    With ``changes``, only the records with a row changed since its watermark (an incremental load).
+    """
     own = engine is None
     engine = engine or create_source_engine(config)
     try:
@@ -165,7 +210,7 @@ def read_source(config: SourceConfig, engine: Engine | None = None) -> SourceRea
             _begin_read_only(conn)
             with _translated(config, "source.query"):
                 result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
-                    sa.text(config.query)
+                    _statement(config, changes, conn)
                 )
                 if not result.returns_rows:
                     raise SourceUnusable("source.query: the statement returns no rows (it must be a SELECT)")
@@ -173,13 +218,17 @@ def read_source(config: SourceConfig, engine: Engine | None = None) -> SourceRea
                     columns = tuple(result.keys())
                     fields = column_positions(config, columns)
                     collector = RecordCollector()
+                    change = _find(config.change_column, columns) if config.change_column else None
+                    watermark: Any = None
                     for number, row in enumerate(result, start=1):
                         take_row(collector, config, fields, number, row)
+                        if change is not None and row[change] is not None:
+                            watermark = row[change] if watermark is None else max(watermark, row[change])
             conn.rollback()  # nothing was written; end the read-only transaction
     finally:
         if own:
             engine.dispose()
-    return SourceRead(columns, collector.records(), collector.report)
+    return SourceRead(columns, collector.records(), collector.report, watermark, changes)
 
 
 def _find(column: str, returned: Sequence[str]) -> int | None:

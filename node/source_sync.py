@@ -5,6 +5,12 @@ in a worker thread, its good records replace the store's in one transaction, exa
 ``signpost node import --replace`` does, and the refresher is poked, so the new generation is swapped
 in atomically as after any import (:mod:`node.refresh`): no search is ever half-answered from two loads.
 
+With a ``change_column`` the loads between full ones are incremental: only the records with a row
+changed since the last load's watermark are fetched, and they replace just those records (as a
+``signpost node import`` without ``--replace`` does); a load that finds nothing changed writes nothing,
+so the index is not rebuilt. Every ``full_refresh_seconds`` a full load reconciles, removing the
+records deleted or withdrawn at source, which an incremental load cannot see.
+
 A load that fails (the source down, a bad password, a timeout, a view changed under us) leaves the
 store, and so every answer, as it was: the last good data keeps serving. An unavailable source is
 retried with exponential backoff (tenacity) within the turn; whatever happens is logged and kept in
@@ -22,6 +28,7 @@ import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -29,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from core.tasks import BackgroundLoop
 from node.config import SourceConfig
 from node.errors import NodeError, SourceUnavailable, SourceUnusable
-from node.source import SourceRead, read_source
+from node.source import Changes, SourceRead, read_source
 from node.store import RecordStore
 
 log = structlog.get_logger("signpost.node")
@@ -52,6 +59,11 @@ class SyncStatus:
     rows_rejected: int = 0
 
 
+def _later(a: Any, b: Any) -> Any:
+    """The later of two watermarks, either perhaps None (values of one column, so they compare)."""
+    return b if a is None else a if b is None else max(a, b)
+
+
 def _now(clock: Callable[[], float]) -> str:
     return dt.datetime.fromtimestamp(clock(), dt.UTC).isoformat(timespec="seconds")
 
@@ -64,12 +76,16 @@ class SourceSync:
         config: SourceConfig,
         store: RecordStore,
         *,
-        read: Callable[[SourceConfig], SourceRead] = read_source,
+        read: Callable[[SourceConfig, None, Changes | None], SourceRead] = read_source,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config, self.store, self._read, self._sleep, self._clock = config, store, read, sleep, clock
         self.status = SyncStatus(data_as_of=store.data_as_of())
+        self._changes: Changes | None = None
+        """What the next incremental load asks for; None: the next load is a full one."""
+        self._full_at = 0.0
+        """``clock()`` of the last good full load."""
         self.on_loaded: Callable[[], None] = lambda: None
         self._wake = asyncio.Event()
         self._loop = BackgroundLoop("signpost-source-sync", self._run)
@@ -113,8 +129,15 @@ class SourceSync:
             self._wake.clear()
             await self.sync()
 
-    async def sync(self) -> bool:
-        """One turn: load, retrying an unavailable source with backoff; False (and logged) if it failed."""
+    def _full_due(self) -> bool:
+        return self._changes is None or self._clock() - self._full_at >= self.config.full_refresh_seconds
+
+    async def sync(self, *, full: bool | None = None) -> bool:
+        """One turn: load (full when due, or as ``full`` says), retrying an unavailable source with backoff.
+
+        False, and logged, if it failed: the store and so the answers are left as they were.
+        """
+        full = self._full_due() if full is None else full
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(SourceUnavailable),
             stop=stop_after_attempt(self.config.retry_attempts),
@@ -128,24 +151,30 @@ class SourceSync:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._load()
+                    await self._load(full=full)
         except NodeError as exc:  # SourceError, or StoreError writing the node's own store
             self._failed(exc)
             return False
         self.on_loaded()
         return True
 
-    async def _load(self) -> None:
-        read = await asyncio.to_thread(self._read, self.config)
-        if read.rows_read == 0:
+    async def _load(self, *, full: bool = True) -> None:
+        changes = None if full else self._changes
+        read = await asyncio.to_thread(self._read, self.config, None, changes)
+        if changes is None and read.rows_read == 0:
             # An empty view is far likelier a broken extract than an authority with no children: keep the data.
             raise SourceUnusable("source.query: the query returned no rows; the last good data is kept")
-        await asyncio.to_thread(self.store.replace_records, read.records, replace_all=True)
+        if changes is None or read.records:
+            await asyncio.to_thread(self.store.replace_records, read.records, replace_all=changes is None)
+        if changes is None:
+            self._full_at = self._clock()
+        self._changes = read.changes_after(self.config, _later(read.watermark, changes.since if changes else None))
         report = read.report
         now = _now(self._clock)
         self.status = SyncStatus("ok", now, self.store.data_as_of() or now, "", report.rows_rejected)
         log.info(
             "source_loaded",
+            kind="full" if changes is None else "changes",
             rows=read.rows_read,
             records=report.records_loaded,
             rows_rejected=report.rows_rejected,

@@ -102,6 +102,44 @@ async def test_a_source_outage_keeps_the_last_good_data_answering(federation, pk
             remove_child(source_db, "P9")
 
 
+async def test_changes_load_incrementally_and_a_full_load_removes_what_source_deleted(
+    federation, source_db: SourceDB
+) -> None:
+    config = source_db.config(change_column="updated_at", full_refresh_seconds=3600)
+    fed = await federation({"LEEDS": []}, sources={"LEEDS": config})
+    node, sync = fed.nodes["LEEDS"], fed.nodes["LEEDS"].source_sync
+    assert sync is not None
+    version = node.store.data_version()
+    # Nothing changed: an incremental load writes nothing, so nothing is rebuilt.
+    assert await sync.sync() is True and node.store.data_version() == version
+    # A new child, then a change to her record: each picked up by the next incremental load.
+    add_child(source_db, "P8", FREYA, updated_at="2030-01-01 00:00:00")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert await sync.sync() is True
+        assert [e["kind"] for e in logs if e["event"] == "source_loaded"] == ["changes"]
+        assert await node.refresher.refresh_if_changed() is True
+        assert await found(fed, FREYA) == ["LEEDS"] and node.store.count() == 5
+        source_db.execute(
+            "UPDATE people SET forename = 'Frida', updated_at = '2030-01-01 00:00:05' WHERE person_id = 'P8'"
+        )
+        assert await sync.sync() is True
+        await node.refresher.refresh_if_changed()
+        frida = {**FREYA, "given_name": "Frida"}
+        assert await found(fed, frida) == ["LEEDS"]
+        assert [len(r.involvements) for r in node.store.records() if r.record_id == "P8"] == [1]
+    finally:
+        remove_child(source_db, "P8")
+    # Deleted at source: an incremental load cannot see it; the full reconciliation removes it.
+    assert await sync.sync() is True
+    await node.refresher.refresh_if_changed()
+    assert await found(fed, frida) == ["LEEDS"]
+    assert await sync.sync(full=True) is True
+    assert await node.refresher.refresh_if_changed() is True
+    assert await found(fed, frida) == [] and node.store.count() == 4
+    assert await found(fed, AMELIA) == ["LEEDS"]
+
+
 async def test_a_view_changed_under_a_serving_node_keeps_the_last_good_data(federation, source_db: SourceDB) -> None:
     fed = await federation({"LEEDS": []}, sources={"LEEDS": source_db.config()})
     node = fed.nodes["LEEDS"]
@@ -135,13 +173,14 @@ async def test_an_unreachable_source_at_start_up_serves_the_stores_last_good_loa
     assert await found(fed, AMELIA) == ["LEEDS"]
 
 
-def add_child(db: SourceDB, person_id: str, child: dict[str, str]) -> None:
+def add_child(db: SourceDB, person_id: str, child: dict[str, str], updated_at: str = "2026-01-01 00:00:00") -> None:
     db.execute(
-        "INSERT INTO people (person_id, forename, surname, dob, sex_code) VALUES (:p, :g, :f, :d, 2)",
+        "INSERT INTO people (person_id, forename, surname, dob, sex_code, updated_at) VALUES (:p, :g, :f, :d, 2, :u)",
         p=person_id,
         g=child["given_name"],
         f=child["family_name"],
         d=child["date_of_birth"],
+        u=updated_at,
     )
     db.execute("INSERT INTO involvements (involvement_id, person_id, worker_id) VALUES (99, :p, 1)", p=person_id)
 
