@@ -20,9 +20,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from certs.assertions import AssertionVerifier, load_public_key
 from certs.revocation import RevocationList
 from certs.tls import TLSConfig, rotating_server_credentials, server_certificate_configuration
+from core.config import ConfigError
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
+from node.errors import SourceUnusable
 from node.health import BrokerOnlyHealth
 from node.journal import Journal
 from node.refresh import Refresher, build_generation, settle_heap
@@ -181,9 +183,11 @@ async def _start_up_source(config: NodeConfig, store: RecordStore) -> SourceSync
     source_sync = SourceSync(config.source, RecordStore(config.store))
     try:
         await source_sync.start_up()
-    except BaseException:
+    except BaseException as exc:
         await source_sync.stop()
         store.close()
+        if isinstance(exc, SourceUnusable):  # a config that does not fit the database: one sentence, no traceback
+            raise ConfigError(str(exc)) from None
         raise
     return source_sync
 

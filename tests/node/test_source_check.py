@@ -21,10 +21,11 @@ def source_db(request: pytest.FixtureRequest) -> Iterator[SourceDB]:
     yield from create_database(request.param)
 
 
-def check(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def check(config: Path, command: str = "check-source", **env: str) -> subprocess.CompletedProcess[str]:
+    """``signpost node <command> --config F`` as a subprocess running this worktree's code."""
     environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env}
     return subprocess.run(
-        [sys.executable, "-m", "signpost.cli", "node", "check-source", "--config", str(config)],
+        [sys.executable, "-m", "signpost.cli", "node", command, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from certs.identity import node_dns_name
-from node.errors import SourceUnusable
+from core.config import ConfigError
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
 from tests.faultproxy import FaultProxy
 from tests.node.sourcedb import SourceDB, create_database
@@ -155,7 +155,7 @@ async def test_a_view_changed_under_a_serving_node_keeps_the_last_good_data(fede
 
 async def test_a_mapping_that_does_not_fit_stops_the_node_at_start_up(federation, source_db: SourceDB) -> None:
     config = source_db.config(columns={**source_db.config().columns, "family_name": "last_name"})
-    with pytest.raises(SourceUnusable) as caught:
+    with pytest.raises(ConfigError) as caught:
         await federation({"LEEDS": []}, sources={"LEEDS": config})
     assert str(caught.value) == "source.columns.family_name: the query returns no column 'last_name'"
 
@@ -188,3 +188,45 @@ def add_child(db: SourceDB, person_id: str, child: dict[str, str], updated_at: s
 def remove_child(db: SourceDB, person_id: str) -> None:
     db.execute("DELETE FROM involvements WHERE person_id = :p", p=person_id)
     db.execute("DELETE FROM people WHERE person_id = :p", p=person_id)
+
+
+def test_signpost_node_serve_stops_with_one_sentence_on_a_mapping_that_does_not_fit(
+    pki, source_db: SourceDB, tmp_path: Path
+) -> None:
+    from tests.node.sourcedb import MAPPING
+    from tests.node.test_source_check import check
+
+    node = pki.nodes["LEEDS"]
+    head = (
+        f'listen = "127.0.0.1:0"\nstore = "{tmp_path / "leeds.sqlite3"}"\n'
+        f'broker_public_keys = ["{pki.assertion_pub}"]\n'
+        '[authority]\ncode = "LEEDS"\nname = "Leeds"\n'
+        f'[tls]\nca = "{pki.ca.cert}"\ncert = "{node.cert}"\nkey = "{node.key}"\ncrl = "{pki.crl}"\n'
+    )
+    config = source_db.toml(tmp_path / "node.toml", columns={**MAPPING, "date_of_birth": "birth_date"})
+    config.write_text(head + config.read_text(encoding="utf-8"), encoding="utf-8")
+    result = check(config, command="serve")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: source.columns.date_of_birth: the query returns no column 'birth_date'"
+    )
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_password_changed_at_source_keeps_serving_and_never_logs_it(federation, source_db: SourceDB) -> None:
+    if source_db.backend == "postgresql":
+        pytest.skip("the local PostgreSQL trusts every local login, so no password can be wrong there")
+    secret, rotated = "Qw8-serving-pw-5521", "Qw8-rotated-pw-7734"
+    url = source_db.reader(secret)
+    fed = await federation({"LEEDS": []}, sources={"LEEDS": source_db.config(url=url, password=secret)})
+    node = fed.nodes["LEEDS"]
+    assert node.source_sync is not None and node.source_sync.status.outcome == "ok"
+    user = url.split("://", 1)[1].split("@", 1)[0]
+    source_db.execute(f"ALTER USER '{user}'@'%' IDENTIFIED BY '{rotated}'")
+    with structlog.testing.capture_logs() as logs:
+        assert await node.source_sync.sync() is False
+    failed = [e for e in logs if e["event"] == "source_load_failed"]
+    assert len(failed) == 1 and "Access denied" in failed[0]["detail"]
+    assert secret not in str(logs) and rotated not in str(logs)
+    assert secret not in node.source_sync.status.detail
+    assert await found(fed, AMELIA) == ["LEEDS"]
