@@ -87,6 +87,8 @@ class SourceSync:
         self._full_at = 0.0
         """``clock()`` of the last good full load."""
         self.on_loaded: Callable[[], None] = lambda: None
+        self._inflight: asyncio.Future[SourceRead] | None = None
+        """The worker thread's read-and-write: a cancelled turn cannot stop it, so ``stop`` waits for it."""
         self._wake = asyncio.Event()
         self._loop = BackgroundLoop("signpost-source-sync", self._run)
 
@@ -109,6 +111,16 @@ class SourceSync:
 
     async def stop(self) -> None:
         await self._loop.stop()
+        if self._inflight is not None and not self._inflight.done():
+            # A load still running in its thread keeps its store until it ends (its transaction then commits
+            # or rolls back whole); closing under it would break that write, not stop it.
+            self._inflight.add_done_callback(self._close_after)
+        else:
+            self.store.close()
+
+    def _close_after(self, load: asyncio.Future[SourceRead]) -> None:
+        if not load.cancelled() and load.exception() is not None:  # retrieved, so asyncio does not report it
+            log.info("source_load_ended_after_stop", error_type=type(load.exception()).__name__)
         self.store.close()
 
     def outcome(self) -> tuple[str, str]:
@@ -127,7 +139,10 @@ class SourceSync:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception as exc:  # a bug must not end syncing for the life of the node
+                log.error("source_sync_error", error_type=type(exc).__name__)
 
     def _full_due(self) -> bool:
         return self._changes is None or self._clock() - self._full_at >= self.config.full_refresh_seconds
@@ -158,14 +173,20 @@ class SourceSync:
         self.on_loaded()
         return True
 
-    async def _load(self, *, full: bool = True) -> None:
-        changes = None if full else self._changes
-        read = await asyncio.to_thread(self._read, self.config, None, changes)
+    def _read_and_write(self, changes: Changes | None) -> SourceRead:
+        """Blocking, in a worker thread: read the source and write what it gave into the store."""
+        read = self._read(self.config, None, changes)
         if changes is None and read.rows_read == 0:
             # An empty view is far likelier a broken extract than an authority with no children: keep the data.
             raise SourceUnusable("source.query: the query returned no rows; the last good data is kept")
-        if changes is None or read.records:
-            await asyncio.to_thread(self.store.replace_records, read.records, replace_all=changes is None)
+        if changes is None or read.records:  # an incremental load that found nothing changed writes nothing
+            self.store.replace_records(read.records, replace_all=changes is None)
+        return read
+
+    async def _load(self, *, full: bool = True) -> None:
+        changes = None if full else self._changes
+        self._inflight = asyncio.ensure_future(asyncio.to_thread(self._read_and_write, changes))
+        read = await asyncio.shield(self._inflight)
         if changes is None:
             self._full_at = self._clock()
         self._changes = read.changes_after(self.config, _later(read.watermark, changes.since if changes else None))

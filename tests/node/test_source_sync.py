@@ -3,6 +3,7 @@ and a source outage during which the last good data keeps answering."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +231,45 @@ async def test_a_password_changed_at_source_keeps_serving_and_never_logs_it(fede
     assert secret not in str(logs) and rotated not in str(logs)
     assert secret not in node.source_sync.status.detail
     assert await found(fed, AMELIA) == ["LEEDS"]
+
+
+async def test_stopping_mid_load_lets_the_load_finish_before_its_store_closes(tmp_path: Path) -> None:
+    import threading
+
+    from node.importer import ImportReport
+    from node.source import SourceRead
+    from node.source_sync import SourceSync
+    from node.store import RecordStore
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_read(config, engine, changes) -> SourceRead:  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(10)
+        report = ImportReport(rows_loaded=1, records_loaded=1)
+        from node.records import Record
+
+        child = Record(record_id="S1", given_name="Amelia", family_name="Smith", date_of_birth="2014-03-09")
+        return SourceRead(("record_id",), [child], report)
+
+    from node.config import SourceConfig
+
+    store = RecordStore(tmp_path / "s.sqlite3")
+    sync = SourceSync(SourceConfig(url="postgresql://u@db/cms", query="SELECT 1"), store, read=slow_read)
+    sync.start(on_loaded=lambda: None)
+    sync.poke()
+    assert await asyncio.to_thread(started.wait, 10)
+    await sync.stop()  # the turn is cancelled, but its thread is still reading
+    release.set()
+    for _ in range(100):
+        if sync._inflight is not None and sync._inflight.done():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)
+    reader = RecordStore(tmp_path / "s.sqlite3")
+    try:
+        assert reader.count() == 1  # the load committed whole after stop()
+    finally:
+        reader.close()
+    with pytest.raises(Exception, match="closed"):
+        store.count()  # and then its store was closed
