@@ -242,6 +242,10 @@ def _optional_text(table: Reader, key: str) -> str:
 
 def _source_password(table: Reader, env: Mapping[str, str]) -> str:
     """The password, from a file or an environment variable; the messages never include it."""
+    if "password" in table.table:
+        raise table.fail(
+            "password", "absent: the password never goes in the TOML (source.password_file or password_env)"
+        )
     file, var = table.table.get("password_file"), table.table.get("password_env")
     if file is not None and var is not None:
         raise table.fail("password_file", "set alone: set source.password_file or source.password_env, not both")

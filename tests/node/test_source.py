@@ -123,6 +123,14 @@ def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
     assert "source.url" in str(caught.value) and "hunter2" not in str(caught.value)
 
 
+def test_a_password_key_in_the_toml_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[source]\nurl = "postgresql://u@db/cms"\nview = "v"\npassword = "hunter2"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_source_config(path, {})
+    assert "'source.password'" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
 def test_password_env_must_be_set(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_text('[source]\nurl = "postgresql://u@db/cms"\nview = "v"\npassword_env = "CMS_PW"\n', encoding="utf-8")
