@@ -31,6 +31,9 @@ Example (top-level keys must come before the first table)::
     safeguarding_to = ["dso@leeds.example"]
 
 ``broker_public_keys`` (top level, a list) names the broker's Ed25519 assertion keys.
+
+``[source]`` (optional) reads the records from the authority's own database instead of a CSV
+import: see :class:`SourceConfig` and the README's "Connecting a node to your database".
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from certs.tls import TLSConfig, read_tls
 from core.config import ConfigError, Reader, read_toml
 from node.matching import MatchSettings
 from node.policy import ANSWER_FLOOR_SECONDS, FrontDoor
+from node.records import COLUMNS
 
 ENV_PREFIX = "SIGNPOST_NODE_"
 JOURNAL_DAYS = 400
@@ -135,6 +139,8 @@ class NodeConfig:
     log_level: str = "info"
     notify: NotifyConfig | None = None
     """``[notify]``: who is told of alerts and sent the access-log digest (:mod:`node.notify`); None sends nothing."""
+    source: SourceConfig | None = None
+    """``[source]``: load the records from the authority's database at start-up and every ``refresh_seconds``."""
 
     @property
     def journal(self) -> Path:
@@ -166,7 +172,152 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         metrics_listen=reader.address("metrics_listen") if "metrics_listen" in reader.table else None,
         log_level=reader.text("log_level", "info"),
         notify=_notify(reader),
+        source=_source(reader, env),
     )
+
+
+DATE_FIELDS = ("date_of_birth", "involvement_start", "involvement_end")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """``[source]``: where a node reads its authority's records, and how the columns map (contract section 5).
+
+    The password is never in the TOML: it comes from ``password_file`` or ``password_env`` and is kept
+    out of ``repr`` so that no log line or traceback that prints the config shows it.
+    """
+
+    url: str
+    """SQLAlchemy database URL without a password, e.g. ``postgresql://signpost_reader@db:5432/cms``."""
+    query: str
+    """The SQL that returns one row per involvement (``view = "name"`` becomes ``SELECT * FROM name``)."""
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """Signpost field (contract section 3) = the source's column; unmapped fields read a same-named column."""
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per field, source value = Signpost value (``[source.values.sex] "1" = "M"``); others pass unchanged."""
+    password: str = field(default="", repr=False)
+    refresh_seconds: float = 300.0
+    """How often the node reloads from the source while serving."""
+    change_column: str = ""
+    """Optional: a column that grows whenever any of a record's rows changes (``updated_at``, a rowversion, a
+    sequence). With it, loads between full ones fetch only the records with a row changed since the last load."""
+    full_refresh_seconds: float = 3600.0
+    """With ``change_column``: how often a full load reconciles, removing records deleted or withdrawn at source."""
+    date_format: str = ""
+    """``strptime`` format of dates the source gives as text (``%d/%m/%Y``); dates as DATE columns need none."""
+    other_names_delimiter: str = ";"
+    """What separates several other names in the ``other_names`` column."""
+    connect_timeout_seconds: float = 15.0
+    query_timeout_seconds: float = 600.0
+    """A load that takes longer is abandoned (the node keeps its last good data) and retried."""
+    retry_attempts: int = 4
+    """Tries per refresh when the source is unavailable, with exponential backoff between them."""
+    retry_initial_seconds: float = 5.0
+
+
+def load_source_config(path: Path, env: Mapping[str, str]) -> SourceConfig:
+    """Only the ``[source]`` tables of a node's config (``signpost node check-source``); the rest may be absent."""
+    reader = Reader(path, read_toml(path, env, ENV_PREFIX), path.parent)
+    source = _source(reader, env)
+    if source is None:
+        raise ConfigError(f"{path}: no [source] table: nothing to check")
+    return source
+
+
+def _source(reader: Reader, env: Mapping[str, str]) -> SourceConfig | None:
+    if "source" not in reader.table:
+        return None
+    table = reader.sub("source")
+    url = table.text("url")
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy's ArgumentError, or a bad port: the message would echo the URL
+        raise table.fail("url", "a database URL such as postgresql://reader@host:5432/cms") from None
+    if parsed.password is not None:
+        raise table.fail("url", "a URL without a password (use source.password_file or source.password_env)")
+    return SourceConfig(
+        url=url,
+        query=_source_query(table),
+        columns=_source_columns(table),
+        values=_source_values(table),
+        password=_source_password(table, env),
+        refresh_seconds=table.number("refresh_seconds", 300.0, minimum=1.0),
+        change_column=_optional_text(table, "change_column"),
+        full_refresh_seconds=table.number("full_refresh_seconds", 3600.0, minimum=1.0),
+        date_format=_optional_text(table, "date_format"),
+        other_names_delimiter=table.text("other_names_delimiter", ";"),
+        connect_timeout_seconds=table.number("connect_timeout_seconds", 15.0, minimum=1.0),
+        query_timeout_seconds=table.number("query_timeout_seconds", 600.0, minimum=1.0),
+        retry_attempts=table.integer("retry_attempts", 4, minimum=1),
+        retry_initial_seconds=table.number("retry_initial_seconds", 5.0, minimum=0.0),
+    )
+
+
+def _source_query(table: Reader) -> str:
+    query, view = table.table.get("query"), table.table.get("view")
+    if (query is None) == (view is None):
+        raise table.fail("query", "set, or 'source.view' set (one of them, not both)")
+    if query is not None:
+        return table.text("query")
+    name = table.text("view")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", name):
+        raise table.fail("view", "a view name such as signpost_children_v or cms.signpost_children_v")
+    return f"SELECT * FROM {name}"
+
+
+def _source_columns(table: Reader) -> dict[str, str]:
+    columns = table.sub("columns")
+    for name in columns.table:
+        if name not in COLUMNS:
+            raise columns.fail(name, f"one of Signpost's fields ({', '.join(COLUMNS)})")
+    return {name: columns.text(name) for name in columns.table}
+
+
+def _source_values(table: Reader) -> dict[str, dict[str, str]]:
+    """``[source.values.<field>]``: TOML true/false are accepted for flags and stored as "true"/"false"."""
+    values = table.sub("values")
+    mapped: dict[str, dict[str, str]] = {}
+    for name in values.table:
+        if name not in COLUMNS:
+            raise values.fail(name, "a table for a Signpost field such as sex, shielded or sensitive")
+        pairs = values.sub(name)
+        mapped[name] = {}
+        for key, value in pairs.table.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            if not isinstance(value, str):
+                raise pairs.fail(key, 'a string (or true/false for a flag), e.g. "1" = "M"')
+            mapped[name][key] = value
+    return mapped
+
+
+def _optional_text(table: Reader, key: str) -> str:
+    return table.text(key) if key in table.table else ""
+
+
+def _source_password(table: Reader, env: Mapping[str, str]) -> str:
+    """The password, from a file or an environment variable; the messages never include it."""
+    if "password" in table.table:
+        raise table.fail(
+            "password", "absent: the password never goes in the TOML (source.password_file or password_env)"
+        )
+    file, var = table.table.get("password_file"), table.table.get("password_env")
+    if file is not None and var is not None:
+        raise table.fail("password_file", "set alone: set source.password_file or source.password_env, not both")
+    if file is not None:
+        path = table.path("password_file")
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise table.fail("password_file", f"a readable file ({path}: {type(exc).__name__})") from None
+    if var is not None:
+        name = table.text("password_env")
+        if not env.get(name):
+            raise table.fail("password_env", f"the name of a set environment variable ({name} is not set)")
+        return env[name]
+    return ""
 
 
 # A UK or international number as written for people: 7 to 15 digits with spaces, brackets and hyphens,

@@ -1,7 +1,8 @@
 """Load an authority's records CSV into its node store.
 
 Bad rows are reported with their line number and a reason and are skipped;
-good rows are kept. Loading the same file twice leaves the same store: a
+good rows are kept (:class:`RecordCollector`, shared with the database source,
+:mod:`node.source`). Loading the same file twice leaves the same store: a
 record's rows in the file replace that record's rows in the store. The reasons
 name columns, never the values in them, so an import report can be shared with
 an IT helpdesk without disclosing a child's details.
@@ -10,6 +11,7 @@ an IT helpdesk without disclosing a child's details.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,10 +33,45 @@ class ImportReport:
         return len(self.errors)
 
 
+class RecordCollector:
+    """Rows in, whole records out: the one place a row is validated and joined to its record.
+
+    The CSV importer and the database source (:mod:`node.source`) both feed it rows shaped like the
+    records CSV (contract section 3), so a row means the same thing whichever way it arrives.
+    """
+
+    def __init__(self) -> None:
+        self.report = ImportReport()
+        self._by_id: dict[str, Record] = {}
+
+    def reject(self, line: int, reason: str, key: str = "") -> None:
+        self.report.errors.append(RowError(line, reason, key))
+
+    def take(self, line: int, row: Mapping[str, str], key: str = "") -> None:
+        """Validate one row and add it to its record, or record why not (naming the column, never the value)."""
+        try:
+            record, involvement = parse_row(row)
+        except ValueError as exc:
+            self.reject(line, str(exc), key)
+            return
+        existing = self._by_id.get(record.record_id)
+        if existing is None:
+            self._by_id[record.record_id] = replace(record, involvements=(involvement,))
+        elif not same_child(existing, record):
+            self.reject(line, "record_id: names or date of birth differ from an earlier row", key)
+            return
+        else:
+            self._by_id[record.record_id] = replace(existing, involvements=(*existing.involvements, involvement))
+        self.report.rows_loaded += 1
+
+    def records(self) -> list[Record]:
+        self.report.records_loaded = len(self._by_id)
+        return list(self._by_id.values())
+
+
 def read_records(path: Path) -> tuple[list[Record], ImportReport]:
     """Parse a records CSV into whole records, collecting bad rows instead of failing."""
-    report = ImportReport()
-    by_id: dict[str, Record] = {}
+    collector = RecordCollector()
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -42,36 +79,17 @@ def read_records(path: Path) -> tuple[list[Record], ImportReport]:
             if missing:
                 raise ImportFileError(f"{path}: header is missing required column(s): {', '.join(missing)}")
             for row in reader:
-                _take_row(reader.line_num, row, by_id, report)
+                if None in row:
+                    collector.reject(reader.line_num, "row has more fields than the header")
+                    continue
+                collector.take(reader.line_num, {k: v or "" for k, v in row.items() if k is not None})
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except FileNotFoundError:
         raise ImportFileError(f"{path}: file not found") from None
     except csv.Error as exc:
         raise ImportFileError(f"{path}: unreadable CSV ({exc})") from None
-    report.records_loaded = len(by_id)
-    return list(by_id.values()), report
-
-
-def _take_row(line: int, row: dict[str, str | None], by_id: dict[str, Record], report: ImportReport) -> None:
-    if None in row:
-        report.errors.append(RowError(line, "row has more fields than the header"))
-        return
-    clean = {k: v or "" for k, v in row.items() if k is not None}
-    try:
-        record, involvement = parse_row(clean)
-    except ValueError as exc:
-        report.errors.append(RowError(line, str(exc)))
-        return
-    existing = by_id.get(record.record_id)
-    if existing is None:
-        by_id[record.record_id] = replace(record, involvements=(involvement,))
-    elif not same_child(existing, record):
-        report.errors.append(RowError(line, "record_id: names or date of birth differ from an earlier row"))
-        return
-    else:
-        by_id[record.record_id] = replace(existing, involvements=(*existing.involvements, involvement))
-    report.rows_loaded += 1
+    return collector.records(), collector.report
 
 
 def import_csv(store: RecordStore, path: Path, *, replace_all: bool = False) -> ImportReport:

@@ -94,10 +94,12 @@ class Record(Subject):
 
 @dataclass(frozen=True)
 class RowError:
-    """A CSV row that was not loaded, and why."""
+    """A row that was not loaded, and why: its line (CSV) or position (database), and the record id if it had one."""
 
     line: int
     reason: str
+    key: str = ""
+    """The row's ``record_id`` as the source gave it (the authority's own id, never a child's details)."""
 
 
 def _flag(row: Mapping[str, str], column: str) -> bool:

@@ -24,6 +24,7 @@ from core.files import StartupError
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
+from node.errors import SourceUnusable
 from node.health import BrokerOnlyHealth
 from node.journal import Journal
 from node.metrics import MeteredJournal, MeteredRefresher, MetricsServer, NodeMetrics, serve_metrics
@@ -31,6 +32,7 @@ from node.notify import Notifier, NotifyMetrics
 from node.refresh import Refresher, build_generation, settle_heap
 from node.retention import JournalRetention
 from node.service import NodeService
+from node.source_sync import SourceSync
 from node.store import RecordStore
 from node.timing import TIMER
 from protos.signpost.v1 import node_pb2, node_pb2_grpc
@@ -97,6 +99,8 @@ class RunningNode:
     metrics_server: MetricsServer | None = None
     notifier: Notifier | None = None
     """Pushes alerts and digests (``[notify]``); None when the node has no [notify] table."""
+    source_sync: SourceSync | None = None
+    """Loads ``[source]`` while serving; None when the node is fed by ``signpost node import``."""
 
     @property
     def address(self) -> str:
@@ -110,6 +114,8 @@ class RunningNode:
         await self.retention.stop()
         if self.notifier is not None:
             await self.notifier.stop()
+        if self.source_sync is not None:
+            await self.source_sync.stop()
         await self.server.stop(grace)
         if self.metrics_server is not None:
             await self.metrics_server.stop()
@@ -121,6 +127,7 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
+    source_sync = await _start_up_source(config, store)
     generation = await asyncio.to_thread(build_generation, store, config.matching)
     settle_heap()
     verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
@@ -158,6 +165,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     except RuntimeError:  # grpc's "Failed to bind" (older versions returned 0 instead)
         bound = 0
     if bound == 0:
+        if source_sync is not None:
+            await source_sync.stop()
         generation.close()
         store.close()
         journal.close()
@@ -167,6 +176,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     try:
         metrics_server = await serve_metrics(metrics, config.metrics_listen) if config.metrics_listen else None
     except OSError as exc:
+        if source_sync is not None:
+            await source_sync.stop()
         generation.close()
         store.close()
         journal.close()
@@ -181,6 +192,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
+    if source_sync is not None:
+        service.source_status = source_sync.outcome
+        source_sync.start(on_loaded=refresher.poke)
     if config.front_door is None:
         # Not fatal: the node still answers, and a possible names the authority for the practitioner to ask.
         log.warning(
@@ -191,7 +205,18 @@ async def start_node(config: NodeConfig) -> RunningNode:
     notifier = start_notifier(config, journal, service, metrics)
     log.info("node_started", authority=config.code, port=bound, records=generation.matcher.size)
     return RunningNode(
-        config, server, service, health_servicer, store, bound, refresher, retention, metrics, metrics_server, notifier
+        config,
+        server,
+        service,
+        health_servicer,
+        store,
+        bound,
+        refresher,
+        retention,
+        metrics,
+        metrics_server,
+        notifier=notifier,
+        source_sync=source_sync,
     )
 
 
@@ -212,6 +237,23 @@ def start_notifier(config: NodeConfig, journal: Journal, service: NodeService, m
     )
     notifier.start()
     return notifier
+
+
+async def _start_up_source(config: NodeConfig, store: RecordStore) -> SourceSync | None:
+    """The first load from ``[source]``, before the index is built; a config that does not fit stops the node."""
+    if config.source is None:
+        return None
+    # A writer of its own, as `signpost node import` is: the serving connection never sees a half-written load.
+    source_sync = SourceSync(config.source, RecordStore(config.store))
+    try:
+        await source_sync.start_up()
+    except BaseException as exc:
+        await source_sync.stop()
+        store.close()
+        if isinstance(exc, SourceUnusable):  # a config that does not fit the database: one sentence, no traceback
+            raise StartupError(str(exc)) from None
+        raise
+    return source_sync
 
 
 async def serve_forever(config: NodeConfig) -> None:

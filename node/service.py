@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -87,6 +87,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         """Wakes each answer at its floor: the one timer thread of the process, unless another is injected."""
         self.certificate_expires = ""
         """RFC 3339 not-after of the certificate this node serves with; set by the server, updated on rotation."""
+        self.source_status: Callable[[], tuple[str, str]] | None = None
+        """For a node fed by ``[source]``: the last load's outcome and time (node.source_sync); set by the server."""
         self._inboxes: set[asyncio.Queue[node_pb2.MatchBatch | None]] = set()
         """One per open MatchStream."""
 
@@ -234,6 +236,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         context: grpc.aio.ServicerContext[node_pb2.DescribeRequest, node_pb2.DescribeResponse],
     ) -> node_pb2.DescribeResponse:
         await self._require_broker(context)
+        sync, sync_at = self.source_status() if self.source_status else ("", "")
         return node_pb2.DescribeResponse(
             authority_code=self.code,
             authority_name=self.name,
@@ -241,4 +244,6 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             data_as_of=self.generation.store.data_as_of(),
             software_version=__version__,
             certificate_expires=self.certificate_expires,
+            source_sync=sync,
+            source_sync_at=sync_at,
         )

@@ -27,7 +27,7 @@ from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
 from certs.revocation import RevocationList
 from certs.tls import TLSConfig, client_ssl_context, server_ssl_context
-from node.config import NodeConfig, NotifyConfig
+from node.config import NodeConfig, NotifyConfig, SourceConfig
 from node.records import COLUMNS
 from node.server import RunningNode, start_node
 from signpost.federation import Pki, create_pki, import_authority, local_front_door
@@ -146,6 +146,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
     """Factory: ``await federation({"LEEDS": [rows], ...}, node_files={...}, extra=[Authority])``.
 
     Every node has a front door (``local_front_door``) unless its code is in ``without_front_door``.
+    A node in ``sources`` also loads from that database ([source]) at start-up, after its CSV rows.
     """
     started: list[Federation] = []
 
@@ -166,6 +167,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         notify: dict[str, NotifyConfig] | None = None,
         org_rate_limit: int | None = None,
         patterns: PatternSettings | None = None,
+        sources: dict[str, SourceConfig] | None = None,
     ) -> Federation:
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
@@ -186,6 +188,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
                     broker_public_keys=(pki.assertion_pub,),
                     front_door=front_door,
                     notify=(notify or {}).get(code),
+                    source=(sources or {}).get(code),
                 )
             )
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]

@@ -1,7 +1,7 @@
-"""``signpost node``: an authority's node agent — import records, serve, and read its journal.
+"""``signpost node``: an authority's node agent — import records, check its database source, serve, read its journal.
 
 Run on the authority's own host by its staff. Configuration is loaded here with
-``os.environ`` passed in; the work is in :mod:`node.importer`, :mod:`node.server`
+``os.environ`` passed in; the work is in :mod:`node.importer`, :mod:`node.source`, :mod:`node.server`
 and :mod:`node.journal`; this module must never open the store or the journal
 in any other way than those modules do.
 """
@@ -32,12 +32,19 @@ def add_arguments(node_parser: argparse.ArgumentParser) -> None:
     access = node_commands.add_parser("access-log", help="searches that matched this authority's records")
     access.add_argument("--config", required=True)
     access.add_argument("--since", default="", help="RFC 3339 time")
+    check = node_commands.add_parser(
+        "check-source", help="connect to the [source] database read-only and check the mapping and the rows"
+    )
+    check.add_argument("--config", required=True, help="a node TOML; only its [source] tables are read")
+    check.add_argument("--show", type=int, default=20, help="how many rejected rows to list (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
     from node.config import load_node_config
     from node.errors import NodeError
 
+    if args.node_command == "check-source":
+        return check_source(Path(args.config), show=args.show)
     config = load_node_config(Path(args.config), os.environ)
     if args.node_command in ("alerts", "access-log"):
         return _journal(args, config)
@@ -69,6 +76,41 @@ def run(args: argparse.Namespace) -> int:
         f"{config.code}: {report.rows_loaded} rows loaded ({report.records_loaded} records), "
         f"{report.rows_rejected} rows rejected"
     )
+    return 3 if report.rows_rejected else 0
+
+
+def check_source(path: Path, *, show: int) -> int:
+    """The first thing an authority's IT team runs: exit 0 all rows good, 3 some rejected, 1 unusable.
+
+    Prints the URL without its password, counts, and the first rejected rows by row number, record id,
+    column and reason; never a value from a row.
+    """
+    from core.config import ConfigError
+    from node.config import load_source_config
+    from node.errors import SourceError
+    from node.source import engine_url, read_source
+
+    try:
+        config = load_source_config(path, os.environ)
+        print(f"source: {engine_url(config).render_as_string(hide_password=True)} (read-only)")
+        read = read_source(config)
+    except (ConfigError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = read.report
+    print(f"columns: the query returns {len(read.columns)}; every mapped column is among them")
+    for error in report.errors[:show]:
+        key = f" (record_id {error.key})" if error.key else ""
+        print(f"row {error.line}{key}: {error.reason}")
+    if report.rows_rejected > show:
+        print(f"... and {report.rows_rejected - show} more rejected rows")
+    print(
+        f"rows: {read.rows_read} read, {report.rows_loaded} accepted ({report.records_loaded} records), "
+        f"{report.rows_rejected} rejected"
+    )
+    if read.rows_read == 0:
+        print("error: source.query: the query returns no rows; a node would serve nothing", file=sys.stderr)
+        return 1
     return 3 if report.rows_rejected else 0
 
 

@@ -471,6 +471,8 @@ class DescribeResponse(_message.Message):
     DATA_AS_OF_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
     CERTIFICATE_EXPIRES_FIELD_NUMBER: _builtins.int
+    SOURCE_SYNC_FIELD_NUMBER: _builtins.int
+    SOURCE_SYNC_AT_FIELD_NUMBER: _builtins.int
     authority_code: _builtins.str
     authority_name: _builtins.str
     record_count: _builtins.int
@@ -479,6 +481,13 @@ class DescribeResponse(_message.Message):
     software_version: _builtins.str
     certificate_expires: _builtins.str
     """RFC 3339 not-after of the node's own certificate"""
+    source_sync: _builtins.str
+    """Nodes that load from their authority's database ([source]): the last load's outcome, "ok" or
+    "failed" (a failed load leaves the last good data, as of data_as_of, serving); empty for a node
+    fed by CSV imports. Never the reason: that is the authority's own, in the node's log.
+    """
+    source_sync_at: _builtins.str
+    """RFC 3339 time of that last load, empty if none yet in this run"""
     def __init__(
         self,
         *,
@@ -488,10 +497,12 @@ class DescribeResponse(_message.Message):
         data_as_of: _builtins.str = ...,
         software_version: _builtins.str = ...,
         certificate_expires: _builtins.str = ...,
+        source_sync: _builtins.str = ...,
+        source_sync_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority_code", b"authority_code", "authority_name", b"authority_name", "certificate_expires", b"certificate_expires", "data_as_of", b"data_as_of", "record_count", b"record_count", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority_code", b"authority_code", "authority_name", b"authority_name", "certificate_expires", b"certificate_expires", "data_as_of", b"data_as_of", "record_count", b"record_count", "software_version", b"software_version", "source_sync", b"source_sync", "source_sync_at", b"source_sync_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
