@@ -21,6 +21,8 @@ cp "$govuk/dist/govuk/govuk-frontend.min.js" "$out/"
 # The CSS names its fonts and images under /assets/; the portal serves them under /portal/assets/.
 sed 's#url(/assets/#url(/portal/assets/#g' "$govuk/dist/govuk/govuk-frontend.min.css" > "$out/govuk-frontend.min.css"
 cp -R "$govuk/dist/govuk/assets/fonts" "$govuk/dist/govuk/assets/images" "$govuk/dist/govuk/assets/manifest.json" "$out/"
+# The portal's own few lines that start GOV.UK Frontend's components (pages work without them).
+cp "$pkg/init.mjs" "$out/init.mjs"
 node -p "require('./$govuk/package.json').version" > "$out/VERSION"
 # The npm package ships no licence file; its package.json says MIT and its README the rest, so both are kept.
 {
