@@ -1,7 +1,9 @@
 """The broker's rules about who may do what and about children's data, in one reading.
 
 - Who may call each route (``ROUTE_ROLES``): deny by default, so a route not listed here refuses
-  everyone, and ``broker.routes`` will not start with a route this table does not name.
+  everyone, and ``broker.routes`` will not start with a route this table does not name. The practitioner
+  portal's pages, reached with a signed-in session instead of a certificate, have their own table
+  (``PORTAL_ROUTE_ROLES``) and open routes (``PORTAL_OPEN_ROUTES``), under the same rule.
 - Why a search may be made (``PURPOSES``) and what its justification must be: 10 to 500 characters,
   and not the child's name (nor a nickname), date of birth or NHS number, however disguised, because it
   is kept in clear in the audit log and in node journals.
