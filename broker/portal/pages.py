@@ -65,7 +65,7 @@ _ENV.globals.update(paths=paths, service_name=SERVICE_NAME, body_script=BODY_SCR
 def render(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
     """``template`` rendered for this request's user (if any), with the page headers."""
     session = current_session(request)
-    page = {"nav": "", "user": None, "csrf_token": ""}  # nav: the menu item a page marks as current
+    page: dict[str, Any] = {"nav": "", "user": None, "csrf_token": ""}  # nav: the menu item a page marks as current
     if session is not None:
         page.update(user=session.user, csrf_token=session.csrf_token)
     html = _ENV.get_template(template).render({**page, **context})

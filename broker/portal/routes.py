@@ -60,7 +60,9 @@ def page(handler: Handler) -> Handler:
             return await handler(request)
         except ApiError as exc:
             title = PROBLEM_TITLES.get(exc.status, "Sorry, there is a problem")
-            return render(request, "problem.html", status=exc.status, problem=exc, title=title)
+            response = render(request, "problem.html", status=exc.status, problem=exc, title=title)
+            response.headers.update(exc.headers)  # Retry-After, as the API gives it
+            return response
 
     return wrapped
 

@@ -298,3 +298,16 @@ async def test_recent_searches_show_only_the_users_own_without_child_details(por
     page = text_of(html)
     for detail in ("Amelia", "Smith", "2014", "Strategy discussion", "Jo Bloggs"):
         assert detail not in page
+
+
+async def test_the_api_rate_limit_counts_portal_searches_too(portal):
+    p = await portal(rate_limit=2)
+    client = p.browser()
+    session = p.sign_in(client)
+    for _ in range(2):
+        assert (await post(p, client, "/portal/search", search_form(session)))[0] == 200
+    status, _, html, resp = await post(p, client, "/portal/search", search_form(session))
+    assert status == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "You have made too many searches" in text_of(html)
+    assert [e["outcome"] for e in await p.audit_entries()][-1] == "rate_limited"
