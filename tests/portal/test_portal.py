@@ -311,3 +311,15 @@ async def test_the_api_rate_limit_counts_portal_searches_too(portal):
     assert int(resp.headers["Retry-After"]) > 0
     assert "You have made too many searches" in text_of(html)
     assert [e["outcome"] for e in await p.audit_entries()][-1] == "rate_limited"
+
+
+async def test_a_date_of_birth_read_from_the_future_is_searched_and_said_so(portal):
+    p = await portal()
+    client = p.browser()
+    session = p.sign_in(client)
+    status, _, html, _ = await post(p, client, "/portal/search", search_form(session, dob_year="2114"))
+    assert status == 200
+    page = text_of(html)
+    assert "Leeds: Match" in page
+    assert "searched as the nearest likely date one digit away" in page
+    assert "2114" not in page and "2014" not in page  # the page says it was read, not what either date was
