@@ -140,11 +140,22 @@ class ErrorItem:
     text: str
 
 
+def messages(errors: Mapping[str, str]) -> dict[str, str]:
+    """Each field's error as a sentence beginning with its label: "Date of birth is in the future",
+    "Justification: required, 10 to 500 characters". The reasons are the API's, which never hold a value."""
+    sentences = {}
+    for name, reason in errors.items():
+        label = LABELS.get(name, "The search")
+        joined = " " if reason.startswith(("is ", "must ")) else ": "
+        sentences[name] = f"{label}{joined}{reason}"
+    return sentences
+
+
 def summary(errors: Mapping[str, str]) -> list[ErrorItem]:
-    """The error summary's lines, in the form's order: "Date of birth is in the future"."""
-    items = []
-    for name in (*ORDER, ""):
-        if name in errors:
-            label = LABELS.get(name, "The search")
-            items.append(ErrorItem(name, FIELD_IDS.get(name, name or "given_name"), f"{label}: {errors[name]}"))
-    return items
+    """The error summary's lines, in the form's order, each linking to its field."""
+    sentences = messages(errors)
+    return [
+        ErrorItem(name, FIELD_IDS.get(name, name or "given_name"), sentences[name])
+        for name in (*ORDER, "")
+        if name in sentences
+    ]

@@ -21,7 +21,7 @@ from broker.appkeys import AUDIT, CLOCK, SIGN_IN
 from broker.errors import ApiError, InvalidRequest, NoNodesReachable
 from broker.policy import PURPOSES, portal_roles_for
 from broker.portal import paths, wording
-from broker.portal.form import LABELS, SearchForm, summary
+from broker.portal.form import LABELS, SearchForm, messages, summary
 from broker.portal.pages import render
 from broker.portal.recent import recent_searches
 from broker.portal.sessions import CSRF_FIELD, Session, check_csrf, current_session, end_session, start_session
@@ -148,7 +148,7 @@ def _form_page(request: web.Request, form: SearchForm, errors: dict[str, str], s
         "search.html",
         status=status,
         form=form,
-        errors=errors,
+        errors=messages(errors),
         summary=summary(errors),
         labels=LABELS,
         purposes=PURPOSES,

@@ -263,7 +263,7 @@ async def test_the_minimum_query_and_purpose_are_the_apis(portal):
     assert status == 400
     summary = dict(re.findall(r'<li><a href="#([a-z_]+)">([^<]+)</a></li>', html))
     assert set(summary) == {"given_name", "dob_day", "purpose"}
-    assert summary["purpose"].startswith("Purpose: must be one of")
+    assert summary["purpose"].startswith("Purpose must be one of")
 
 
 async def test_partial_coverage_and_no_results_are_never_read_as_no_contact(portal):

@@ -115,7 +115,7 @@ async def test_every_page_and_state_meets_wcag_22_aa(chromium, portal):
     await expect(page.locator(".govuk-error-summary")).to_be_visible()
     # The API's order of checks: a date that is no date is fixed first, then the minimum query is judged.
     await expect(page.locator(".govuk-error-summary__list li")).to_have_text(
-        ["Date of birth: is not a real calendar date", "Justification: required, 10 to 500 characters"]
+        ["Date of birth is not a real calendar date", "Justification: required, 10 to 500 characters"]
     )
     await check(page, "errors")
 
