@@ -180,12 +180,13 @@ async def test_roles_other_than_practitioner_cannot_search_in_the_portal(portal)
         assert "needs the role practitioner" in text_of(html)
         status, _, _, _ = await post(p, client, "/portal/search", search_form(session))
         assert status == 403
-    # A portal session is no certificate: the operators' API routes refuse it.
-    client = p.browser()
-    p.sign_in(client, portal_user(Role.OPERATOR, subject="op"))
-    for path in ("/dashboard", "/v1/nodes"):
-        async with client.get(p.origin + path) as resp:
-            assert resp.status == 401
+    # A portal session is no certificate: the operators' and auditors' API routes refuse it, whatever its role.
+    for role in (Role.PRACTITIONER, Role.OPERATOR):
+        client = p.browser()
+        p.sign_in(client, portal_user(role, subject=f"{role.value}-2"))
+        for path in ("/dashboard", "/v1/nodes", "/metrics", "/v1/audit/entries"):
+            async with client.get(p.origin + path) as resp:
+                assert resp.status == 401, (role, path)
     # Their search attempts were audited by name, as a refused API search is.
     entries = await p.audit_entries()
     refused = [(e["outcome"], e["actor"]["role"]) for e in entries]
