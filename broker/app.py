@@ -39,6 +39,8 @@ from broker.appkeys import (
     PATTERNS,
     READINESS,
     REVOCATIONS,
+    SESSIONS,
+    SIGN_IN,
     SIGNER,
     SUBJECT_KEY,
     WATCHER,
@@ -53,6 +55,9 @@ from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.patterns import PatternDetector
 from broker.peercert import PeerCertificates
+from broker.portal.routes import NoSignIn
+from broker.portal.sessions import SessionStore
+from broker.portal.signin import SignIn
 from broker.ratelimit import RateLimiter
 from broker.readiness import Readiness
 from broker.refusals import install as install_refusal_limits
@@ -180,9 +185,12 @@ def create_app(
     audit: AuditLog | None = None,
     revocations: RevocationList | None = None,
     clock: Callable[[], float] = time.time,
+    sign_in: SignIn | None = None,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
     """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log,
-    without ``revocations`` it reads the CRL named in the config."""
+    without ``revocations`` it reads the CRL named in the config. The practitioner portal signs users in with
+    ``sign_in`` (without it, nobody can sign in) and keeps their ``sessions`` (in memory by default)."""
     middlewares = [errors_middleware, body_deadline(config.limits.body_read_timeout_seconds)]
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
@@ -214,6 +222,8 @@ def create_app(
 
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), audience=audience, clock=clock)
     app[REVOCATIONS] = revocations or RevocationList(config.tls.crl, config.tls.ca)
+    app[SIGN_IN] = sign_in or NoSignIn()
+    app[SESSIONS] = sessions or SessionStore(clock=clock)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FANOUT] = fanout or build_fanout(

@@ -7,6 +7,7 @@ and tests read them. Keys only: nothing here may create or hold a collaborator i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -22,6 +23,10 @@ from broker.readiness import Readiness
 from broker.watcher import ConfigWatcher
 from certs.assertions import AssertionSigner
 from certs.revocation import RevocationList
+
+if TYPE_CHECKING:  # the portal's modules read these keys, so they are named here for the type checker only
+    from broker.portal.sessions import SessionStore
+    from broker.portal.signin import SignIn
 
 CONFIG = web.AppKey("config", BrokerConfig)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
@@ -44,3 +49,7 @@ SUBJECT_KEY = web.AppKey("subject_key", bytes)
 """The HMAC key for the child's identifiers in audit entries (never logged)."""
 READINESS = web.AppKey("readiness", Readiness)
 """What GET /readyz checks (broker.readiness)."""
+SESSIONS: web.AppKey[SessionStore] = web.AppKey("portal_sessions")
+"""The practitioner portal's signed-in sessions (broker.portal.sessions)."""
+SIGN_IN: web.AppKey[SignIn] = web.AppKey("portal_sign_in")
+"""How a portal user signs in (broker.portal.signin's protocol; OpenID Connect in broker.portal.oidc)."""

@@ -1,7 +1,9 @@
 """The broker's rules about who may do what and about children's data, in one reading.
 
 - Who may call each route (``ROUTE_ROLES``): deny by default, so a route not listed here refuses
-  everyone, and ``broker.routes`` will not start with a route this table does not name.
+  everyone, and ``broker.routes`` will not start with a route this table does not name. The practitioner
+  portal's pages, reached with a signed-in session instead of a certificate, have their own table
+  (``PORTAL_ROUTE_ROLES``) and open routes (``PORTAL_OPEN_ROUTES``), under the same rule.
 - Why a search may be made (``PURPOSES``) and what its justification must be: 10 to 500 characters,
   and not the child's name (nor a nickname), date of birth or NHS number, however disguised, because it
   is kept in clear in the audit log and in node journals.
@@ -53,12 +55,43 @@ OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz"), ("GET"
 """Routes that need no certificate: they must say nothing about data."""
 
 
+PORTAL_ROUTE_ROLES: Mapping[tuple[str, str], tuple[Role, ...]] = MappingProxyType(
+    {
+        ("GET", "/portal/search"): (Role.PRACTITIONER,),
+        ("POST", "/portal/search"): (Role.PRACTITIONER,),
+        ("GET", "/portal/recent"): (Role.PRACTITIONER,),
+        ("POST", "/portal/sign-out"): (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR),
+    }
+)
+"""The practitioner portal's pages that need a signed-in session (never a certificate), and the roles
+each admits: the role the user's own authority's identity provider grants (broker.portal.signin).
+Auditors and operators have no portal pages yet: they use the certificate API. Every POST here must
+also carry the session's CSRF token (broker.portal.sessions)."""
+PORTAL_OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/"),
+        ("GET", "/portal"),
+        ("GET", "/portal/sign-in"),
+        ("GET", "/portal/sign-in/start"),
+        ("GET", "/portal/sign-in/callback"),
+        ("GET", "/portal/assets"),
+    }
+)
+"""Portal routes anyone may reach, signed in or not: the start page, signing in, and GOV.UK Frontend's
+static files. They must say nothing about data."""
+
+
 def roles_for(method: str, path: str) -> tuple[Role, ...]:
     """The roles admitted to ``method`` ``path`` (a route's canonical path); () for a route not listed.
 
     HEAD is answered by the GET handler, so it admits the same roles.
     """
     return ROUTE_ROLES.get(("GET" if method == "HEAD" else method, path), ())
+
+
+def portal_roles_for(method: str, path: str) -> tuple[Role, ...]:
+    """The roles a signed-in portal user needs for ``method`` ``path``; () for a route not listed."""
+    return PORTAL_ROUTE_ROLES.get(("GET" if method == "HEAD" else method, path), ())
 
 
 # --- Why a search may be made ----------------------------------------------------------------------

@@ -1,208 +1,38 @@
-"""POST /v1/searches: a practitioner's search, from the certificate to the answer.
+"""POST /v1/searches: a practitioner's search over mutual TLS, the certificate naming the caller.
 
-The attempt runs inside ``audited_search``, so it is audited whatever happens: refused (401, 403,
-429, 400, 503) or answered. Then, in order: the practitioner's limits, the request's checks (a
-malformed request gives its quota back), admission (refuse at once when busy rather than queue), the
-search's first audit entry (no node is asked until it is committed), the signed fan-out to every
-authority within what is left of the deadline, and the answer, which leaves only after its outcome
-entry is committed. Logs carry ids, counts and timings, never the child.
+The search itself (limits, checks, audit first, the signed fan-out, the answer's shape) is
+broker.search_service's, shared with the practitioner portal: this door only reads the certificate
+and the JSON body, and writes the contract's JSON.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import time
 from typing import Any
 
-import structlog
 from aiohttp import web
 
-from broker.appkeys import (
-    ADMISSION,
-    CLOCK,
-    FANOUT,
-    IN_FLIGHT,
-    LIMITER,
-    METRICS,
-    ORG_LIMITER,
-    PATTERNS,
-    SIGNER,
-    SUBJECT_KEY,
-)
-from broker.auth import peer_identity, require_route
-from broker.errors import InvalidRequest, NoNodesReachable, Overloaded, RateLimited, RefusedSearch
-from broker.fanout import Outcome
-from broker.metrics import Metrics
-from broker.patterns import pattern_keys
-from broker.policy import coverage_json, oversharing_authorities, results_json
-from broker.search_audit import AuditUnavailable, SearchAudit, audited_search
+from broker.auth import peer_identity
+from broker.policy import roles_for
 from broker.search_request import SearchRequest, decode_body, parse_search
-from certs.identity import Identity
-from protos.signpost.v1 import node_pb2
+from broker.search_service import run_search
 
-log = structlog.get_logger("signpost.broker")
+ROUTE = ("POST", "/v1/searches")
 
 
 async def read_json(request: web.Request) -> Any:
     return decode_body(await request.read())
 
 
-def match_request(search_id: str, search: SearchRequest, caller: Identity) -> node_pb2.MatchRequest:
-    return node_pb2.MatchRequest(
-        search_id=search_id,
-        subject=search.subject.to_proto(),
-        purpose=node_pb2.Purpose(code=search.purpose_code, justification=search.justification),
-        requester=node_pb2.Requester(
-            user_id=caller.id,
-            name=caller.name,
-            organisation=caller.organisation,
-            role=caller.role.value,
-            email=caller.email,
-        ),
-    )
-
-
-def record_outcomes(m: Metrics, outcomes: list[Outcome]) -> None:
-    for o in outcomes:
-        m.observe_node(o.authority.code, o.ms / 1000)
-        if o.error is not None:
-            m.coverage_gaps.labels(o.authority.code, o.error.reason).inc()
-
-
-def admitted(app: web.Application, ticket: float, was_congested: bool) -> None:
-    """Tell the admission limit how this search went: congested, or answered in time."""
-    limit = app[ADMISSION]
-    limit.completed(ticket, was_congested)
-    if was_congested:
-        app[METRICS].congested.inc()
-    app[METRICS].admission_limit.set(int(limit.limit))
-
-
-class NoNodes(NoNodesReachable):
-    def __init__(self, coverage: dict[str, Any]) -> None:
-        super().__init__("no authority could be asked; try again shortly")
-        self.extra = {"coverage": coverage}
-
-
-def check_limits(app: web.Application, caller: Identity) -> None:
-    """Spend one search of the practitioner's quota and their organisation's; RateLimited naming the limit if not."""
-    decision = app[LIMITER].check(caller.id)
-    if decision.unusual:
-        log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
-        app[METRICS].unusual_volume.inc()
-    if decision.allowed:
-        # Keyed by the certificate's organisation: its members share one quota however many certificates.
-        decision = app[ORG_LIMITER].check(caller.organisation or f"user:{caller.id}")
-        if not decision.allowed:
-            app[LIMITER].refund(caller.id)  # not searched: the practitioner's own quota is not spent
-    if not decision.allowed:
-        app[METRICS].rate_limited.labels(decision.limit).inc()
-        whose = "your organisation's searches" if decision.scope == "organisation" else "searches"
-        raise RateLimited(
-            f"too many {whose} this {decision.window}; wait before searching again",
-            headers={"Retry-After": str(math.ceil(decision.retry_after))},
-            limit=decision.limit,
-        )
-
-
-def refund(app: web.Application, caller: Identity) -> None:
-    app[LIMITER].refund(caller.id)
-    app[ORG_LIMITER].refund(caller.organisation or f"user:{caller.id}")
-
-
-def watch_patterns(app: web.Application, caller: Identity, search: SearchRequest) -> None:
-    """Alert on one name swept over many dates of birth, or many names on one (broker.patterns); never refuse."""
-    for alert in app[PATTERNS].observe(caller.id, caller.organisation, pattern_keys(app[SUBJECT_KEY], search.subject)):
-        log.warning(
-            "unusual_search_pattern",
-            user=caller.id,
-            organisation=caller.organisation,
-            kind=alert.kind,
-            scope=alert.scope,
-            count=alert.count,
-        )
-        app[METRICS].unusual_patterns.labels(alert.kind).inc()
-
-
 async def create_search(request: web.Request) -> web.Response:
-    async with audited_search(request.app, request.remote or "") as audit:
-        audit.identify(peer_identity(request))  # a refused caller is audited too, by name
-        caller = require_route(request)
-        check_limits(request.app, caller)
-        today = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).date()
-        try:
-            search = parse_search(await read_json(request), today=today)
-        except (InvalidRequest, web.HTTPRequestEntityTooLarge) as exc:
-            refund(request.app, caller)  # a malformed request is no search: it spends no quota
-            if isinstance(exc, RefusedSearch):
-                audit.describe_refused(exc.subject)  # a refused attempt on a child is findable by its hashes
-            raise
-        audit.describe(search)
-        watch_patterns(request.app, caller, search)
-        started = time.perf_counter()
-        in_flight = request.app[IN_FLIGHT]
-        ticket = request.app[ADMISSION].admit(in_flight[0])
-        if ticket is None:
-            # Past this the searches under way only get slower together: say so at once instead.
-            raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
-        in_flight[0] += 1
-        try:
-            try:
-                await audit.started()  # audit first: no node is asked about a search the log does not hold
-            except AuditUnavailable:
-                # An audit log that cannot keep up is congestion like any other: admit fewer searches at once,
-                # so later ones are refused at once (overloaded) instead of all waiting out the audit bound.
-                admitted(request.app, ticket, was_congested=True)
-                raise
-            return await _run_search(request, audit, search, caller, started, ticket)
-        finally:
-            in_flight[0] -= 1
+    async def read(today: dt.date) -> SearchRequest:
+        return parse_search(await read_json(request), today=today)
 
-
-async def _run_search(
-    request: web.Request, audit: SearchAudit, search: SearchRequest, caller: Identity, started: float, ticket: float
-) -> web.Response:
-    search_id = audit.search_id
-    node_request = match_request(search_id, search, caller)
-    signer = request.app[SIGNER]
-    signer.sign(node_request)
-
-    def resign() -> bytes:
-        fresh = match_request(search_id, search, caller)
-        signer.sign(fresh)
-        return fresh.SerializeToString()
-
-    fanned = await request.app[FANOUT].search(node_request, audit.time_left(), resign)
-    outcomes = fanned.outcomes
-    coverage = coverage_json(outcomes)
-    record_outcomes(request.app[METRICS], outcomes)
-    admitted(request.app, ticket, fanned.congested)
-    audit.outcomes(outcomes)
-    results = results_json(outcomes)
-    for code in oversharing_authorities(outcomes):
-        # Dropped already (broker.policy); the node's operator must fix it. Names the authority only.
-        log.warning("possible_with_named_contact_dropped", search_id=search_id, authority=code)
-    log.info(
-        "search_completed",
-        search_id=search_id,
-        user=caller.id,
-        purpose=search.purpose_code,
-        asked=coverage["asked"],
-        answered=coverage["answered"],
-        results=len(results),
-        ms=round((time.perf_counter() - started) * 1000, 1),
+    answer = await run_search(
+        request.app,
+        lambda: peer_identity(request),
+        roles_for(*ROUTE),
+        read,
+        client_address=request.remote or "",
     )
-    if coverage["answered"] == 0:
-        raise NoNodes(coverage)
-    # The outcome is committed before the results leave: a search whose outcome is not logged is not answered.
-    receipt = await audit.answered()
-    return web.json_response(
-        {
-            "search_id": search_id,
-            "results": results,
-            "coverage": coverage,
-            "notices": list(search.notices),
-            "audit": receipt.to_json(),
-        }
-    )
+    return web.json_response(answer.to_json())
