@@ -108,8 +108,10 @@ class PortalConfig:
 
 
 def read_portal(reader: Reader) -> PortalConfig | None:
-    """The ``[portal]`` table, or None when the broker serves no portal. ``reader`` is the portal table's."""
-    if not reader.table:
+    """The ``[portal]`` table's sign-in settings, or None when it lists no authorities (no portal sign-in).
+
+    ``reader`` is the portal table's. Other keys of ``[portal]`` (the portal's sessions) are read elsewhere."""
+    if "authorities" not in reader.table and "public_url" not in reader.table:
         return None
     public_url = _url(reader, "public_url")
     items = reader.table.get("authorities")
