@@ -8,9 +8,8 @@ Leeds, client_secret_post at Kent), the JWKS and every token check are the real 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,56 +19,14 @@ from broker.portal.signin import PortalUser, SignInError
 from certs.identity import Role
 from tests.portal.op.harness import (
     REDIRECT_URI,
-    RunningProvider,
+    Providers,
     authority,
     begin,
     callback,
     drive_login,
     portal_config,
-    start_provider,
+    providers_fixture,  # noqa: F401  (the `providers` fixture)
 )
-
-SECRET = "a-client-secret-of-some-length-0123456789"
-GROUPS = {"pat": ["signpost-practitioners", "all-staff"], "ada": ["signpost-auditors"], "nobody": ["all-staff"]}
-
-
-@dataclass
-class Providers:
-    leeds: RunningProvider
-    kent: RunningProvider
-    secret_file: Path
-
-
-def _op_config(client_id: str, method: str, users: dict[str, dict[str, object]]) -> dict[str, object]:
-    client = {
-        "client_id": client_id,
-        "client_secret": SECRET,
-        "redirect_uris": [REDIRECT_URI],
-        "token_endpoint_auth_method": method,
-    }
-    return {"clients": [client], "users": users}
-
-
-@pytest.fixture(scope="module")
-def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
-    directory = tmp_path_factory.mktemp("op")
-    leeds_users: dict[str, dict[str, object]] = {
-        # Pat's identity provider also says "KENT" in an organisation claim: it must make no difference.
-        login: {"name": login.title(), "email": f"{login}@leeds.example", "groups": groups, "organisation": "KENT"}
-        for login, groups in GROUPS.items()
-    }
-    kent_users: dict[str, dict[str, object]] = {"kim": {"name": "Kim", "groups": ["signpost-practitioners"]}}
-    leeds = start_provider(directory / "leeds.json", _op_config("signpost-leeds", "client_secret_basic", leeds_users))
-    try:
-        kent = start_provider(directory / "kent.json", _op_config("signpost-kent", "client_secret_post", kent_users))
-    except BaseException:
-        leeds.stop()
-        raise
-    secret_file = directory / "client-secret"
-    secret_file.write_text(SECRET)
-    yield Providers(leeds, kent, secret_file)
-    leeds.stop()
-    kent.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import selectors
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -232,3 +232,47 @@ def callback(handle: str | None, query: Mapping[str, str]) -> web.Request:
     """The browser's return to the callback, carrying its sign-in cookie (or none)."""
     headers = {"Cookie": f"{FLOW_COOKIE}={handle}"} if handle else {}
     return make_mocked_request("GET", f"/portal/callback?{urlencode(query)}", headers=headers)
+
+
+SECRET = "a-client-secret-of-some-length-0123456789"
+GROUPS = {"pat": ["signpost-practitioners", "all-staff"], "ada": ["signpost-auditors"], "nobody": ["all-staff"]}
+
+
+@dataclass
+class Providers:
+    leeds: RunningProvider
+    kent: RunningProvider
+    secret_file: Path
+
+
+def _op_config(client_id: str, method: str, users: dict[str, dict[str, object]]) -> dict[str, object]:
+    client = {
+        "client_id": client_id,
+        "client_secret": SECRET,
+        "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": method,
+    }
+    return {"clients": [client], "users": users}
+
+
+@pytest.fixture(scope="module", name="providers")
+def providers_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
+    """Leeds's and Kent's OpenID providers, each its own process, issuer, key and client registration."""
+    directory = tmp_path_factory.mktemp("op")
+    leeds_users: dict[str, dict[str, object]] = {
+        # Pat's identity provider also says "KENT" in an organisation claim: it must make no difference.
+        login: {"name": login.title(), "email": f"{login}@leeds.example", "groups": groups, "organisation": "KENT"}
+        for login, groups in GROUPS.items()
+    }
+    kent_users: dict[str, dict[str, object]] = {"kim": {"name": "Kim", "groups": ["signpost-practitioners"]}}
+    leeds = start_provider(directory / "leeds.json", _op_config("signpost-leeds", "client_secret_basic", leeds_users))
+    try:
+        kent = start_provider(directory / "kent.json", _op_config("signpost-kent", "client_secret_post", kent_users))
+    except BaseException:
+        leeds.stop()
+        raise
+    secret_file = directory / "client-secret"
+    secret_file.write_text(SECRET)
+    yield Providers(leeds, kent, secret_file)
+    leeds.stop()
+    kent.stop()
