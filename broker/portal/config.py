@@ -65,7 +65,8 @@ class AuthorityIdp:
     roles: Mapping[Role, str]
     """Role → the value of ``role_claim`` that grants it (e.g. practitioner → ``signpost-practitioners``)."""
     role_claim: str = "groups"
-    """The ID token claim (a string or a list of strings) holding group names or app roles."""
+    """The ID token claim (a string or a list of strings) holding group names or app roles; ``outer.inner``
+    reads ``inner`` of an object or of each object in a list (CIS2: ``nhsid_nrbac_roles.role_code``)."""
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     token_auth_method: str = "client_secret_basic"
     """How the broker authenticates at the token endpoint: ``client_secret_basic`` or ``client_secret_post``."""

@@ -103,11 +103,7 @@ def user_from_claims(claims: Mapping[str, Any], idp: AuthorityIdp) -> PortalUser
 
 def role_of(claims: Mapping[str, Any], idp: AuthorityIdp) -> Role:
     """The one role the authority's mapping grants; several or none is a refusal, never a guess."""
-    held = claims.get(idp.role_claim)
-    values = {held} if isinstance(held, str) else set()
-    if isinstance(held, list):
-        values = {v for v in held if isinstance(v, str)}
-    granted = [role for role, value in idp.roles.items() if value in values]
+    granted = [role for role, value in idp.roles.items() if value in claim_values(claims, idp.role_claim)]
     if not granted:
         raise SignInError(
             f"Your {idp.name} account is not allowed to use Signpost. Ask your IT team to add you to the right group."
@@ -118,6 +114,17 @@ def role_of(claims: Mapping[str, Any], idp: AuthorityIdp) -> Role:
             f"Your {idp.name} account is in more than one Signpost group. Ask your IT team to leave you in one."
         )
     return granted[0]
+
+
+def claim_values(claims: Mapping[str, Any], path: str) -> set[str]:
+    """The strings a claim holds: ``groups`` as a string or a list of strings, or ``outer.inner`` for the
+    ``inner`` member of an object or of each object in a list (NHS CIS2's ``nhsid_nrbac_roles.role_code``)."""
+    outer, _, inner = path.partition(".")
+    held = claims.get(outer)
+    items = held if isinstance(held, list) else [held]
+    if inner:
+        items = [item.get(inner) for item in items if isinstance(item, dict)]
+    return {item for item in items if isinstance(item, str)}
 
 
 def _check_issuer_and_nonce(claims: Mapping[str, Any], idp: AuthorityIdp, nonce: str) -> None:

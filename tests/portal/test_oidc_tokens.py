@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,22 @@ async def test_an_account_without_exactly_one_signpost_group_is_refused(world: W
 async def test_a_single_group_string_grants_its_role(world: World) -> None:
     user = await sign_in_with(world, leeds_token(world, groups="signpost-auditors"))
     assert user.identity.role is Role.AUDITOR
+
+
+async def test_a_role_can_be_read_from_a_member_of_listed_objects(world: World) -> None:
+    """NHS CIS2 lists a user's roles as objects: ``nhsid_nrbac_roles: [{"role_code": ...}, ...]``."""
+    leeds = world.sign_in.config.authorities[0]
+    cis2 = replace(leeds, role_claim="nhsid_nrbac_roles.role_code", roles={Role.PRACTITIONER: "S8000:G8000:R8001"})
+    world.sign_in.config = replace(world.sign_in.config, authorities=(cis2, *world.sign_in.config.authorities[1:]))
+    roles = [
+        {"person_roleid": "1", "role_code": "S0080:G0450:R5080"},
+        {"person_roleid": "2", "role_code": "S8000:G8000:R8001"},
+    ]
+    user = await sign_in_with(world, leeds_token(world, groups=None, nhsid_nrbac_roles=roles))
+    assert user.identity.role is Role.PRACTITIONER
+
+    with pytest.raises(SignInError, match="not allowed"):
+        await sign_in_with(world, leeds_token(world, groups=None, nhsid_nrbac_roles=roles[:1]))
 
 
 async def test_an_unknown_authority_cannot_be_begun(world: World) -> None:
