@@ -108,3 +108,20 @@ def test_an_identity_provider_on_loopback_may_use_http(write) -> None:  # type: 
     text = PORTAL.replace('"https://kent-idp.example/"', '"http://127.0.0.1:9000"')
     portal = load_broker_config(write(text), {}).portal
     assert portal is not None and portal.authorities[1].issuer == "http://127.0.0.1:9000"
+
+
+def test_the_readme_s_worked_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Signing in (OpenID Connect)") :]
+    start = section.index("```toml\n") + len("```toml\n")
+    example = section[start : section.index("```\n", start)]
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("leeds-oidc.secret", "ltht-cis2.secret"):
+        (secrets / name).write_text("x")
+    path = tmp_path / "broker.toml"
+    path.write_text(BROKER + example.replace("/etc/signpost/secrets/", f"{secrets}/"))
+
+    portal = load_broker_config(path, {}).portal
+    assert portal is not None and [a.code for a in portal.authorities] == ["LEEDS", "LTHT"]
+    assert portal.authorities[1].role_claim == "nhsid_nrbac_roles.role_code"
