@@ -30,7 +30,7 @@ from broker.portal.config import CALLBACK_PATH, AuthorityIdp, PortalConfig
 from broker.portal.oidc_pending import PendingSignIn, PendingSignIns
 from broker.portal.oidc_provider import IdentityProviders
 from broker.portal.oidc_tokens import token_header, user_from_claims, verify_id_token
-from broker.portal.signin import PortalUser, SignInError
+from broker.portal.signin import PortalUser, SignIn, SignInError
 
 log = structlog.get_logger("broker.portal.oidc")
 
@@ -148,3 +148,7 @@ class OidcSignIn:
 def s256_challenge(verifier: str) -> str:
     """RFC 7636 4.2: BASE64URL(SHA256(verifier)), unpadded. The identity provider sees only this."""
     return urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode("ascii")
+
+
+def _is_a_sign_in(sign_in: OidcSignIn) -> SignIn:
+    return sign_in  # mypy checks here that OidcSignIn keeps to the portal's SignIn protocol

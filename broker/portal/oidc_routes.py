@@ -20,8 +20,8 @@ from html import escape
 
 from aiohttp import web
 
-from broker.portal.config import CALLBACK_PATH, SIGN_IN_PATH
-from broker.portal.oidc import FLOW_COOKIE
+from broker.portal.config import CALLBACK_PATH, SIGN_IN_PATH, PortalConfig
+from broker.portal.oidc import FLOW_COOKIE, OidcSignIn
 from broker.portal.signin import PortalUser, SignIn, SignInError
 
 OnSignedIn = Callable[[web.Request, PortalUser], Awaitable[web.StreamResponse]]
@@ -36,6 +36,19 @@ def add_sign_in_routes(app: web.Application, sign_in: SignIn, on_signed_in: OnSi
     app[SIGN_IN], app[ON_SIGNED_IN] = sign_in, on_signed_in
     app.router.add_get(f"{SIGN_IN_PATH}/{{authority}}", begin_sign_in)
     app.router.add_get(CALLBACK_PATH, complete_sign_in)
+
+
+def install_oidc_sign_in(app: web.Application, config: PortalConfig, on_signed_in: OnSignedIn) -> OidcSignIn:
+    """The broker's wiring in one call: an OidcSignIn for ``config``, its routes, and its HTTP client
+    closed with the app."""
+    sign_in = OidcSignIn(config)
+    add_sign_in_routes(app, sign_in, on_signed_in)
+
+    async def close(_: web.Application) -> None:
+        await sign_in.close()
+
+    app.on_cleanup.append(close)
+    return sign_in
 
 
 async def begin_sign_in(request: web.Request) -> web.StreamResponse:

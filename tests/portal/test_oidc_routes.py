@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from broker.portal.oidc import FLOW_COOKIE, OidcSignIn
-from broker.portal.oidc_routes import add_sign_in_routes
+from broker.portal.oidc import FLOW_COOKIE
+from broker.portal.oidc_routes import install_oidc_sign_in
 from broker.portal.signin import PortalUser
 from tests.portal.op.harness import (
     REDIRECT_URI,
@@ -58,7 +58,6 @@ async def portal(providers: Providers, tmp_path) -> AsyncIterator[Portal]:  # ty
         authority("KENT", providers.kent.issuer, providers.secret_file, token_auth_method="client_secret_post"),
         authority("CORNWALL", down.url, providers.secret_file),
     )
-    sign_in = OidcSignIn(config)
     sessions: list[PortalUser] = []
 
     async def start_session(request: web.Request, user: PortalUser) -> web.StreamResponse:
@@ -66,10 +65,9 @@ async def portal(providers: Providers, tmp_path) -> AsyncIterator[Portal]:  # ty
         return web.Response(status=303, headers={"Location": "/portal/search"})
 
     app = web.Application()
-    add_sign_in_routes(app, sign_in, start_session)
+    install_oidc_sign_in(app, config, start_session)
     async with TestClient(TestServer(app)) as client:
         yield Portal(client, sessions)
-    await sign_in.close()
 
 
 async def test_a_browser_signs_in_and_a_session_is_started(portal: Portal) -> None:

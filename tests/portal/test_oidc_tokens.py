@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import RSAKey
+from structlog.testing import capture_logs
 
 from broker.portal.oidc import OidcSignIn
 from broker.portal.signin import PortalUser, SignInError
@@ -84,6 +85,22 @@ async def test_the_code_is_exchanged_with_the_pkce_verifier_and_the_client_secre
     assert sent["code"] == "the-code" and sent["grant_type"] == "authorization_code"
     assert base64.b64decode(sent["authorization"].removeprefix("Basic ")) == b"signpost-leeds:s3cret-value"
     assert "client_secret" not in sent
+
+
+async def test_the_logs_name_the_authority_and_outcome_but_no_token_code_secret_or_claim(world: World) -> None:
+    handle, _, query = await begin(world.sign_in, "LEEDS")
+    token = leeds_token(world, email="pat@leeds.example")(query["nonce"])
+    world.leeds.next_token = token
+    with capture_logs() as logs:
+        await world.sign_in.complete(callback(handle, {"code": "the-code-123", "state": query["state"]}))
+        with pytest.raises(SignInError):
+            await sign_in_with(world, leeds_token(world, aud="someone-else"))
+
+    assert [e["event"] for e in logs] == ["portal_sign_in", "portal_sign_in_started", "portal_sign_in_refused"]
+    assert all(e["authority"] == "LEEDS" for e in logs)
+    text = repr(logs)
+    for secret in (token, "the-code-123", "s3cret-value", query["state"], query["nonce"], "user-1", "pat@leeds"):
+        assert secret not in text
 
 
 async def test_a_token_from_an_untrusted_issuer_is_refused(world: World) -> None:
