@@ -312,6 +312,24 @@ async def test_a_role_can_be_read_from_a_member_of_listed_objects(world: World) 
         await sign_in_with(world, leeds_token(world, groups=None, nhsid_nrbac_roles=roles[:1]))
 
 
+async def test_a_discovery_document_vouching_for_another_issuer_is_refused(world: World, tmp_path: Path) -> None:
+    """The document at Leeds's address says its issuer is Leeds's URL; configured as another issuer, it is
+    not believed (OpenID Connect Discovery 4.3), so no sign-in can start."""
+    leeds = world.sign_in.config.authorities[0]
+    other = replace(leeds, issuer="https://idp.leeds.example", discovery_url=leeds.discovery)
+    sign_in = OidcSignIn(portal_config(other))
+    try:
+        with pytest.raises(SignInError, match="cannot use"):
+            await begin(sign_in, "LEEDS")
+    finally:
+        await sign_in.close()
+
+
+async def test_a_token_answer_without_an_id_token_is_refused(world: World) -> None:
+    with pytest.raises(SignInError, match="malformed"):
+        await sign_in_with(world, lambda nonce: "")
+
+
 async def test_an_unknown_authority_cannot_be_begun(world: World) -> None:
     with pytest.raises(SignInError, match="does not know"):
         await begin(world.sign_in, "NOWHERE")
