@@ -88,19 +88,22 @@ async def test_the_code_is_exchanged_with_the_pkce_verifier_and_the_client_secre
 
 
 async def test_the_logs_name_the_authority_and_outcome_but_no_token_code_secret_or_claim(world: World) -> None:
-    handle, _, query = await begin(world.sign_in, "LEEDS")
-    token = leeds_token(world, email="pat@leeds.example")(query["nonce"])
-    world.leeds.next_token = token
+    secrets: list[str] = ["s3cret-value", "user-1", "pat@leeds"]
     with capture_logs() as logs:
-        await world.sign_in.complete(callback(handle, {"code": "the-code-123", "state": query["state"]}))
-        with pytest.raises(SignInError):
-            await sign_in_with(world, leeds_token(world, aud="someone-else"))
+        for n, aud in enumerate(("signpost-leeds", "someone-else")):
+            handle, _, query = await begin(world.sign_in, "LEEDS")
+            world.leeds.next_token = leeds_token(world, email="pat@leeds.example", aud=aud)(query["nonce"])
+            secrets += [world.leeds.next_token, f"the-code-{n}", query["state"], query["nonce"], handle]
+            try:
+                await world.sign_in.complete(callback(handle, {"code": f"the-code-{n}", "state": query["state"]}))
+            except SignInError:
+                pass
 
-    assert [e["event"] for e in logs] == ["portal_sign_in", "portal_sign_in_started", "portal_sign_in_refused"]
+    events = ["portal_sign_in_started", "portal_sign_in", "portal_sign_in_started", "portal_sign_in_refused"]
+    assert [e["event"] for e in logs] == events
     assert all(e["authority"] == "LEEDS" for e in logs)
     text = repr(logs)
-    for secret in (token, "the-code-123", "s3cret-value", query["state"], query["nonce"], "user-1", "pat@leeds"):
-        assert secret not in text
+    assert not [secret for secret in secrets if secret in text]
 
 
 async def test_a_token_from_an_untrusted_issuer_is_refused(world: World) -> None:
@@ -265,6 +268,15 @@ async def test_a_rotated_key_is_fetched_but_not_more_than_once_a_minute(world: W
     world.monotonic[0] += 60
     assert (await sign_in_with(world, signed_by_new)).authority == "LEEDS"
     assert world.leeds.jwks_fetches == fetches + 1
+
+
+async def test_a_shared_secret_key_in_a_published_key_set_is_never_used(world: World) -> None:
+    """An "oct" key in a JWKS is readable by anyone: it is dropped, whatever the token's alg."""
+    world.leeds.extra_jwks = [{"kty": "oct", "kid": "shared", "k": _b64(b"a-secret-everyone-can-read-0123")}]
+    leeds = world.sign_in.config.authorities[0]
+    meta = await world.sign_in.providers.metadata(leeds)
+    keys = await world.sign_in.providers.key_set(leeds, meta, "shared")
+    assert {k.kid for k in keys.keys} == {"key-1"}
 
 
 async def test_a_made_up_kid_is_refused_after_at_most_one_fetch(world: World) -> None:

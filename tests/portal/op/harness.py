@@ -132,6 +132,8 @@ class MintingIdp:
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "key-1"}))
     published: list[RSAKey] = field(default_factory=list)
     """The keys its JWKS endpoint serves (the public halves); by default just ``key``."""
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
+    """Raw entries added to the JWKS as they are (keys no honest provider publishes)."""
     next_token: str = ""
     """What the token endpoint answers as ``id_token``."""
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -190,7 +192,8 @@ class MintingIdp:
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.jwks_fetches += 1
-        return web.json_response(KeySet(list(self.published)).as_dict(private=False))
+        jwks = KeySet(list(self.published)).as_dict(private=False)
+        return web.json_response({"keys": [*jwks["keys"], *self.extra_jwks]})
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
