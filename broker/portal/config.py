@@ -128,11 +128,18 @@ def read_portal(reader: Reader) -> PortalConfig | None:
         authorities=authorities,
         sign_in_seconds=reader.number("sign_in_seconds", 600.0, minimum=30.0),
         max_pending_sign_ins=reader.integer("max_pending_sign_ins", 10_000, minimum=10),
-        clock_leeway_seconds=min(reader.integer("clock_leeway_seconds", 60), 300),
+        clock_leeway_seconds=_leeway(reader),
         http_timeout_seconds=reader.number("http_timeout_seconds", 5.0, minimum=0.1),
         discovery_max_age_seconds=reader.number("discovery_max_age_seconds", 3600.0, minimum=1.0),
         jwks_min_refetch_seconds=reader.number("jwks_min_refetch_seconds", 60.0, minimum=0.0),
     )
+
+
+def _leeway(reader: Reader) -> int:
+    leeway = reader.integer("clock_leeway_seconds", 60)
+    if leeway > 300:  # more would keep an expired token good for longer than the tokens themselves often live
+        raise reader.fail("clock_leeway_seconds", "at most 300")
+    return leeway
 
 
 def _authority(reader: Reader) -> AuthorityIdp:

@@ -99,6 +99,7 @@ class OidcSignIn:
         handle = request.cookies.get(FLOW_COOKIE, "")
         pending = self.pending.take(handle) if handle else None
         if pending is None:
+            log.warning("portal_sign_in_refused", reason="no sign-in in progress for this browser")
             raise SignInError("This sign-in has expired or was already used. Please sign in again.")
         idp = self.config.authority(pending.authority)
         if idp is None:  # the configuration was reloaded without this authority mid-sign-in

@@ -96,6 +96,10 @@ def test_the_public_address_can_come_from_the_environment(write) -> None:  # typ
         (('auditor = "Signpost.Auditor"', 'auditor = "Signpost.Practitioner"'), "two roles by the same value"),
         (('"client_secret_post"', '"private_key_jwt"'), "client_secret_basic or client_secret_post"),
         (("[portal.authorities.roles]", "[portal.authorities.nothing]"), "must map at least one role"),
+        (
+            ('public_url = "https', 'clock_leeway_seconds = 3600\npublic_url = "https'),
+            "clock_leeway_seconds' must be at most 300",
+        ),
     ],
 )
 def test_a_bad_portal_table_fails_with_one_sentence_naming_the_key(write, change, message) -> None:  # type: ignore[no-untyped-def]
