@@ -17,6 +17,15 @@ Example::
     ca = "/etc/signpost/ca.pem"
     cert = "/etc/signpost/broker.pem"
     key = "/etc/signpost/broker.key"
+
+    [portal]                     # optional: sign-in to the practitioner portal (broker.portal.config)
+    public_url = "https://signpost.example.gov.uk"
+    [[portal.authorities]]
+    code = "LEEDS"
+    issuer = "https://login.microsoftonline.com/<tenant-id>/v2.0"
+    client_id = "..."
+    client_secret_file = "/etc/signpost/leeds-oidc.secret"
+    roles = { practitioner = "signpost-practitioners" }
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.door import DoorLimits
 from broker.health import HealthSettings
 from broker.patterns import PatternSettings
+from broker.portal.config import PortalConfig, read_portal
 from certs.tls import TLSConfig, read_tls
 from core.config import Reader, read_toml
 
@@ -92,6 +102,9 @@ class BrokerConfig:
     patterns: PatternSettings = PatternSettings()
     """The ``[patterns]`` table: when one name with many dates of birth, or many names with one date, alerts."""
     log_level: str = "info"
+    portal: PortalConfig | None = None
+    """The ``[portal]`` table: the public address and each authority's identity provider for signing in
+    (broker.portal.config); None serves no portal sign-in."""
 
     @property
     def audit_timeout(self) -> float:
@@ -139,6 +152,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         limits=_limits(reader.sub("limits")),
         patterns=_patterns(reader.sub("patterns")),
         log_level=reader.text("log_level", "info"),
+        portal=read_portal(reader.sub("portal")),
     )
 
 
