@@ -50,11 +50,12 @@ from broker.config import BrokerConfig
 from broker.door import body_deadline
 from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
-from broker.limits_store import open_limits_store
+from broker.limits_store import MEMORY, open_limits_store
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.patterns import PatternDetector
 from broker.peercert import PeerCertificates
+from broker.pollshare import SharedPolls
 from broker.ratelimit import RateLimiter
 from broker.readiness import Readiness
 from broker.refusals import install as install_refusal_limits
@@ -240,8 +241,15 @@ def create_app(
             dispatch_window=config.dispatch_window_seconds,
         )
         certificates = PeerCertificates(config.tls)
+        # Replicas sharing Redis poll each node once per interval between them (broker.pollshare).
+        shared = SharedPolls(limits, app[FANOUT].settings.poll_interval) if limits.kind != MEMORY else None
         app[MONITOR] = HealthMonitor(
-            app[FANOUT], app[FANOUT].settings, metrics=app[METRICS], certificates=certificates, clock=clock
+            app[FANOUT],
+            app[FANOUT].settings,
+            metrics=app[METRICS],
+            certificates=certificates,
+            clock=clock,
+            shared=shared,
         )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)

@@ -8,6 +8,7 @@ keeps their counts, through four atomic operations that both stores implement wi
 * ``unhit``: give back the newest event of a key (a search that turned out malformed or refused elsewhere).
 * ``once``: true for the first call per key in each ``period`` (an alert raised once, whoever asks).
 * ``distinct``: remember ``value`` under a key for ``window`` seconds, at most ``cap`` values; how many.
+* ``put`` / ``get``: a short-lived value (the last health poll of a node, shared by replicas: broker.pollshare).
 
 Times are the broker's clock (passed in, so tests can move it), not the store's: every replica runs
 NTP, and a second's disagreement between two replicas shifts a window by a second.
@@ -66,6 +67,10 @@ class LimitsStore(Protocol):
 
     async def distinct(self, key: str, value: str, now: float, window: float, cap: int) -> int: ...
 
+    async def put(self, key: str, value: str, ttl: float) -> None: ...
+
+    async def get(self, key: str) -> str | None: ...
+
     async def check(self) -> None:
         """Raise LimitsUnavailable if the store cannot be used now (for /readyz)."""
 
@@ -86,6 +91,7 @@ class MemoryStore:
         self._events: dict[str, deque[float]] = {}
         self._marks: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (when, period)
         self._sets: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._values: dict[str, str] = {}
 
     def __len__(self) -> int:
         """Distinct-value sets held (the patterns' names and dates followed)."""
@@ -137,6 +143,12 @@ class MemoryStore:
             if max(values.values(), default=cutoff) > cutoff:
                 break
             self._sets.popitem(last=False)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self._values[key] = value  # one broker: only ever its own last value, one per node
+
+    async def get(self, key: str) -> str | None:
+        return self._values.get(key)
 
     async def check(self) -> None:
         return None
@@ -232,6 +244,13 @@ class RedisStore:
     async def distinct(self, key: str, value: str, now: float, window: float, cap: int) -> int:
         args = [value, f"{now:.6f}", str(window), str(cap)]
         return int(await self._call(self._distinct(keys=[self.prefix + key], args=args)))
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        await self._call(self._redis.set(self.prefix + key, value, px=max(1, int(ttl * 1000))))
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._call(self._redis.get(self.prefix + key))
+        return value
 
     async def check(self) -> None:
         await self._call(self._redis.ping())
