@@ -190,12 +190,14 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
+    app[METRICS] = Metrics()
     # One store for all three: in Redis, every replica counts the same searches (broker.limits_store).
     app[LIMITS_STORE] = limits = open_limits_store(
         config.limits_store,
         prefix=config.limits_key_prefix,
         timeout=config.limits_timeout_seconds,
         max_tracked=config.patterns.max_tracked,
+        on_error=app[METRICS].limits_store_errors.inc,
     )
     app[LIMITER] = RateLimiter(
         config.rate_limit_per_minute,
@@ -212,7 +214,6 @@ def create_app(
         store=limits,
     )
     app[PATTERNS] = PatternDetector(config.patterns, clock=clock, store=limits)
-    app[METRICS] = Metrics()
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
     app[METRICS].admission_limit.set(config.max_searches_in_flight)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -199,18 +199,34 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+def _nothing() -> None:
+    return None
+
+
 class RedisStore:
     """Counts shared by every replica in one Redis database, under ``prefix``; see the module docstring."""
 
     kind = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "signpost:", timeout: float = 0.5) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "signpost:", timeout: float = 0.5, on_error: Callable[[], None] = _nothing
+    ) -> None:
         # Imported here: a single broker on memory needs no Redis client installed to start.
         import redis.asyncio as aioredis
 
-        self.prefix, self.timeout = prefix, timeout
+        self.prefix, self.timeout, self._on_error = prefix, timeout, on_error
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # One immediate retry: a pooled connection Redis dropped (a restart, a failover) is found dead on
+        # first use, and a fresh one should answer at once. The client's default backs off for a second,
+        # far past the timeout, which would refuse the first search after every Redis restart.
         self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 1),
         )
         self._hit = self._redis.register_script(_HIT)
         self._once = self._redis.register_script(_ONCE)
@@ -223,6 +239,7 @@ class RedisStore:
         try:
             return await asyncio.wait_for(step, self.timeout)
         except (RedisError, OSError, TimeoutError) as exc:
+            self._on_error()  # counted for the operators' alert (signpost_limits_store_errors_total)
             # Not the error's text: it can quote the server's address or a password in the URL.
             raise LimitsUnavailable(UNAVAILABLE_MESSAGE, headers={"Retry-After": "1"}) from exc
 
@@ -259,8 +276,10 @@ class RedisStore:
         await self._redis.aclose()
 
 
-def open_limits_store(location: str, *, prefix: str, timeout: float, max_tracked: int) -> LimitsStore:
+def open_limits_store(
+    location: str, *, prefix: str, timeout: float, max_tracked: int, on_error: Callable[[], None] = _nothing
+) -> LimitsStore:
     """The store ``limits_store`` names: ``memory``, or a redis:// (rediss://, unix://) URL."""
     if location == MEMORY:
         return MemoryStore(max_tracked=max_tracked)
-    return RedisStore(location, prefix=prefix, timeout=timeout)
+    return RedisStore(location, prefix=prefix, timeout=timeout, on_error=on_error)

@@ -142,6 +142,9 @@ async def test_redis_cut_mid_run_refuses_searches_uncounted_and_readyz_says_so(
                 assert "redis" not in body["error"]["message"].lower() and "127.0.0.1" not in str(body)
             status, answer = await eventually(lambda fed=fed: unready(fed))  # /readyz caches its answer a second
             assert status == 503 and set(answer["error"]["fields"]) == {"limits"}
+            text = await metrics_text(fed)
+            errors = [x for x in text.splitlines() if x.startswith("signpost_limits_store_errors_total")]
+            assert float(errors[0].split()[1]) >= 1  # what the alert SignpostLimitsStoreUnavailable reads
         await proxy.set_mode("pass")
         # The refused searches were not the practitioner's: two more of the three are left, across both.
         assert [(await fed.search(AMELIA))[0] for fed in (b, a, b)] == [200, 200, 429]
