@@ -213,11 +213,10 @@ class RedisStore:
     ) -> None:
         # Imported here: a single broker on memory needs no Redis client installed to start.
         import redis.asyncio as aioredis
-
-        self.prefix, self.timeout, self._on_error = prefix, timeout, on_error
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        self.prefix, self.timeout, self._on_error = prefix, timeout, on_error
         # One immediate retry: a pooled connection Redis dropped (a restart, a failover) is found dead on
         # first use, and a fresh one should answer at once. The client's default backs off for a second,
         # far past the timeout, which would refuse the first search after every Redis restart.
