@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 from broker.appkeys import LIMITER
 from broker.config import load_broker_config
 from broker.patterns import OFF, PatternSettings
+from certs.identity import Role
 from core.config import ConfigError
 from tests.broker.test_fishing import AMELIA, CHILDREN, PURPOSE, metrics_text, practitioner, search_as
 from tests.broker.test_readiness import eventually, get
@@ -149,6 +150,10 @@ async def test_redis_cut_mid_run_refuses_searches_uncounted_and_readyz_says_so(
         # The refused searches were not the practitioner's: two more of the three are left, across both.
         assert [(await fed.search(AMELIA))[0] for fed in (b, a, b)] == [200, 200, 429]
         assert (await eventually(lambda: ready(a)))[0] == 200
+        # Both refusals are in the one audit log the replicas share, as attempts that were not made.
+        async with a.session(role=Role.AUDITOR).get(f"{a.url}/v1/audit/entries?actor=practitioner") as resp:
+            outcomes = [e["entry"]["outcome"] for e in (await resp.json())["entries"]]
+        assert outcomes.count("unavailable") == 2 and outcomes.count("answered") == 3
 
 
 async def unready(fed: Any) -> tuple[int, Any] | None:
