@@ -33,6 +33,7 @@ from broker.appkeys import (
     FANOUT,
     IN_FLIGHT,
     LIMITER,
+    LIMITS_STORE,
     METRICS,
     MONITOR,
     ORG_LIMITER,
@@ -51,10 +52,12 @@ from broker.config import BrokerConfig
 from broker.door import body_deadline
 from broker.errors import ApiError
 from broker.fanout import FanOut, build_fanout
+from broker.limits_store import MEMORY, open_limits_store
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.patterns import PatternDetector
 from broker.peercert import PeerCertificates
+from broker.pollshare import SharedPolls
 from broker.portal.routes import NoSignIn
 from broker.portal.sessions import SessionStore
 from broker.portal.signin import SignIn
@@ -195,23 +198,39 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    # One store for all three: in Redis, every replica counts the same searches (broker.limits_store).
+    app[LIMITS_STORE] = limits = open_limits_store(
+        config.limits_store,
+        prefix=config.limits_key_prefix,
+        timeout=config.limits_timeout_seconds,
+        max_tracked=config.patterns.max_tracked,
+        on_error=app[METRICS].limits_store_errors.inc,
+    )
     app[LIMITER] = RateLimiter(
         config.rate_limit_per_minute,
         config.rate_limit_per_day,
         alert_per_hour=config.alert_searches_per_hour,
         clock=clock,
+        store=limits,
     )
     app[ORG_LIMITER] = RateLimiter(
-        config.org_rate_limit_per_minute, config.org_rate_limit_per_day, clock=clock, scope="organisation"
+        config.org_rate_limit_per_minute,
+        config.org_rate_limit_per_day,
+        clock=clock,
+        scope="organisation",
+        store=limits,
     )
-    app[PATTERNS] = PatternDetector(config.patterns, clock=clock)
-    app[METRICS] = Metrics()
+    app[PATTERNS] = PatternDetector(config.patterns, clock=clock, store=limits)
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
     app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
     app[METRICS].admission_limit.set(config.max_searches_in_flight)
     app[METRICS].track_files(config.tls)
     app[READINESS] = Readiness.of(
-        config, audit=lambda: app.get(AUDIT), authorities=lambda: len(app[FANOUT].clients) if FANOUT in app else 0
+        config,
+        audit=lambda: app.get(AUDIT),
+        authorities=lambda: len(app[FANOUT].clients) if FANOUT in app else 0,
+        limits=limits,
     )
 
     def audience() -> list[str]:
@@ -233,8 +252,15 @@ def create_app(
             dispatch_window=config.dispatch_window_seconds,
         )
         certificates = PeerCertificates(config.tls)
+        # Replicas sharing Redis poll each node once per interval between them (broker.pollshare).
+        shared = SharedPolls(limits, app[FANOUT].settings.poll_interval) if limits.kind != MEMORY else None
         app[MONITOR] = HealthMonitor(
-            app[FANOUT], app[FANOUT].settings, metrics=app[METRICS], certificates=certificates, clock=clock
+            app[FANOUT],
+            app[FANOUT].settings,
+            metrics=app[METRICS],
+            certificates=certificates,
+            clock=clock,
+            shared=shared,
         )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)
@@ -252,6 +278,11 @@ def create_app(
         if audit is None:
             await app[AUDIT].close()
 
+    async def limits_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await limits.close()
+
+    app.cleanup_ctx.append(limits_ctx)
     app.cleanup_ctx.append(audit_ctx)
     install_refusal_limits(app, config, clock)  # after audit_ctx: its last counts are written before the log closes
     app.cleanup_ctx.append(fanout_ctx)

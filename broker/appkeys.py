@@ -15,6 +15,7 @@ from broker.admission import AdmissionLimit
 from broker.audit.log import AuditLog
 from broker.config import BrokerConfig
 from broker.fanout import FanOut
+from broker.limits_store import LimitsStore
 from broker.metrics import Metrics
 from broker.monitor import HealthMonitor
 from broker.patterns import PatternDetector
@@ -33,6 +34,8 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 FANOUT = web.AppKey("fanout", FanOut)
 MONITOR = web.AppKey("monitor", HealthMonitor)
 WATCHER = web.AppKey("watcher", ConfigWatcher)
+LIMITS_STORE: web.AppKey[LimitsStore] = web.AppKey("limits_store")
+"""The counts behind LIMITER, ORG_LIMITER and PATTERNS: memory (one broker) or Redis (replicas)."""
 LIMITER = web.AppKey("limiter", RateLimiter)
 """Per practitioner (user id)."""
 ORG_LIMITER = web.AppKey("org_limiter", RateLimiter)

@@ -8,6 +8,7 @@ Example::
     search_deadline_seconds = 2.0
     rate_limit_per_minute = 30
     org_rate_limit_per_minute = 120
+    limits_store = "redis://redis:6379/0"   # replicas share the limits; "memory" for one broker only
 
     [patterns]
     dates_per_name = 6
@@ -38,6 +39,7 @@ from broker import policy
 from broker.dispatch import DISPATCH_WINDOW_SECONDS
 from broker.door import DoorLimits
 from broker.health import HealthSettings
+from broker.limits_store import MEMORY, REDIS_SCHEMES
 from broker.patterns import PatternSettings
 from broker.portal.config import PortalConfig, read_portal
 from certs.tls import TLSConfig, read_tls
@@ -70,6 +72,15 @@ class BrokerConfig:
     """Searches per organisation per rolling 24 hours; 0 turns the limit off."""
     alert_searches_per_hour: int = policy.ALERT_SEARCHES_PER_HOUR
     """More searches than this by one practitioner in an hour raises an unusual-volume alert; 0 = never."""
+    limits_store: str = MEMORY
+    """Where the rate limits, the unusual-volume alert and the pattern counts are kept (broker.limits_store):
+    ``memory`` (this process: one broker only) or a ``redis://`` URL shared by every replica. Memory is the
+    default because a single broker needs no other server; a broker with a PostgreSQL audit log (that is,
+    replicas) must name it, or it refuses to start, so replicas never each keep their own windows."""
+    limits_key_prefix: str = "signpost:"
+    """Prefix of every key in Redis: several deployments (or test runs) can share one database."""
+    limits_timeout_seconds: float = 0.25
+    """Longest a search waits for the limits store; then it is refused (503 limits_unavailable)."""
     audit_log: str = "audit.sqlite3"
     """The audit log: a SQLite file (one broker) or a postgresql:// URL (replicas sharing one log)."""
     audit_signing_key: Path = Path("audit.key")
@@ -134,6 +145,9 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         org_rate_limit_per_day=reader.integer("org_rate_limit_per_day", policy.ORG_RATE_LIMIT_PER_DAY),
         alert_searches_per_hour=reader.integer("alert_searches_per_hour", policy.ALERT_SEARCHES_PER_HOUR),
         audit_log=_audit_location(reader),
+        limits_store=_limits_store(reader),
+        limits_key_prefix=reader.text("limits_key_prefix", "signpost:"),
+        limits_timeout_seconds=_limits_timeout(reader, deadline),
         audit_signing_key=reader.path("audit_signing_key", "audit.key"),
         subject_key=reader.path("subject_key", "subject.key"),
         reload_interval_seconds=reader.number("reload_interval_seconds", 2.0, minimum=0.1),
@@ -168,6 +182,28 @@ def _audit_location(reader: Reader) -> str:
     """A postgresql:// URL as given; anything else is a SQLite path relative to the config file."""
     value = reader.text("audit_log", "audit.sqlite3")
     return value if value.startswith(("postgresql://", "postgres://")) else str(reader.path("audit_log", value))
+
+
+def _limits_store(reader: Reader) -> str:
+    """``memory`` or a Redis URL; never memory by default for replicas (a PostgreSQL audit log)."""
+    value = reader.text("limits_store", MEMORY)
+    if value != MEMORY and not value.startswith(REDIS_SCHEMES):
+        raise reader.fail("limits_store", '"memory" or a redis://, rediss:// or unix:// URL')
+    if "limits_store" not in reader.table and _audit_location(reader).startswith(("postgresql://", "postgres://")):
+        # A shared audit log means several replicas: each keeping its own windows would give a practitioner
+        # the limit once per replica. Saying "memory" explicitly is allowed (one broker on PostgreSQL).
+        raise reader.fail(
+            "limits_store",
+            'set when audit_log is PostgreSQL (replicas share it): a redis:// URL, or "memory" for exactly one broker',
+        )
+    return value
+
+
+def _limits_timeout(reader: Reader, deadline: float) -> float:
+    timeout = reader.number("limits_timeout_seconds", 0.25, minimum=0.01)
+    if timeout > deadline / 4:
+        raise reader.fail("limits_timeout_seconds", f"at most a quarter of search_deadline_seconds ({deadline / 4:g})")
+    return timeout
 
 
 def _limits(reader: Reader) -> DoorLimits:

@@ -10,6 +10,7 @@
     │   ├── RateLimited            429 rate_limited (Retry-After)
     │   ├── NoNodesReachable       503 unavailable
     │   ├── Overloaded             503 overloaded (Retry-After)
+    │   ├── LimitsUnavailable      503 limits_unavailable (Retry-After): the shared limits store is unreachable
     │   └── NotReady               503 not_ready: /readyz, with a ``fields`` map naming what is unusable
     └── NodeCallError              one authority could not be asked (broker.rpc_errors translates grpc errors)
         ├── NodeTimeout            no answer before the deadline
@@ -88,6 +89,16 @@ class Overloaded(ApiError):
     """More searches under way than the broker admits: refuse at once rather than queue."""
 
     status, code = 503, "overloaded"
+
+
+class LimitsUnavailable(ApiError):
+    """The limits store (Redis, shared by replicas) cannot be reached: the search is refused, not made unlimited.
+
+    Fail closed: the limits and the unusual-volume alert are what stand between one certificate and a
+    trawl of every child's contacts, and the service already refuses searches it cannot audit.
+    """
+
+    status, code = 503, "limits_unavailable"
 
 
 class NotReady(ApiError):

@@ -99,6 +99,12 @@ class Metrics:
         self.audit_write_failures = Counter(
             "signpost_audit_write_failures", "Audit entries the store did not commit (the search failed)", registry=r
         )
+        self.limits_store_errors = Counter(
+            "signpost_limits_store_errors",
+            "Operations on the limits store the replicas share (Redis) that failed or timed out; searches meanwhile"
+            " are refused (503 limits_unavailable)",
+            registry=r,
+        )
         self.certificate_expiry = Gauge(
             "signpost_certificate_expiry_timestamp_seconds",
             "When the broker's own certificate (broker) and the federation CA's (ca) expire",

@@ -13,6 +13,11 @@ data it serves, its record count and its certificate's expiry — as seen in a T
 else as the node reports it in Describe. An authority removed from the registry has its series
 dropped.
 
+Several replicas must not multiply the load on the nodes: given ``shared`` (broker.pollshare, over the
+replicas' Redis) a node is polled by one replica per interval and the others apply its outcome; and
+every monitor sleeps ``poll_interval`` give or take ``jitter`` (10%), so replicas started together drift
+apart instead of polling in step (which matters when the shared store is down and each polls alone).
+
 The monitor sees the nodes through the small Protocols below (FanOut provides both), so that neither
 broker.health nor this module depends on broker.fanout. It must never decide a search's outcome.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -31,6 +37,7 @@ from broker.errors import NodeCallError
 from broker.health import HealthSettings, NodeHealth
 from broker.metrics import Metrics
 from broker.peercert import PeerCertificates
+from broker.pollshare import PollResult, SharedPolls
 from broker.registry import Authority
 from core.tasks import BackgroundLoop
 
@@ -67,19 +74,24 @@ class HealthMonitor:
         certificates: PeerCertificates | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        shared: SharedPolls | None = None,
+        jitter: float = 0.1,
+        uniform: Callable[[], float] = random.random,
     ) -> None:
         self.nodes, self.settings, self._sleep = nodes, settings, sleep
         self.metrics, self.certificates, self._clock = metrics, certificates, clock
+        self.shared, self.jitter, self._uniform = shared, jitter, uniform
         self._seen_expiry: dict[str, float] = {}
         self._probe_seconds: dict[str, float] = {}
         self._exported: set[str] = set()
+        self._last: dict[str, PollResult] = {}
         self._loop = BackgroundLoop("signpost-health-monitor", self._run)
         self.start, self.stop = self._loop.start, self._loop.stop
 
     async def _run(self) -> None:
         while True:
             await self.poll_once()
-            await self._sleep(self.settings.poll_interval)
+            await self._sleep(self.settings.poll_interval * (1 + self.jitter * (2 * self._uniform() - 1)))
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(c) for c in self.nodes.clients))
@@ -90,21 +102,46 @@ class HealthMonitor:
         health = self.nodes.health_of(client.authority.code)
         if health is None or not health.breaker.allow():
             return  # an open circuit is probed only once its reset time has passed
+        code = client.authority.code
+        if self.shared is not None and not await self.shared.claim(code):
+            await self._apply_shared(client, health, self.shared)  # another replica polls it this round
+            return
         started = time.perf_counter()
         try:
             info = await client.probe(self.settings.poll_timeout)
         except NodeCallError as exc:
+            self._record(client, health, PollResult(self._clock(), ok=False, reason=exc.reason), exc)
+        else:
+            seconds = time.perf_counter() - started
+            self._record(client, health, PollResult(self._clock(), ok=True, ms=seconds * 1000, info=info), None)
+            await self._look_at_certificate(client.authority)
+        if self.shared is not None:
+            await self.shared.publish(code, self._last[code])
+
+    async def _apply_shared(self, client: Probed, health: NodeHealth, shared: SharedPolls) -> None:
+        """Record the outcome another replica published, once; if there is none new, as if not polled."""
+        result = await shared.fresh(client.authority.code)
+        if result is None:
+            health.breaker.release()  # a half-open probe slot taken by allow() is given back
+            return
+        self._record(client, health, result, None if result.ok else result.error())
+        if result.ok:
+            await self._look_at_certificate(client.authority)
+
+    def _record(self, client: Probed, health: NodeHealth, result: PollResult, error: NodeCallError | None) -> None:
+        """One poll's outcome into the node's record, whoever polled."""
+        code = client.authority.code
+        self._last[code] = result
+        if error is not None:
             if health.reachable or not health.polled:
-                log.warning("node_down", authority=client.authority.code, reason=exc.reason)
-            health.failed(exc)
+                log.warning("node_down", authority=code, reason=error.reason)
+            health.failed(error)
         else:
             if not health.reachable:
-                log.info("node_up", authority=client.authority.code)
-            seconds = time.perf_counter() - started
-            health.succeeded(seconds * 1000)
-            health.info = info
-            self._probe_seconds[client.authority.code] = seconds
-            await self._look_at_certificate(client.authority)
+                log.info("node_up", authority=code)
+            health.succeeded(result.ms)
+            health.info = dict(result.info)
+            self._probe_seconds[code] = result.ms / 1000
         health.polled = True
 
     async def _look_at_certificate(self, authority: Authority) -> None:
@@ -142,6 +179,7 @@ class HealthMonitor:
         for gone in self._exported - exported:
             metrics.forget_node(gone)
             self._probe_seconds.pop(gone, None)
+            self._last.pop(gone, None)
             self._seen_expiry.pop(gone, None)
         self._exported = exported
 

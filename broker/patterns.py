@@ -16,18 +16,20 @@ few dates for a child whose birthday is uncertain must still be answered.
 
 The child is never held here: names and dates arrive as keyed hashes (HMAC-SHA256 with the audit's
 subject key, under a label of their own, so they cannot be matched against audit entries without it)
-and are never logged. Memory is bounded: at most ``max_tracked`` names or dates are followed at once,
-the least recently seen forgotten first, and each holds at most its threshold of distinct values.
+and are never logged. The counts live in the broker's ``broker.limits_store``: in Redis, shared by
+replicas (a sweep spread over three replicas is one sweep, alerted once), each key a hash, expiring with
+the window and holding at most its threshold of values; in memory (one broker), at most ``max_tracked``
+names or dates are followed at once, the least recently seen forgotten first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from broker.limits_store import LimitsStore, MemoryStore
 from core.names import letters_key
 from core.subject import Subject
 
@@ -88,31 +90,21 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
     return PatternKeys(digest("name", name), digest("date", subject.date_of_birth))
 
 
-@dataclass
-class _Seen:
-    """The distinct values seen with one name (dates) or one date (names), each with when last seen."""
-
-    values: dict[str, float] = field(default_factory=dict)
-    alerted: float | None = None
-
-
 class PatternDetector:
     """Counts distinct dates per name and names per date over a rolling window; see the module docstring."""
 
-    def __init__(self, settings: PatternSettings, *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: PatternSettings, *, clock: Callable[[], float], store: LimitsStore | None = None
+    ) -> None:
         self.settings = settings
         self._clock = clock
-        self._seen: OrderedDict[tuple[str, str, str, str], _Seen] = OrderedDict()
+        self.store: LimitsStore = store if store is not None else MemoryStore(max_tracked=settings.max_tracked)
 
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def observe(self, actor: str, organisation: str, keys: PatternKeys) -> list[Alert]:
+    async def observe(self, actor: str, organisation: str, keys: PatternKeys) -> list[Alert]:
         """Note one search; the alerts it raises (none when nothing new reached a threshold)."""
         if not self.settings.enabled or not (keys.name and keys.date):
             return []
         now = self._clock()
-        self._forget_older_than(now - self.settings.window_seconds)
         alerts = []
         for kind, threshold, about, value in (
             (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
@@ -123,30 +115,16 @@ class PatternDetector:
             # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
             # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
             counts = [
-                (scope, self._note((scope, who, kind, about), value, threshold, now) if who else 0)
+                (scope, await self._note(f"pattern:{scope}:{who}:{kind}:{about}", value, threshold, now) if who else 0)
                 for scope, who in (("practitioner", actor), ("organisation", organisation))
             ]
             alerts += [Alert(kind, scope, count) for scope, count in counts if count][:1]
         return alerts
 
-    def _note(self, where: tuple[str, str, str, str], value: str, threshold: int, now: float) -> int:
+    async def _note(self, key: str, value: str, threshold: int, now: float) -> int:
         """Record ``value``; the distinct count if it just reached ``threshold`` (0 otherwise)."""
         window = self.settings.window_seconds
-        seen = self._seen.pop(where, None) or _Seen()
-        self._seen[where] = seen  # most recently seen last: the oldest are forgotten first
-        seen.values = {v: t for v, t in seen.values.items() if t > now - window}
-        if value in seen.values or len(seen.values) < threshold:
-            seen.values[value] = now  # beyond the threshold nothing more is needed to know it was reached
-        while len(self._seen) > self.settings.max_tracked:
-            self._seen.popitem(last=False)
-        if len(seen.values) < threshold or (seen.alerted is not None and seen.alerted > now - window):
+        count = await self.store.distinct(key, value, now, window, threshold)
+        if count < threshold or not await self.store.once(f"{key}:alerted", now, window):
             return 0
-        seen.alerted = now
-        return len(seen.values)
-
-    def _forget_older_than(self, cutoff: float) -> None:
-        while self._seen:
-            seen = next(iter(self._seen.values()))
-            if max(seen.values.values(), default=cutoff) > cutoff:
-                break
-            self._seen.popitem(last=False)
+        return count

@@ -7,9 +7,9 @@ is refused with 429 and the seconds until one would be allowed. Separately, a
 practitioner whose searches in the last hour pass ``alert_per_hour`` raises an
 alert (a log event and a metric) once per hour: trawling looks like volume.
 
-Held in memory per broker process. With several replicas each enforces its own
-windows, so the effective limit is at most replicas x the configured one; a
-shared limiter belongs with the shared audit store.
+The counts live in a ``broker.limits_store``: Redis when several replicas serve as one (each search
+counted once, whichever replica takes it, so a practitioner gets one limit, not one per replica), or
+this process's memory for a single broker. Only user ids and organisation names are keys.
 
 ``AddressLimiter`` is the pre-authentication limit: requests per source address, whoever they claim
 to be, applied before any certificate or body work (``broker.refusals``).
@@ -18,9 +18,10 @@ to be, applied before any certificate or body work (``broker.refusals``).
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from broker.limits_store import LimitsStore, MemoryStore
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -44,6 +45,8 @@ class Decision:
 
 
 class RateLimiter:
+    """One scope's limits (``practitioner`` keyed by user id, ``organisation`` by its name) over a store."""
+
     def __init__(
         self,
         per_minute: int,
@@ -52,42 +55,42 @@ class RateLimiter:
         alert_per_hour: int = 0,
         clock: Callable[[], float],
         scope: str = "practitioner",
+        store: LimitsStore | None = None,
     ) -> None:
         self.per_minute, self.per_day, self.alert_per_hour = per_minute, per_day, alert_per_hour
         self.scope = scope
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
-        self._alerted: dict[str, float] = {}
+        self.store: LimitsStore = store if store is not None else MemoryStore()
 
-    def check(self, user: str) -> Decision:
-        """Record a search by ``user`` if allowed."""
+    def _key(self, who: str) -> str:
+        return f"rate:{self.scope}:{who}"
+
+    async def check(self, user: str) -> Decision:
+        """Record a search by ``user`` if allowed (LimitsUnavailable if the store cannot be reached)."""
         if self.per_minute <= 0 and self.per_day <= 0 and self.alert_per_hour <= 0:
-            return Decision(True, scope=self.scope)  # off: nothing to count, and nothing held in memory
+            return Decision(True, scope=self.scope)  # off: nothing to count, and nothing held
         now = self._clock()
-        events = self._events.setdefault(user, deque())
-        while events and events[0] <= now - DAY:
-            events.popleft()
-        for limit, span, name in ((self.per_minute, MINUTE, "minute"), (self.per_day, DAY, "day")):
-            if limit > 0:
-                in_window = [t for t in events if t > now - span] if span != DAY else events
-                if len(in_window) >= limit:
-                    return Decision(False, max(0.001, in_window[-limit] + span - now), name, scope=self.scope)
-        events.append(now)
-        return Decision(True, unusual=self._unusual(user, events, now), scope=self.scope)
+        limits = [(limit, span, name) for limit, span, name in self._windows() if limit > 0]
+        alert_span = HOUR if self.alert_per_hour > 0 else 0.0
+        keep = max([span for _, span, _ in limits] + [alert_span])
+        hit = await self.store.hit(self._key(user), now, [(n, span) for n, span, _ in limits], keep, alert_span)
+        if hit.refused >= 0:
+            return Decision(False, hit.retry_after, limits[hit.refused][2], scope=self.scope)
+        return Decision(True, unusual=await self._unusual(user, hit.recent, now), scope=self.scope)
 
-    def refund(self, user: str) -> None:
-        """Give back the search ``check`` last recorded for ``user``: the request turned out malformed."""
-        events = self._events.get(user)
-        if events:
-            events.pop()
+    def _windows(self) -> tuple[tuple[int, float, str], ...]:
+        return ((self.per_minute, MINUTE, "minute"), (self.per_day, DAY, "day"))
 
-    def _unusual(self, user: str, events: deque[float], now: float) -> bool:
-        if self.alert_per_hour <= 0 or now - self._alerted.get(user, -HOUR) < HOUR:
+    async def refund(self, user: str) -> None:
+        """Give back the newest search recorded for ``user``: the request turned out malformed, or refused."""
+        if self.per_minute > 0 or self.per_day > 0 or self.alert_per_hour > 0:
+            await self.store.unhit(self._key(user))
+
+    async def _unusual(self, user: str, recent: int, now: float) -> bool:
+        # Counted against the shared log and marked in the store: one alert an hour, whichever replica sees it.
+        if self.alert_per_hour <= 0 or recent <= self.alert_per_hour:
             return False
-        if sum(1 for t in events if t > now - HOUR) > self.alert_per_hour:
-            self._alerted[user] = now
-            return True
-        return False
+        return await self.store.once(f"rate-alert:{self.scope}:{user}", now, HOUR)
 
 
 class AddressLimiter:

@@ -10,6 +10,8 @@ only to replicas that can. It fails, naming each part, when
 * **registry**: the broker holds no authority to ask. A broken registry *edit* is not a failure:
   broker.watcher refuses it and keeps serving the last good registry (failing every replica's
   readiness over a typo would turn a bad edit into an outage).
+* **limits**: the limits store (``limits_store``: Redis shared by the replicas) does not answer. Every
+  search is refused with 503 ``limits_unavailable`` meanwhile (the broker fails closed), so say so.
 * **keys**: the broker's certificate is outside its validity period (every node and client
   would refuse it), or a key file the broker signs with or would reload (``tls.key``,
   ``assertion_key``, ``audit_signing_key``, ``subject_key``) cannot be read and parsed. The keys in
@@ -36,7 +38,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from broker.audit.keys import HMAC_KEY_BYTES
 from broker.audit.log import AuditLog
 from broker.config import BrokerConfig
+from broker.errors import LimitsUnavailable
 from broker.expiry import FileDate, certificate_not_after, certificate_not_before
+from broker.limits_store import LimitsStore
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Readiness:
         certificate: Path,
         key_files: Mapping[str, Path],
         subject_key: Path | None = None,
+        limits: LimitsStore | None = None,
         settings: ReadinessSettings = ReadinessSettings(),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +82,7 @@ class Readiness:
         self._not_after = FileDate(certificate, certificate_not_after)
         self._not_before = FileDate(certificate, certificate_not_before)
         self._key_files, self._subject_key = dict(key_files), subject_key
+        self._limits = limits
         self.settings, self._clock, self._monotonic = settings, clock, monotonic
         self._lock = asyncio.Lock()
         self._checked_at = float("-inf")
@@ -85,7 +91,12 @@ class Readiness:
 
     @classmethod
     def of(
-        cls, config: BrokerConfig, *, audit: Callable[[], AuditLog | None], authorities: Callable[[], int]
+        cls,
+        config: BrokerConfig,
+        *,
+        audit: Callable[[], AuditLog | None],
+        authorities: Callable[[], int],
+        limits: LimitsStore | None = None,
     ) -> Readiness:
         """The checks for a broker run with ``config``: its certificate and the key files it names."""
         keys = {"tls.key": config.tls.key, "assertion_key": config.assertion_key}
@@ -96,6 +107,7 @@ class Readiness:
             certificate=config.tls.cert,
             key_files=keys,
             subject_key=config.subject_key,
+            limits=limits,
         )
 
     async def problems(self) -> dict[str, str]:
@@ -111,6 +123,7 @@ class Readiness:
         for part, problem in (
             ("audit", await self._audit_problem()),
             ("registry", self._registry_problem()),
+            ("limits", await self._limits_problem()),
             ("keys", self._keys_problem()),
         ):
             if problem:
@@ -136,6 +149,15 @@ class Readiness:
             return f"the audit store did not answer within {timeout:g} s"
         if read.exception() is not None:  # any driver or file error: its text may quote connection details
             return "the audit store cannot be read"
+        return None
+
+    async def _limits_problem(self) -> str | None:
+        if self._limits is None:
+            return None
+        try:
+            await self._limits.check()  # bounded by the store's own timeout
+        except LimitsUnavailable:
+            return f"the limits store ({self._limits.kind}) does not answer: searches are refused"
         return None
 
     def _registry_problem(self) -> str | None:

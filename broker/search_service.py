@@ -98,17 +98,17 @@ async def run_search(
         caller = identify()
         audit.identify(caller)  # a refused caller is audited too, by name
         require_role(caller, roles)
-        check_limits(app, caller)
+        await check_limits(app, caller)
         today = dt.datetime.fromtimestamp(app[CLOCK](), dt.UTC).date()
         try:
             search = await read(today)
         except (InvalidRequest, web.HTTPRequestEntityTooLarge) as exc:
-            refund(app, caller)  # a malformed request is no search: it spends no quota
+            await refund(app, caller)  # a malformed request is no search: it spends no quota
             if isinstance(exc, RefusedSearch):
                 audit.describe_refused(exc.subject)  # a refused attempt on a child is findable by its hashes
             raise
         audit.describe(search)
-        watch_patterns(app, caller, search)
+        await watch_patterns(app, caller, search)
         started = time.perf_counter()
         in_flight = app[IN_FLIGHT]
         ticket = app[ADMISSION].admit(in_flight[0])
@@ -166,17 +166,17 @@ class NoNodes(NoNodesReachable):
         self.extra = {"coverage": coverage}
 
 
-def check_limits(app: web.Application, caller: Identity) -> None:
+async def check_limits(app: web.Application, caller: Identity) -> None:
     """Spend one search of the practitioner's quota and their organisation's; RateLimited naming the limit if not."""
-    decision = app[LIMITER].check(caller.id)
+    decision = await app[LIMITER].check(caller.id)
     if decision.unusual:
         log.warning("unusual_search_volume", user=caller.id, organisation=caller.organisation)
         app[METRICS].unusual_volume.inc()
     if decision.allowed:
         # Keyed by the certificate's organisation: its members share one quota however many certificates.
-        decision = app[ORG_LIMITER].check(caller.organisation or f"user:{caller.id}")
+        decision = await app[ORG_LIMITER].check(caller.organisation or f"user:{caller.id}")
         if not decision.allowed:
-            app[LIMITER].refund(caller.id)  # not searched: the practitioner's own quota is not spent
+            await app[LIMITER].refund(caller.id)  # not searched: the practitioner's own quota is not spent
     if not decision.allowed:
         app[METRICS].rate_limited.labels(decision.limit).inc()
         whose = "your organisation's searches" if decision.scope == "organisation" else "searches"
@@ -187,14 +187,16 @@ def check_limits(app: web.Application, caller: Identity) -> None:
         )
 
 
-def refund(app: web.Application, caller: Identity) -> None:
-    app[LIMITER].refund(caller.id)
-    app[ORG_LIMITER].refund(caller.organisation or f"user:{caller.id}")
+async def refund(app: web.Application, caller: Identity) -> None:
+    await app[LIMITER].refund(caller.id)
+    await app[ORG_LIMITER].refund(caller.organisation or f"user:{caller.id}")
 
 
-def watch_patterns(app: web.Application, caller: Identity, search: SearchRequest) -> None:
+async def watch_patterns(app: web.Application, caller: Identity, search: SearchRequest) -> None:
     """Alert on one name swept over many dates of birth, or many names on one (broker.patterns); never refuse."""
-    for alert in app[PATTERNS].observe(caller.id, caller.organisation, pattern_keys(app[SUBJECT_KEY], search.subject)):
+    for alert in await app[PATTERNS].observe(
+        caller.id, caller.organisation, pattern_keys(app[SUBJECT_KEY], search.subject)
+    ):
         log.warning(
             "unusual_search_pattern",
             user=caller.id,

@@ -6,7 +6,9 @@ TestServer with a TLS context. Everything started here is stopped in teardown.
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Callable, Iterable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from broker.appkeys import FANOUT
 from broker.config import BrokerConfig
 from broker.fanout import build_fanout
 from broker.health import HealthSettings
+from broker.limits_store import LimitsStore, MemoryStore, RedisStore
 from broker.patterns import OFF as PATTERNS_OFF
 from broker.patterns import PatternSettings
 from broker.registry import Authority, save_registry
@@ -111,6 +114,8 @@ class Federation:
     server: TestServer
     tmp: Path
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    owns_nodes: bool = True
+    """False for a replica (``replica_of``): the nodes are the first broker's, stopped with it."""
 
     @property
     def url(self) -> str:
@@ -168,10 +173,15 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         org_rate_limit: int | None = None,
         patterns: PatternSettings | None = None,
         sources: dict[str, SourceConfig] | None = None,
+        limits_store: str = "memory",
+        limits_key_prefix: str = "signpost:",
+        replica_of: Federation | None = None,
     ) -> Federation:
+        """``replica_of``: another broker over that federation's nodes (``data`` must be empty), as a
+        second replica would be; give both the same ``audit_log`` and ``limits_store`` to share them."""
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
-        nodes: dict[str, RunningNode] = {}
+        nodes: dict[str, RunningNode] = dict(replica_of.nodes) if replica_of else {}
         for code, rows in data.items():
             store = tmp_path / f"{code}.sqlite3"
             import_authority(store, write_csv(tmp_path / f"{code}.csv", rows))
@@ -193,7 +203,7 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             )
         authorities = [Authority(c, names[c], n.address, node_dns_name(c)) for c, n in nodes.items()]
         authorities += list(extra)
-        registry = tmp_path / "registry.json"
+        registry = tmp_path / ("registry.json" if replica_of is None else f"registry-{len(started)}.json")
         save_registry(registry, tuple(authorities))
         config = BrokerConfig(
             listen=("127.0.0.1", 0),
@@ -216,13 +226,15 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             subject_key=tmp_path / "subject.key",
             health=health or FAST_HEALTH,
             max_searches_in_flight=max_in_flight,
+            limits_store=limits_store,
+            limits_key_prefix=limits_key_prefix,
         )
         app = create_app(
             config, fanout=build_fanout(authorities, config.tls, settings=config.health), revocations=revocations
         )
         server = BrokerTestServer(app)
         await server.start_server(ssl=server_ssl_context(config.tls))
-        fed = Federation(pki, nodes, server, tmp_path)
+        fed = Federation(pki, nodes, server, tmp_path, owns_nodes=replica_of is None)
         started.append(fed)
         return fed
 
@@ -232,5 +244,65 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             await session.close()
         await fed.server.close()
         await fed.server.app[FANOUT].close()
-        for node in fed.nodes.values():
+    for fed in started:  # every broker first, then the nodes: a replica's nodes are another broker's
+        for node in fed.nodes.values() if fed.owns_nodes else ():
             await node.stop(grace=0)
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class RedisSpace:
+    """One test's corner of the real Redis: its URL and a key prefix no other test (or run) uses."""
+
+    url: str
+    prefix: str
+
+
+@pytest.fixture
+def redis_space() -> Iterator[RedisSpace]:
+    """The real Redis at 127.0.0.1:6379 (``SIGNPOST_TEST_REDIS_URL`` to use another), under a fresh key prefix
+    whose keys are deleted afterwards. Skips when none answers, unless SIGNPOST_REQUIRE_REDIS=1 (CI).
+
+    Synchronous (redis-py's blocking client) so that async fixtures can ask for it by name."""
+    redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install redis")
+    url = os.environ.get("SIGNPOST_TEST_REDIS_URL", REDIS_URL)
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        reason = f"Redis not reachable at {url}: {type(exc).__name__}"
+        if os.environ.get("SIGNPOST_REQUIRE_REDIS") == "1":
+            pytest.fail(reason + " (CI requires it: scripts/test starts it)")
+        pytest.skip(reason)
+    space = RedisSpace(url, f"signpost-test:{uuid.uuid4().hex[:12]}:")
+    try:
+        yield space
+    finally:
+        keys = list(client.scan_iter(match=space.prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limits_stores(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., LimitsStore]]:
+    """Each store in turn, as a factory: ``make(max_tracked=...)``. Redis stores made by one test share one
+    prefix, as replicas share one database; the Redis case skips like ``redis_space`` when none answers."""
+    space: RedisSpace | None = request.getfixturevalue("redis_space") if request.param == "redis" else None
+    made: list[LimitsStore] = []
+
+    def make(max_tracked: int = 100_000) -> LimitsStore:
+        store: LimitsStore = (
+            MemoryStore(max_tracked=max_tracked)
+            if space is None
+            else RedisStore(space.url, prefix=space.prefix, timeout=2.0)
+        )
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()

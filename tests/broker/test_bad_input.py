@@ -188,22 +188,47 @@ async def test_daily_limit_is_429_naming_the_day(federation, pki, tmp_path):
     assert status == 429 and "day" in body["error"]["message"]
 
 
-def test_unusual_volume_alerts_once_an_hour():
+async def test_unusual_volume_alerts_once_an_hour(limits_stores):
     from broker.ratelimit import RateLimiter
 
     now = [1000.0]
-    limiter = RateLimiter(0, 0, alert_per_hour=3, clock=lambda: now[0])
+    limiter = RateLimiter(0, 0, alert_per_hour=3, clock=lambda: now[0], store=limits_stores())
     flags = []
     for _ in range(6):
         now[0] += 60
-        flags.append(limiter.check("pat").unusual)
+        flags.append((await limiter.check("pat")).unusual)
     assert flags == [False, False, False, True, False, False]
     now[0] += 3700
     for _ in range(4):
         now[0] += 1
-        flags.append(limiter.check("pat").unusual)
+        flags.append((await limiter.check("pat")).unusual)
     assert flags[-4:] == [False, False, False, True]
-    assert not any(limiter.check("other").unusual for _ in range(3))
+    assert not any([(await limiter.check("other")).unusual for _ in range(3)])
+
+
+async def test_sliding_windows_refuse_naming_the_window_and_the_wait(limits_stores):
+    """The same semantics in memory and in Redis: the oldest search in the window sets the wait."""
+    from broker.ratelimit import RateLimiter
+
+    now = [5000.0]
+    limiter = RateLimiter(2, 3, clock=lambda: now[0], store=limits_stores())
+    assert (await limiter.check("pat")).allowed
+    now[0] += 10
+    assert (await limiter.check("pat")).allowed
+    now[0] += 5
+    refused = await limiter.check("pat")
+    assert (refused.allowed, refused.limit) == (False, "practitioner_per_minute")
+    assert abs(refused.retry_after - 45.0) < 0.01  # the first search leaves the minute 60 s after it
+    now[0] += 46
+    assert (await limiter.check("pat")).allowed  # the minute has room again
+    now[0] += 60
+    refused = await limiter.check("pat")
+    assert (refused.allowed, refused.window) == (False, "day")
+    assert abs(refused.retry_after - (86400 - 121)) < 0.01
+    await limiter.refund("pat")  # gives back the newest: the day has room for one more
+    assert (await limiter.check("pat")).allowed
+    assert not (await limiter.check("pat")).allowed
+    assert (await limiter.check("sam")).allowed  # another practitioner's windows are their own
 
 
 async def test_unusual_volume_is_logged_and_counted(federation):

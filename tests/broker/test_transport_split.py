@@ -108,7 +108,7 @@ async def test_the_monitor_polls_through_its_protocol_and_sleeps_as_told() -> No
             done.set()
         await asyncio.sleep(0)
 
-    monitor = HealthMonitor(nodes, settings, sleep=sleep)
+    monitor = HealthMonitor(nodes, settings, sleep=sleep, uniform=lambda: 0.5)  # the middle of the jitter
     monitor.start()
     await asyncio.wait_for(done.wait(), 5)
     await monitor.stop()

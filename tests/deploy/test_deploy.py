@@ -128,6 +128,10 @@ def env_dict(environment: Any) -> dict[str, str]:
                 # The replicas' shared log: a postgresql:// URL kept in a Secret, not a file to mount.
                 result[item["name"]] = "postgresql://from-secret/signpost"
                 continue
+            if item["name"] == "SIGNPOST_BROKER_LIMITS_STORE" and "secretKeyRef" in item.get("valueFrom", {}):
+                # The replicas' shared limits: a redis:// URL (it may hold a password) kept in a Secret.
+                result[item["name"]] = "redis://from-secret:6379/0"
+                continue
             assert "value" in item, f"env {item['name']} must be a literal value to be checked"
             result[item["name"]] = str(item["value"])
         else:
@@ -210,8 +214,15 @@ def compose() -> dict[str, Any]:
     return data
 
 
+SUPPORT_SERVICES = {"signpost-redis"}
+"""Compose services that run someone else's image (the broker's limits store), not ``signpost``."""
+
+
 def compose_services() -> list[ComposeService]:
-    return [ComposeService(name, spec) for name, spec in compose()["services"].items()]
+    """The services running Signpost itself; SUPPORT_SERVICES are checked by their own tests."""
+    services = compose()["services"]
+    assert SUPPORT_SERVICES <= set(services), f"compose.yaml lacks {SUPPORT_SERVICES - set(services)}"
+    return [ComposeService(name, spec) for name, spec in services.items() if name not in SUPPORT_SERVICES]
 
 
 def compose_role(role: str) -> list[ComposeService]:
@@ -577,6 +588,18 @@ def test_compose_nodes_get_their_own_certificate_and_store() -> None:
     assert len(stores) == len(compose_role("node")), "nodes share a store volume"
 
 
+def test_compose_broker_keeps_its_limits_in_the_compose_redis() -> None:
+    broker = compose_role("broker")[0]
+    config = broker.config()
+    assert isinstance(config, BrokerConfig)
+    host, _, port = config.limits_store.removeprefix("redis://").partition("/")[0].partition(":")
+    redis = compose()["services"][host]  # the URL names a compose service
+    assert int(port) in {int(p) for p in redis.get("expose", [])} and not redis.get("ports"), "Redis is published"
+    assert "noeviction" in redis["command"], "an evicted count would be a limit silently given back"
+    assert redis["read_only"] and redis["cap_drop"] == ["ALL"]
+    assert broker.spec["depends_on"][host]["condition"] == "service_healthy"
+
+
 def test_compose_registry_reaches_every_node() -> None:
     broker = compose_role("broker")[0]
     config = broker.config()
@@ -638,6 +661,18 @@ def test_k8s_ports_probes_and_services_agree_with_the_configs(tmp_path: Path) ->
 def test_k8s_broker_runs_three_replicas() -> None:
     (broker,) = k8s_containers("broker")
     assert broker.deployment["spec"]["replicas"] == 3
+
+
+def test_k8s_replicas_share_their_audit_log_and_their_limits(tmp_path: Path) -> None:
+    """Three replicas each on memory would give a practitioner three times the limit: the config refuses."""
+    (broker,) = k8s_containers("broker")
+    config = broker.config(tmp_path)
+    assert isinstance(config, BrokerConfig)
+    assert config.audit_log.startswith("postgresql://") and config.limits_store.startswith("redis://")
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in broker.container["env"] if "valueFrom" in e}
+    assert secrets["SIGNPOST_BROKER_LIMITS_STORE"] == "signpost-limits-redis"
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "create secret generic signpost-limits-redis" in text
 
 
 def test_k8s_mounts_everything_the_configs_name(tmp_path: Path) -> None:

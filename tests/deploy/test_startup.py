@@ -222,7 +222,21 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 # With a PostgreSQL log (replicas) the audit keys must be given: a replica creating its own would fork them.
 # The URL is never dialled: the start stops at the missing file first.
-SHARED_LOG = {"SIGNPOST_BROKER_AUDIT_LOG": "postgresql://signpost@127.0.0.1:1/none"}
+# Replicas share their limits too (Redis), or the broker refuses to start; that URL is never dialled either.
+SHARED_LOG = {
+    "SIGNPOST_BROKER_AUDIT_LOG": "postgresql://signpost@127.0.0.1:1/none",
+    "SIGNPOST_BROKER_LIMITS_STORE": "redis://127.0.0.1:1/0",
+}
+
+
+def test_replicas_without_a_shared_limits_store_refuse_to_start_in_one_sentence(deployment: Path):
+    result = subprocess.run(
+        [*SIGNPOST, "broker", "serve", "--config", str(deployment / "broker.toml")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SIGNPOST_BROKER_AUDIT_LOG": SHARED_LOG["SIGNPOST_BROKER_AUDIT_LOG"]},
+    )  # fmt: skip
+    line = one_error_line(result)
+    assert "limits_store" in line and "redis://" in line, line
 
 
 @pytest.mark.parametrize(
