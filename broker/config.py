@@ -200,7 +200,8 @@ def _limits_store(reader: Reader) -> str:
 
 
 def _limits_timeout(reader: Reader, deadline: float) -> float:
-    timeout = reader.number("limits_timeout_seconds", 0.25, minimum=0.01)
+    # Unset, it is 0.25 s or a quarter of a shorter deadline: only a value someone wrote can be refused.
+    timeout = reader.number("limits_timeout_seconds", min(0.25, deadline / 4), minimum=0.01)
     if timeout > deadline / 4:
         raise reader.fail("limits_timeout_seconds", f"at most a quarter of search_deadline_seconds ({deadline / 4:g})")
     return timeout
