@@ -205,6 +205,10 @@ def _home_keys(
         yield from (key_hash(8, f, i, district) for f in fam for i in given_initials)
     if house:
         yield from (key_hash(9, f, i, house) for f in fam for i in given_initials)
+        if district:
+            # One name keyed wrong as well as the date: the family at that home, or the given name there.
+            yield from (key_hash(10, f, district, house) for f in fam)
+            yield from (key_hash(11, g, district, house) for g in givens if g)
 
 
 def query_keys(q: _Prepared) -> list[int]:
