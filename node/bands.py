@@ -36,8 +36,9 @@ def close(level: int) -> bool:
 
 def same_home(lv: Levels) -> bool:
     """The same full postcode or the same address, or an address that partly agrees in the same district
-    (one keying slip in each: "23 ramsay place mirani gar but" in a neighbouring sector)."""
-    return lv[POSTCODE_AT] == 0 or lv[ADDRESS_AT] == 0 or (lv[ADDRESS_AT] == 1 and lv[POSTCODE_AT] in (1, 2))
+    or with no postcode to compare (a keying slip in each: "23 ramsay place mirani gar but")."""
+    near = lv[POSTCODE_AT] in (1, 2, NULL)
+    return lv[POSTCODE_AT] == 0 or lv[ADDRESS_AT] == 0 or (lv[ADDRESS_AT] == 1 and near)
 
 
 def given_differs(lv: Levels) -> bool:

@@ -53,6 +53,9 @@ from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
 
 GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)
+WIDE_POSTINGS = 12
+"""A wide key (whole name alone; family sound and initial in a district) is looked up only while it
+holds at most this many records: enough for a rare name, nothing for a common one in a large node."""
 MIN_TF = 1e-5
 """Floor on a name's frequency: rarer than 1 in 100,000 says nothing more about a match."""
 
@@ -172,14 +175,20 @@ def blocking_keys(
     years: Iterable[int],
     district: str = "",
     house: str = "",
+    wide: bool = True,
 ) -> Iterator[int]:
-    """The index keys of a record (or a query: several dates, years and orientations)."""
+    """The index keys of a record (or a query: several dates, years and orientations).
+
+    ``wide``: with the wide keys (:func:`wide_keys`), which a query looks up apart, with a lower cap.
+    """
     families, givens = list(families), list(givens)
     fam, giv = _family_codes(families), _given_codes(givens)
     # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
     initials = {("f", parts[0][0]) for parts in families if parts and parts[0]}
     initials |= {("g", g[0]) for g in givens if g}
     yield from _home_keys(givens, families, fam, district, house)
+    if wide:
+        yield from wide_keys(givens, families, fam, district)
     dobs = [d for d in dobs if d]
     for dob in dobs:
         yield from (key_hash(1, dob, f) for f in fam)
@@ -197,18 +206,31 @@ def _home_keys(
     givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str, house: str
 ) -> Iterator[int]:
     """Keys with no date in them: the child whose date of birth was keyed wholly wrong (a sibling's, a
-    system default) still meets the query through the names and the home."""
-    given_initials = {g[0] for g in givens if g}
+    system default) still meets the query through the names and the home.
+
+    Each is narrow (a home, or a name within a district), so that it adds a few candidates a query,
+    not a name's every holder in a large node.
+    """
+    whole = {"".join(parts) for parts in families if parts}
     if district:
-        whole = {"".join(parts) for parts in families if parts}
         yield from (key_hash(7, f, g, district) for f in whole for g in givens if g)
-        yield from (key_hash(8, f, i, district) for f in fam for i in given_initials)
     if house:
-        yield from (key_hash(9, f, i, house) for f in fam for i in given_initials)
+        yield from (key_hash(13, f, g, house) for f in whole for g in givens if g)
+        yield from (key_hash(9, f, i, house) for f in fam for i in {g[0] for g in givens if g})
         if district:
             # One name keyed wrong as well as the date: the family at that home, or the given name there.
             yield from (key_hash(10, f, district, house) for f in fam)
             yield from (key_hash(11, g, district, house) for g in givens if g)
+
+
+def wide_keys(givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str) -> Iterator[int]:
+    """Date-free keys that a common name fills: the whole name alone (a home keyed differently too),
+    and the phonetic family name with the given initial in a district. Looked up only while they hold
+    at most WIDE_POSTINGS records, so a large node's common names add nothing to a query's cost."""
+    whole = {"".join(parts) for parts in families if parts}
+    yield from (key_hash(12, f, g) for f in whole for g in givens if g)
+    if district:
+        yield from (key_hash(8, f, i, district) for f in fam for i in {g[0] for g in givens if g})
 
 
 def query_keys(q: _Prepared) -> list[int]:
@@ -216,16 +238,37 @@ def query_keys(q: _Prepared) -> list[int]:
     dobs = {q.dob, _swap_dob(q.dob)} if q.dob else set()
     years = {q.dob // 10000 + d for d in (-1, 0, 1)} if q.dob else set()
     sector = postcode_parts(q.postcode)[1] if q.postcode else ""
-    keys = list(blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house))
+    keys = list(blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False))
     # Given and family written the other way round.
     swapped_givens = tuple("".join(f) for f in q.families if f)
     swapped_families = tuple((g,) for g in q.givens if g)
-    keys += blocking_keys(swapped_givens, swapped_families, dobs, "", "", years, q.district, q.house)
+    keys += blocking_keys(swapped_givens, swapped_families, dobs, "", "", years, q.district, q.house, wide=False)
     return keys
 
 
+def query_wide_keys(q: _Prepared) -> list[int]:
+    """The wide keys a query looks up (both orientations of the names)."""
+    givens, families = list(q.givens), list(q.families)
+    keys = list(wide_keys(givens, families, _family_codes(families), q.district))
+    swapped_givens = ["".join(f) for f in q.families if f]
+    swapped_families: list[tuple[str, ...]] = [(g,) for g in q.givens if g]
+    keys += wide_keys(swapped_givens, swapped_families, _family_codes(swapped_families), q.district)
+    return keys
+
+
+@dataclass(frozen=True)
+class QueryKeys:
+    """A query's keys, looked up in every index of the process (read-only arrays)."""
+
+    narrow: SearchKeys
+    wide: SearchKeys
+
+    def lookup(self, index: BlockingIndex) -> set[int]:
+        return index.lookup(self.narrow) | index.lookup(self.wide, WIDE_POSTINGS)
+
+
 @functools.lru_cache(maxsize=1024)
-def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
+def prepare_query(query: Subject) -> tuple[_Prepared, QueryKeys]:
     """A query normalised, and its index keys, worked out once per process.
 
     Both are pure functions of the query. A host serving several authorities' nodes (an IT
@@ -234,8 +277,8 @@ def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
     like the records the process already holds; the key array is read-only.
     """
     prepared = _Prepared.of(query)
-    keys = search_keys(query_keys(prepared))
-    keys.flags.writeable = False  # shared by every node in the process
+    keys = QueryKeys(search_keys(query_keys(prepared)), search_keys(query_wide_keys(prepared)))
+    keys.narrow.flags.writeable = keys.wide.flags.writeable = False  # shared by every node in the process
     return prepared, keys
 
 
@@ -299,9 +342,12 @@ class MatchEngine:
         return engine
 
     @staticmethod
-    def _record_keys(table: RecordTable, i: int) -> Iterator[int]:
+    def _record_keys(table: RecordTable, i: int, dated_only: bool = False) -> Iterator[int]:
+        """A record's keys; ``dated_only``: without the date-free ones, for learning (see _learn)."""
         dob = table.dob[i]
         _, sector, district, _ = postcode_parts(table.postcode[i])
+        if dated_only:
+            district = ""
         return blocking_keys(
             table.givens(i),
             table.families(i),
@@ -310,7 +356,8 @@ class MatchEngine:
             table.nhs[i],
             (dob // 10000,),
             district,
-            house_number(table.address[i]),
+            "" if dated_only else house_number(table.address[i]),
+            wide=not dated_only,
         )
 
     def _visible_rows(self) -> Sequence[int]:
@@ -330,8 +377,10 @@ class MatchEngine:
         random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
         estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
+        # Pairs from the dated keys only: the date-free ones add whole households, which cost build
+        # time and would teach EM that siblings (alike on every field but the given name) are matches.
         for i in (rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))):
-            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i)))):
+            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i, dated_only=True)))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
         run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
@@ -352,19 +401,19 @@ class MatchEngine:
     # -- matching -------------------------------------------------------------
 
     def candidates(self, q: _Prepared) -> set[int]:
-        return self.index.lookup(search_keys(query_keys(q)))
+        return QueryKeys(search_keys(query_keys(q)), search_keys(query_wide_keys(q))).lookup(self.index)
 
     def candidate_record_ids(self, query: Subject) -> set[str]:
         """The visible records blocking puts forward for ``query``: what the benchmark's blocking recall counts."""
         _, keys = prepare_query(query)
-        return {self.table.record_id[i] for i in self.index.lookup(keys)}
+        return {self.table.record_id[i] for i in keys.lookup(self.index)}
 
     def match(self, query: Subject) -> list[MatchResult]:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
-        scored = [s for s in (self._score(q, i) for i in self.index.lookup(keys)) if s is not None]
+        scored = [s for s in (self._score(q, i) for i in keys.lookup(self.index)) if s is not None]
         results = self._results(self._home_guard(scored))
-        hidden = [s for s in (self._score(q, i) for i in self.hidden_index.lookup(keys)) if s is not None]
+        hidden = [s for s in (self._score(q, i) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
@@ -423,6 +472,8 @@ class MatchEngine:
     def _score(self, q: _Prepared, i: int) -> _Scored | None:
         t = self.table
         given, family, swapped = self._name_levels(q, i)
+        if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
+            return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
         levels = (
             given,
             family,

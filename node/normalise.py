@@ -64,6 +64,7 @@ def house_number(address: str) -> str:
     return found.group(0).lstrip("0") if found else ""
 
 
+@lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names
 def given_names(given_name: str, middle_names: str = "") -> tuple[str, tuple[str, ...]]:
     """A given name as the matcher reads it: (first name, other forms to try), '' when it names nobody.
 
