@@ -6,7 +6,8 @@ score, so that no learnt weight can override them:
 - **evidence about the named child, or nothing**: every band needs a family or given name that
   agrees at least as a close spelling (not merely "sounds alike"); an NHS number agreeing needs the
   family name or the date of birth to agree too (a family name "x" finds nobody); a record whose
-  given name differs needs the same home. A date of birth and a postcode never return anyone alone;
+  given name differs, or whose date of birth is more than one keying slip away, needs the same
+  home. A date of birth and a postcode never return anyone alone;
 - **nobody vanishes**: three of given name, family name, date of birth (or one keying slip) and home
   agreeing make a ``possible`` whatever the score — the twin's profile (family name, birthday and
   home agree, given name differs), a date of birth keyed wholly wrong, a child who changed surname;
@@ -50,6 +51,10 @@ def has_evidence(lv: Levels) -> bool:
     if lv[NHS_AT] == 0:
         return close(lv[FAMILY_AT]) or lv[DOB_AT] == 0
     if not (close(lv[GIVEN_AT]) or close(lv[FAMILY_AT])):
+        return False
+    if lv[DOB_AT] != NULL and not dob_slip(lv[DOB_AT]) and not same_home(lv):
+        # A name alone, with any date of birth: one name swept over many dates would find the same
+        # children every time, and say which authorities hold a child of that name.
         return False
     if given_differs(lv):  # a sibling's profile: only with the home and the family name agreeing
         return close(lv[FAMILY_AT]) and same_home(lv) and lv[DOB_AT] != NULL and dob_slip(lv[DOB_AT])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.identifiers import dob_int
 from core.subject import Subject
 from node import comparisons as cmp
 from node.matching import MatchEngine, MatchSettings
@@ -124,3 +125,15 @@ def test_reasons_never_say_how_close_a_date_of_birth_is(searched_dob):
     assert results, "the child is found whatever the date"
     for reason in (r for result in results for r in result.reasons):
         assert not reason.startswith("date of birth") or reason == "date of birth differs", reason
+
+
+def test_a_name_swept_over_dates_of_birth_finds_the_child_only_near_the_right_one():
+    engine = _engine(_rec("R", "Amelia", "Quaintance", "2014-03-09", **HOME))
+    tried = [f"2014-{m:02d}-{d:02d}" for m in range(1, 13) for d in (1, 9, 19, 28)]
+    hits = {
+        dob for dob in tried if engine.match(Subject(given_name="Amelia", family_name="Quaintance", date_of_birth=dob))
+    }
+    # Without the home, only a date one keying slip away (a digit, day and month swapped) finds her.
+    slips = {dob for dob in tried if cmp.dob_level(dob_int(dob), dob_int("2014-03-09")) <= 2}
+    assert "2014-03-09" in hits and hits <= slips
+    assert len(hits) < len(tried) / 3
