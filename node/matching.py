@@ -4,17 +4,21 @@ A probabilistic (Fellegi–Sunter) engine:
 
 1. candidates come from the blocking index (:mod:`node.index`) on several keys
    — date of birth with the phonetic family or given name, phonetic names with
-   year of birth, postcode sector with date of birth, NHS number — tried with
-   the date's day and month swapped and with given and family names swapped,
-   so a query never scans the table;
+   year of birth, postcode sector with date of birth, NHS number, and keys with
+   no date at all (names with the postcode district or house number) so a date
+   keyed wholly wrong still meets the query — tried with the date's day and
+   month swapped and with given and family names swapped, so a query never
+   scans the table;
 2. each candidate is compared field by field into graded levels
    (:mod:`node.comparisons`), and the levels' weights (:mod:`node.weights`,
    learnt from this node's own data) are summed with a prior that depends on
    how many records the node holds, into a match probability — the score;
-3. guards that no weight can override: a different given name, a different
-   sex, or a different NHS number is never a ``match``; and within a household
-   (same family name and date of birth), a record whose given name agrees less
-   well than a sibling's is that sibling's twin, not the child searched for.
+3. rules that no weight can override (:mod:`node.bands`): evidence about the
+   named child or nothing; three of given name, family name, date of birth and
+   home agreeing are a ``possible`` whatever the score (nobody vanishes); a
+   different given name, sex or NHS number is never a ``match``; and the home
+   guard — within a home (family name with postcode, address or birthday), only
+   the best-fitting given name, then date of birth, may be a ``match``.
 
 Shielded means absent. A record the node must not disclose (shielded, or known only to sensitive
 services: :attr:`node.records.Record.answered_as_absent`) sits in an index of its own and counts in
