@@ -467,6 +467,15 @@ class MatchEngine:
             and max(swapped_given, swapped_family) <= bands.CLOSE
         ):
             return swapped_given, swapped_family, True
+        if (
+            not (bands.close(given) or bands.close(family))
+            and swapped_given != NULL
+            and swapped_family != NULL
+            and (bands.close(swapped_given) or bands.close(swapped_family))
+        ):
+            # Only the other way round does a name agree ("White, Jasmine" for Jacqueline White): read
+            # it so, and let the band rules judge the name that still differs.
+            return swapped_given, swapped_family, True
         return given, family, False
 
     def _score(self, q: _Prepared, i: int) -> _Scored | None:

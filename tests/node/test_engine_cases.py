@@ -75,6 +75,13 @@ def test_names_written_the_other_way_round_and_one_mistyped_are_found():
     assert "given and family names written the other way round" in result.reasons
 
 
+def test_names_the_other_way_round_with_one_of_them_replaced_are_possible_at_home():
+    engine = _engine(_rec("W", "Jacqueline", "White", "2012-02-08", **HOME))
+    [result] = engine.match(Subject(given_name="White", family_name="Jasmine", date_of_birth="2012-02-08", **HOME))
+    assert (result.record_id, result.band) == ("W", "possible")
+    assert "given and family names written the other way round" in result.reasons
+
+
 @pytest.mark.parametrize(
     ("held", "searched"),
     [("Mary-Jane", "Maryjane"), ("Maryjane", "Mary Jane"), ("ja xson", "Jaxson"), ("Jaxson", "Ja-xson")],
