@@ -452,10 +452,13 @@ class MatchEngine:
         )
         if given in (0, 1) and family in (0, 1):
             return given, family, False
+        straight_evidence = bands.close(given) or bands.close(family)
+        swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
+        if straight_evidence and not bands.close(swapped_family):
+            return given, family, False  # neither reading below can win: spare the given-name comparison
         swapped_given = min(
             (cmp.given_level("".join(f), t.givens(i), self.variants) for f in q.families if f), default=NULL
         )
-        swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
         if (
             swapped_given != NULL
             and swapped_family != NULL
@@ -468,7 +471,7 @@ class MatchEngine:
         ):
             return swapped_given, swapped_family, True
         if (
-            not (bands.close(given) or bands.close(family))
+            not straight_evidence
             and swapped_given != NULL
             and swapped_family != NULL
             and (bands.close(swapped_given) or bands.close(swapped_family))

@@ -26,6 +26,7 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
+@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
 def address_tokens(address: str) -> frozenset[str]:
     """Words of an address, minus filler, for a token-overlap comparison."""
     filler = {
