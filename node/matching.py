@@ -180,6 +180,7 @@ def blocking_keys(
     district: str = "",
     house: str = "",
     wide: bool = True,
+    postcode: str = "",
 ) -> Iterator[int]:
     """The index keys of a record (or a query: several dates, years and orientations).
 
@@ -190,7 +191,7 @@ def blocking_keys(
     # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
     initials = {("f", parts[0][0]) for parts in families if parts and parts[0]}
     initials |= {("g", g[0]) for g in givens if g}
-    yield from _home_keys(givens, families, fam, district, house)
+    yield from _home_keys(givens, families, fam, district, house, postcode)
     if wide:
         yield from wide_keys(givens, families)
     dobs = [d for d in dobs if d]
@@ -207,7 +208,7 @@ def blocking_keys(
 
 
 def _home_keys(
-    givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str, house: str
+    givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str, house: str, postcode: str
 ) -> Iterator[int]:
     """Keys with no date in them: the child whose date of birth was keyed wholly wrong (a sibling's, a
     system default) still meets the query through the names and the home.
@@ -216,6 +217,11 @@ def _home_keys(
     not a name's every holder in a large node.
     """
     whole = {"".join(parts) for parts in families if parts}
+    if postcode:
+        # The family at that postcode (a dozen homes), and the given name there: a name mistyped, or
+        # written the other way round, as well as the date and the house number.
+        yield from (key_hash(14, f, postcode) for f in fam)
+        yield from (key_hash(15, g, postcode) for g in givens if g)
     if district:
         yield from (key_hash(7, f, g, district) for f in whole for g in givens if g)
     if house:
@@ -241,11 +247,16 @@ def query_keys(q: _Prepared) -> list[int]:
     dobs = {q.dob, _swap_dob(q.dob)} if q.dob else set()
     years = {q.dob // 10000 + d for d in (-1, 0, 1)} if q.dob else set()
     sector = postcode_parts(q.postcode)[1] if q.postcode else ""
-    keys = list(blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False))
+    full = postcode_parts(q.postcode)[0] if q.postcode else ""
+    keys = list(
+        blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False, postcode=full)
+    )
     # Given and family written the other way round.
     swapped_givens = tuple("".join(f) for f in q.families if f)
     swapped_families = tuple((g,) for g in q.givens if g)
-    keys += blocking_keys(swapped_givens, swapped_families, dobs, "", "", years, q.district, q.house, wide=False)
+    keys += blocking_keys(
+        swapped_givens, swapped_families, dobs, "", "", years, q.district, q.house, wide=False, postcode=full
+    )
     return keys
 
 
@@ -345,9 +356,9 @@ class MatchEngine:
     def _record_keys(table: RecordTable, i: int, dated_only: bool = False) -> Iterator[int]:
         """A record's keys; ``dated_only``: without the date-free ones, for learning (see _learn)."""
         dob = table.dob[i]
-        _, sector, district, _ = postcode_parts(table.postcode[i])
+        full, sector, district, _ = postcode_parts(table.postcode[i])
         if dated_only:
-            district = ""
+            full = district = ""
         return blocking_keys(
             table.givens(i),
             table.families(i),
@@ -358,6 +369,7 @@ class MatchEngine:
             district,
             "" if dated_only else house_number(table.address[i]),
             wide=not dated_only,
+            postcode=full,
         )
 
     def _visible_rows(self) -> Sequence[int]:
