@@ -88,7 +88,7 @@ def _spelling_level(a: str, b: str, disagree: int) -> int:
     sim = JaroWinkler.similarity(a, b)
     if not short and (sim >= 0.92 or _one_slip(a, b)):
         return 2
-    if not short and _phonetic_agree(a, b):
+    if _phonetic_agree(a, b):  # "Lee" and "Li": never enough on its own for a given name's match
         return 3
     return 4 if sim >= 0.85 or _one_slip(a, b) else disagree
 
