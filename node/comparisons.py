@@ -59,7 +59,8 @@ FAMILY = Field(
 )
 DOB = Field(
     "date of birth",
-    ("agrees", "day and month swapped", "one digit differs", "same month and year", "within a year", "differs"),
+    # The levels weigh evidence; the reason given for any but the first is only "differs" (see reason).
+    ("agrees", "day and month swapped", "one keying slip", "same month and year", "within a year", "differs"),
 )
 SEX = Field("sex", ("agrees", "differs"))
 POSTCODE = Field("postcode", ("agrees", "same sector", "same district", "same area", "differs"))
@@ -68,19 +69,28 @@ NHS = Field("NHS number", ("agrees", "differs"))
 FIELDS = (GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS)
 
 
+SHORT_NAME = 3
+"""Names this short are told apart by one letter: "Ned" and "Nec", "Ted" and "Ned" are different names."""
+
+
 def _one_slip(a: str, b: str) -> bool:
-    """One keying slip (a letter wrong, missing, extra or two swapped) in a name long enough to tell."""
-    return min(len(a), len(b)) >= 4 and OSA.distance(a, b, score_cutoff=1) <= 1
+    """One keying slip (a letter wrong, missing, extra or two swapped), Damerau–Levenshtein (OSA) distance 1."""
+    return OSA.distance(a, b, score_cutoff=1) <= 1
 
 
 def _spelling_level(a: str, b: str, disagree: int) -> int:
-    """Levels 2-4 shared by given and family names: close spelling, sounds alike, similar; else ``disagree``."""
+    """Levels 2-4 shared by given and family names: close spelling, sounds alike, similar; else ``disagree``.
+
+    A slip in a name of three letters or fewer is only "similar": enough, with the rest agreeing, for a
+    ``possible``, never evidence for a ``match`` (Ned is not Ted).
+    """
+    short = min(len(a), len(b)) <= SHORT_NAME
     sim = JaroWinkler.similarity(a, b)
-    if sim >= 0.92 or _one_slip(a, b):
+    if not short and (sim >= 0.92 or _one_slip(a, b)):
         return 2
-    if _phonetic_agree(a, b):
+    if _phonetic_agree(a, b):  # "Lee" and "Li": never enough on its own for a given name's match
         return 3
-    return 4 if sim >= 0.85 else disagree
+    return 4 if sim >= 0.85 or _one_slip(a, b) else disagree
 
 
 def _phonetic_agree(a: str, b: str) -> bool:
@@ -147,8 +157,7 @@ def dob_level(a: int, b: int) -> int:
     yb, mb, db = b // 10000, b // 100 % 100, b % 100
     if ya == yb and ma == db and da == mb:
         return 1
-    sa, sb = str(a), str(b)
-    if sum(x != y for x, y in zip(sa, sb, strict=False)) == 1:
+    if _one_keying_slip(str(a), str(b)):
         return 2
     if ya == yb and ma == mb:
         return 3
@@ -158,6 +167,19 @@ def dob_level(a: int, b: int) -> int:
     except ValueError:
         pass
     return 5
+
+
+def _one_keying_slip(a: str, b: str) -> bool:
+    """Two YYYYMMDD strings one digit apart, or with two adjacent digits transposed (2013 for 2031)."""
+    diffs = [k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    if len(diffs) == 1:
+        return True
+    return len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]]
+
+
+def dob_slip(level: int) -> bool:
+    """Does a date of birth level agree, or differ by at most one keying slip (the most a ``match`` allows)?"""
+    return level in (0, 1, 2)
 
 
 def sex_level(a: str, b: str) -> int:
@@ -189,6 +211,17 @@ def nhs_level(a: str, b: str) -> int:
     return 0 if a == b else 1
 
 
+SIBLING = "given name differs — could be a sibling or twin"
+"""The reason of a ``possible`` whose family name, date of birth and home agree but given name does not."""
+
+
 def reason(field: Field, level: int) -> str:
+    """What a practitioner reads; a date of birth only agrees or differs.
+
+    Never how closely a date differs ("same month and year", "within a year"): across a few searches
+    those grades would pin down a child's birthday for someone who did not know it.
+    """
+    if field is DOB and level > 0:
+        return "date of birth differs"
     text = field.levels[level]
     return f"{field.name} {text}" if text in ("agrees", "differs") else f"{field.name}: {text}"

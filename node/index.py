@@ -74,8 +74,8 @@ class BlockingIndex:
             postings.append(record)
         return cls(keys, postings)
 
-    def lookup(self, wanted: SearchKeys) -> set[int]:
-        """Record numbers under any of the keys (see search_keys)."""
+    def lookup(self, wanted: SearchKeys, max_postings: int = MAX_POSTINGS_PER_KEY) -> set[int]:
+        """Record numbers under any of the keys (see search_keys) holding at most ``max_postings`` each."""
         n = len(wanted) // 2
         if n == 0 or len(self.keys) == 0:
             return set()
@@ -87,7 +87,7 @@ class BlockingIndex:
         bounds = found_at.tolist()
         found: set[int] = set()
         for a, b in zip(bounds[:n], bounds[n:], strict=False):
-            if a != b and b - a <= MAX_POSTINGS_PER_KEY:
+            if a != b and b - a <= max_postings:
                 found.update(self.postings[a:b].tolist())
         return found
 

@@ -4,17 +4,21 @@ A probabilistic (Fellegi–Sunter) engine:
 
 1. candidates come from the blocking index (:mod:`node.index`) on several keys
    — date of birth with the phonetic family or given name, phonetic names with
-   year of birth, postcode sector with date of birth, NHS number — tried with
-   the date's day and month swapped and with given and family names swapped,
-   so a query never scans the table;
+   year of birth, postcode sector with date of birth, NHS number, and keys with
+   no date at all (names with the postcode district or house number) so a date
+   keyed wholly wrong still meets the query — tried with the date's day and
+   month swapped and with given and family names swapped, so a query never
+   scans the table;
 2. each candidate is compared field by field into graded levels
    (:mod:`node.comparisons`), and the levels' weights (:mod:`node.weights`,
    learnt from this node's own data) are summed with a prior that depends on
    how many records the node holds, into a match probability — the score;
-3. guards that no weight can override: a different given name, a different
-   sex, or a different NHS number is never a ``match``; and within a household
-   (same family name and date of birth), a record whose given name agrees less
-   well than a sibling's is that sibling's twin, not the child searched for.
+3. rules that no weight can override (:mod:`node.bands`): evidence about the
+   named child or nothing; three of given name, family name, date of birth and
+   home agreeing are a ``possible`` whatever the score (nobody vanishes); a
+   different given name, sex or NHS number is never a ``match``; and the home
+   guard — within a home (family name with postcode, address or birthday), only
+   the best-fitting given name, then date of birth, may be a ``match``.
 
 Shielded means absent. A record the node must not disclose (shielded, or known only to sensitive
 services: :attr:`node.records.Record.answered_as_absent`) sits in an index of its own and counts in
@@ -41,17 +45,21 @@ from typing import Protocol
 import numpy as np
 
 from core.identifiers import dob_int, postcode_parts
-from core.names import first_token, is_placeholder, tokens
+from core.names import is_placeholder, tokens
 from core.nicknames import NameVariants, default_variants
 from core.subject import Subject
+from node import bands
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
-from node.normalise import address_tokens, phonetic
+from node.normalise import address_tokens, given_names, house_number, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
 
 GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)
+WIDE_POSTINGS = 12
+"""A wide key (the whole name alone) is looked up only while it holds at most this many records:
+enough for a rare name, nothing for a common one in a large node."""
 MIN_TF = 1e-5
 """Floor on a name's frequency: rarer than 1 in 100,000 says nothing more about a match."""
 
@@ -114,10 +122,14 @@ class _Prepared:
     postcode: str
     address: frozenset[str]
     nhs: str
+    district: str = ""
+    house: str = ""
+    """The address's first number: with the postcode district, a home that keys nothing on the date."""
 
     @classmethod
     def of(cls, q: Subject) -> _Prepared:
-        givens = [first_token(q.given_name)]
+        first, joined = given_names(q.given_name)
+        givens = [first, *joined]
         families = [tuple(t for t in tokens(q.family_name)) if not is_placeholder(q.family_name) else ()]
         for other in q.other_names:
             g, f = split_other_name(other)
@@ -126,13 +138,15 @@ class _Prepared:
         middle = next(iter(tokens(q.middle_names)), "")
         return cls(
             tuple(dict.fromkeys(g for g in givens if g)) or ("",),
-            middle,
+            middle if len(middle) > 1 else "",
             tuple(dict.fromkeys(f for f in families if f)) or ((),),
             dob_int(q.date_of_birth),
             q.sex if q.sex in ("M", "F") else "",
             q.postcode,
             address_tokens(q.address) if q.address else frozenset(),
             q.nhs_number,
+            postcode_parts(q.postcode)[2] if q.postcode else "",
+            house_number(q.address),
         )
 
 
@@ -163,13 +177,23 @@ def blocking_keys(
     sector: str,
     nhs: str,
     years: Iterable[int],
+    district: str = "",
+    house: str = "",
+    wide: bool = True,
+    postcode: str = "",
 ) -> Iterator[int]:
-    """The index keys of a record (or a query: several dates, years and orientations)."""
+    """The index keys of a record (or a query: several dates, years and orientations).
+
+    ``wide``: with the wide keys (:func:`wide_keys`), which a query looks up apart, with a lower cap.
+    """
     families, givens = list(families), list(givens)
     fam, giv = _family_codes(families), _given_codes(givens)
     # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
     initials = {("f", parts[0][0]) for parts in families if parts and parts[0]}
     initials |= {("g", g[0]) for g in givens if g}
+    yield from _home_keys(givens, families, fam, district, house, postcode)
+    if wide:
+        yield from wide_keys(givens, families)
     dobs = [d for d in dobs if d]
     for dob in dobs:
         yield from (key_hash(1, dob, f) for f in fam)
@@ -183,21 +207,79 @@ def blocking_keys(
         yield key_hash(5, nhs)
 
 
+def _home_keys(
+    givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str, house: str, postcode: str
+) -> Iterator[int]:
+    """Keys with no date in them: the child whose date of birth was keyed wholly wrong (a sibling's, a
+    system default) still meets the query through the names and the home.
+
+    Each is narrow (a home, or a name within a district), so that it adds a few candidates a query,
+    not a name's every holder in a large node.
+    """
+    whole = {"".join(parts) for parts in families if parts}
+    if postcode:
+        # The family at that postcode (a dozen homes), and the given name there: a name mistyped, or
+        # written the other way round, as well as the date and the house number.
+        yield from (key_hash(14, f, postcode) for f in fam)
+        yield from (key_hash(15, g, postcode) for g in givens if g)
+    if district:
+        yield from (key_hash(7, f, g, district) for f in whole for g in givens if g)
+    if house:
+        yield from (key_hash(13, f, g, house) for f in whole for g in givens if g)
+        yield from (key_hash(9, f, i, house) for f in fam for i in {g[0] for g in givens if g})
+        if district:
+            # One name keyed wrong as well as the date: the family at that home, or the given name there.
+            yield from (key_hash(10, f, district, house) for f in fam)
+            yield from (key_hash(11, g, district, house) for g in givens if g)
+
+
+def wide_keys(givens: list[str], families: list[tuple[str, ...]]) -> Iterator[int]:
+    """The date-free key a common name fills: the whole name alone (for a home keyed differently too).
+    Looked up only while it holds at most WIDE_POSTINGS records, so a large node's common names add
+    nothing to a query's cost. (The phonetic family name and initial in a district was tried too: it
+    found one more pair in FEBRL1 and cost a quarter more time a query on 100,000 records.)"""
+    whole = {"".join(parts) for parts in families if parts}
+    yield from (key_hash(12, f, g) for f in whole for g in givens if g)
+
+
 def query_keys(q: _Prepared) -> list[int]:
     """The index keys a query looks up (the same for every node: key_hash is per process, not per index)."""
     dobs = {q.dob, _swap_dob(q.dob)} if q.dob else set()
     years = {q.dob // 10000 + d for d in (-1, 0, 1)} if q.dob else set()
     sector = postcode_parts(q.postcode)[1] if q.postcode else ""
-    keys = list(blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years))
+    full = postcode_parts(q.postcode)[0] if q.postcode else ""
+    keys = list(
+        blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False, postcode=full)
+    )
     # Given and family written the other way round.
     swapped_givens = tuple("".join(f) for f in q.families if f)
     swapped_families = tuple((g,) for g in q.givens if g)
-    keys += blocking_keys(swapped_givens, swapped_families, dobs, "", "", years)
+    keys += blocking_keys(
+        swapped_givens, swapped_families, dobs, "", "", years, q.district, q.house, wide=False, postcode=full
+    )
     return keys
 
 
+def query_wide_keys(q: _Prepared) -> list[int]:
+    """The wide keys a query looks up (both orientations of the names)."""
+    keys = list(wide_keys(list(q.givens), list(q.families)))
+    keys += wide_keys(["".join(f) for f in q.families if f], [(g,) for g in q.givens if g])
+    return keys
+
+
+@dataclass(frozen=True)
+class QueryKeys:
+    """A query's keys, looked up in every index of the process (read-only arrays)."""
+
+    narrow: SearchKeys
+    wide: SearchKeys
+
+    def lookup(self, index: BlockingIndex) -> set[int]:
+        return index.lookup(self.narrow) | index.lookup(self.wide, WIDE_POSTINGS)
+
+
 @functools.lru_cache(maxsize=1024)
-def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
+def prepare_query(query: Subject) -> tuple[_Prepared, QueryKeys]:
     """A query normalised, and its index keys, worked out once per process.
 
     Both are pure functions of the query. A host serving several authorities' nodes (an IT
@@ -206,8 +288,8 @@ def prepare_query(query: Subject) -> tuple[_Prepared, SearchKeys]:
     like the records the process already holds; the key array is read-only.
     """
     prepared = _Prepared.of(query)
-    keys = search_keys(query_keys(prepared))
-    keys.flags.writeable = False  # shared by every node in the process
+    keys = QueryKeys(search_keys(query_keys(prepared)), search_keys(query_wide_keys(prepared)))
+    keys.narrow.flags.writeable = keys.wide.flags.writeable = False  # shared by every node in the process
     return prepared, keys
 
 
@@ -271,10 +353,24 @@ class MatchEngine:
         return engine
 
     @staticmethod
-    def _record_keys(table: RecordTable, i: int) -> Iterator[int]:
+    def _record_keys(table: RecordTable, i: int, dated_only: bool = False) -> Iterator[int]:
+        """A record's keys; ``dated_only``: without the date-free ones, for learning (see _learn)."""
         dob = table.dob[i]
-        sector = postcode_parts(table.postcode[i])[1]
-        return blocking_keys(table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,))
+        full, sector, district, _ = postcode_parts(table.postcode[i])
+        if dated_only:
+            full = district = ""
+        return blocking_keys(
+            table.givens(i),
+            table.families(i),
+            (dob,),
+            sector,
+            table.nhs[i],
+            (dob // 10000,),
+            district,
+            "" if dated_only else house_number(table.address[i]),
+            wide=not dated_only,
+            postcode=full,
+        )
 
     def _visible_rows(self) -> Sequence[int]:
         """Table rows of the records the model learns from: every row unless some are hidden."""
@@ -293,8 +389,10 @@ class MatchEngine:
         random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
         estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
+        # Pairs from the dated keys only: the date-free ones add whole households, which cost build
+        # time and would teach EM that siblings (alike on every field but the given name) are matches.
         for i in (rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))):
-            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i)))):
+            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i, dated_only=True)))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
         run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
@@ -315,37 +413,40 @@ class MatchEngine:
     # -- matching -------------------------------------------------------------
 
     def candidates(self, q: _Prepared) -> set[int]:
-        return self.index.lookup(search_keys(query_keys(q)))
+        return QueryKeys(search_keys(query_keys(q)), search_keys(query_wide_keys(q))).lookup(self.index)
+
+    def candidate_record_ids(self, query: Subject) -> set[str]:
+        """The visible records blocking puts forward for ``query``: what the benchmark's blocking recall counts."""
+        _, keys = prepare_query(query)
+        return {self.table.record_id[i] for i in keys.lookup(self.index)}
 
     def match(self, query: Subject) -> list[MatchResult]:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
-        scored = [s for s in (self._score(q, i) for i in self.index.lookup(keys)) if s is not None]
-        results = self._results(self._household_guard(scored))
-        hidden = [s for s in (self._score(q, i) for i in self.hidden_index.lookup(keys)) if s is not None]
+        scored = [s for s in (self._score(q, i) for i in keys.lookup(self.index)) if s is not None]
+        results = self._results(self._home_guard(scored))
+        hidden = [s for s in (self._score(q, i) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
-            survivors = [s for s in self._household_guard(scored + hidden) if s in hidden]
-            results += [r for r in self._results(survivors) if r.shielded]
+            judged = self._home_guard(scored + hidden)
+            results += [r for r in self._results([s for s in judged if s in hidden]) if r.shielded]
         return results
 
     def _results(self, scored: list[_Scored]) -> list[MatchResult]:
         """Banded results, best first, at most ``max_results``."""
         results = []
+        thresholds = (self.settings.match_threshold, self.settings.possible_threshold)
         for s in scored:
-            band = self._band(s)
+            band = bands.band(s.levels, s.probability, thresholds, s.capped, s.household_alone)
             if band:
-                reasons = tuple(cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels, strict=False) if lv != NULL)
-                if s.swapped:
-                    reasons = ("given and family names written the other way round", *reasons)
                 results.append(
                     MatchResult(
                         self.table.record_id[s.index],
                         bool(self.table.shielded[s.index]),
                         band,
                         round(s.probability, 4),
-                        reasons,
+                        _reasons(s),
                     )
                 )
         results.sort(key=lambda r: (-r.score, r.record_id))
@@ -363,24 +464,40 @@ class MatchEngine:
         )
         if given in (0, 1) and family in (0, 1):
             return given, family, False
+        straight_evidence = bands.close(given) or bands.close(family)
+        swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
+        if straight_evidence and not bands.close(swapped_family):
+            return given, family, False  # neither reading below can win: spare the given-name comparison
         swapped_given = min(
             (cmp.given_level("".join(f), t.givens(i), self.variants) for f in q.families if f), default=NULL
         )
-        swapped_family = min((cmp.family_level((g,), t.families(i)) for g in q.givens if g), default=NULL)
         if (
             swapped_given != NULL
             and swapped_family != NULL
             and given != NULL
             and family != NULL
             and swapped_given + swapped_family < given + family
-            and max(swapped_given, swapped_family) <= 1
+            # The other way round, and one of the two perhaps mistyped as well.
+            and min(swapped_given, swapped_family) <= 1
+            and max(swapped_given, swapped_family) <= bands.CLOSE
         ):
+            return swapped_given, swapped_family, True
+        if (
+            not straight_evidence
+            and swapped_given != NULL
+            and swapped_family != NULL
+            and (bands.close(swapped_given) or bands.close(swapped_family))
+        ):
+            # Only the other way round does a name agree ("White, Jasmine" for Jacqueline White): read
+            # it so, and let the band rules judge the name that still differs.
             return swapped_given, swapped_family, True
         return given, family, False
 
     def _score(self, q: _Prepared, i: int) -> _Scored | None:
         t = self.table
         given, family, swapped = self._name_levels(q, i)
+        if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
+            return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
         levels = (
             given,
             family,
@@ -390,90 +507,94 @@ class MatchEngine:
             cmp.address_level(q.address, address_tokens(t.address[i])) if q.address else NULL,
             cmp.nhs_level(q.nhs, t.nhs[i]),
         )
+        if not bands.has_evidence(levels):
+            return None
         total = self._log2_prior + sum(self.model.weight(f, lv) for f, lv in enumerate(levels))
-        total += self._tf_adjustment(levels, i)
+        total += self._tf_adjustment(q, levels, i, swapped)
         probability = 1.0 / (1.0 + 2.0**-total) if total > -1000 else 0.0
-        if probability < self.settings.possible_threshold:
+        if probability < self.settings.possible_threshold and not bands.strong_partial(levels):
             return None
         primary = cmp.given_level(q.givens[0], (t.given[i],), self.variants)
         return _Scored(i, levels, probability, swapped, primary if primary != NULL else 99)
 
-    def _tf_adjustment(self, levels: tuple[int, ...], i: int) -> float:
-        """Replace the average u of exact name agreement by this name's frequency here."""
-        m = self.model
+    def _tf_adjustment(self, q: _Prepared, levels: tuple[int, ...], i: int, swapped: bool) -> float:
+        """Replace the average u of name agreement by this name's frequency here.
+
+        Exact agreement uses the record's name; a variant or close spelling (as Splink does) the
+        commoner of the two names, so "Jon" for "John" counts for as little as a common name should.
+        """
+        m, t = self.model, self.table
         adjustment = 0.0
-        if levels[GIVEN] == 0:
-            tf = max(m.name_frequency("given name", self.table.given[i]), MIN_TF)
-            adjustment += math.log2(m.u["given name"][0] / tf)
-        if levels[FAMILY] == 0:
-            tf = max(m.name_frequency("family name", "".join(self.table.family[i])), MIN_TF)
-            adjustment += math.log2(m.u["family name"][0] / tf)
+        searched_given = "".join(q.families[0]) if swapped else q.givens[0]
+        searched_family = q.givens[0] if swapped else "".join(q.families[0])
+        names = (
+            (bands.GIVEN_AT, "given name", t.given[i], searched_given),
+            (bands.FAMILY_AT, "family name", "".join(t.family[i]), searched_family),
+        )
+        for at, field_name, held, searched in names:
+            level = levels[at]
+            if level == 0:
+                tf = max(m.name_frequency(field_name, held), MIN_TF)
+            elif level in (1, 2):
+                tf = max(m.name_frequency(field_name, held), m.name_frequency(field_name, searched), MIN_TF)
+            else:
+                continue
+            adjustment += math.log2(m.u[field_name][0] / tf)
         if levels[DOB] == 0:
             # Birthdays are not uniform: a system's default date or a cluster of newborns makes one common.
-            tf = max(m.name_frequency("date of birth", self.table.dob[i]), MIN_TF)
+            tf = max(m.name_frequency("date of birth", t.dob[i]), MIN_TF)
             adjustment += math.log2(m.u["date of birth"][0] / tf)
         return adjustment
 
-    def _band(self, s: _Scored) -> str:
-        """``match`` needs the probability and corroboration; some evidence rules out even ``possible``."""
-        lv = s.levels
-        nhs_agrees = lv[NHS] == 0
-        if lv[GIVEN] == cmp.GIVEN.disagree and not nhs_agrees:
-            return ""  # a different child: sibling, twin or namesake
-        if lv[SEX] == 1 and lv[FAMILY] in (0, 1) and lv[DOB] == 0 and not nhs_agrees:
-            return ""  # twins of different sex
-        if s.probability >= self.settings.match_threshold and self._corroborated(lv, s.household_alone):
-            return "match"
-        return "possible" if s.probability >= self.settings.possible_threshold else ""
+    def _home_guard(self, scored: list[_Scored]) -> list[_Scored]:
+        """Within a home, only the child whose given name (then date of birth) fits best may be a ``match``.
 
-    @staticmethod
-    def _corroborated(lv: tuple[int, ...], household_alone: bool) -> bool:
-        """Deterministic limits on a ``match``, whatever the weights say.
-
-        Twins and siblings share a family name, an address and sometimes a birthday: the
-        given name, date of birth and sex are what tell them apart, so each must agree
-        well, or the NHS number must. A different family name needs the same home too.
+        Candidates share a home when they share a family name and a full postcode or an address, or a
+        family name and a date of birth. Two sisters of one name at one address born months apart, or
+        twins, are each the other's look-alike: the one that fits less well is at most ``possible``
+        (not dropped — it may still be the child, with a name or date keyed wrong). An agreeing NHS
+        number is never capped.
         """
-        if lv[NHS] == 1:
-            return False  # different NHS numbers
-        if lv[NHS] == 0:
-            return lv[FAMILY] != NULL and lv[DOB] != NULL and (lv[FAMILY] <= 4 or lv[DOB] <= 1)
-        same_home = lv[POSTCODE] == 0 or lv[ADDRESS] == 0
-        if lv[SEX] == 1 or lv[FAMILY] == NULL or lv[DOB] == NULL:
-            return False
-        if lv[GIVEN] == NULL:  # "Baby": only the sole newborn at that home
-            return lv[FAMILY] == 0 and lv[DOB] == 0 and same_home and household_alone
-        if lv[GIVEN] > 2:  # sounds alike, similar, initial: Hassan is not Hussain
-            return False
-        if lv[FAMILY] == cmp.FAMILY.disagree and not same_home:
-            return False  # a new surname needs the same home as evidence
-        return lv[DOB] <= 1 or (
-            lv[DOB] <= 4 and (same_home or (lv[FAMILY] <= 1 and lv[GIVEN] == 0 and lv[POSTCODE] in (1, 2)))
-        )
-
-    def _household_guard(self, scored: list[_Scored]) -> list[_Scored]:
-        """Within one household (family name and date of birth agree), only the best given name can be the child."""
         t = self.table
-        household = [s for s in scored if s.levels[FAMILY] != NULL and s.levels[FAMILY] <= 3 and s.levels[DOB] == 0]
-        for s in household:
-            s.household_alone = len(household) == 1
-        known = [s for s in household if s.levels[GIVEN] != NULL]
-        if len(household) < 2 or not known:
-            return scored
-        # Ranked by the given name's level, then by how well the first names themselves agree: a twin
-        # whose first name is the searched child's middle name loses to the child it is named after.
-        best = min((s.levels[GIVEN], s.given_primary) for s in known)
-        best_names = {t.given[s.index] for s in known if (s.levels[GIVEN], s.given_primary) == best}
-        return [
-            s
-            for s in scored
-            if not (
-                s in known
-                and (s.levels[GIVEN], s.given_primary) != best
-                and t.given[s.index] not in best_names
-                and s.levels[NHS] != 0
-            )
-        ]
+        groups: dict[tuple[object, ...], list[_Scored]] = {}
+        for s in scored:
+            s.capped, s.household_alone = False, True
+            family = "".join(t.family[s.index])
+            if not family:
+                continue
+            home = postcode_parts(t.postcode[s.index])[0]
+            address = address_tokens(t.address[s.index])
+            for key in (("p", home), ("a", address), ("d", t.dob[s.index])):
+                if key[1]:
+                    groups.setdefault((family, *key), []).append(s)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            best = min(_rank(s) for s in members)
+            for s in members:
+                s.household_alone = False
+                if _rank(s) > best and s.levels[NHS] != 0:
+                    s.capped = True
+        return scored
+
+
+def _rank(s: _Scored) -> tuple[float, int, int]:
+    """How well a candidate fits, for the home guard: given name, the first names alone, date of birth."""
+    given = s.levels[GIVEN]
+    # No given name ("Baby") fits worse than any agreeing one and better than one that differs.
+    given_rank = 5.5 if given == NULL else float(given)
+    dob = s.levels[DOB]
+    return given_rank, s.given_primary, 99 if dob == NULL else dob
+
+
+def _reasons(s: _Scored) -> tuple[str, ...]:
+    """What agrees and differs, in words; never a value, never how close a date of birth is."""
+    reasons = [cmp.reason(f, lv) for f, lv in zip(cmp.FIELDS, s.levels, strict=False) if lv != NULL]
+    if bands.given_differs(s.levels) or (s.capped and s.levels[GIVEN] > 0):
+        reasons[0] = cmp.SIBLING  # a better-fitting child at the same home has the other name
+    if s.swapped:
+        reasons.insert(0, "given and family names written the other way round")
+    return tuple(reasons)
 
 
 @dataclass(eq=False)
@@ -485,14 +606,17 @@ class _Scored:
     given_primary: int = 99
     """Level of the first given names alone (99 when one is missing)."""
     household_alone: bool = field(default=True)
-    """No other candidate shares this one's family name and date of birth."""
+    """No other candidate shares this one's family name and home or date of birth."""
+    capped: bool = field(default=False)
+    """Another candidate at its home fits better: at most ``possible``."""
 
 
 def _add(table: RecordTable, record: Record) -> None:
     i = len(table)
     share = table.share
+    first, other_given = given_names(record.given_name, record.middle_names)
     table.record_id.append(record.record_id)
-    table.given.append(share(first_token(record.given_name)))  # type: ignore[arg-type]
+    table.given.append(share(first))  # type: ignore[arg-type]
     family = tokens(record.family_name) if not is_placeholder(record.family_name) else ()
     table.family.append(share(tuple(share(p) for p in family)))  # type: ignore[arg-type]
     table.dob.append(dob_int(record.date_of_birth))
@@ -501,14 +625,14 @@ def _add(table: RecordTable, record: Record) -> None:
     table.address.append(record.address)
     table.nhs.append(record.nhs_number)
     table.shielded.append(1 if record.shielded else 0)
-    other_given = [share(t) for t in tokens(record.middle_names)[:1]]
+    others = [share(g) for g in other_given]
     other_family = []
     for name in record.other_names:
         g, f = split_other_name(name)
-        other_given.append(share(g))
+        others.append(share(g))
         other_family.append(share(tuple(share(p) for p in f)))
-    if other_given:
-        table.other_given[i] = tuple(dict.fromkeys(g for g in other_given if g))  # type: ignore[misc]
+    if others:
+        table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))  # type: ignore[misc]
     if other_family:
         table.other_family[i] = tuple(dict.fromkeys(f for f in other_family if f))  # type: ignore[misc]
 

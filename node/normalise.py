@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from doublemetaphone import doublemetaphone
 
+from core.names import PLACEHOLDERS, TITLES, is_placeholder, tokens
+
 
 @lru_cache(maxsize=200_000)
 def phonetic(name: str) -> tuple[str, str]:
@@ -24,6 +26,7 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
+@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
 def address_tokens(address: str) -> frozenset[str]:
     """Words of an address, minus filler, for a token-overlap comparison."""
     filler = {
@@ -54,3 +57,34 @@ def address_tokens(address: str) -> frozenset[str]:
 def fold_keep_digits(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def house_number(address: str) -> str:
+    """The first number in an address ('12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
+    found = re.search(r"\d+", address)
+    return found.group(0).lstrip("0") if found else ""
+
+
+@lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names
+def given_names(given_name: str, middle_names: str = "") -> tuple[str, tuple[str, ...]]:
+    """A given name as the matcher reads it: (first name, other forms to try), '' when it names nobody.
+
+    - leading placeholders and titles name nobody: "Ms Ann" is Ann; "Baby", "Girl A" and "Ms J" are
+      nobody, and an initial left after one ("A") is not compared with a searched first name;
+    - a given name written in parts is also tried joined: "Mary-Jane" and "ja xson" are also
+      "maryjane" and "jaxson", so they meet "Maryjane" and "Jaxson";
+    - the first middle name is another form to try, unless it is only an initial of a nameless record.
+    """
+    parts = list(tokens(given_name))
+    if is_placeholder(given_name):
+        parts = []
+    dropped = False
+    while parts and (parts[0] in PLACEHOLDERS or parts[0] in TITLES):
+        parts.pop(0)
+        dropped = True
+    if dropped and all(len(p) == 1 for p in parts):
+        parts = []
+    first = parts[0] if parts else ""
+    others = ["".join(parts)] if len(parts) > 1 else []
+    middles = [m for m in tokens(middle_names)[:1] if first or len(m) > 1]
+    return first, tuple(dict.fromkeys(o for o in (*others, *middles) if o and o != first))

@@ -1,0 +1,146 @@
+"""The real-world cases behind issue 13, one small test each: nobody vanishes, never a sibling named,
+and nothing returned without evidence about the named child."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.identifiers import dob_int
+from core.subject import Subject
+from node import comparisons as cmp
+from node.matching import MatchEngine, MatchSettings
+from node.records import Record
+
+HOME = {"postcode": "LS6 2AB", "address": "4 Elm Street"}
+
+
+def _rec(rid: str, given: str, family: str, dob: str, **kw: str) -> Record:
+    return Record(record_id=rid, given_name=given, family_name=family, date_of_birth=dob, **kw)
+
+
+def _crowd() -> list[Record]:
+    """Unrelated children, so that the engine has a node's worth of names around the cases."""
+    firsts = ["Noah", "Ava", "Leo", "Isla", "Theo", "Freya", "Arlo", "Ivy", "Finn", "Rosa"]
+    families = ["Patel", "Jones", "Brown", "Taylor", "Wilson", "Evans", "Khan", "Walker", "Wright", "Green"]
+    return [
+        _rec(f"X{i}", firsts[i % 10], families[(i // 10) % 10], f"20{10 + i % 9}-{1 + i % 12:02d}-{1 + i % 27:02d}")
+        for i in range(100)
+    ]
+
+
+def _engine(*records: Record) -> MatchEngine:
+    return MatchEngine.build([*_crowd(), *records], MatchSettings())
+
+
+def _bands(engine: MatchEngine, **subject: str) -> dict[str, str]:
+    return {r.record_id: r.band for r in engine.match(Subject(**subject))}
+
+
+def test_a_twin_with_another_given_name_is_possible_never_match():
+    engine = _engine(_rec("T2", "Oskar", "Kowalski", "2016-05-04", sex="M", **HOME))
+    [result] = engine.match(
+        Subject(given_name="Zuzanna", family_name="Kowalski", date_of_birth="2016-05-04", sex="M", **HOME)
+    )
+    assert (result.record_id, result.band) == ("T2", "possible")
+    assert cmp.SIBLING in result.reasons
+
+
+def test_a_given_name_that_differs_away_from_home_is_nothing():
+    engine = _engine(_rec("T2", "Oskar", "Kowalski", "2016-05-04", sex="M", **HOME))
+    found = _bands(engine, given_name="Zuzanna", family_name="Kowalski", date_of_birth="2016-05-04", postcode="M1 1AA")
+    assert "T2" not in found
+
+
+def test_same_name_at_one_home_born_months_apart_only_one_is_a_match():
+    engine = _engine(
+        _rec("A", "Amira", "Haddad", "2015-03-09", **HOME),
+        _rec("B", "Amira", "Haddad", "2015-11-20", **HOME),
+    )
+    found = _bands(engine, given_name="Amira", family_name="Haddad", date_of_birth="2015-03-09", **HOME)
+    assert found.get("A") == "match"
+    assert found.get("B") != "match"
+
+
+def test_a_wholly_wrong_date_of_birth_with_names_and_home_agreeing_is_a_candidate_and_possible():
+    engine = _engine(_rec("W", "Benjamin", "Cannell", "2012-12-16", **HOME))
+    query = Subject(given_name="Benjamin", family_name="Cannell", date_of_birth="2019-05-04", **HOME)
+    assert "W" in engine.candidate_record_ids(query)
+    assert _bands(engine, **query.__dict__) == {"W": "possible"}
+
+
+def test_names_written_the_other_way_round_and_one_mistyped_are_found():
+    engine = _engine(_rec("N", "Aleksander", "Nowakowski", "2013-02-09", postcode="BD3 9AA"))
+    [result] = engine.match(Subject(given_name="Nowakowski", family_name="Aleksnader", date_of_birth="2013-02-09"))
+    assert result.record_id == "N"
+    assert "given and family names written the other way round" in result.reasons
+
+
+def test_names_the_other_way_round_with_one_of_them_replaced_are_possible_at_home():
+    engine = _engine(_rec("W", "Jacqueline", "White", "2012-02-08", **HOME))
+    [result] = engine.match(Subject(given_name="White", family_name="Jasmine", date_of_birth="2012-02-08", **HOME))
+    assert (result.record_id, result.band) == ("W", "possible")
+    assert "given and family names written the other way round" in result.reasons
+
+
+@pytest.mark.parametrize(
+    ("held", "searched"),
+    [("Mary-Jane", "Maryjane"), ("Maryjane", "Mary Jane"), ("ja xson", "Jaxson"), ("Jaxson", "Ja-xson")],
+)
+def test_given_names_joined_or_split_agree(held, searched):
+    engine = _engine(_rec("J", held, "Okafor", "2014-06-30", **HOME))
+    [result] = engine.match(Subject(given_name=searched, family_name="Okafor", date_of_birth="2014-06-30", **HOME))
+    assert (result.record_id, result.band) == ("J", "match")
+    assert "given name agrees" in result.reasons
+
+
+@pytest.mark.parametrize(("given", "middle"), [("Girl", "R"), ("Ms", "R"), ("Baby Girl", ""), ("Ms R", "")])
+def test_a_placeholder_or_title_with_an_initial_is_no_given_name(given, middle):
+    engine = _engine(_rec("P", given, "Begum", "2025-12-01", middle_names=middle, **HOME))
+    found = _bands(engine, given_name="Ayesha", family_name="Begum", date_of_birth="2025-12-01", **HOME)
+    assert "P" in found  # the searched first name is not compared with the other initial and refused
+
+
+def test_sex_recorded_wrongly_is_possible_not_dropped_nor_a_match():
+    engine = _engine(_rec("S", "Jordan", "Mensah", "2011-08-17", sex="F", **HOME))
+    found = _bands(engine, given_name="Jordan", family_name="Mensah", date_of_birth="2011-08-17", sex="M", **HOME)
+    assert found == {"S": "possible"}
+
+
+def test_three_letter_names_one_keystroke_apart_never_agree_for_a_match():
+    engine = _engine(_rec("E", "Ned", "Adeyemi", "2010-01-15", **HOME))
+    found = _bands(engine, given_name="Nec", family_name="Adeyemi", date_of_birth="2010-01-15", **HOME)
+    assert found.get("E") == "possible"
+    assert cmp.given_level("ned", ["nec"], engine.variants) > 2
+
+
+def test_an_nhs_number_with_a_meaningless_family_name_finds_nothing():
+    engine = _engine(_rec("H", "Grace", "Adeyemi", "2010-01-15", nhs_number="9434765919"))
+    assert engine.match(Subject(nhs_number="9434765919", family_name="x")) == []
+    assert [r.record_id for r in engine.match(Subject(nhs_number="9434765919", family_name="Adeyemi"))] == ["H"]
+
+
+def test_date_of_birth_and_postcode_alone_return_nobody():
+    engine = _engine(_rec("D", "Grace", "Adeyemi", "2010-01-15", **HOME))
+    found = _bands(engine, given_name="Quentin", family_name="Zabludowicz", date_of_birth="2010-01-15", **HOME)
+    assert found == {}
+
+
+@pytest.mark.parametrize("searched_dob", ["2014-03-27", "2014-09-03", "2014-03-08", "2013-11-20", "2014-03-19"])
+def test_reasons_never_say_how_close_a_date_of_birth_is(searched_dob):
+    engine = _engine(_rec("R", "Amelia", "Quaintance", "2014-03-09", **HOME))
+    results = engine.match(Subject(given_name="Amelia", family_name="Quaintance", date_of_birth=searched_dob, **HOME))
+    assert results, "the child is found whatever the date"
+    for reason in (r for result in results for r in result.reasons):
+        assert not reason.startswith("date of birth") or reason == "date of birth differs", reason
+
+
+def test_a_name_swept_over_dates_of_birth_finds_the_child_only_near_the_right_one():
+    engine = _engine(_rec("R", "Amelia", "Quaintance", "2014-03-09", **HOME))
+    tried = [f"2014-{m:02d}-{d:02d}" for m in range(1, 13) for d in (1, 9, 19, 28)]
+    hits = {
+        dob for dob in tried if engine.match(Subject(given_name="Amelia", family_name="Quaintance", date_of_birth=dob))
+    }
+    # Without the home, only a date one keying slip away (a digit, day and month swapped) finds her.
+    slips = {dob for dob in tried if cmp.dob_level(dob_int(dob), dob_int("2014-03-09")) <= 2}
+    assert "2014-03-09" in hits and hits <= slips
+    assert len(hits) < len(tried) / 3
