@@ -212,8 +212,8 @@ def print_report(r: dict[str, Any]) -> None:
     )
     visible = r["incremental_visible_seconds"]
     print(
-        f"  {r['children_changed_at_source']:,} children changed at source (a people row each): incremental read and write "
-        f"{r['incremental_sync_seconds']} s; visible to a search after "
+        f"  {r['children_changed_at_source']:,} children changed at source (a people row each): "
+        f"incremental read and write {r['incremental_sync_seconds']} s; visible to a search after "
         f"{'never (timed out)' if visible is None else f'{visible} s'}"
     )
 
