@@ -50,6 +50,17 @@ def _iso(timestamp: float | None) -> str | None:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
 
+def _age(as_of: object, now: float) -> int | None:
+    """Whole seconds since the node's data was loaded (its Describe ``data_as_of``); None if unknown."""
+    if not isinstance(as_of, str) or not as_of:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(as_of)
+    except ValueError:
+        return None
+    return max(0, int(now - (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()))
+
+
 PEER_FACTOR = 3.0
 """How many times the federation's typical latency a node's p90 must be to count as slow."""
 
@@ -177,4 +188,5 @@ class NodeHealth:
             "last_success": _iso(self.last_success),
             "circuit": self.breaker.state.value,
             **self.info,
+            "data_age_seconds": _age(self.info.get("data_as_of"), self.wall_clock()),
         }

@@ -355,6 +355,9 @@ class NodeClient:
             "data_as_of": info.data_as_of or None,
             "software_version": info.software_version,
             "cert_expires": info.certificate_expires or None,
+            # A node fed by [source]: its last load's outcome ("ok"/"failed") and time; None for a CSV-fed node.
+            "source_sync": info.source_sync or None,
+            "source_sync_at": info.source_sync_at or None,
         }
 
     async def close(self, grace: float | None = None) -> None:

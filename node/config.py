@@ -17,7 +17,8 @@ Example (top-level keys must come before the first table)::
     crl = "/etc/signpost/crl.pem"        # optional
 
     [retention]
-    journal_days = 400                   # optional
+    journal_days = 400                   # optional: the journal (access log) is pruned after this
+    disclose_ended_years = 6             # optional: involvements ended longer ago are not disclosed
 
     [front_door]                         # recommended: what a `possible` gives instead of a named worker
     service = "Children's Services Front Door"
@@ -49,7 +50,7 @@ from certs.identity import AUTHORITY_CODE
 from certs.tls import TLSConfig, read_tls
 from core.config import ConfigError, Reader, read_toml
 from node.matching import MatchSettings
-from node.policy import ANSWER_FLOOR_SECONDS, FrontDoor
+from node.policy import ANSWER_FLOOR_SECONDS, DISCLOSE_ENDED_YEARS, FrontDoor
 from node.records import COLUMNS
 
 ENV_PREFIX = "SIGNPOST_NODE_"
@@ -130,6 +131,11 @@ class NodeConfig:
     """The node's journal of searches (access log, safeguarding alerts); default beside the store."""
     journal_days: int = JOURNAL_DAYS
     """Journal rows (and no-match counts) older than this many days are deleted; unseen alerts are kept."""
+    disclose_ended_years: int | None = None
+    """``[retention] disclose_ended_years``: involvements that ended longer ago than this are not loaded and are
+    swept from the store, and a record with none left is gone (:mod:`node.policy` rule 6). A node's TOML
+    defaults to :data:`node.policy.DISCLOSE_ENDED_YEARS` (6); None, possible only in code, keeps everything:
+    the demo, benchmarks and tests run over synthetic histories whose ground truth counts every involvement."""
     front_door: FrontDoor | None = None
     """``[front_door]``: the authority's MASH or duty line, all a ``possible`` discloses (:mod:`node.policy`).
     None when not configured: the node still serves, warns at start-up, and a possible names the authority only."""
@@ -168,6 +174,7 @@ def load_node_config(path: Path, env: Mapping[str, str]) -> NodeConfig:
         matching=_matching(reader.sub("matching")),
         max_connection_age_seconds=reader.number("max_connection_age_seconds", 300.0, minimum=1.0),
         journal_days=reader.sub("retention").integer("journal_days", JOURNAL_DAYS, minimum=1),
+        disclose_ended_years=_disclose_ended_years(reader),
         front_door=_front_door(reader),
         metrics_listen=reader.address("metrics_listen") if "metrics_listen" in reader.table else None,
         log_level=reader.text("log_level", "info"),
@@ -213,6 +220,15 @@ class SourceConfig:
     retry_attempts: int = 4
     """Tries per refresh when the source is unavailable, with exponential backoff between them."""
     retry_initial_seconds: float = 5.0
+
+
+def _disclose_ended_years(reader: Reader) -> int:
+    return reader.sub("retention").integer("disclose_ended_years", DISCLOSE_ENDED_YEARS, minimum=1)
+
+
+def load_disclose_ended_years(path: Path, env: Mapping[str, str]) -> int:
+    """Only ``[retention] disclose_ended_years`` (default 6) of a node's config, for ``check-source``."""
+    return _disclose_ended_years(Reader(path, read_toml(path, env, ENV_PREFIX), path.parent))
 
 
 def load_source_config(path: Path, env: Mapping[str, str]) -> SourceConfig:

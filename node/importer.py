@@ -6,6 +6,9 @@ good rows are kept (:class:`RecordCollector`, shared with the database source,
 record's rows in the file replace that record's rows in the store. The reasons
 name columns, never the values in them, so an import report can be shared with
 an IT helpdesk without disclosing a child's details.
+
+Expiry (``[retention] disclose_ended_years``, :mod:`node.policy` rule 6) is applied by the store in the
+load's own transaction; :func:`count_expired` only says in the report how much of the input it took.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from node.errors import ImportFileError
+from node.policy import still_disclosed
 from node.records import REQUIRED, Record, RowError, parse_row, same_child
 from node.store import RecordStore
 
@@ -27,10 +31,24 @@ class ImportReport:
     rows_loaded: int = 0
     records_loaded: int = 0
     errors: list[RowError] = field(default_factory=list)
+    rows_expired: int = 0
+    """Good rows (counted in ``rows_loaded``) whose involvement ended before the disclosure cutoff: not stored."""
+    records_expired: int = 0
+    """Records (counted in ``records_loaded``) with nothing left to disclose: not stored at all."""
 
     @property
     def rows_rejected(self) -> int:
         return len(self.errors)
+
+
+def count_expired(report: ImportReport, records: list[Record], ended_before: str) -> None:
+    """Fill the report's expiry counts: what the store will drop of ``records`` (nothing if no cutoff)."""
+    if not ended_before:
+        return
+    for record in records:
+        ended = sum(not still_disclosed(i, ended_before) for i in record.involvements)
+        report.rows_expired += ended
+        report.records_expired += ended == len(record.involvements)
 
 
 class RecordCollector:
@@ -92,8 +110,13 @@ def read_records(path: Path) -> tuple[list[Record], ImportReport]:
     return collector.records(), collector.report
 
 
-def import_csv(store: RecordStore, path: Path, *, replace_all: bool = False) -> ImportReport:
-    """Read ``path`` and store its good records; ``replace_all`` drops records absent from the file."""
+def import_csv(store: RecordStore, path: Path, *, replace_all: bool = False, ended_before: str = "") -> ImportReport:
+    """Read ``path`` and store its good records; ``replace_all`` drops records absent from the file.
+
+    ``ended_before`` (:func:`node.policy.disclosure_cutoff`; empty keeps everything) leaves out involvements
+    that ended before it, and records with nothing left, in the same transaction.
+    """
     records, report = read_records(path)
-    store.replace_records(records, replace_all=replace_all)
+    count_expired(report, records, ended_before)
+    store.replace_records(records, replace_all=replace_all, ended_before=ended_before)
     return report

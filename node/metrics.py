@@ -3,7 +3,8 @@
 What an operator needs to see the node working: searches answered; their outcome as answered, by
 band (``match``, ``possible``, ``none`` — a shielded child's record is answered as ``none``, as
 node.policy says); safeguarding alerts raised (searches that found a shielded child's record); data
-refreshes by outcome; and the age and size of the data served. Imports run in their own process
+refreshes by outcome; loads from the authority's database (``[source]``) by kind and outcome; and the
+age and size of the data served. Imports run in their own process
 (``signpost node import``): a failed or missed import shows here as data that keeps getting older.
 
 Labels are bands and outcomes only. Never put a record id, a requester, a purpose's justification
@@ -67,10 +68,27 @@ class NodeMetrics:
             "signpost_node_served_data_age_seconds", "Age of the data this node serves (its last import)", registry=r
         )
         self.records = Gauge("signpost_node_served_records", "Records in the data this node serves", registry=r)
+        self.source_loads = Counter(
+            "signpost_node_source_loads",
+            "Loads from the authority's database ([source]) by kind (full or incremental) and outcome (ok or failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         for band in BANDS:
             self.outcomes.labels(band)  # every band from the start, so a rate over them is never missing
         for outcome in ("applied", "failed"):
             self.refreshes.labels(outcome)
+
+    def source_loaded(self, kind: str, outcome: str) -> None:
+        """One load from ``[source]`` ended (node.source_sync's ``observe``)."""
+        self.source_loads.labels(kind, outcome).inc()
+
+    def watch_source(self) -> None:
+        """Every kind and outcome from the start, for a node fed by ``[source]``: an alert on a failed load's
+        increase then sees the first failure too (a series born at 1 shows no increase)."""
+        for kind in ("full", "incremental"):
+            for outcome in ("ok", "failed"):
+                self.source_loads.labels(kind, outcome)
 
     def searches_recorded(self, searches: Iterable[list[JournalEntry]]) -> None:
         """Count each search of one call from the rows the journal recorded for it."""

@@ -21,7 +21,13 @@ does. :mod:`node.service` applies them to gRPC calls; everything here is a rule 
    the holder's journal records an alert for its safeguarding officer (:func:`disclose`).
 5. **Errors.** A refusal or failure goes back with a fixed, safe message: never a database error and
    never any of the subject's details.
-6. **The answer floor.** Every answer waits until :data:`ANSWER_FLOOR_SECONDS` (configurable) after the
+6. **Retention: what has ended long ago is not disclosed.** An involvement that ended more than
+   ``[retention] disclose_ended_years`` (default :data:`DISCLOSE_ENDED_YEARS`) ago is not a contact any
+   more (:func:`disclosure_cutoff`, :func:`still_disclosed`), and a record with nothing left is not held
+   at all: expiry is applied when data is loaded and by an hourly sweep of the store
+   (:mod:`node.retention`), never at answer time, so an expired record is exactly as absent as one never
+   loaded — not in the match index, not in its frequencies, and no different in time.
+7. **The answer floor.** Every answer waits until :data:`ANSWER_FLOOR_SECONDS` (configurable) after the
    call or batch arrived. A shielded child's record is found and scored, which takes longer than finding
    nothing; if answers went out as soon as they were ready, the time alone would tell the searcher (or
    the broker) that this authority holds a shielded child. The wait is timed by :mod:`node.timing`.
@@ -59,7 +65,32 @@ STORE_FAILED = "the node could not read or record the search"
 """All the broker learns when the store fails: the store's own message stays in this node's log."""
 
 ANSWER_FLOOR_SECONDS = 0.005
-"""No answer leaves sooner than this after its call or batch arrived (rule 6 above)."""
+"""No answer leaves sooner than this after its call or batch arrived (rule 7 above)."""
+
+DISCLOSE_ENDED_YEARS = 6
+"""Default of ``[retention] disclose_ended_years`` (rule 6): an involvement that ended more than this many
+years ago is not disclosed. A signpost is worth giving while the professional it names may still know
+the child; years after a case closed that worker has usually moved on, and every disclosure of an old
+involvement is an intrusion with little safeguarding value. The Dutch Verwijsindex, the nearest working
+precedent, keeps a signal active for 2 years and visible for 5; six is a little more generous, for
+siblings and returning families, and an authority may set its own (see the README)."""
+
+
+def disclosure_cutoff(today: dt.date, years: int) -> str:
+    """The ISO date before which an ended involvement is no longer disclosed: ``today`` less ``years`` years.
+
+    ISO dates compare as text, which is how the store applies the same rule in SQL. 29 February falls
+    back to the 28th in a year without one.
+    """
+    try:
+        return today.replace(year=today.year - years).isoformat()
+    except ValueError:
+        return today.replace(year=today.year - years, day=28).isoformat()
+
+
+def still_disclosed(involvement: Involvement, cutoff: str) -> bool:
+    """Is this involvement still a contact? Ongoing (no end), or ended on or after ``cutoff`` (rule 6)."""
+    return not involvement.involvement_end or involvement.involvement_end >= cutoff
 
 
 def is_broker(identity: Identity | None) -> TypeGuard[Identity]:

@@ -24,13 +24,13 @@ from core.files import StartupError
 from core.lifecycle import stop_on_signals
 from node.admin import NodeAdminService
 from node.config import NodeConfig
-from node.errors import SourceUnusable
+from node.errors import SourceUnusable, StoreError
 from node.health import BrokerOnlyHealth
 from node.journal import Journal
 from node.metrics import MeteredJournal, MeteredRefresher, MetricsServer, NodeMetrics, serve_metrics
 from node.notify import Notifier, NotifyMetrics
 from node.refresh import Refresher, build_generation, settle_heap
-from node.retention import JournalRetention
+from node.retention import JournalRetention, RecordRetention
 from node.service import NodeService
 from node.source_sync import SourceSync
 from node.store import RecordStore
@@ -101,6 +101,8 @@ class RunningNode:
     """Pushes alerts and digests (``[notify]``); None when the node has no [notify] table."""
     source_sync: SourceSync | None = None
     """Loads ``[source]`` while serving; None when the node is fed by ``signpost node import``."""
+    record_retention: RecordRetention | None = None
+    """Sweeps out involvements past ``[retention] disclose_ended_years``; None when none is configured."""
 
     @property
     def address(self) -> str:
@@ -112,6 +114,8 @@ class RunningNode:
         self.service.close_streams()  # long-lived streams would otherwise hold the server for all of the grace
         await self.refresher.stop()
         await self.retention.stop()
+        if self.record_retention is not None:
+            await self.record_retention.stop()
         if self.notifier is not None:
             await self.notifier.stop()
         if self.source_sync is not None:
@@ -127,12 +131,13 @@ class RunningNode:
 async def start_node(config: NodeConfig) -> RunningNode:
     """Open the store, build the match index and start serving; the caller must ``stop()``."""
     store = RecordStore(config.store)
-    source_sync = await _start_up_source(config, store)
+    metrics = NodeMetrics()
+    source_sync = await _start_up_source(config, store, metrics)
+    record_retention = await _start_up_retention(config)
     generation = await asyncio.to_thread(build_generation, store, config.matching)
     settle_heap()
     verifier = AssertionVerifier((load_public_key(p) for p in config.broker_public_keys), authority=config.code)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
-    metrics = NodeMetrics()
     journal = MeteredJournal(config.journal, metrics)
     service = NodeService(
         config.code,
@@ -167,6 +172,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     if bound == 0:
         if source_sync is not None:
             await source_sync.stop()
+        if record_retention is not None:
+            await record_retention.stop()
         generation.close()
         store.close()
         journal.close()
@@ -178,6 +185,8 @@ async def start_node(config: NodeConfig) -> RunningNode:
     except OSError as exc:
         if source_sync is not None:
             await source_sync.stop()
+        if record_retention is not None:
+            await record_retention.stop()
         generation.close()
         store.close()
         journal.close()
@@ -192,6 +201,9 @@ async def start_node(config: NodeConfig) -> RunningNode:
     refresher.start()
     retention = JournalRetention(journal, keep_days=config.journal_days)
     retention.start()
+    if record_retention is not None:
+        record_retention.on_expired = refresher.poke
+        record_retention.start()
     if source_sync is not None:
         service.source_status = source_sync.outcome
         source_sync.start(on_loaded=refresher.poke)
@@ -217,6 +229,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         metrics_server,
         notifier=notifier,
         source_sync=source_sync,
+        record_retention=record_retention,
     )
 
 
@@ -239,12 +252,18 @@ def start_notifier(config: NodeConfig, journal: Journal, service: NodeService, m
     return notifier
 
 
-async def _start_up_source(config: NodeConfig, store: RecordStore) -> SourceSync | None:
+async def _start_up_source(config: NodeConfig, store: RecordStore, metrics: NodeMetrics) -> SourceSync | None:
     """The first load from ``[source]``, before the index is built; a config that does not fit stops the node."""
     if config.source is None:
         return None
+    metrics.watch_source()
     # A writer of its own, as `signpost node import` is: the serving connection never sees a half-written load.
-    source_sync = SourceSync(config.source, RecordStore(config.store))
+    source_sync = SourceSync(
+        config.source,
+        RecordStore(config.store),
+        disclose_ended_years=config.disclose_ended_years,
+        observe=metrics.source_loaded,
+    )
     try:
         await source_sync.start_up()
     except BaseException as exc:
@@ -254,6 +273,20 @@ async def _start_up_source(config: NodeConfig, store: RecordStore) -> SourceSync
             raise StartupError(str(exc)) from None
         raise
     return source_sync
+
+
+async def _start_up_retention(config: NodeConfig) -> RecordRetention | None:
+    """Sweep expired involvements out before the first index is built: a node restarted after a long stop
+    must not serve, even for a moment, what has expired meanwhile."""
+    if config.disclose_ended_years is None:
+        return None
+    # A writer of its own, like the source's: the serving connection only ever reads.
+    record_retention = RecordRetention(RecordStore(config.store), years=config.disclose_ended_years)
+    try:
+        await record_retention.sweep()
+    except StoreError as exc:  # the loop tries again; the node still starts
+        log.error("record_expiry_failed", error_type=type(exc.__cause__).__name__)
+    return record_retention
 
 
 async def serve_forever(config: NodeConfig) -> None:

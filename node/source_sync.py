@@ -11,6 +11,10 @@ changed since the last load's watermark are fetched, and they replace just those
 so the index is not rebuilt. Every ``full_refresh_seconds`` a full load reconciles, removing the
 records deleted or withdrawn at source, which an incremental load cannot see.
 
+Every load applies ``[retention] disclose_ended_years`` in its own transaction (:mod:`node.policy`
+rule 6): involvements that ended longer ago, and records left with none, are never written, and a
+record that has just expired at source is removed by the incremental load that fetched it.
+
 A load that fails (the source down, a bad password, a timeout, a view changed under us) leaves the
 store, and so every answer, as it was: the last good data keeps serving. An unavailable source is
 retried with exponential backoff (tenacity) within the turn; whatever happens is logged and kept in
@@ -36,6 +40,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from core.tasks import BackgroundLoop
 from node.config import SourceConfig
 from node.errors import NodeError, SourceUnavailable, SourceUnusable
+from node.importer import count_expired
+from node.policy import disclosure_cutoff
 from node.source import Changes, SourceRead, read_source
 from node.store import RecordStore
 
@@ -79,8 +85,14 @@ class SourceSync:
         read: Callable[[SourceConfig, None, Changes | None], SourceRead] = read_source,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        disclose_ended_years: int | None = None,
+        observe: Callable[[str, str], None] = lambda kind, outcome: None,
     ) -> None:
+        """``disclose_ended_years``: the node's retention (None keeps everything). ``observe(kind, outcome)`` is
+        told of every load's end, ``kind`` ``full`` or ``incremental`` and ``outcome`` ``ok`` or ``failed``
+        (the node's metrics; a turn's retries are one load)."""
         self.config, self.store, self._read, self._sleep, self._clock = config, store, read, sleep, clock
+        self.disclose_ended_years, self._observe = disclose_ended_years, observe
         self.status = SyncStatus(data_as_of=store.data_as_of())
         self._changes: Changes | None = None
         """What the next incremental load asks for; None: the next load is a full one."""
@@ -102,7 +114,10 @@ class SourceSync:
         try:
             await self._load()
         except SourceUnavailable as exc:
-            self._failed(exc)
+            self._failed(exc, "full")
+        except SourceUnusable:
+            self._observe("full", "failed")
+            raise
 
     def start(self, on_loaded: Callable[[], None]) -> None:
         """Reload every ``refresh_seconds``; ``on_loaded`` is called after each good load (the refresher's poke)."""
@@ -168,7 +183,7 @@ class SourceSync:
                 with attempt:
                     await self._load(full=full)
         except NodeError as exc:  # SourceError, or StoreError writing the node's own store
-            self._failed(exc)
+            self._failed(exc, "full" if full or self._changes is None else "incremental")
             return False
         self.on_loaded()
         return True
@@ -179,9 +194,17 @@ class SourceSync:
         if changes is None and read.rows_read == 0:
             # An empty view is far likelier a broken extract than an authority with no children: keep the data.
             raise SourceUnusable("source.query: the query returned no rows; the last good data is kept")
+        cutoff = self.cutoff()
+        count_expired(read.report, read.records, cutoff)
         if changes is None or read.records:  # an incremental load that found nothing changed writes nothing
-            self.store.replace_records(read.records, replace_all=changes is None)
+            self.store.replace_records(read.records, replace_all=changes is None, ended_before=cutoff)
         return read
+
+    def cutoff(self) -> str:
+        """Involvements that ended before this ISO date are not stored (empty: no retention configured)."""
+        if self.disclose_ended_years is None:
+            return ""
+        return disclosure_cutoff(dt.datetime.fromtimestamp(self._clock(), dt.UTC).date(), self.disclose_ended_years)
 
     async def _load(self, *, full: bool = True) -> None:
         changes = None if full else self._changes
@@ -193,16 +216,19 @@ class SourceSync:
         report = read.report
         now = _now(self._clock)
         self.status = SyncStatus("ok", now, self.store.data_as_of() or now, "", report.rows_rejected)
+        self._observe("full" if changes is None else "incremental", "ok")
         log.info(
             "source_loaded",
             kind="full" if changes is None else "changes",
             rows=read.rows_read,
             records=report.records_loaded,
             rows_rejected=report.rows_rejected,
+            rows_expired=report.rows_expired,
             rejections=[f"row {e.line}: {e.reason}" for e in report.errors[:LOGGED_REJECTIONS]],
         )
 
-    def _failed(self, exc: NodeError) -> None:
+    def _failed(self, exc: NodeError, kind: str) -> None:
+        self._observe(kind, "failed")
         self.status = replace(self.status, outcome="failed", attempted_at=_now(self._clock), detail=str(exc))
         log.error(
             "source_load_failed",

@@ -98,8 +98,13 @@ class RecordStore:
     def close(self) -> None:
         self._db.close()
 
-    def replace_records(self, records: Iterable[Record], *, replace_all: bool = False) -> int:
-        """Store records, replacing any with the same record_id (or everything); return how many."""
+    def replace_records(self, records: Iterable[Record], *, replace_all: bool = False, ended_before: str = "") -> int:
+        """Store records, replacing any with the same record_id (or everything); return how many.
+
+        ``ended_before`` (an ISO date, :func:`node.policy.disclosure_cutoff`) drops, in the same transaction,
+        every involvement that ended before it and every record left with none: expired data is never
+        visible to the serving node, not even between a load and the next sweep.
+        """
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         count = 0
         try:
@@ -111,12 +116,10 @@ class RecordStore:
                     for record in records:
                         self._write(cur, record)
                         count += 1
+                    if ended_before:
+                        self._expire(cur, ended_before)
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
-                    # A counter, not the time: two imports in one second must still be told apart.
-                    cur.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('data_version', "
-                        "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)"
-                    )
+                    self._bump_version(cur)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -124,6 +127,49 @@ class RecordStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
         return count
+
+    def expire(self, ended_before: str) -> tuple[int, int]:
+        """Delete involvements that ended before ``ended_before`` and records left with none, in one transaction.
+
+        Returns (involvements, records) deleted. Only a deletion makes a new data version (and so a new
+        index): a sweep that finds nothing costs the serving node nothing. ``data_as_of`` is left alone:
+        the data is no fresher for having lost its old rows.
+        """
+        try:
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    expired = self._expire(cur, ended_before)
+                    if any(expired):
+                        self._bump_version(cur)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot expire records in the store at {self.path}: {exc}") from exc
+        return expired
+
+    @staticmethod
+    def _expire(cur: sqlite3.Cursor, ended_before: str) -> tuple[int, int]:
+        # node.policy.still_disclosed in SQL: an empty end is ongoing; ISO dates compare as text.
+        cur.execute("DELETE FROM involvements WHERE involvement_end != '' AND involvement_end < ?", (ended_before,))
+        involvements = cur.rowcount
+        if not involvements:
+            return 0, 0
+        cur.execute(
+            "DELETE FROM children WHERE NOT EXISTS "
+            "(SELECT 1 FROM involvements i WHERE i.record_id = children.record_id)"
+        )
+        return involvements, cur.rowcount
+
+    @staticmethod
+    def _bump_version(cur: sqlite3.Cursor) -> None:
+        # A counter, not the time: two imports in one second must still be told apart.
+        cur.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('data_version', "
+            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)"
+        )
 
     @staticmethod
     def _write(cur: sqlite3.Cursor, record: Record) -> None:

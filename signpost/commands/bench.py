@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from signpost.bench import accuracy, floor, scale, soak, speed
+from signpost.bench import accuracy, floor, scale, soak, source, speed
 from signpost.commands import Command
 
 BENCHMARKS: tuple[Command, ...] = (
@@ -18,6 +18,9 @@ BENCHMARKS: tuple[Command, ...] = (
     Command("speed", "one node's index build, memory and latency", speed.add_arguments, speed.run),
     Command("soak", "steady searches for minutes while a node flaps", soak.add_arguments, soak.run),
     Command("scale", "N authorities, millions of records, load via HTTPS", scale.add_arguments, scale.run),
+    Command(
+        "source", "a node over PostgreSQL: full load, then changes to searchable", source.add_arguments, source.run
+    ),
     Command("grpc-floor", "what a bare N-way grpc.aio fan-out costs", floor.add_arguments, floor.run),
 )
 

@@ -12,8 +12,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.config import NodeConfig
+
+if TYPE_CHECKING:
+    from node.importer import ImportReport
 
 
 def add_arguments(node_parser: argparse.ArgumentParser) -> None:
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = RecordStore(config.store)
     try:
-        report = import_csv(store, Path(args.csv), replace_all=args.replace)
+        report = import_csv(store, Path(args.csv), replace_all=args.replace, ended_before=_cutoff(config))
     except NodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -76,7 +80,27 @@ def run(args: argparse.Namespace) -> int:
         f"{config.code}: {report.rows_loaded} rows loaded ({report.records_loaded} records), "
         f"{report.rows_rejected} rows rejected"
     )
+    _print_expired(report, config.disclose_ended_years)
     return 3 if report.rows_rejected else 0
+
+
+def _cutoff(config: NodeConfig) -> str:
+    import datetime as dt
+
+    from node.policy import disclosure_cutoff
+
+    if config.disclose_ended_years is None:
+        return ""
+    return disclosure_cutoff(dt.datetime.now(dt.UTC).date(), config.disclose_ended_years)
+
+
+def _print_expired(report: ImportReport, years: int | None) -> None:
+    """Expired rows are not errors (the exit status ignores them), but an authority should know they went."""
+    if report.rows_expired:
+        print(
+            f"{report.rows_expired} of the accepted rows ended more than {years} years ago and are not served "
+            f"([retention] disclose_ended_years); {report.records_expired} records had nothing left"
+        )
 
 
 def check_source(path: Path, *, show: int) -> int:
@@ -85,19 +109,25 @@ def check_source(path: Path, *, show: int) -> int:
     Prints the URL without its password, counts, and the first rejected rows by row number, record id,
     column and reason; never a value from a row.
     """
+    import datetime as dt
+
     from core.config import ConfigError
-    from node.config import load_source_config
+    from node.config import load_disclose_ended_years, load_source_config
     from node.errors import SourceError
+    from node.importer import count_expired
+    from node.policy import disclosure_cutoff
     from node.source import engine_url, read_source
 
     try:
         config = load_source_config(path, os.environ)
+        years = load_disclose_ended_years(path, os.environ)
         print(f"source: {engine_url(config).render_as_string(hide_password=True)} (read-only)")
         read = read_source(config)
     except (ConfigError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report = read.report
+    count_expired(report, read.records, disclosure_cutoff(dt.datetime.now(dt.UTC).date(), years))
     print(f"columns: the query returns {len(read.columns)}; every mapped column is among them")
     for error in report.errors[:show]:
         key = f" (record_id {error.key})" if error.key else ""
@@ -108,6 +138,7 @@ def check_source(path: Path, *, show: int) -> int:
         f"rows: {read.rows_read} read, {report.rows_loaded} accepted ({report.records_loaded} records), "
         f"{report.rows_rejected} rejected"
     )
+    _print_expired(report, years)
     if read.rows_read == 0:
         print("error: source.query: the query returns no rows; a node would serve nothing", file=sys.stderr)
         return 1

@@ -190,6 +190,9 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
             "last_success": iso(now - dt.timedelta(seconds=3)),
             "record_count": 1234,
             "data_as_of": iso(now - dt.timedelta(hours=9)),
+            "data_age_seconds": 9 * 3600,
+            "source_sync": "ok",
+            "source_sync_at": iso(now - dt.timedelta(minutes=4)),
             "cert_expires": iso(now + dt.timedelta(days=400)),
         },
         {
@@ -198,6 +201,10 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
             "status": "probation",
             "latency_ms": 812.4,
             "error_rate": 0.25,
+            "data_as_of": iso(now - dt.timedelta(days=3)),
+            # Its database went away: the last load failed, and the node still serves three-day-old data.
+            "source_sync": "failed",
+            "source_sync_at": iso(now - dt.timedelta(seconds=30)),
             "cert_expires": iso(now + dt.timedelta(days=20, hours=1)),
         },
         {
@@ -227,6 +234,13 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
     await expect(leeds.locator("td.p99")).to_have_text("9.8 ms")
     await expect(leeds.locator("td.success")).to_have_text("3 s ago")
     await expect(leeds.locator("td.records")).to_have_text("1,234")
+    await expect(leeds.locator("td.asof")).to_contain_text("9 h ago")
+    await expect(leeds.locator("td.sync")).to_have_text(re.compile(r"^OK\s*4 min ago$"))
+    assert await leeds.locator("td.sync").get_attribute("data-tone") is None
+    await expect(kent.locator("td.asof")).to_contain_text("3 days ago")
+    await expect(kent.locator("td.sync")).to_have_text(re.compile(r"^Failed\s*30 s ago$"))
+    assert is_red(await board.background("KENT", "sync"))
+    assert "last good data" in (await kent.locator("td.sync").get_attribute("title") or "")
     await expect(leeds.locator("td.cert")).to_contain_text("400 days left")
     assert await leeds.locator("td.cert").get_attribute("data-tone") is None
     await expect(kent.locator("td.p50")).to_have_text("812 ms")  # one live measurement, as the broker gave today
@@ -237,7 +251,7 @@ async def test_dashboard_colours_expiring_certificates_and_reports_a_failing_bro
     assert is_red(await board.background("CORNWALL", "status"))
     assert is_red(await board.background("CORNWALL", "cert"))
     await expect(cornwall.locator("td.status")).to_contain_text("timeout")
-    for cell in ("p50", "p99", "errors", "success", "records", "asof"):
+    for cell in ("p50", "p99", "errors", "success", "records", "asof", "sync"):
         await expect(cornwall.locator(f"td.{cell}")).to_have_text("—")
     await page.screenshot(path=ARTIFACTS / "dashboard-warnings.png", full_page=True)
 

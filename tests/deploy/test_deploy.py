@@ -32,6 +32,8 @@ CONFIG = DEPLOY / "config"
 SYSTEMD = DEPLOY / "systemd"
 K8S = DEPLOY / "k8s"
 EXAMPLE_CODES = {"LEEDS", "KENT"}
+EXAMPLE_CONFIGS = {"signpost-node-source-config": "node-source.toml"}
+"""ConfigMaps that carry another example than deploy/config/<command>.toml: LEEDS reads its database."""
 SIGNPOST_COMMANDS = {"demo", "certs", "node", "broker", "synth"}
 
 
@@ -316,8 +318,22 @@ class K8sContainer:
         assert kind == "configMap", f"{self.name}: config should come from a ConfigMap"
         source = tmp_path / self.name.replace("/", "_") / key
         source.parent.mkdir(parents=True, exist_ok=True)
-        source.write_text(k8s_kind("ConfigMap")[name]["data"][key], encoding="utf-8")
-        return load_config(args, source, self.env)
+        text = k8s_kind("ConfigMap")[name]["data"][key]
+        source.write_text(text, encoding="utf-8")
+        return load_config(args, source, {**self.env, **self.source_password(text, source.parent)})
+
+    def source_password(self, toml: str, scratch: Path) -> dict[str, str]:
+        """A database-fed node reads its password file at load: it must be a mounted Secret's file, and a
+        stand-in for it is what the loader reads here (the override that points at it is the test's only)."""
+        password_file = tomllib.loads(toml).get("source", {}).get("password_file")
+        if password_file is None:
+            return {}
+        kind, name, _ = self.files().get(PurePosixPath(password_file), ("", "", ""))
+        assert kind == "secret", f"{self.name}: source.password_file {password_file} is not a mounted Secret's file"
+        assert name.startswith("signpost-node-") and name.endswith("-source"), f"{self.name}: password from {name}"
+        stand_in = scratch / "source-password"
+        stand_in.write_text("stand-in", encoding="utf-8")
+        return {"SIGNPOST_NODE_SOURCE__PASSWORD_FILE": str(stand_in)}
 
 
 def k8s_containers(role: str | None = None) -> list[K8sContainer]:
@@ -628,9 +644,10 @@ def test_k8s_configmaps_carry_the_example_configs(tmp_path: Path) -> None:
     for container in k8s_containers():
         args = parse_signpost(container.argv)
         _kind, name, key = container.files()[config_of(args)]
+        example = EXAMPLE_CONFIGS.get(name, f"{args.command}.toml")
         assert tomllib.loads(k8s_configmap_text(name, key)) == tomllib.loads(
-            (CONFIG / f"{args.command}.toml").read_text(encoding="utf-8")
-        ), f"ConfigMap {name} differs from deploy/config/{args.command}.toml"
+            (CONFIG / example).read_text(encoding="utf-8")
+        ), f"ConfigMap {name} differs from deploy/config/{example}"
         container.config(tmp_path)  # and it loads, with the container's overrides
     assert set(k8s_registry()) == set(load_registry(CONFIG / "registry.json"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,23 @@ def test_scale_smoke(tmp_path):
 def test_grpc_floor_smoke(tmp_path):
     r = bench(tmp_path, "grpc-floor", "--authorities", "3", "--rounds", "20", "--workdir", str(tmp_path / "work"))
     assert r["streams"] == 3 and r["rounds"] == 20 and r["caller_cpu_ms_per_round"] > 0
+
+
+def test_source_smoke(tmp_path):
+    """A throw-away PostgreSQL database of ~2,000 rows, a node over it, and 50 changes made visible."""
+    import sqlalchemy as sa
+
+    try:
+        with sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres").connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        if os.environ.get("SIGNPOST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL not reachable on 127.0.0.1:5432 ({type(exc).__name__})")
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    r = bench(tmp_path, "source", "--rows", "2000", "--changes", "50", "--timeout", "60")
+    assert "complete" not in r  # the final report, not one of the partial ones written on the way
+    assert r["rows"] == 2000 and r["records_served"] > 1000 and r["full_load"]["outcome"] == "ok"
+    assert r["searchable_after_full_load"] is True
+    assert r["children_changed_at_source"] == 50 and r["probe_before_sync"] != "match"
+    assert r["incremental_ok"] is True and r["incremental_visible_seconds"] is not None
+    assert r["full_load_seconds"] > 0 and r["incremental_sync_seconds"] > 0
