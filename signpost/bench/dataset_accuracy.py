@@ -112,7 +112,7 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append(("splink p>=0.5", report["splink"]))
     _say(
         f"  {'linker':<22} {'match P':>8} {'match R':>8} {'match F1':>8} {'F1 twin+':>8} {'m|p R':>8} "
-        f"{'hh FM':>6} {'other FM':>8} {'block R':>8} {'ms/q':>7}"
+        f"{'m|p R*':>8} {'hh FM':>6} {'other FM':>8} {'block R':>8} {'ms/q':>7}"
     )
     for label, r in rows:
         m, w = r["match"], r["wrong_records"]
