@@ -22,6 +22,7 @@ import grpc
 from certs.identity import node_dns_name
 from certs.tls import TLSConfig, channel_credentials, server_credentials
 from signpost.bench.common import add_out_argument, machine, percentile, publish
+from signpost.bench.progress import step
 from signpost.federation import create_pki
 
 METHOD = "/signpost.bench.Echo/Stream"
@@ -102,14 +103,18 @@ async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds:
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     work = args.workdir.resolve()
     codes = [f"ECHO{i:03d}" for i in range(args.authorities)]
-    pki = create_pki(work / "pki", [(c, c) for c in codes])
+    with step(f"certificates for {len(codes)} echo servers"):
+        pki = create_pki(work / "pki", [(c, c) for c in codes])
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     child = ctx.Process(target=_echo_servers, args=([pki.tls(pki.nodes[c]) for c in codes], ready, stop), daemon=True)
     child.start()
     try:
-        ports = ready.get(timeout=120)
-        result = asyncio.run(_rounds(ports, codes, pki.tls(pki.broker), args.rounds))
+        with step("starting the echo servers"):
+            ports = ready.get(timeout=120)
+        # Elapsed time only: a bar advanced per round would add its own CPU to the figure being measured.
+        with step(f"{args.rounds} rounds of a {len(codes)}-way fan-out"):
+            result = asyncio.run(_rounds(ports, codes, pki.tls(pki.broker), args.rounds))
     finally:
         stop.set()
         child.join(timeout=30)
