@@ -164,7 +164,11 @@ async def measure(args: argparse.Namespace, url: str, people: list[Person], work
         changed = visible[:: max(1, len(visible) // args.changes)][: args.changes]
         probe = changed[-1]
         first = time.perf_counter()
-        report["searchable_after_full_load"] = await searcher.band(probe, probe.given_name) == "match"
+        # Found at all is what "searchable" means: by names and date of birth alone, a child with a namesake
+        # born the same day at this node is a possible (the home guard), not a match.
+        band = await searcher.band(probe, probe.given_name)
+        report["probe_band_after_full_load"] = band
+        report["searchable_after_full_load"] = band in ("match", "possible")
         report["first_search_ms"] = round((time.perf_counter() - first) * 1000, 1)
         change_given_names(url, changed, NEW_GIVEN_NAME)
         report["children_changed_at_source"] = len(changed)
@@ -208,7 +212,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"source: a node over PostgreSQL, {r['rows']:,} rows ({r['children']:,} children)")
     print(
         f"  full load to serving {r['full_load_seconds']} s ({r['records_served']:,} records served, "
-        f"{r['full_load']['rows_rejected']} rows rejected); searchable: {r['searchable_after_full_load']}"
+        f"{r['full_load']['rows_rejected']} rows rejected); searchable: {r['searchable_after_full_load']} "
+        f"(the probe came back {r.get('probe_band_after_full_load', '?')})"
     )
     visible = r["incremental_visible_seconds"]
     print(
