@@ -1,73 +1,26 @@
 """The portal's sign-in routes with the real OpenID providers, in the real broker: a browser's round trip,
 and its refusals, each a GOV.UK page (never a 5xx) that starts no session.
 
-The broker here is a harness federation whose ``[portal]`` lists Leeds's and Kent's real providers
-(and Cornwall's, which is down): ``create_app`` builds the OpenID Connect sign-in from that config,
-as ``signpost broker serve`` does. The browser is aiohttp with a cookie jar; the provider's login and
-consent pages are walked with plain HTTP (:func:`drive_login`).
+The broker is tests.portal.signing's: a harness federation whose ``[portal]`` lists real providers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
-import pytest
 
-from broker.portal.config import PortalConfig
 from broker.portal.paths import SIGN_IN_CALLBACK, SIGN_IN_START
 from broker.portal.sessions import COOKIE
 from broker.portal.signin import FLOW_COOKIE
-from tests.portal.conftest import DATA, Portal
-from tests.portal.op.harness import (
-    MintingIdp,
-    Providers,
-    authority,
-    drive_login,
-    portal_config,
-    providers_fixture,  # noqa: F401  (the `providers` fixture)
-)
-
-MakePortal = Callable[..., Awaitable[Portal]]
-
-
-async def sign_in_config(providers: Providers) -> PortalConfig:
-    down = await MintingIdp().start()
-    await down.stop()  # an identity provider that is not there: nothing listens at its address
-    return portal_config(
-        authority("LEEDS", providers.leeds.issuer, providers.secret_file),
-        authority("KENT", providers.kent.issuer, providers.secret_file, token_auth_method="client_secret_post"),
-        authority("CORNWALL", down.url, providers.secret_file),
-        public_url=providers.portal_url,
-    )
-
-
-@pytest.fixture
-async def signing(portal: MakePortal, providers: Providers) -> Portal:
-    """A harness federation whose broker signs people in through the real providers."""
-    return await portal(DATA, portal=await sign_in_config(providers), port=providers.portal_port)
+from tests.portal.conftest import Portal
+from tests.portal.op.harness import Providers, drive_login, providers_fixture  # noqa: F401  (the `providers` fixture)
+from tests.portal.signing import come_back, signing_fixture, start  # noqa: F401  (the `signing` fixture)
 
 
 def cookies(client: aiohttp.ClientSession) -> dict[str, Any]:
     return {c.key: c for c in client.cookie_jar}
-
-
-async def start(p: Portal, client: aiohttp.ClientSession, code: str) -> str:
-    """GET the sign-in start for ``code``: the provider's address (the flow cookie checked on the way)."""
-    async with client.get(f"{p.origin}{SIGN_IN_START}?authority={code}", allow_redirects=False) as response:
-        assert response.status == 302, await response.text()
-        cookie = response.cookies[FLOW_COOKIE]
-        assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax"
-        assert cookie["path"] == SIGN_IN_CALLBACK and 0 < int(cookie["max-age"]) <= 600
-        return response.headers["Location"]
-
-
-async def come_back(client: aiohttp.ClientSession, redirect: str) -> tuple[int, str, str, Any]:
-    """The browser following the provider's redirect to the broker's callback."""
-    async with client.get(redirect, allow_redirects=False) as response:
-        return response.status, response.headers.get("Location", ""), await response.text(), response.cookies
 
 
 async def test_a_browser_signs_in_and_a_session_is_started(signing: Portal, providers: Providers) -> None:

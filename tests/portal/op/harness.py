@@ -1,8 +1,9 @@
 """Identity providers for the sign-in tests.
 
 - :func:`start_provider`: the real, certified ``oidc-provider`` (npm) under Node, on loopback, one process
-  per issuer, configured from a JSON file; :func:`drive_login` walks its login and consent forms with
-  plain HTTP, as a browser would, and returns the redirect back to the broker.
+  per issuer, configured from a JSON file: ``signpost/devidp/provider.mjs``, the same development identity
+  provider ``signpost demo`` runs; :func:`drive_login` walks its sign-in form with plain HTTP, as a browser
+  would, and returns the redirect back to the broker.
 - :class:`MintingIdp`: a tiny aiohttp identity provider whose token endpoint answers with whatever ID
   token the test minted (signed with a key the test holds, published in a key set the test controls), for
   the tokens no honest provider would issue: expired, wrong audience, ``alg: none``, tampered, rotated keys.
@@ -38,7 +39,9 @@ from broker.portal.paths import SIGN_IN_CALLBACK
 from broker.portal.signin import FLOW_COOKIE
 from certs.identity import Role
 
-OP_DIR = Path(__file__).parent
+OP_DIR = Path(__file__).resolve().parents[3] / "signpost" / "devidp"
+PASSWORD = "a-demo-password"
+"""Every test user's password at the real providers (a wrong one is refused there)."""
 START_TIMEOUT = 30.0
 PUBLIC_URL = "https://portal.signpost.test"
 REDIRECT_URI = f"{PUBLIC_URL}{SIGN_IN_CALLBACK}"
@@ -98,9 +101,11 @@ _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
 _PROMPT = re.compile(r'name="prompt" value="([a-z]+)"')
 
 
-async def drive_login(authorize_url: str, login: str, redirect_uri: str, *, max_steps: int = 12) -> str:
-    """Follow the identity provider's pages as a browser would, signing in as ``login`` and consenting;
-    return the URL it finally redirects to (``redirect_uri`` with code, state and iss)."""
+async def drive_login(
+    authorize_url: str, login: str, redirect_uri: str, *, password: str = PASSWORD, max_steps: int = 12
+) -> str:
+    """Follow the identity provider's pages as a browser would, signing in as ``login`` (and consenting,
+    should a provider ask); return the URL it finally redirects to (``redirect_uri`` with code, state, iss)."""
     url = authorize_url
     jar = aiohttp.CookieJar(unsafe=True)  # the provider is on 127.0.0.1, whose cookies aiohttp drops by default
     timeout = aiohttp.ClientTimeout(total=10)
@@ -122,7 +127,7 @@ async def drive_login(authorize_url: str, login: str, redirect_uri: str, *, max_
                 raise AssertionError(f"unexpected page from the provider: {response.status} {page[:300]}")
             data = {"prompt": prompt.group(1)}
             if prompt.group(1) == "login":
-                data |= {"login": login, "password": "any"}
+                data |= {"login": login, "password": password}
             url = urljoin(url, unescape(form.group(1)))
             response = await http.post(url, data=data, allow_redirects=False)
     raise AssertionError("the provider's sign-in did not finish")
@@ -282,10 +287,18 @@ def providers_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prov
     directory = tmp_path_factory.mktemp("op")
     leeds_users: dict[str, dict[str, object]] = {
         # Pat's identity provider also says "KENT" in an organisation claim: it must make no difference.
-        login: {"name": login.title(), "email": f"{login}@leeds.example", "groups": groups, "organisation": "KENT"}
+        login: {
+            "password": PASSWORD,
+            "name": login.title(),
+            "email": f"{login}@leeds.example",
+            "groups": groups,
+            "organisation": "KENT",
+        }
         for login, groups in GROUPS.items()
     }
-    kent_users: dict[str, dict[str, object]] = {"kim": {"name": "Kim", "groups": ["signpost-practitioners"]}}
+    kent_users: dict[str, dict[str, object]] = {
+        "kim": {"password": PASSWORD, "name": "Kim", "groups": ["signpost-practitioners"]}
+    }
     port = free_port()
     leeds = start_provider(
         directory / "leeds.json", _op_config("signpost-leeds", "client_secret_basic", leeds_users, port)
