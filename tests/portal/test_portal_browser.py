@@ -106,6 +106,9 @@ async def test_every_page_and_state_meets_wcag_22_aa(chromium, portal):
     await check(signed_out, "start")
     await signed_out.goto(p.origin + "/portal/sign-in?signed_out=1")
     await check(signed_out, "sign-in")
+    await signed_out.goto(p.origin + "/portal/sign-in/start?authority=NOWHERE")  # a refused sign-in's page
+    await expect(signed_out.locator(".govuk-error-summary")).to_contain_text("does not know that organisation")
+    await check(signed_out, "sign-in-refused")
 
     page = await signed_in_page(chromium, p)
     await page.goto(p.origin + "/portal")
