@@ -58,6 +58,7 @@ from broker.monitor import HealthMonitor
 from broker.patterns import PatternDetector
 from broker.peercert import PeerCertificates
 from broker.pollshare import SharedPolls
+from broker.portal.oidc import OidcSignIn
 from broker.portal.routes import NoSignIn
 from broker.portal.sessions import SessionStore
 from broker.portal.signin import SignIn
@@ -193,7 +194,9 @@ def create_app(
 ) -> web.Application:
     """The broker app; without ``fanout`` it dials every node in the registry, without ``audit`` it opens the log,
     without ``revocations`` it reads the CRL named in the config. The practitioner portal signs users in with
-    ``sign_in`` (without it, nobody can sign in) and keeps their ``sessions`` (in memory by default)."""
+    ``sign_in`` (without it, by OpenID Connect through the identity providers of ``config.portal``; with
+    neither, nobody can sign in) and keeps their ``sessions`` (in memory by default, timed by
+    ``config.portal_sessions``)."""
     middlewares = [errors_middleware, body_deadline(config.limits.body_read_timeout_seconds)]
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
@@ -241,8 +244,8 @@ def create_app(
 
     app[SIGNER] = AssertionSigner(load_private_key(config.assertion_key), audience=audience, clock=clock)
     app[REVOCATIONS] = revocations or RevocationList(config.tls.crl, config.tls.ca)
-    app[SIGN_IN] = sign_in or NoSignIn()
-    app[SESSIONS] = sessions or SessionStore(clock=clock)
+    app[SIGN_IN] = sign_in or _own_sign_in(app, config)
+    app[SESSIONS] = sessions or SessionStore(config.portal_sessions, clock=clock)
 
     async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FANOUT] = fanout or build_fanout(
@@ -288,3 +291,17 @@ def create_app(
     app.cleanup_ctx.append(fanout_ctx)
     add_routes(app)
     return app
+
+
+def _own_sign_in(app: web.Application, config: BrokerConfig) -> SignIn:
+    """OpenID Connect through ``[portal]``'s identity providers, its HTTP client closed with the app; or,
+    without ``[portal]``, a sign-in page that says nobody can sign in yet."""
+    if config.portal is None:
+        return NoSignIn()
+    sign_in = OidcSignIn(config.portal)
+
+    async def close(_: web.Application) -> None:
+        await sign_in.close()
+
+    app.on_cleanup.append(close)
+    return sign_in

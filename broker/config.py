@@ -21,6 +21,7 @@ Example::
 
     [portal]                     # optional: sign-in to the practitioner portal (broker.portal.config)
     public_url = "https://signpost.example.gov.uk"
+    idle_minutes = 15            # a session unused this long ends; absolute_hours = 8 ends any session
     [[portal.authorities]]
     code = "LEEDS"
     issuer = "https://login.microsoftonline.com/<tenant-id>/v2.0"
@@ -41,7 +42,7 @@ from broker.door import DoorLimits
 from broker.health import HealthSettings
 from broker.limits_store import MEMORY, REDIS_SCHEMES
 from broker.patterns import PatternSettings
-from broker.portal.config import PortalConfig, read_portal
+from broker.portal.config import PortalConfig, SessionSettings, read_portal, read_sessions
 from certs.tls import TLSConfig, read_tls
 from core.config import Reader, read_toml
 
@@ -116,6 +117,9 @@ class BrokerConfig:
     portal: PortalConfig | None = None
     """The ``[portal]`` table: the public address and each authority's identity provider for signing in
     (broker.portal.config); None serves no portal sign-in."""
+    portal_sessions: SessionSettings = SessionSettings()
+    """``[portal]``'s ``idle_minutes`` (15), ``absolute_hours`` (8) and ``max_sessions`` (10000): how long
+    a portal session lasts and how many one broker process keeps."""
 
     @property
     def audit_timeout(self) -> float:
@@ -167,6 +171,7 @@ def load_broker_config(path: Path, env: Mapping[str, str]) -> BrokerConfig:
         patterns=_patterns(reader.sub("patterns")),
         log_level=reader.text("log_level", "info"),
         portal=read_portal(reader.sub("portal")),
+        portal_sessions=read_sessions(reader.sub("portal")),
     )
 
 

@@ -5,6 +5,10 @@ Without ``--data`` it generates synthetic authorities; with ``--data DIR`` each
 only once every node and the broker answer, prints a ready ``curl`` line, and
 serves until SIGINT/SIGTERM. ``--check`` instead runs sample searches through
 the real HTTPS API and exits 0 only if each gave the expected answer.
+
+The practitioner portal comes up with it, signing people in through the development identity provider
+(signpost.dev_identity) when Node.js and its npm packages are here; otherwise the rest still runs and one
+sentence says how to enable it. ``--check`` leaves the portal out, so it stays quick.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from certs.identity import AUTHORITY_CODE, Role
 from certs.tls import client_ssl_context
 from core.lifecycle import stop_on_signals
 from core.logs import configure
+from signpost.dev_identity import DevIdentityProvider, free_port, start_dev_identity_provider, unavailable
 from signpost.federation import LocalFederation, start_local_federation, write_description
 
 DEMO_AUTHORITIES = (
@@ -158,17 +163,68 @@ async def run_demo(options: DemoOptions) -> int:
             _authorities_from(options.data) if options.data else _synthesise(workdir, options.children, options.seed)
         )
         port = options.port if options.port is not None else (0 if options.check else 8443)
-        fed = await start_local_federation(
-            workdir, authorities, broker_port=port, rate_limit_per_minute=options.rate_limit
-        )
+        idp, port, note = (None, port, "") if options.check else await _dev_identity(workdir, authorities, port)
         try:
-            return await _serve(fed, authorities, workdir, options)
+            fed = await start_local_federation(
+                workdir,
+                authorities,
+                broker_port=port,
+                rate_limit_per_minute=options.rate_limit,
+                portal=idp.portal if idp else None,
+            )
+            try:
+                return await _serve(fed, authorities, workdir, options, idp, note)
+            finally:
+                await fed.stop()
         finally:
-            await fed.stop()
+            if idp is not None:
+                await idp.stop()
+
+
+async def _dev_identity(
+    workdir: Path, authorities: list[tuple[str, str, Path]], port: int
+) -> tuple[DevIdentityProvider | None, int, str]:
+    """The development identity provider for a broker on ``port`` (a free one chosen now for 0: the provider
+    must know where to send browsers back), or None and the sentence saying why not."""
+    reason = unavailable()
+    if reason is not None:
+        return None, port, reason
+    port = port or free_port()
+    names = [(code, name) for code, name, _ in authorities]
+    try:
+        return await start_dev_identity_provider(workdir, names, f"https://127.0.0.1:{port}"), port, ""
+    except (RuntimeError, OSError, ValueError) as exc:
+        return None, port, f"The portal's demo sign-in could not start ({exc}); the API works without it."
+
+
+def _demo_users(idp: DevIdentityProvider) -> dict[str, dict[str, str]]:
+    """federation.json's ``demo_users``: one per role (the contract's), at the first authority."""
+    return {role.value: idp.user(role).description() for role in (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR)}
+
+
+def portal_lines(fed: LocalFederation, idp: DevIdentityProvider, names: dict[str, str]) -> list[str]:
+    """How to open the portal and sign in, for the terminal."""
+    first = idp.user(Role.PRACTITIONER)
+    others = ", ".join(
+        u.username if u.role is Role.PRACTITIONER else f"{u.username} ({u.role.value})" for u in idp.users[1:]
+    )
+    return [
+        f"Practitioner portal: {fed.portal_url}",
+        "  Your browser will not know the demo's own certificate authority "
+        f"({fed.pki.ca.cert}): continue to the site, or trust that file.",
+        f'  Demo sign-in: "Sign in with {names[first.authority]}", username {first.username}, '
+        f"password {first.password}",
+        f"  Other demo users, same password: {others}.",
+    ]
 
 
 async def _serve(
-    fed: LocalFederation, authorities: list[tuple[str, str, Path]], workdir: Path, options: DemoOptions
+    fed: LocalFederation,
+    authorities: list[tuple[str, str, Path]],
+    workdir: Path,
+    options: DemoOptions,
+    idp: DevIdentityProvider | None,
+    note: str,
 ) -> int:
     for code, report in fed.imports.items():
         print(f"{code}: {report.records_loaded} records loaded, {report.rows_rejected} rows rejected")
@@ -180,12 +236,15 @@ async def _serve(
         print("demo check passed" if ok else "demo check FAILED")
         return 0 if ok else 1
     names = {code: name for code, name, _ in authorities}
-    write_description(workdir / "federation.json", fed, names)
+    write_description(workdir / "federation.json", fed, names, _demo_users(idp) if idp else None)
     samples = sample_subjects(authorities)
     print(f"\nSignpost federation up: broker {fed.broker_url}, {len(fed.nodes)} authorities.")
     print(f"Federation description: {workdir / 'federation.json'}; logs: {workdir / 'signpost.log'}")
+    print("\n" + "\n".join(portal_lines(fed, idp, names)) if idp else f"\n{note}")
     if samples:
-        print(f"\nSearch for a child held by {samples[0][1]}:\n\n{curl_line(fed, samples[0][0])}\n")
+        child = ", ".join(samples[0][0].values())
+        print(f"\nSearch for a child held by {samples[0][1]} ({child}) in the portal, or with the API:")
+        print(f"\n{curl_line(fed, samples[0][0])}\n")
     print("Press Ctrl-C to stop.")
     sys.stdout.flush()
     await _wait_for_signal()

@@ -20,6 +20,7 @@ from broker.config import BrokerConfig
 from broker.door import DoorLimits
 from broker.patterns import OFF as PATTERNS_OFF
 from broker.patterns import PatternSettings
+from broker.portal.config import PortalConfig
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.assertions import create_assertion_key
@@ -103,8 +104,18 @@ class LocalFederation:
     def broker_url(self) -> str:
         return f"https://127.0.0.1:{self.broker.port}"
 
-    def description(self, names: dict[str, str]) -> dict[str, object]:
-        """The contract's federation.json."""
+    @property
+    def portal_url(self) -> str | None:
+        """The practitioners' portal, when the broker signs people in to it (``[portal]``)."""
+        return f"{self.broker_url}/portal" if self.broker_config.portal is not None else None
+
+    def description(
+        self, names: dict[str, str], demo_users: dict[str, dict[str, str]] | None = None
+    ) -> dict[str, object]:
+        """The contract's federation.json; ``portal_url`` and ``demo_users`` only when the portal signs people in."""
+        portal: dict[str, object] = {}
+        if self.portal_url is not None:
+            portal = {"portal_url": self.portal_url, "demo_users": demo_users or {}}
         return {
             "broker_url": self.broker_url,
             "ca": str(self.pki.ca.cert),
@@ -123,7 +134,7 @@ class LocalFederation:
                 }
                 for n in self.nodes
             ],
-        }
+        } | portal
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -160,8 +171,10 @@ async def start_local_federation(
     broker_port: int = 0,
     rate_limit_per_minute: int = 30,
     search_deadline_seconds: float = 2.0,
+    portal: PortalConfig | None = None,
 ) -> LocalFederation:
-    """Build PKI, import each authority's CSV, start its node on a free port, then the broker."""
+    """Build PKI, import each authority's CSV, start its node on a free port, then the broker (whose
+    portal signs people in through ``portal``'s identity providers, if given)."""
     pki = create_pki(workdir / "pki", [(code, name) for code, name, _ in authorities])
     nodes: list[RunningNode] = []
     imports: dict[str, ImportReport] = {}
@@ -205,6 +218,7 @@ async def start_local_federation(
             # Bulk evaluation comes from one address (this machine): no per-address limits either.
             preauth_burst=0 if rate_limit_per_minute == 0 else BrokerConfig.preauth_burst,
             limits=DoorLimits(max_connections_per_address=768) if rate_limit_per_minute == 0 else DoorLimits(),
+            portal=portal,
         )
         broker = await start_broker(broker_config, create_app(broker_config))
     except BaseException:
@@ -214,7 +228,10 @@ async def start_local_federation(
     return LocalFederation(pki, nodes, broker, broker_config, imports)
 
 
-def write_description(path: Path, federation: LocalFederation, names: dict[str, str]) -> None:
+def write_description(
+    path: Path, federation: LocalFederation, names: dict[str, str], demo_users: dict[str, dict[str, str]] | None = None
+) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(federation.description(names), indent=2) + "\n")
+    tmp.write_text(json.dumps(federation.description(names, demo_users), indent=2) + "\n")
+    tmp.chmod(0o600)  # it may hold the demo users' password
     tmp.replace(path)

@@ -25,6 +25,7 @@ from broker.health import HealthSettings
 from broker.limits_store import LimitsStore, MemoryStore, RedisStore
 from broker.patterns import OFF as PATTERNS_OFF
 from broker.patterns import PatternSettings
+from broker.portal.config import PortalConfig
 from broker.registry import Authority, save_registry
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, IssuedFiles, node_subject, user_subject
@@ -176,9 +177,13 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
         limits_store: str = "memory",
         limits_key_prefix: str = "signpost:",
         replica_of: Federation | None = None,
+        portal: PortalConfig | None = None,
+        port: int = 0,
     ) -> Federation:
         """``replica_of``: another broker over that federation's nodes (``data`` must be empty), as a
-        second replica would be; give both the same ``audit_log`` and ``limits_store`` to share them."""
+        second replica would be; give both the same ``audit_log`` and ``limits_store`` to share them.
+        ``portal``: the ``[portal]`` sign-in (the broker builds its OpenID Connect sign-in from it);
+        ``port``: the broker's port, for a portal whose identity providers must know its address first."""
         pki = pki or shared_pki
         names = dict(AUTHORITIES)
         nodes: dict[str, RunningNode] = dict(replica_of.nodes) if replica_of else {}
@@ -228,11 +233,12 @@ async def federation(pki: Pki, tmp_path: Path) -> AsyncIterator[FederationFactor
             max_searches_in_flight=max_in_flight,
             limits_store=limits_store,
             limits_key_prefix=limits_key_prefix,
+            portal=portal,
         )
         app = create_app(
             config, fanout=build_fanout(authorities, config.tls, settings=config.health), revocations=revocations
         )
-        server = BrokerTestServer(app)
+        server = BrokerTestServer(app, port=port)
         await server.start_server(ssl=server_ssl_context(config.tls))
         fed = Federation(pki, nodes, server, tmp_path, owns_nodes=replica_of is None)
         started.append(fed)

@@ -6,7 +6,10 @@ while these are the broker's own credentials at each identity provider (a client
 its own policy (which group grants which role). Example::
 
     [portal]
-    public_url = "https://signpost.example.gov.uk"     # the callback is <public_url>/portal/callback
+    public_url = "https://signpost.example.gov.uk"     # the callback is <public_url>/portal/sign-in/callback
+    idle_minutes = 15                                   # sessions (optional; these are the defaults)
+    absolute_hours = 8
+    max_sessions = 10000
 
     [[portal.authorities]]
     code = "LEEDS"                                      # the registry code of the authority
@@ -34,11 +37,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from broker.portal.paths import SIGN_IN_CALLBACK
 from certs.identity import AUTHORITY_CODE, Role
 from core.config import ConfigError, Reader
 
-CALLBACK_PATH = "/portal/callback"
-SIGN_IN_PATH = "/portal/sign-in"
 MAPPABLE_ROLES = (Role.PRACTITIONER, Role.AUDITOR, Role.OPERATOR)
 """Roles an identity provider's claim may grant. A node-admin administers one node and signs in with a
 certificate naming it; the broker itself and nodes are never people."""
@@ -79,12 +81,38 @@ class AuthorityIdp:
 
 
 @dataclass(frozen=True)
+class SessionSettings:
+    """How long a portal session lasts, and how many one broker process keeps (``[portal]``'s
+    ``idle_minutes``, ``absolute_hours`` and ``max_sessions``)."""
+
+    idle_seconds: float = 15 * 60
+    """A session unused this long is over (the user signs in again)."""
+    absolute_seconds: float = 8 * 60 * 60
+    """A session this old is over however busy: a working day, then sign in again."""
+    max_sessions: int = 10_000
+    """Most sessions kept at once; beyond, expired ones and then the least recently used are dropped."""
+
+
+def read_sessions(reader: Reader) -> SessionSettings:
+    """``[portal]``'s session settings; every key optional, the defaults those of the issue (15 min, 8 h)."""
+    idle = reader.number("idle_minutes", 15.0, minimum=1.0)
+    absolute = reader.number("absolute_hours", 8.0, minimum=0.25)
+    if idle * 60 > absolute * 3600:
+        raise reader.fail("idle_minutes", "at most absolute_hours (a session cannot idle longer than it may live)")
+    return SessionSettings(
+        idle_seconds=idle * 60,
+        absolute_seconds=absolute * 3600,
+        max_sessions=reader.integer("max_sessions", 10_000, minimum=1),
+    )
+
+
+@dataclass(frozen=True)
 class PortalConfig:
     """The ``[portal]`` table's sign-in settings."""
 
     public_url: str
     """The portal's address as browsers reach it; the redirect URI registered at every IdP is
-    ``<public_url>/portal/callback``."""
+    ``<public_url>/portal/sign-in/callback``."""
     authorities: tuple[AuthorityIdp, ...]
     sign_in_seconds: float = 600.0
     """How long a started sign-in may take before its state, nonce and PKCE verifier are forgotten."""
@@ -102,7 +130,7 @@ class PortalConfig:
 
     @property
     def redirect_uri(self) -> str:
-        return f"{self.public_url.rstrip('/')}{CALLBACK_PATH}"
+        return f"{self.public_url.rstrip('/')}{SIGN_IN_CALLBACK}"
 
     def authority(self, code: str) -> AuthorityIdp | None:
         return next((a for a in self.authorities if a.code == code), None)

@@ -26,16 +26,14 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from broker.portal.config import CALLBACK_PATH, AuthorityIdp, PortalConfig
+from broker.portal.config import AuthorityIdp, PortalConfig
 from broker.portal.oidc_pending import PendingSignIn, PendingSignIns
 from broker.portal.oidc_provider import IdentityProviders
 from broker.portal.oidc_tokens import token_header, user_from_claims, verify_id_token
-from broker.portal.signin import PortalUser, SignIn, SignInError
+from broker.portal.paths import SIGN_IN_CALLBACK
+from broker.portal.signin import FLOW_COOKIE, PortalUser, SignIn, SignInError
 
 log = structlog.get_logger("broker.portal.oidc")
-
-FLOW_COOKIE = "signpost_signin"
-"""Holds only the handle of the browser's pending sign-in; sent back only to the callback."""
 
 
 class OidcSignIn:
@@ -83,11 +81,12 @@ class OidcSignIn:
         separator = "&" if "?" in meta.authorization_endpoint else "?"
         location = f"{meta.authorization_endpoint}{separator}{query}"
         response = web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+        # Only the handle of this browser's pending sign-in, sent back only to the callback.
         response.set_cookie(
             FLOW_COOKIE,
             handle,
             max_age=int(self.config.sign_in_seconds),
-            path=CALLBACK_PATH,
+            path=SIGN_IN_CALLBACK,
             secure=True,
             httponly=True,
             samesite="Lax",  # Lax, not Strict: the identity provider's redirect back is a cross-site navigation

@@ -25,7 +25,7 @@ from broker.portal.form import LABELS, SearchForm, messages, summary
 from broker.portal.pages import render
 from broker.portal.recent import recent_searches
 from broker.portal.sessions import CSRF_FIELD, Session, check_csrf, current_session, end_session, start_session
-from broker.portal.signin import PortalUser, SignInError
+from broker.portal.signin import FLOW_COOKIE, PortalUser, SignInError
 from broker.search_request import SearchRequest
 from broker.search_service import SearchAnswer, require_role, run_search
 
@@ -46,10 +46,10 @@ class NoSignIn:
         return []
 
     async def begin(self, request: web.Request, authority: str) -> web.StreamResponse:
-        raise SignInError("no authority is set up for signing in to this portal")
+        raise SignInError("No authority is set up for signing in to this portal.")
 
     async def complete(self, request: web.Request) -> PortalUser:
-        raise SignInError("no authority is set up for signing in to this portal")
+        raise SignInError("No authority is set up for signing in to this portal.")
 
 
 def page(handler: Handler) -> Handler:
@@ -108,7 +108,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 
 @page
 async def sign_in_start(request: web.Request) -> web.StreamResponse:
+    """To the chosen authority's identity provider: 404 for one Signpost does not know, 400 (a page, never a
+    5xx) when its identity provider cannot be reached."""
     code = request.query.get("authority", "")
+    if code not in {known for known, _ in request.app[SIGN_IN].authorities()}:
+        unknown = SignInError("Signpost does not know that organisation. Choose yours from the list.")
+        return _sign_in_failed(request, unknown, 404)
     try:
         return await request.app[SIGN_IN].begin(request, code)
     except SignInError as exc:
@@ -117,15 +122,21 @@ async def sign_in_start(request: web.Request) -> web.StreamResponse:
 
 @page
 async def sign_in_callback(request: web.Request) -> web.StreamResponse:
+    """The identity provider's redirect back: a fresh session for a return that validates, else a 403 page.
+    The sign-in's own cookie is cleared either way (its pending sign-in is used up already)."""
     try:
         user = await request.app[SIGN_IN].complete(request)
     except SignInError as exc:
-        return _sign_in_failed(request, exc, 403)
-    log.info("portal_signed_in", user=user.identity.id, role=user.identity.role.value, authority=user.authority)
-    return start_session(request, user)
+        response: web.StreamResponse = _sign_in_failed(request, exc, 403)
+    else:
+        log.info("portal_signed_in", user=user.identity.id, role=user.identity.role.value, authority=user.authority)
+        response = start_session(request, user)
+    response.del_cookie(FLOW_COOKIE, path=paths.SIGN_IN_CALLBACK, secure=True, httponly=True, samesite="Lax")
+    return response
 
 
 def _sign_in_failed(request: web.Request, exc: SignInError, status: int) -> web.Response:
+    """The sign-in page with the refusal's plain sentence (escaped by the template; never a token or claim)."""
     log.warning("portal_sign_in_refused", reason=exc.reason)
     authorities = request.app[SIGN_IN].authorities()
     return render(request, "sign_in.html", status=status, authorities=authorities, signed_out=False, failure=exc.reason)

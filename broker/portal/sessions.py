@@ -6,7 +6,8 @@ and the times that end it. The store keeps only a hash of each id, so its conten
 debugger) give no one a cookie to replay.
 
 - A session ends after ``idle_seconds`` without a request (15 minutes) or ``absolute_seconds`` after
-  sign-in (8 hours), whichever is first, and at sign-out, which removes it here: the cookie is then
+  sign-in (8 hours), whichever is first (both from the broker TOML's ``[portal]``: :class:`SessionSettings`),
+  and at sign-out, which removes it here: the cookie is then
   worth nothing even to someone who copied it.
 - Signing in always makes a fresh id and ends the browser's previous session (no session fixation).
 - Every POST carries the session's CSRF token in a hidden field, compared in constant time.
@@ -32,6 +33,7 @@ from aiohttp import web
 
 from broker.appkeys import SESSIONS
 from broker.errors import Forbidden
+from broker.portal.config import SessionSettings
 from broker.portal.paths import ROOT, landing_page, see_other
 from broker.portal.signin import PortalUser
 
@@ -42,18 +44,6 @@ COOKIE = "__Secure-signpost-portal"
 COOKIE_PATH = ROOT
 CSRF_FIELD = "csrf_token"
 """The hidden form field every portal POST must carry."""
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """How long a portal session lasts, and how many one broker process keeps."""
-
-    idle_seconds: float = 15 * 60
-    """A session unused this long is over (the user signs in again)."""
-    absolute_seconds: float = 8 * 60 * 60
-    """A session this old is over however busy: a working day, then sign in again."""
-    max_sessions: int = 10_000
-    """Most sessions kept at once; beyond, expired ones and then the least recently used are dropped."""
 
 
 @dataclass
@@ -75,8 +65,8 @@ def _key(session_id: str) -> str:
 class SessionStore:
     """Sessions by hashed id, in memory, bounded; ``clock`` is injectable so tests can move time."""
 
-    def __init__(self, settings: SessionSettings = SessionSettings(), *, clock: Callable[[], float] = time.time):
-        self.settings = settings
+    def __init__(self, settings: SessionSettings | None = None, *, clock: Callable[[], float] = time.time):
+        self.settings = settings or SessionSettings()
         self.clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 

@@ -16,6 +16,10 @@ from aiohttp import web
 
 from certs.identity import Identity
 
+FLOW_COOKIE = "signpost_signin"
+"""A sign-in in progress may keep a handle in this cookie, ``Path`` the callback's
+(:data:`broker.portal.paths.SIGN_IN_CALLBACK`); the callback route clears it whatever the outcome."""
+
 
 class SignInError(Exception):
     """A sign-in that must not succeed (untrusted issuer, bad token, replayed nonce...).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import stat
 import subprocess
@@ -10,12 +12,15 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from certs.identity import Role, identity_from_pem
 from certs.tls import client_ssl_context
+from signpost.dev_identity import unavailable
 from tests.conftest import row, write_csv
+from tests.portal.op.harness import drive_login
 
 SIGNPOST = [sys.executable, "-m", "signpost.cli"]
 
@@ -165,8 +170,76 @@ async def test_demo_serves_until_sigterm_and_writes_federation_json(tmp_path):
                 answer = await resp.json()
         assert [r["authority"]["code"] for r in answer["results"]] == ["LEEDS"]
         assert answer["coverage"]["answered"] == 2
+        if unavailable() is None:  # Node.js and the provider's packages are here: the portal signs people in
+            await sign_in_and_search(fed)
+        else:
+            assert "portal_url" not in fed
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "curl --cacert" in out and "stopping" in out
+    if unavailable() is None:
+        practitioner = fed["demo_users"]["practitioner"]
+        assert f"username {practitioner['username']}, password {practitioner['password']}" in out
+    else:
+        assert unavailable() in out
+
+
+async def sign_in_and_search(fed: dict[str, Any]) -> None:
+    """A newcomer with federation.json: open portal_url, sign in as the demo practitioner at the demo's
+    identity provider, search, and see who to call."""
+    user = fed["demo_users"]["practitioner"]
+    assert set(fed["demo_users"]) == {"practitioner", "auditor", "operator"} and user["authority"] == "KENT"
+    portal = fed["portal_url"]
+    connector = aiohttp.TCPConnector(ssl=client_ssl_context(Path(fed["ca"]), None))
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar, timeout=aiohttp.ClientTimeout(30)) as web:
+        async with web.get(f"{portal}/sign-in/start?authority={user['authority']}", allow_redirects=False) as resp:
+            assert resp.status == 302
+            location = resp.headers["Location"]
+        back = await drive_login(location, user["username"], f"{portal}/sign-in/callback", password=user["password"])
+        async with web.get(back) as resp:  # the callback, then the search form
+            assert resp.status == 200 and resp.url.path == "/portal/search"
+            token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+        assert token is not None
+        form = {
+            "given_name": "Amelia",
+            "family_name": "Smith",
+            "dob_day": "9",
+            "dob_month": "3",
+            "dob_year": "2014",
+            "purpose": "missing-child",
+            "justification": "Missing from home since Friday",
+            "csrf_token": token.group(1),
+        }
+        async with web.post(f"{portal}/search", data=form) as resp:
+            assert resp.status == 200 and "Jo Bloggs" in await resp.text()
+
+
+def test_demo_without_node_runs_everything_else_and_says_how_to_enable_the_portal(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "LEEDS.csv", [row()])
+    work = tmp_path / "work"
+    env = {**os.environ, "PATH": str(tmp_path / "no-node-here")}  # node is nowhere on this PATH
+    proc = subprocess.Popen(
+        [*SIGNPOST, "demo", "--data", str(data), "--workdir", str(work), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        description = work / "federation.json"
+        deadline = time.monotonic() + 60
+        while not description.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert description.exists(), proc.stderr.read() if proc.poll() is not None else "timed out"
+        fed = json.loads(description.read_text())
+        assert "portal_url" not in fed and "demo_users" not in fed and fed["broker_url"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "install Node.js 20 or later and run `npm ci` in" in out and "curl --cacert" in out

@@ -53,7 +53,7 @@ def test_the_portal_table_lists_each_authority_s_identity_provider(write, tmp_pa
     portal = load_broker_config(write(PORTAL), {}).portal
 
     assert portal is not None
-    assert portal.redirect_uri == "https://signpost.example.gov.uk/portal/callback"
+    assert portal.redirect_uri == "https://signpost.example.gov.uk/portal/sign-in/callback"
     leeds, kent = portal.authorities
     assert (leeds.code, leeds.name, leeds.organisation) == ("LEEDS", "Leeds City Council", "Leeds City Council")
     assert leeds.roles == {Role.PRACTITIONER: "Signpost.Practitioner", Role.AUDITOR: "Signpost.Auditor"}
@@ -76,7 +76,7 @@ def test_no_portal_table_means_no_portal_sign_in(write) -> None:  # type: ignore
 def test_the_public_address_can_come_from_the_environment(write) -> None:  # type: ignore[no-untyped-def]
     env = {"SIGNPOST_BROKER_PORTAL__PUBLIC_URL": "https://other.example"}
     portal = load_broker_config(write(PORTAL), env).portal
-    assert portal is not None and portal.redirect_uri == "https://other.example/portal/callback"
+    assert portal is not None and portal.redirect_uri == "https://other.example/portal/sign-in/callback"
 
 
 @pytest.mark.parametrize(
@@ -129,3 +129,35 @@ def test_the_readme_s_worked_example_loads(tmp_path: Path) -> None:
     portal = load_broker_config(path, {}).portal
     assert portal is not None and [a.code for a in portal.authorities] == ["LEEDS", "LTHT"]
     assert portal.authorities[1].role_claim == "nhsid_nrbac_roles.role_code"
+
+
+def test_session_timeouts_default_to_15_minutes_idle_and_8_hours(write) -> None:  # type: ignore[no-untyped-def]
+    sessions = load_broker_config(write(PORTAL), {}).portal_sessions
+    assert (sessions.idle_seconds, sessions.absolute_seconds, sessions.max_sessions) == (900, 8 * 3600, 10_000)
+
+
+def test_session_settings_are_read_from_the_portal_table(write) -> None:  # type: ignore[no-untyped-def]
+    text = PORTAL.replace("[portal]\n", "[portal]\nidle_minutes = 5\nabsolute_hours = 2\nmax_sessions = 50\n", 1)
+    sessions = load_broker_config(write(text), {}).portal_sessions
+    assert (sessions.idle_seconds, sessions.absolute_seconds, sessions.max_sessions) == (300, 7200, 50)
+
+
+def test_an_idle_timeout_longer_than_a_session_may_live_fails_at_start_up(write) -> None:  # type: ignore[no-untyped-def]
+    text = PORTAL.replace("[portal]\n", "[portal]\nidle_minutes = 90\nabsolute_hours = 1\n", 1)
+    with pytest.raises(ConfigError, match="idle_minutes"):
+        load_broker_config(write(text), {})
+
+
+async def test_the_broker_keeps_its_portal_sessions_as_configured(write, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from broker.app import create_app
+    from broker.appkeys import SESSIONS, SIGN_IN
+    from broker.portal.oidc import OidcSignIn
+    from certs.assertions import create_assertion_key
+
+    config = load_broker_config(write(PORTAL.replace("[portal]\n", "[portal]\nidle_minutes = 5\n", 1)), {})
+    config = replace(config, assertion_key=create_assertion_key(tmp_path)[0])
+    app = create_app(config, fanout=object(), audit=object(), revocations=object())  # type: ignore[arg-type]
+    assert app[SESSIONS].settings.idle_seconds == 300
+    assert isinstance(app[SIGN_IN], OidcSignIn)  # [portal] lists identity providers: they sign people in

@@ -115,3 +115,10 @@ async def test_kent_s_answer_cannot_complete_a_sign_in_started_at_leeds(sign_in:
     del kents["iss"]
     with pytest.raises(SignInError, match="did not accept"):
         await sign_in.complete(callback(leeds_handle, kents))
+
+
+async def test_the_provider_refuses_a_wrong_password(sign_in: OidcSignIn) -> None:
+    """The development provider (also the demo's) checks each user's password: a wrong one never returns."""
+    _, location, _ = await begin(sign_in, "LEEDS")
+    with pytest.raises(AssertionError, match="did not finish"):
+        await drive_login(location, "pat", REDIRECT_URI, password="not-pat-s-password", max_steps=3)

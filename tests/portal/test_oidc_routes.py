@@ -1,121 +1,85 @@
-"""The sign-in routes over HTTP, with the real OpenID providers: a browser's round trip, and its refusals.
+"""The portal's sign-in routes with the real OpenID providers, in the real broker: a browser's round trip,
+and its refusals, each a GOV.UK page (never a 5xx) that starts no session.
 
-``on_signed_in`` stands in for the portal's ``start_session`` (on another branch until the merge): it
-records who was signed in, so each refusal can be shown to have started no session.
+The broker is tests.portal.signing's: a harness federation whose ``[portal]`` lists real providers.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
 
-from broker.portal.oidc import FLOW_COOKIE
-from broker.portal.oidc_routes import install_oidc_sign_in
-from broker.portal.signin import PortalUser
-from tests.portal.op.harness import (
-    REDIRECT_URI,
-    MintingIdp,
-    Providers,
-    authority,
-    drive_login,
-    portal_config,
-    providers_fixture,  # noqa: F401  (the `providers` fixture)
-)
+from broker.portal.paths import SIGN_IN_CALLBACK, SIGN_IN_START
+from broker.portal.sessions import COOKIE
+from broker.portal.signin import FLOW_COOKIE
+from tests.portal.conftest import Portal
+from tests.portal.op.harness import Providers, drive_login, providers_fixture  # noqa: F401  (the `providers` fixture)
+from tests.portal.signing import come_back, signing_fixture, start  # noqa: F401  (the `signing` fixture)
 
 
-@dataclass
-class Portal:
-    client: TestClient[web.Request, web.Application]
-    sessions: list[PortalUser] = field(default_factory=list)
-
-    async def start(self, code: str) -> tuple[str, str]:
-        """GET the sign-in route: the provider's address and this browser's sign-in cookie."""
-        response = await self.client.get(f"/portal/sign-in/{code}", allow_redirects=False)
-        assert response.status == 302, await response.text()
-        cookie = response.cookies[FLOW_COOKIE]
-        assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax"
-        assert cookie["path"] == "/portal/callback" and 0 < int(cookie["max-age"]) <= 600
-        return response.headers["Location"], cookie.value
-
-    async def come_back(self, redirect: str, handle: str | None) -> web.StreamResponse:
-        """The browser following the provider's redirect to the callback (with its cookie, or without)."""
-        parts = urlsplit(redirect)
-        headers = {"Cookie": f"{FLOW_COOKIE}={handle}"} if handle else {}
-        return await self.client.get(f"{parts.path}?{parts.query}", headers=headers, allow_redirects=False)
+def cookies(client: aiohttp.ClientSession) -> dict[str, Any]:
+    return {c.key: c for c in client.cookie_jar}
 
 
-@pytest.fixture
-async def portal(providers: Providers, tmp_path) -> AsyncIterator[Portal]:  # type: ignore[no-untyped-def]
-    down = await MintingIdp().start()
-    await down.stop()  # an identity provider that is not there: nothing listens at its address
-    config = portal_config(
-        authority("LEEDS", providers.leeds.issuer, providers.secret_file),
-        authority("KENT", providers.kent.issuer, providers.secret_file, token_auth_method="client_secret_post"),
-        authority("CORNWALL", down.url, providers.secret_file),
-    )
-    sessions: list[PortalUser] = []
+async def test_a_browser_signs_in_and_a_session_is_started(signing: Portal, providers: Providers) -> None:
+    client = signing.browser()
+    location = await start(signing, client, "LEEDS")
+    redirect = await drive_login(location, "pat", signing.origin + SIGN_IN_CALLBACK)
+    status, where, _, set_cookies = await come_back(client, redirect)
 
-    async def start_session(request: web.Request, user: PortalUser) -> web.StreamResponse:
-        sessions.append(user)
-        return web.Response(status=303, headers={"Location": "/portal/search"})
-
-    app = web.Application()
-    install_oidc_sign_in(app, config, start_session)
-    async with TestClient(TestServer(app)) as client:
-        yield Portal(client, sessions)
+    assert (status, where) == (303, "/portal/search")
+    assert set_cookies[FLOW_COOKIE].value == ""  # the sign-in cookie is cleared
+    session = signing.store.get(cookies(client)[COOKIE].value)
+    assert session is not None and session.user.authority == "LEEDS"
+    assert session.user.identity.id == f"{providers.leeds.issuer}#pat"
+    assert session.user.identity.organisation == "Leeds Council"
 
 
-async def test_a_browser_signs_in_and_a_session_is_started(portal: Portal) -> None:
-    location, handle = await portal.start("LEEDS")
-    redirect = await drive_login(location, "pat", REDIRECT_URI)
-    response = await portal.come_back(redirect, handle)
+async def test_a_forged_return_is_a_403_page_and_starts_no_session(signing: Portal) -> None:
+    client = signing.browser()
+    location = await start(signing, client, "LEEDS")
+    redirect = await drive_login(location, "pat", signing.origin + SIGN_IN_CALLBACK)
+    status, _, text, set_cookies = await come_back(client, redirect.replace("state=", "state=x"))
 
-    assert response.status == 303 and response.headers["Location"] == "/portal/search"
-    assert [(u.authority, u.identity.organisation) for u in portal.sessions] == [("LEEDS", "Leeds Council")]
-    assert response.cookies[FLOW_COOKIE].value == ""  # the sign-in cookie is cleared
-
-
-async def test_a_forged_return_is_a_403_page_and_starts_no_session(portal: Portal) -> None:
-    location, handle = await portal.start("LEEDS")
-    redirect = await drive_login(location, "pat", REDIRECT_URI)
-    forged = redirect.replace("state=", "state=x")
-    response = await portal.come_back(forged, handle)
-
-    assert response.status == 403
-    assert "did not match the one started in this browser" in await response.text()
-    assert portal.sessions == []
+    assert status == 403
+    assert "did not match the one started in this browser" in text
+    assert "Sign in with your authority" in text  # the portal's own page, with the way to start again
+    assert len(signing.store) == 0 and COOKIE not in set_cookies
 
 
-async def test_a_return_to_a_browser_that_never_started_signing_in_is_refused(portal: Portal) -> None:
-    location, _ = await portal.start("LEEDS")
-    redirect = await drive_login(location, "pat", REDIRECT_URI)
-    response = await portal.come_back(redirect, None)
-    assert response.status == 403 and portal.sessions == []
+async def test_a_return_to_a_browser_that_never_started_signing_in_is_refused(signing: Portal) -> None:
+    location = await start(signing, signing.browser(), "LEEDS")
+    redirect = await drive_login(location, "pat", signing.origin + SIGN_IN_CALLBACK)
+    other = signing.browser()  # never started: no flow cookie
+    status, _, text, _ = await come_back(other, redirect)
+    assert status == 403 and "expired or was already used" in text
+    assert len(signing.store) == 0
 
 
-async def test_an_unknown_authority_is_a_404(portal: Portal) -> None:
-    response = await portal.client.get("/portal/sign-in/NOWHERE", allow_redirects=False)
-    assert response.status == 404 and FLOW_COOKIE not in {c.key for c in portal.client.session.cookie_jar}
+async def test_an_unknown_authority_is_a_404(signing: Portal) -> None:
+    client = signing.browser()
+    async with client.get(f"{signing.origin}{SIGN_IN_START}?authority=NOWHERE", allow_redirects=False) as response:
+        assert response.status == 404
+        assert "does not know that organisation" in await response.text()
+    assert FLOW_COOKIE not in cookies(client)
 
 
-async def test_an_identity_provider_that_is_down_is_a_plain_page_never_a_5xx(portal: Portal) -> None:
-    response = await portal.client.get("/portal/sign-in/CORNWALL", allow_redirects=False)
-    assert response.status == 400
-    assert "could not reach Cornwall Council" in await response.text()
+async def test_an_identity_provider_that_is_down_is_a_plain_page_never_a_5xx(signing: Portal) -> None:
+    client = signing.browser()
+    async with client.get(f"{signing.origin}{SIGN_IN_START}?authority=CORNWALL", allow_redirects=False) as response:
+        assert response.status == 400
+        assert "could not reach Cornwall Council" in await response.text()
 
 
-async def test_an_identity_provider_s_error_is_refused_without_echoing_its_words(portal: Portal) -> None:
-    location, handle = await portal.start("LEEDS")
+async def test_an_identity_provider_s_error_is_refused_without_echoing_its_words(signing: Portal) -> None:
+    client = signing.browser()
+    location = await start(signing, client, "LEEDS")
     state = parse_qs(urlsplit(location).query)["state"][0]
     words = "<script>alert(1)</script>"
-    back = f"{REDIRECT_URI}?{urlencode({'error': 'access_denied', 'error_description': words, 'state': state})}"
-    response = await portal.come_back(back, handle)
+    query = urlencode({"error": "access_denied", "error_description": words, "state": state})
+    status, _, text, _ = await come_back(client, f"{signing.origin}{SIGN_IN_CALLBACK}?{query}")
 
-    text = await response.text()
-    assert response.status == 403 and "did not sign you in" in text
-    assert "alert(1)" not in text and portal.sessions == []
+    assert status == 403 and "did not sign you in" in text
+    assert "alert(1)" not in text and len(signing.store) == 0

@@ -18,6 +18,8 @@ from broker.portal.sessions import COOKIE
 from tests.broker.test_dashboard_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_browser
 from tests.conftest import row
 from tests.portal.conftest import DATA, PRACTITIONER, Portal
+from tests.portal.op.harness import PASSWORD, Providers, providers_fixture  # noqa: F401  (the `providers` fixture)
+from tests.portal.signing import signing_fixture  # noqa: F401  (the `signing` fixture)
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -104,6 +106,9 @@ async def test_every_page_and_state_meets_wcag_22_aa(chromium, portal):
     await check(signed_out, "start")
     await signed_out.goto(p.origin + "/portal/sign-in?signed_out=1")
     await check(signed_out, "sign-in")
+    await signed_out.goto(p.origin + "/portal/sign-in/start?authority=NOWHERE")  # a refused sign-in's page
+    await expect(signed_out.locator(".govuk-error-summary")).to_contain_text("does not know that organisation")
+    await check(signed_out, "sign-in-refused")
 
     page = await signed_in_page(chromium, p)
     await page.goto(p.origin + "/portal")
@@ -189,3 +194,42 @@ async def test_the_accessibility_check_can_fail(chromium, portal):
     await page.goto(p.origin + "/portal/search")
     await page.evaluate("document.querySelector('label[for=given_name]').remove()")
     assert any(v.startswith("label:") for v in await axe_violations(page))
+
+
+async def test_a_practitioner_signs_in_searches_and_signs_out_through_the_real_provider(chromium, signing: Portal):
+    """Nothing made directly: Chromium follows "Sign in with Leeds Council" to Leeds's real OpenID provider,
+    signs in there, comes back with a session, finds a child, sees it in recent searches and signs out;
+    the session cookie it held is then worth nothing."""
+    from playwright.async_api import expect
+
+    p = signing
+    context = await chromium.new_context(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
+    page = await context.new_page()
+    await page.goto(p.origin + "/portal/sign-in")
+    async with page.expect_navigation():
+        await page.click("text=Sign in with Leeds Council")
+    assert page.url.startswith("http://127.0.0.1:") and not page.url.startswith(p.origin)  # the provider's page
+    await page.fill("#username", "pat")
+    await page.fill("#password", PASSWORD)
+    async with page.expect_navigation(url=p.origin + "/portal/search"):
+        await page.click("button:has-text('Sign in')")
+    await expect(page.locator("h1")).to_contain_text("Search")
+
+    await search(page, p, **CHILD, **WHY)
+    await expect(page.locator("[data-band=match]")).to_contain_text("Jo Bloggs")
+    await expect(page.locator("#receipt")).to_contain_text("Your search was recorded as entry")
+    await page.goto(p.origin + "/portal/recent")
+    await expect(page.locator("#recent tbody tr")).to_have_count(1)
+
+    held = {c["name"]: c for c in await context.cookies()}[COOKIE]
+    async with page.expect_navigation():
+        await page.click("button:has-text('Sign out')")
+    await expect(page.locator(".govuk-notification-banner")).to_contain_text("You have signed out")
+
+    replay = await chromium.new_context(ignore_https_errors=True)
+    await replay.add_cookies([held])
+    old = await replay.new_page()
+    await old.goto(p.origin + "/portal/search")
+    assert old.url == p.origin + "/portal/sign-in"
+    entries = [e for e in await p.audit_entries() if e["outcome"] == "answered"]
+    assert [e["actor"]["user_id"].endswith("#pat") for e in entries] == [True]

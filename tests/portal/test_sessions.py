@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.portal.sessions import CsrfRefused, SessionSettings, SessionStore, check_csrf
+from broker.portal.config import SessionSettings
+from broker.portal.sessions import CsrfRefused, SessionStore, check_csrf
 from tests.portal.conftest import PRACTITIONER
 
 

@@ -1,8 +1,9 @@
 """Identity providers for the sign-in tests.
 
 - :func:`start_provider`: the real, certified ``oidc-provider`` (npm) under Node, on loopback, one process
-  per issuer, configured from a JSON file; :func:`drive_login` walks its login and consent forms with
-  plain HTTP, as a browser would, and returns the redirect back to the broker.
+  per issuer, configured from a JSON file: ``signpost/devidp/provider.mjs``, the same development identity
+  provider ``signpost demo`` runs; :func:`drive_login` walks its sign-in form with plain HTTP, as a browser
+  would, and returns the redirect back to the broker.
 - :class:`MintingIdp`: a tiny aiohttp identity provider whose token endpoint answers with whatever ID
   token the test minted (signed with a key the test holds, published in a key set the test controls), for
   the tokens no honest provider would issue: expired, wrong audience, ``alg: none``, tampered, rotated keys.
@@ -15,6 +16,7 @@ import os
 import re
 import selectors
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -32,13 +34,17 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from broker.portal.config import AuthorityIdp, PortalConfig
-from broker.portal.oidc import FLOW_COOKIE, OidcSignIn
+from broker.portal.oidc import OidcSignIn
+from broker.portal.paths import SIGN_IN_CALLBACK
+from broker.portal.signin import FLOW_COOKIE
 from certs.identity import Role
 
-OP_DIR = Path(__file__).parent
+OP_DIR = Path(__file__).resolve().parents[3] / "signpost" / "devidp"
+PASSWORD = "a-demo-password"
+"""Every test user's password at the real providers (a wrong one is refused there)."""
 START_TIMEOUT = 30.0
 PUBLIC_URL = "https://portal.signpost.test"
-REDIRECT_URI = f"{PUBLIC_URL}/portal/callback"
+REDIRECT_URI = f"{PUBLIC_URL}{SIGN_IN_CALLBACK}"
 REQUIRE = os.environ.get("SIGNPOST_REQUIRE_NODE") == "1"
 
 
@@ -95,9 +101,11 @@ _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
 _PROMPT = re.compile(r'name="prompt" value="([a-z]+)"')
 
 
-async def drive_login(authorize_url: str, login: str, redirect_uri: str, *, max_steps: int = 12) -> str:
-    """Follow the identity provider's pages as a browser would, signing in as ``login`` and consenting;
-    return the URL it finally redirects to (``redirect_uri`` with code, state and iss)."""
+async def drive_login(
+    authorize_url: str, login: str, redirect_uri: str, *, password: str = PASSWORD, max_steps: int = 12
+) -> str:
+    """Follow the identity provider's pages as a browser would, signing in as ``login`` (and consenting,
+    should a provider ask); return the URL it finally redirects to (``redirect_uri`` with code, state, iss)."""
     url = authorize_url
     jar = aiohttp.CookieJar(unsafe=True)  # the provider is on 127.0.0.1, whose cookies aiohttp drops by default
     timeout = aiohttp.ClientTimeout(total=10)
@@ -119,7 +127,7 @@ async def drive_login(authorize_url: str, login: str, redirect_uri: str, *, max_
                 raise AssertionError(f"unexpected page from the provider: {response.status} {page[:300]}")
             data = {"prompt": prompt.group(1)}
             if prompt.group(1) == "login":
-                data |= {"login": login, "password": "any"}
+                data |= {"login": login, "password": password}
             url = urljoin(url, unescape(form.group(1)))
             response = await http.post(url, data=data, allow_redirects=False)
     raise AssertionError("the provider's sign-in did not finish")
@@ -219,12 +227,13 @@ def authority(code: str, issuer: str, secret_file: Path, **overrides: Any) -> Au
 
 
 def portal_config(*authorities: AuthorityIdp, **overrides: Any) -> PortalConfig:
-    return PortalConfig(public_url=PUBLIC_URL, authorities=authorities, http_timeout_seconds=5.0, **overrides)
+    settings: dict[str, Any] = {"public_url": PUBLIC_URL, "http_timeout_seconds": 5.0, **overrides}
+    return PortalConfig(authorities=authorities, **settings)
 
 
 async def begin(sign_in: OidcSignIn, code: str) -> tuple[str, str, dict[str, str]]:
     """Start signing in through ``code``: the browser's cookie handle, the redirect, and its query."""
-    response = await sign_in.begin(make_mocked_request("GET", f"/portal/sign-in/{code}"), code)
+    response = await sign_in.begin(make_mocked_request("GET", f"/portal/sign-in/start?authority={code}"), code)
     assert response.status == 302
     location = response.headers["Location"]
     query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
@@ -234,11 +243,19 @@ async def begin(sign_in: OidcSignIn, code: str) -> tuple[str, str, dict[str, str
 def callback(handle: str | None, query: Mapping[str, str]) -> web.Request:
     """The browser's return to the callback, carrying its sign-in cookie (or none)."""
     headers = {"Cookie": f"{FLOW_COOKIE}={handle}"} if handle else {}
-    return make_mocked_request("GET", f"/portal/callback?{urlencode(query)}", headers=headers)
+    return make_mocked_request("GET", f"{SIGN_IN_CALLBACK}?{urlencode(query)}", headers=headers)
 
 
 SECRET = "a-client-secret-of-some-length-0123456789"
 GROUPS = {"pat": ["signpost-practitioners", "all-staff"], "ada": ["signpost-auditors"], "nobody": ["all-staff"]}
+
+
+def free_port() -> int:
+    """A loopback port free just now: the broker's, chosen before its identity providers start, since
+    each must know the broker's redirect URI before the broker knows their issuers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -246,13 +263,19 @@ class Providers:
     leeds: RunningProvider
     kent: RunningProvider
     secret_file: Path
+    portal_port: int
+    """The port a harness broker must listen on for these providers to send browsers back to it."""
+
+    @property
+    def portal_url(self) -> str:
+        return f"https://127.0.0.1:{self.portal_port}"
 
 
-def _op_config(client_id: str, method: str, users: dict[str, dict[str, object]]) -> dict[str, object]:
+def _op_config(client_id: str, method: str, users: dict[str, dict[str, object]], port: int) -> dict[str, object]:
     client = {
         "client_id": client_id,
         "client_secret": SECRET,
-        "redirect_uris": [REDIRECT_URI],
+        "redirect_uris": [REDIRECT_URI, f"https://127.0.0.1:{port}{SIGN_IN_CALLBACK}"],
         "token_endpoint_auth_method": method,
     }
     return {"clients": [client], "users": users}
@@ -264,18 +287,31 @@ def providers_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prov
     directory = tmp_path_factory.mktemp("op")
     leeds_users: dict[str, dict[str, object]] = {
         # Pat's identity provider also says "KENT" in an organisation claim: it must make no difference.
-        login: {"name": login.title(), "email": f"{login}@leeds.example", "groups": groups, "organisation": "KENT"}
+        login: {
+            "password": PASSWORD,
+            "name": login.title(),
+            "email": f"{login}@leeds.example",
+            "groups": groups,
+            "organisation": "KENT",
+        }
         for login, groups in GROUPS.items()
     }
-    kent_users: dict[str, dict[str, object]] = {"kim": {"name": "Kim", "groups": ["signpost-practitioners"]}}
-    leeds = start_provider(directory / "leeds.json", _op_config("signpost-leeds", "client_secret_basic", leeds_users))
+    kent_users: dict[str, dict[str, object]] = {
+        "kim": {"password": PASSWORD, "name": "Kim", "groups": ["signpost-practitioners"]}
+    }
+    port = free_port()
+    leeds = start_provider(
+        directory / "leeds.json", _op_config("signpost-leeds", "client_secret_basic", leeds_users, port)
+    )
     try:
-        kent = start_provider(directory / "kent.json", _op_config("signpost-kent", "client_secret_post", kent_users))
+        kent = start_provider(
+            directory / "kent.json", _op_config("signpost-kent", "client_secret_post", kent_users, port)
+        )
     except BaseException:
         leeds.stop()
         raise
     secret_file = directory / "client-secret"
     secret_file.write_text(SECRET)
-    yield Providers(leeds, kent, secret_file)
+    yield Providers(leeds, kent, secret_file, port)
     leeds.stop()
     kent.stop()
