@@ -4,9 +4,9 @@
 PKCE (S256): ``begin`` keeps a fresh state, nonce and code verifier server-side (:mod:`oidc_pending`),
 gives the browser a short-lived cookie holding only a handle to them, and redirects it to the chosen
 authority's identity provider; ``complete`` takes that sign-in out (single use), checks the returned
-``state`` (and the RFC 9207 ``iss`` when sent), trades the code and verifier for tokens
-(:mod:`oidc_provider`) and accepts the user only if the ID token passes every check of
-:mod:`oidc_tokens`. The organisation of the user is the authority the browser chose and whose issuer
+``state`` (and the RFC 9207 ``iss``: when sent, and always from a provider that says it sends it),
+trades the code and verifier for tokens (:mod:`oidc_provider`) and accepts the user only if the ID token
+passes every check of :mod:`oidc_tokens`. The organisation of the user is the authority the browser chose and whose issuer
 signed the token, never anything the user or their identity provider says about it.
 
 Every refusal is a SignInError with a plain sentence (the callback answers 4xx with it), and nothing it
@@ -115,8 +115,11 @@ class OidcSignIn:
         query = request.query
         if not hmac.compare_digest(query.get("state", "").encode(), pending.state.encode()):
             raise SignInError("This sign-in did not match the one started in this browser. Please sign in again.")
-        if "iss" in query and query["iss"] != idp.issuer:
-            # RFC 9207: the answer came from another identity provider than the one this sign-in went to.
+        meta = await self.providers.metadata(idp)
+        iss = query.get("iss")
+        if (iss is None and meta.sends_iss) or (iss is not None and iss != idp.issuer):
+            # RFC 9207: the answer came from another identity provider than the one this sign-in went to, or
+            # lacks the iss this one always sends (2.4: such an answer must be refused too).
             raise SignInError(f"The answer did not come from {idp.name}'s sign-in service. Please sign in again.")
         if "error" in query:
             # The identity provider's own words are not shown: error_description is free text it chose.
@@ -124,7 +127,6 @@ class OidcSignIn:
         code = query.get("code", "")
         if not code:
             raise SignInError("The sign-in service sent no authorisation code. Please sign in again.")
-        meta = await self.providers.metadata(idp)
         tokens = await self.providers.exchange_code(
             idp, meta, code=code, verifier=pending.verifier, redirect_uri=self.config.redirect_uri
         )

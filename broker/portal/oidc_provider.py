@@ -48,6 +48,9 @@ class ProviderMetadata:
     jwks_uri: str
     algorithms: tuple[str, ...]
     """Signing algorithms the broker accepts from this issuer: its advertised ones, within SIGNING_ALGORITHMS."""
+    sends_iss: bool = False
+    """RFC 9207 ``authorization_response_iss_parameter_supported``: its every answer names it in ``iss``, so
+    an answer without one did not come from it (a mix-up) and must be refused."""
 
 
 @dataclass
@@ -203,7 +206,8 @@ def _parse_metadata(idp: AuthorityIdp, document: Mapping[str, Any]) -> ProviderM
     algorithms = tuple(a for a in SIGNING_ALGORITHMS if isinstance(advertised, list) and a in advertised)
     if not algorithms:
         raise _unusable(idp)
-    return ProviderMetadata(idp.issuer, str(urls[0]), str(urls[1]), str(urls[2]), algorithms)
+    sends_iss = document.get("authorization_response_iss_parameter_supported") is True
+    return ProviderMetadata(idp.issuer, str(urls[0]), str(urls[1]), str(urls[2]), algorithms, sends_iss)
 
 
 def _unusable(idp: AuthorityIdp) -> SignInError:

@@ -102,7 +102,7 @@ async def test_a_return_is_good_for_one_sign_in_only(sign_in: OidcSignIn) -> Non
 
 async def test_kent_s_answer_cannot_complete_a_sign_in_started_at_leeds(sign_in: OidcSignIn) -> None:
     """A user of Kent's provider, answered into a Leeds sign-in (mix-up): the issuer gives it away, and
-    without the iss parameter Leeds's token endpoint does not know Kent's code."""
+    without it too, since Leeds's provider says it always sends one (RFC 9207), before the code is spent."""
     leeds_handle, _, leeds_query = await begin(sign_in, "LEEDS")
     _, kent_location, _ = await begin(sign_in, "KENT")
     kents = query_of(await drive_login(kent_location, "kim", REDIRECT_URI)) | {"state": leeds_query["state"]}
@@ -113,7 +113,7 @@ async def test_kent_s_answer_cannot_complete_a_sign_in_started_at_leeds(sign_in:
     _, kent_location, _ = await begin(sign_in, "KENT")
     kents = query_of(await drive_login(kent_location, "kim", REDIRECT_URI)) | {"state": leeds_query["state"]}
     del kents["iss"]
-    with pytest.raises(SignInError, match="did not accept"):
+    with pytest.raises(SignInError, match="did not come from Leeds"):
         await sign_in.complete(callback(leeds_handle, kents))
 
 

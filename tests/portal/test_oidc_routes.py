@@ -73,12 +73,17 @@ async def test_an_identity_provider_that_is_down_is_a_plain_page_never_a_5xx(sig
         assert "could not reach Cornwall Council" in await response.text()
 
 
-async def test_an_identity_provider_s_error_is_refused_without_echoing_its_words(signing: Portal) -> None:
+async def test_an_identity_provider_s_error_is_refused_without_echoing_its_words(
+    signing: Portal, providers: Providers
+) -> None:
     client = signing.browser()
     location = await start(signing, client, "LEEDS")
     state = parse_qs(urlsplit(location).query)["state"][0]
     words = "<script>alert(1)</script>"
-    query = urlencode({"error": "access_denied", "error_description": words, "state": state})
+    # As the provider's error answer comes: with its iss (RFC 9207), which it sends on every answer.
+    query = urlencode(
+        {"error": "access_denied", "error_description": words, "state": state, "iss": providers.leeds.issuer}
+    )
     status, _, text, _ = await come_back(client, f"{signing.origin}{SIGN_IN_CALLBACK}?{query}")
 
     assert status == 403 and "did not sign you in" in text
