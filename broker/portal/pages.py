@@ -4,7 +4,7 @@ Autoescaping is on for every template, so whatever a user or a node typed is tex
 page is served with a Content-Security-Policy that lets it load only this origin's GOV.UK Frontend
 assets and run one inline script, by hash (GOV.UK's ``js-enabled`` line), so injected markup could
 run nothing. Pages are ``no-store``: a results page names a child and who works with them, and must
-not stay in a shared computer's cache or any proxy's.
+not stay in a shared computer's cache or any proxy's. Browsers are told to come back over HTTPS only (HSTS).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    # A year of HTTPS only: a practitioner typing the address would otherwise ask http:// first, which a
+    # network attacker can answer with a look-alike sign-in page or a planted cookie.
+    "Strict-Transport-Security": "max-age=31536000",
 }
 
 _ENV = jinja2.Environment(
