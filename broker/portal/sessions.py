@@ -1,9 +1,9 @@
 """The portal's sessions: who is signed in, server-side, and the CSRF token each of their forms carries.
 
-A session is a random id (256 bits) in one cookie, ``HttpOnly; Secure; SameSite=Lax; Path=/portal``;
-everything else stays in this process: the :class:`~broker.portal.signin.PortalUser`, the CSRF token,
-and the times that end it. The store keeps only a hash of each id, so its contents (a memory dump, a
-debugger) give no one a cookie to replay.
+A session is a random id (256 bits) in one cookie, ``HttpOnly; Secure; SameSite=Lax; Path=/portal``,
+undated (gone when the browser closes); everything else stays in this process: the
+:class:`~broker.portal.signin.PortalUser`, the CSRF token, and the times that end it. The store keeps
+only a hash of each id, so its contents (a memory dump, a debugger) give no one a cookie to replay.
 
 - A session ends after ``idle_seconds`` without a request (15 minutes) or ``absolute_seconds`` after
   sign-in (8 hours), whichever is first (both from the broker TOML's ``[portal]``: :class:`SessionSettings`),
@@ -140,12 +140,13 @@ def current_user(request: web.Request) -> PortalUser | None:
     return session.user if session is not None else None
 
 
-def _set_cookie(response: web.StreamResponse, session_id: str, max_age: float) -> None:
+def _set_cookie(response: web.StreamResponse, session_id: str) -> None:
+    # No Max-Age or Expires: a dated cookie outlives the browser on a shared computer, so the next person to
+    # open it would be the practitioner. The store ends the session at 8 hours whatever the cookie says.
     response.set_cookie(
         COOKIE,
         session_id,
         path=COOKIE_PATH,
-        max_age=int(max_age),
         secure=True,
         httponly=True,
         samesite="Lax",
@@ -167,7 +168,7 @@ def start_session(
     session_id, _ = request.app[SESSIONS].create(user)
     if response is None:
         response = see_other(landing_page(user))
-    _set_cookie(response, session_id, request.app[SESSIONS].settings.absolute_seconds)
+    _set_cookie(response, session_id)
     response.headers["Cache-Control"] = "no-store"
     return response
 
