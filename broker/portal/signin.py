@@ -16,9 +16,11 @@ from aiohttp import web
 
 from certs.identity import Identity
 
-FLOW_COOKIE = "signpost_signin"
+FLOW_COOKIE = "__Secure-signpost-signin"
 """A sign-in in progress may keep a handle in this cookie, ``Path`` the callback's
-(:data:`broker.portal.paths.SIGN_IN_CALLBACK`); the callback route clears it whatever the outcome."""
+(:data:`broker.portal.paths.SIGN_IN_CALLBACK`); the callback route clears it whatever the outcome.
+``__Secure-``: browsers take it only from HTTPS, so no http:// answer for this host (any port, or a
+man in the middle) can plant an attacker's handle, which would sign the browser in as the attacker."""
 
 
 class SignInError(Exception):
