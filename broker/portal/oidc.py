@@ -6,8 +6,8 @@ gives the browser a short-lived cookie holding only a handle to them, and redire
 authority's identity provider; ``complete`` takes that sign-in out (single use), checks the returned
 ``state`` (and the RFC 9207 ``iss``: when sent, and always from a provider that says it sends it),
 trades the code and verifier for tokens (:mod:`oidc_provider`) and accepts the user only if the ID token
-passes every check of :mod:`oidc_tokens`. The organisation of the user is the authority the browser chose and whose issuer
-signed the token, never anything the user or their identity provider says about it.
+passes every check of :mod:`oidc_tokens`. The organisation of the user is the authority the browser
+chose and whose issuer signed the token, never anything the user or their identity provider says about it.
 
 Every refusal is a SignInError with a plain sentence (the callback answers 4xx with it), and nothing it
 logs carries a token, a code, a secret or a claim's value.
