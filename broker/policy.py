@@ -5,7 +5,7 @@
   portal's pages, reached with a signed-in session instead of a certificate, have their own table
   (``PORTAL_ROUTE_ROLES``) and open routes (``PORTAL_OPEN_ROUTES``), under the same rule.
 - Why a search may be made (``PURPOSES``) and what its justification must be: 10 to 500 characters,
-  and not the child's name (nor a nickname), date of birth or NHS number, however disguised, because it
+  and not the child's name (nor a nickname), date of birth, postcode or NHS number, however disguised, because it
   is kept in clear in the audit log and in node journals.
 - How much a search must say about the child (the minimum query, defined once in ``core.subject``
   for the broker and the nodes alike), and that each name in it is a name (``core.names.name_problem``).
@@ -32,6 +32,7 @@ from typing import Any
 
 from broker.fanout import Outcome
 from certs.identity import Role
+from core.identifiers import postcode_parts
 from core.names import fold, skeleton, tokens
 from core.nicknames import default_variants
 from core.subject import Subject, minimum_query_problems
@@ -111,7 +112,7 @@ PURPOSES: Mapping[str, str] = MappingProxyType(
 JUSTIFICATION_LENGTH = (10, 500)
 """Fewest and most characters of a justification, after trimming."""
 JUSTIFICATION_NAMES_THE_CHILD = (
-    "must not contain the child's name, date of birth or NHS number "
+    "must not contain the child's name, date of birth, postcode or NHS number "
     "(it is kept in the audit log); give a case reference instead"
 )
 
@@ -123,14 +124,16 @@ def justification_names_the_child(justification: str, subject: Subject) -> bool:
     (``core.names.skeleton``: invisible characters removed, Cyrillic and Greek look-alikes as Latin) and
     with digits inside words read as letters ("Ch4rles"). It finds the child's given, middle, family and
     other names and the given names' nicknames and variants (``core.nicknames``); the date of birth in
-    numeric and written forms with two- or four-digit years; and the NHS number however spaced, dashed or
-    spelt out in words.
+    numeric and written forms with two- or four-digit years; the NHS number however spaced, dashed or
+    spelt out in words; and the full postcode in any spacing, case or punctuation (it says where the child lives).
     """
     names, variants = _names_of(subject)
     if any(_mentions(words, names, variants) for words in _letter_readings(justification)):
         return True
     digits = _digit_text(justification)
     if subject.date_of_birth and _mentions_date(digits, subject.date_of_birth):
+        return True
+    if subject.postcode and _mentions_postcode(digits, subject.postcode):
         return True
     return bool(subject.nhs_number) and _mentions_number(digits, subject.nhs_number)
 
@@ -278,6 +281,12 @@ def _is_date(parts: tuple[str, str, str], year: int, month: int, day: int) -> bo
         or (is_(first, month) and is_(second, day) and is_year(third))
         or (is_year(first) and is_(second, month) and is_(third, day))
     )
+
+
+def _mentions_postcode(text: str, postcode: str) -> bool:
+    """The full postcode in the text's letters and digits, however spaced, dashed or cased ("ls6-2ab")."""
+    full = postcode_parts(postcode)[0].lower()
+    return bool(full) and full in "".join(c for c in text if c.isalnum())
 
 
 def _mentions_number(text: str, nhs_number: str) -> bool:

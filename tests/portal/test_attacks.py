@@ -7,11 +7,12 @@ report lists them.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from broker.portal.paths import SIGN_IN_CALLBACK, SIGN_IN_START
 from broker.portal.sessions import COOKIE
-from tests.portal.conftest import Portal
+from tests.portal.conftest import CHILD, PURPOSE, Portal
 from tests.portal.op.harness import Providers, drive_login, providers_fixture  # noqa: F401  (the `providers` fixture)
 from tests.portal.signing import come_back, signing_fixture, start  # noqa: F401  (the `signing` fixture)
 
@@ -71,3 +72,18 @@ async def test_the_sign_in_cookie_cannot_be_planted_over_plain_http(signing: Por
         assert response.status == 302
         names = [c.key for c in response.cookies.values()]
     assert names and all(name.startswith("__Secure-") for name in names), names
+
+
+async def test_a_justification_giving_the_child_s_postcode_is_refused_and_never_stored(portal) -> None:
+    # The justification is kept in clear in the audit log and the nodes' journals, so it must not say where
+    # the child lives, whatever the spacing or case: the postcode is one of the child's details.
+    p = await portal()
+    client = p.browser()
+    session = p.sign_in(client)
+    for written in ("LS6 2AB", "ls62ab", "Ls6-2Ab"):
+        form = {**CHILD, **PURPOSE, "postcode": "LS6 2AB", "justification": f"Home visit at {written}, case 2291"}
+        async with client.post(p.origin + "/portal/search", data={**form, "csrf_token": session.csrf_token}) as r:
+            status, page = r.status, await r.text()
+        assert status == 400 and "Justification must not contain the child" in page, written
+    stored = json.dumps(await p.audit_entries()).lower()
+    assert "ls6" not in stored.replace(" ", "") and await p.audit_entries() != []  # refused attempts, audited
