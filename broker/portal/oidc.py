@@ -76,6 +76,10 @@ class OidcSignIn:
                 "nonce": pending.nonce,
                 "code_challenge": s256_challenge(pending.verifier),
                 "code_challenge_method": "S256",
+                # Ask for the password every time, even if the browser still holds a session at the provider:
+                # practitioners share computers, and signing out of Signpost does not sign them out there, so
+                # without it the next person at the desk would be signed straight back in as the last one.
+                "prompt": "login",
             }
         )
         separator = "&" if "?" in meta.authorization_endpoint else "?"

@@ -88,3 +88,21 @@ async def test_an_identity_provider_s_error_is_refused_without_echoing_its_words
 
     assert status == 403 and "did not sign you in" in text
     assert "alert(1)" not in text and len(signing.store) == 0
+
+
+async def test_the_provider_asks_for_the_password_again_at_the_next_sign_in_from_the_same_browser(
+    signing: Portal,
+) -> None:
+    # A shared computer: the last practitioner signed out of Signpost, but the browser still holds their
+    # session at the identity provider. The next sign-in must ask for a password, not reuse that session.
+    at_provider = aiohttp.CookieJar(unsafe=True)
+    for _ in range(2):
+        client = signing.browser()
+        asked: list[str] = []
+        location = await start(signing, client, "LEEDS")
+        assert "prompt=login" in location
+        redirect = await drive_login(location, "pat", signing.origin + SIGN_IN_CALLBACK, jar=at_provider, asked=asked)
+        status, where, _, _ = await come_back(client, redirect)
+        assert (status, where) == (303, "/portal/search")
+        assert "login" in asked, "the provider signed the browser in without asking for a password"
+    assert len(at_provider) > 0, "the test's browser kept no session at the provider: it proves nothing"

@@ -102,12 +102,22 @@ _PROMPT = re.compile(r'name="prompt" value="([a-z]+)"')
 
 
 async def drive_login(
-    authorize_url: str, login: str, redirect_uri: str, *, password: str = PASSWORD, max_steps: int = 12
+    authorize_url: str,
+    login: str,
+    redirect_uri: str,
+    *,
+    password: str = PASSWORD,
+    max_steps: int = 12,
+    jar: aiohttp.CookieJar | None = None,
+    asked: list[str] | None = None,
 ) -> str:
     """Follow the identity provider's pages as a browser would, signing in as ``login`` (and consenting,
     should a provider ask); return the URL it finally redirects to (``redirect_uri`` with code, state, iss)."""
     url = authorize_url
-    jar = aiohttp.CookieJar(unsafe=True)  # the provider is on 127.0.0.1, whose cookies aiohttp drops by default
+    # ``jar``: a browser's cookies at the provider kept from an earlier sign-in; ``asked`` collects the
+    # prompts the provider put to the user ("login", "consent").
+    if jar is None:  # not `jar or ...`: an empty jar is falsy
+        jar = aiohttp.CookieJar(unsafe=True)  # the provider is on 127.0.0.1, whose cookies aiohttp drops by default
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as http:
         response = await http.get(url, allow_redirects=False)
@@ -126,6 +136,8 @@ async def drive_login(
             if response.status != 200 or form is None or prompt is None:
                 raise AssertionError(f"unexpected page from the provider: {response.status} {page[:300]}")
             data = {"prompt": prompt.group(1)}
+            if asked is not None:
+                asked.append(prompt.group(1))
             if prompt.group(1) == "login":
                 data |= {"login": login, "password": password}
             url = urljoin(url, unescape(form.group(1)))
