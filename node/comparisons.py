@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
@@ -191,7 +192,15 @@ def sex_level(a: str, b: str) -> int:
 def postcode_level(a: str, b: str) -> int:
     if not a or not b:
         return NULL
-    pa, pb = postcode_parts(a), postcode_parts(b)
+    return postcode_parts_level(split_postcode(a), split_postcode(b))
+
+
+split_postcode = lru_cache(maxsize=1 << 16)(postcode_parts)
+"""``postcode_parts``, remembered: every candidate's postcode is compared, and read again by the home guard."""
+
+
+def postcode_parts_level(pa: tuple[str, str, str, str], pb: tuple[str, str, str, str]) -> int:
+    """``postcode_level`` of two postcodes already split by :func:`core.identifiers.postcode_parts`."""
     for level in range(4):
         if pa[level] and pa[level] == pb[level]:
             return level

@@ -107,34 +107,29 @@ class IndexBuilder:
     """A build's postings, gathered a record at a time: its narrow keys and its wide keys (caps differ)."""
 
     def __init__(self) -> None:
-        self._keys = (array("q"), array("q"))
-        self._rows = (array("i"), array("i"))
-        self._counts = (array("i"), array("i"))
+        self._keys = array("q")
+        self._rows = array("i")
+        self._counts = array("i")
+        """Per record added: how many narrow keys, then how many wide ones (in that order in _keys)."""
         self.records: list[int] = []
         """The record numbers added, in order (a record with no key at all too)."""
 
     def add(self, record: int, narrow: list[int], wide: list[int]) -> None:
         self.records.append(record)
-        for side, keys in enumerate((narrow, wide)):
-            if keys:
-                self._keys[side].extend(keys)
-                self._rows[side].append(record)
-                self._counts[side].append(len(keys))
+        self._keys.extend(narrow)
+        self._keys.extend(wide)
+        self._rows.append(record)
+        self._counts.append(len(narrow))
+        self._counts.append(len(wide))
 
     def build(self, narrow_cap: int, wide_cap: int) -> BlockingIndex:
         """The index, each run of postings kept only while within the cap its lookups use."""
-        keys = np.concatenate([_int64(k) for k in self._keys])
-        postings = np.concatenate(
-            [
-                np.repeat(np.frombuffer(r, dtype=np.int32), np.frombuffer(c, dtype=np.int32))
-                if len(r)
-                else np.zeros(0, dtype=np.int32)
-                for r, c in zip(self._rows, self._counts, strict=True)
-            ]
-        )
-        caps = np.repeat(np.array([narrow_cap, wide_cap]), [len(k) for k in self._keys])
+        counts = np.frombuffer(self._counts, dtype=np.int32) if len(self._counts) else np.zeros(0, dtype=np.int32)
+        rows = np.frombuffer(self._rows, dtype=np.int32) if len(self._rows) else np.zeros(0, dtype=np.int32)
+        per_record = counts[0::2] + counts[1::2]
+        caps = np.repeat(np.tile(np.array([narrow_cap, wide_cap], dtype=np.int32), len(rows)), counts)
         index = BlockingIndex(array("q"), array("i"))
-        index.keys, index.postings = _sorted_within_caps(keys, postings.astype(np.int32), caps)
+        index.keys, index.postings = _sorted_within_caps(_int64(self._keys), np.repeat(rows, per_record), caps)
         return index
 
 
@@ -147,8 +142,8 @@ def _sorted_within_caps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sort by key (stably), clamp the largest int64 (see key_hash), and drop every run longer than its cap.
 
-    ``caps``: one cap for all, or one per posting (a run is kept while it is no longer than the cap
-    of its own postings: wide and narrow keys share one array but not one cap).
+    ``caps``: one cap for all, or one per posting (wide and narrow keys share one array but not one
+    cap); a run's cap is the largest of its postings' (they differ only when two keys' hashes collide).
     """
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
@@ -159,11 +154,12 @@ def _sorted_within_caps(
         return keys, postings
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     lengths = np.diff(np.append(starts, len(keys)))
-    run_length = np.repeat(lengths, lengths)
-    cap = caps[order] if isinstance(caps, np.ndarray) else caps
-    keep = run_length <= cap
-    if keep.all():
+    run_cap = np.maximum.reduceat(caps[order], starts) if isinstance(caps, np.ndarray) else caps
+    del order
+    kept_runs = lengths <= run_cap
+    if kept_runs.all():
         return keys, postings
+    keep = np.repeat(kept_runs, lengths)
     return keys[keep], postings[keep]
 
 

@@ -171,20 +171,22 @@ def _given_codes(givens: Iterable[str]) -> set[str]:
     return {phonetic(g)[0] for g in givens if g} - {""}
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _given_parts(givens: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str], frozenset[str]]:
+def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[str]]:
     """(the given names that are not empty, in order; their phonetic codes; their first letters).
 
-    Worked out once per distinct set of given names — a node's records repeat a few thousand — rather
-    than once per record and key kind: the blocking keys were most of an index build's time.
+    Not cached: records' sets of given names (with middle names) are nearly as many as the records.
     """
     named = tuple(g for g in givens if g)
-    return named, frozenset(_given_codes(named)), frozenset(g[0] for g in named)
+    return named, _given_codes(named), {g[0] for g in named}
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 16)
 def _family_parts(families: tuple[tuple[str, ...], ...]) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(phonetic codes; whole names, parts joined; first letters) of a record's or query's family names."""
+    """(phonetic codes; whole names, parts joined; first letters) of a record's or query's family names.
+
+    Worked out once per distinct family name (a node's records repeat a few thousand), not once per
+    record and key kind: the blocking keys were most of an index build's time.
+    """
     whole = frozenset("".join(parts) for parts in families if parts)
     return frozenset(_family_codes(families)), whole, frozenset(parts[0][0] for parts in families if parts and parts[0])
 
@@ -209,7 +211,7 @@ def blocking_keys(
     A record's keys may repeat (a given name that is also an alternative one): each repeat is a
     posting, and counts towards the key's cap, as it always has.
     """
-    named, giv, given_letters = _given_parts(tuple(givens))
+    named, giv, given_letters = _given_parts(givens)
     fam, whole, family_letters = _family_parts(tuple(families))
     keys = _home_keys(named, fam, whole, given_letters, district, house, postcode)
     if wide:
@@ -235,7 +237,7 @@ def _home_keys(
     named: tuple[str, ...],
     fam: frozenset[str],
     whole: frozenset[str],
-    given_letters: frozenset[str],
+    given_letters: set[str],
     district: str,
     house: str,
     postcode: str,
@@ -269,7 +271,7 @@ def wide_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]]) -> lis
     Looked up only while it holds at most WIDE_POSTINGS records, so a large node's common names add
     nothing to a query's cost. (The phonetic family name and initial in a district was tried too: it
     found one more pair in FEBRL1 and cost a quarter more time a query on 100,000 records.)"""
-    named = _given_parts(tuple(givens))[0]
+    named = tuple(g for g in givens if g)
     return [hash((12, f, g)) for f in _family_parts(tuple(families))[1] for g in named]
 
 
@@ -432,7 +434,8 @@ class MatchEngine:
         rows = self._visible_rows()
         n = len(rows)
         random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
-        estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
+        levels = _PairLevels(self.table, self.variants)
+        estimate_u(level_matrix([levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
         # Pairs from the dated keys only: the date-free ones add whole households, which cost build
         # time and would teach EM that siblings (alike on every field but the given name) are matches.
@@ -440,20 +443,11 @@ class MatchEngine:
             for j in self.index.lookup(search_keys(self._dated_keys(self.table, i))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
-        run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
+        run_em(level_matrix([levels(i, j) for i, j in sorted(blocked)]), self.model)
         self._log2_prior = -math.log2(max(n, self.settings.min_prior_records))
 
     def _pair_levels(self, i: int, j: int) -> tuple[int, ...]:
-        t = self.table
-        return (
-            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
-            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
-            cmp.dob_level(t.dob[i], t.dob[j]),
-            cmp.sex_level(t.sex[i], t.sex[j]),
-            cmp.postcode_level(t.postcode[i], t.postcode[j]),
-            cmp.address_level(address_tokens(t.address[i]), address_tokens(t.address[j])),
-            cmp.nhs_level(t.nhs[i], t.nhs[j]),
-        )
+        return _PairLevels(self.table, self.variants)(i, j)
 
     # -- matching -------------------------------------------------------------
 
@@ -468,9 +462,10 @@ class MatchEngine:
     def match(self, query: Subject) -> list[MatchResult]:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
-        scored = [s for s in (self._score(q, i) for i in keys.lookup(self.index)) if s is not None]
+        names: _NameMemo = {}
+        scored = [s for s in (self._score(q, i, names) for i in keys.lookup(self.index)) if s is not None]
         results = self._results(self._home_guard(scored))
-        hidden = [s for s in (self._score(q, i) for i in keys.lookup(self.hidden_index)) if s is not None]
+        hidden = [s for s in (self._score(q, i, names) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
@@ -538,9 +533,14 @@ class MatchEngine:
             return swapped_given, swapped_family, True
         return given, family, False
 
-    def _score(self, q: _Prepared, i: int) -> _Scored | None:
+    def _score(self, q: _Prepared, i: int, names: _NameMemo) -> _Scored | None:
+        """``names``: this query's name levels by the record's names (see _NameMemo)."""
         t = self.table
-        given, family, swapped = self._name_levels(q, i)
+        held = (t.givens(i), t.families(i))
+        found = names.get(held)
+        if found is None:
+            found = names[held] = self._name_levels(q, i)
+        given, family, swapped = found
         if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
             return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
         levels = (
@@ -607,7 +607,7 @@ class MatchEngine:
             family = "".join(t.family[s.index])
             if not family:
                 continue
-            home = postcode_parts(t.postcode[s.index])[0]
+            home = cmp.split_postcode(t.postcode[s.index])[0]
             address = address_tokens(t.address[s.index])
             for key in (("p", home), ("a", address), ("d", t.dob[s.index])):
                 if key[1]:
@@ -621,6 +621,52 @@ class MatchEngine:
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
+
+
+class _PairLevels:
+    """The comparison levels of two records, for learning: what ``_score`` compares, record against record.
+
+    Learning compares hundreds of thousands of pairs in a large node, and blocked pairs repeat their
+    homes: each postcode's and address's parts are worked out once per learning pass (the caches live
+    as long as the pass does). Pairs of names rarely repeat (98,000 distinct in 122,000 blocked pairs
+    at 200,000 records), so they are not cached.
+    """
+
+    def __init__(self, table: RecordTable, variants: NameVariants) -> None:
+        self.table, self.variants = table, variants
+        self._postcode: dict[str, tuple[str, str, str, str]] = {}
+        self._address: dict[str, frozenset[str]] = {}
+
+    def __call__(self, i: int, j: int) -> tuple[int, ...]:
+        t = self.table
+        return (
+            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
+            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
+            cmp.dob_level(t.dob[i], t.dob[j]),
+            cmp.sex_level(t.sex[i], t.sex[j]),
+            cmp.postcode_parts_level(self._postcode_parts(t.postcode[i]), self._postcode_parts(t.postcode[j]))
+            if t.postcode[i] and t.postcode[j]
+            else NULL,
+            cmp.address_level(self._address_tokens(t.address[i]), self._address_tokens(t.address[j])),
+            cmp.nhs_level(t.nhs[i], t.nhs[j]),
+        )
+
+    def _postcode_parts(self, postcode: str) -> tuple[str, str, str, str]:
+        parts = self._postcode.get(postcode)
+        if parts is None:
+            parts = self._postcode[postcode] = postcode_parts(postcode)
+        return parts
+
+    def _address_tokens(self, address: str) -> frozenset[str]:
+        tokens_ = self._address.get(address)
+        if tokens_ is None:
+            tokens_ = self._address[address] = address_tokens(address)
+        return tokens_
+
+
+_NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]
+"""One query's name levels by a candidate's (given names, family names): they depend on nothing else, and
+a common name's candidates share them (every Oliver Smith born within a year of the searched one)."""
 
 
 def _rank(s: _Scored) -> tuple[float, int, int]:

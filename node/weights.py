@@ -87,12 +87,15 @@ class Model:
         A name seen once among two records is not "common"; with TF_PSEUDO_RECORDS of
         prior weight, small nodes keep the default u and large nodes use their own counts.
         """
-        tables: dict[str, dict[Any, int]] = {
-            "given name": self.given_counts,
-            "family name": self.family_counts,
-            "date of birth": self.dob_counts,
-        }
-        counts = tables[field_name]
+        counts: dict[Any, int] = (
+            self.given_counts
+            if field_name == "given name"
+            else self.family_counts
+            if field_name == "family name"
+            else self.dob_counts
+            if field_name == "date of birth"
+            else {}[field_name]  # KeyError, as for any field without counts
+        )
         prior = self.u[field_name][0]
         return (counts.get(value, 0) + TF_PSEUDO_RECORDS * prior) / (self.records + TF_PSEUDO_RECORDS)
 
