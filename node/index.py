@@ -111,8 +111,9 @@ class IndexBuilder:
         self._rows = array("i")
         self._counts = array("i")
         """Per record added: how many narrow keys, then how many wide ones (in that order in _keys)."""
-        self.records: list[int] = []
-        """The record numbers added, in order (a record with no key at all too)."""
+        self.records = array("i")
+        """The record numbers added, in order (a record with no key at all too): an array, not a list,
+        so that a million int objects do not outlive the build scattered among the table's."""
 
     def add(self, record: int, narrow: list[int], wide: list[int]) -> None:
         self.records.append(record)
