@@ -76,6 +76,8 @@ SHORT_NAME = 3
 
 def _one_slip(a: str, b: str) -> bool:
     """One keying slip (a letter wrong, missing, extra or two swapped), Damerau–Levenshtein (OSA) distance 1."""
+    if abs(len(a) - len(b)) > 1:
+        return False  # a slip changes the length by at most one
     return OSA.distance(a, b, score_cutoff=1) <= 1
 
 
@@ -87,11 +89,18 @@ def _spelling_level(a: str, b: str, disagree: int) -> int:
     """
     short = min(len(a), len(b)) <= SHORT_NAME
     sim = JaroWinkler.similarity(a, b)
-    if not short and (sim >= 0.92 or _one_slip(a, b)):
-        return 2
+    slip = None  # worked out at most once: most pairs compared in a query or in learning differ
+    if not short:
+        if sim >= 0.92:
+            return 2
+        slip = _one_slip(a, b)
+        if slip:
+            return 2
     if _phonetic_agree(a, b):  # "Lee" and "Li": never enough on its own for a given name's match
         return 3
-    return 4 if sim >= 0.85 or _one_slip(a, b) else disagree
+    if sim >= 0.85:
+        return 4
+    return 4 if (_one_slip(a, b) if slip is None else slip) else disagree
 
 
 def _phonetic_agree(a: str, b: str) -> bool:

@@ -67,6 +67,12 @@ class Model:
     """How many matched pairs EM found in the node's own data (0 with defaults)."""
 
     def __post_init__(self) -> None:
+        # Made once, not per call: name_frequency runs for every candidate a query scores.
+        self._counts: dict[str, dict[Any, int]] = {
+            "given name": self.given_counts,
+            "family name": self.family_counts,
+            "date of birth": self.dob_counts,
+        }
         self.refresh()
 
     def refresh(self) -> None:
@@ -87,15 +93,7 @@ class Model:
         A name seen once among two records is not "common"; with TF_PSEUDO_RECORDS of
         prior weight, small nodes keep the default u and large nodes use their own counts.
         """
-        counts: dict[Any, int] = (
-            self.given_counts
-            if field_name == "given name"
-            else self.family_counts
-            if field_name == "family name"
-            else self.dob_counts
-            if field_name == "date of birth"
-            else {}[field_name]  # KeyError, as for any field without counts
-        )
+        counts = self._counts[field_name]
         prior = self.u[field_name][0]
         return (counts.get(value, 0) + TF_PSEUDO_RECORDS * prior) / (self.records + TF_PSEUDO_RECORDS)
 
