@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
@@ -75,6 +76,8 @@ SHORT_NAME = 3
 
 def _one_slip(a: str, b: str) -> bool:
     """One keying slip (a letter wrong, missing, extra or two swapped), Damerau–Levenshtein (OSA) distance 1."""
+    if abs(len(a) - len(b)) > 1:
+        return False  # a slip changes the length by at most one
     return OSA.distance(a, b, score_cutoff=1) <= 1
 
 
@@ -86,11 +89,18 @@ def _spelling_level(a: str, b: str, disagree: int) -> int:
     """
     short = min(len(a), len(b)) <= SHORT_NAME
     sim = JaroWinkler.similarity(a, b)
-    if not short and (sim >= 0.92 or _one_slip(a, b)):
-        return 2
+    slip = None  # worked out at most once: most pairs compared in a query or in learning differ
+    if not short:
+        if sim >= 0.92:
+            return 2
+        slip = _one_slip(a, b)
+        if slip:
+            return 2
     if _phonetic_agree(a, b):  # "Lee" and "Li": never enough on its own for a given name's match
         return 3
-    return 4 if sim >= 0.85 or _one_slip(a, b) else disagree
+    if sim >= 0.85:
+        return 4
+    return 4 if (_one_slip(a, b) if slip is None else slip) else disagree
 
 
 def _phonetic_agree(a: str, b: str) -> bool:
@@ -191,7 +201,15 @@ def sex_level(a: str, b: str) -> int:
 def postcode_level(a: str, b: str) -> int:
     if not a or not b:
         return NULL
-    pa, pb = postcode_parts(a), postcode_parts(b)
+    return postcode_parts_level(split_postcode(a), split_postcode(b))
+
+
+split_postcode = lru_cache(maxsize=1 << 16)(postcode_parts)
+"""``postcode_parts``, remembered: every candidate's postcode is compared, and read again by the home guard."""
+
+
+def postcode_parts_level(pa: tuple[str, str, str, str], pb: tuple[str, str, str, str]) -> int:
+    """``postcode_level`` of two postcodes already split by :func:`core.identifiers.postcode_parts`."""
     for level in range(4):
         if pa[level] and pa[level] == pb[level]:
             return level

@@ -57,22 +57,25 @@ class RecordTable:
 
 
 class BlockingIndex:
-    """Key hash -> record numbers, as sorted numpy arrays."""
+    """Key hash -> record numbers, as sorted numpy arrays.
 
-    def __init__(self, keys: array, postings: array) -> None:  # type: ignore[type-arg]
+    A key's postings are kept only while it holds at most its cap: a longer run is never looked up
+    (``lookup`` skips it), so storing it would only cost memory and sort time. Build with the largest
+    cap any lookup of that key will use.
+    """
+
+    def __init__(self, keys: array, postings: array, caps: np.ndarray | int = MAX_POSTINGS_PER_KEY) -> None:  # type: ignore[type-arg]
         key_array = np.frombuffer(keys, dtype=np.int64) if len(keys) else np.zeros(0, dtype=np.int64)
         post_array = np.frombuffer(postings, dtype=np.int32) if len(postings) else np.zeros(0, dtype=np.int32)
-        order = np.argsort(key_array, kind="stable")
-        self.keys = key_array[order]
-        self.postings = post_array[order]
+        self.keys, self.postings = _sorted_within_caps(key_array, post_array, caps)
 
     @classmethod
-    def build(cls, pairs: Iterable[tuple[int, int]]) -> BlockingIndex:
+    def build(cls, pairs: Iterable[tuple[int, int]], max_postings: int = MAX_POSTINGS_PER_KEY) -> BlockingIndex:
         keys, postings = array("q"), array("i")
         for key, record in pairs:
             keys.append(key)
             postings.append(record)
-        return cls(keys, postings)
+        return cls(keys, postings, max_postings)
 
     def lookup(self, wanted: SearchKeys, max_postings: int = MAX_POSTINGS_PER_KEY) -> set[int]:
         """Record numbers under any of the keys (see search_keys) holding at most ``max_postings`` each."""
@@ -100,14 +103,79 @@ class BlockingIndex:
         return int(self.keys.nbytes + self.postings.nbytes)
 
 
+class IndexBuilder:
+    """A build's postings, gathered a record at a time: its narrow keys and its wide keys (caps differ)."""
+
+    def __init__(self) -> None:
+        self._keys = array("q")
+        self._rows = array("i")
+        self._counts = array("i")
+        """Per record added: how many narrow keys, then how many wide ones (in that order in _keys)."""
+        self.records = array("i")
+        """The record numbers added, in order (a record with no key at all too): an array, not a list,
+        so that a million int objects do not outlive the build scattered among the table's."""
+
+    def add(self, record: int, narrow: list[int], wide: list[int]) -> None:
+        self.records.append(record)
+        self._keys.extend(narrow)
+        self._keys.extend(wide)
+        self._rows.append(record)
+        self._counts.append(len(narrow))
+        self._counts.append(len(wide))
+
+    def build(self, narrow_cap: int, wide_cap: int) -> BlockingIndex:
+        """The index, each run of postings kept only while within the cap its lookups use."""
+        counts = np.frombuffer(self._counts, dtype=np.int32) if len(self._counts) else np.zeros(0, dtype=np.int32)
+        rows = np.frombuffer(self._rows, dtype=np.int32) if len(self._rows) else np.zeros(0, dtype=np.int32)
+        per_record = counts[0::2] + counts[1::2]
+        caps = np.repeat(np.tile(np.array([narrow_cap, wide_cap], dtype=np.int32), len(rows)), counts)
+        index = BlockingIndex(array("q"), array("i"))
+        index.keys, index.postings = _sorted_within_caps(_int64(self._keys), np.repeat(rows, per_record), caps)
+        return index
+
+
+def _int64(keys: array) -> np.ndarray:  # type: ignore[type-arg]
+    return np.frombuffer(keys, dtype=np.int64) if len(keys) else np.zeros(0, dtype=np.int64)
+
+
+def _sorted_within_caps(
+    keys: np.ndarray, postings: np.ndarray, caps: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by key (stably), clamp the largest int64 (see key_hash), and drop every run longer than its cap.
+
+    ``caps``: one cap for all, or one per posting (wide and narrow keys share one array but not one
+    cap); a run's cap is the largest of its postings' (they differ only when two keys' hashes collide).
+    """
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    if len(keys) and keys[-1] == _TOP:
+        keys[keys == _TOP] = _TOP - 1  # the largest values, so the array stays sorted
+    postings = postings[order]
+    if len(keys) == 0:
+        return keys, postings
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    lengths = np.diff(np.append(starts, len(keys)))
+    run_cap = np.maximum.reduceat(caps[order], starts) if isinstance(caps, np.ndarray) else caps
+    del order
+    kept_runs = lengths <= run_cap
+    if kept_runs.all():
+        return keys, postings
+    keep = np.repeat(kept_runs, lengths)
+    return keys[keep], postings[keep]
+
+
 SearchKeys = np.ndarray
 """Keys to look up, as search_keys makes them."""
 _TOP = np.iinfo(np.int64).max
 
 
 def search_keys(key_hashes: list[int]) -> SearchKeys:
-    """The keys then each key + 1, as int64: made once per query, looked up in every index."""
+    """The keys then each key + 1, as int64: made once per query, looked up in every index.
+
+    The largest int64 is looked up as the one below it, as the index stores it (see key_hash).
+    """
     keys = np.array(key_hashes, dtype=np.int64)
+    keys[keys == _TOP] = _TOP - 1
     return np.concatenate([keys, keys + 1])
 
 

@@ -37,8 +37,9 @@ from __future__ import annotations
 import functools
 import math
 import random
+import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,7 +52,7 @@ from core.subject import Subject
 from node import bands
 from node import comparisons as cmp
 from node.comparisons import NULL
-from node.index import BlockingIndex, RecordTable, SearchKeys, key_hash, search_keys
+from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
 from node.normalise import address_tokens, given_names, house_number, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
@@ -170,6 +171,28 @@ def _given_codes(givens: Iterable[str]) -> set[str]:
     return {phonetic(g)[0] for g in givens if g} - {""}
 
 
+def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[str]]:
+    """(the given names that are not empty, in order; their phonetic codes; their first letters).
+
+    Not cached: records' sets of given names (with middle names) are nearly as many as the records.
+    """
+    named = tuple(g for g in givens if g)
+    return named, _given_codes(named), {g[0] for g in named}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _family_parts(families: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(phonetic codes; whole names, parts joined; first letters) of a record's or query's family names,
+    each without repeats (tuples: a quarter the memory of frozensets, in a cache of tens of thousands).
+
+    Worked out once per distinct family name (a node's records repeat a few thousand), not once per
+    record and key kind: the blocking keys were most of an index build's time.
+    """
+    whole = {"".join(parts) for parts in families if parts}
+    letters = {parts[0][0] for parts in families if parts and parts[0]}
+    return tuple(_family_codes(families)), tuple(whole), tuple(letters)
+
+
 def blocking_keys(
     givens: Iterable[str],
     families: Iterable[tuple[str, ...]],
@@ -181,65 +204,77 @@ def blocking_keys(
     house: str = "",
     wide: bool = True,
     postcode: str = "",
-) -> Iterator[int]:
+) -> list[int]:
     """The index keys of a record (or a query: several dates, years and orientations).
 
     ``wide``: with the wide keys (:func:`wide_keys`), which a query looks up apart, with a lower cap.
+    Each key is the hash of a tuple, as :func:`node.index.key_hash` makes it; the one value it would
+    move (the largest int64) is moved where keys become arrays (``BlockingIndex``, ``search_keys``).
+    A record's keys may repeat (a given name that is also an alternative one): each repeat is a
+    posting, and counts towards the key's cap, as it always has.
     """
-    families, givens = list(families), list(givens)
-    fam, giv = _family_codes(families), _given_codes(givens)
-    # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
-    initials = {("f", parts[0][0]) for parts in families if parts and parts[0]}
-    initials |= {("g", g[0]) for g in givens if g}
-    yield from _home_keys(givens, families, fam, district, house, postcode)
+    named, giv, given_letters = _given_parts(givens)
+    fam, whole, family_letters = _family_parts(tuple(families))
+    keys = _home_keys(named, fam, whole, given_letters, district, house, postcode)
     if wide:
-        yield from wide_keys(givens, families)
-    dobs = [d for d in dobs if d]
+        keys += [hash((12, f, g)) for f in whole for g in named]
     for dob in dobs:
-        yield from (key_hash(1, dob, f) for f in fam)
-        yield from (key_hash(2, dob, g) for g in giv)
-        yield from (key_hash(6, dob, kind, letter) for kind, letter in initials)
+        if not dob:
+            continue
+        keys += [hash((1, dob, f)) for f in fam]
+        keys += [hash((2, dob, g)) for g in giv]
+        # First letters survive the typos that change a phonetic code ("Rihcardson", "Maggie" for Margaret).
+        keys += [hash((6, dob, "f", letter)) for letter in family_letters]
+        keys += [hash((6, dob, "g", letter)) for letter in given_letters]
         if sector:
-            yield key_hash(4, sector, dob)
+            keys.append(hash((4, sector, dob)))
     for year in years:
-        yield from (key_hash(3, f, g, year) for f in fam for g in giv)
+        keys += [hash((3, f, g, year)) for f in fam for g in giv]
     if nhs:
-        yield key_hash(5, nhs)
+        keys.append(hash((5, nhs)))
+    return keys
 
 
 def _home_keys(
-    givens: list[str], families: list[tuple[str, ...]], fam: set[str], district: str, house: str, postcode: str
-) -> Iterator[int]:
+    named: tuple[str, ...],
+    fam: tuple[str, ...],
+    whole: tuple[str, ...],
+    given_letters: set[str],
+    district: str,
+    house: str,
+    postcode: str,
+) -> list[int]:
     """Keys with no date in them: the child whose date of birth was keyed wholly wrong (a sibling's, a
     system default) still meets the query through the names and the home.
 
     Each is narrow (a home, or a name within a district), so that it adds a few candidates a query,
     not a name's every holder in a large node.
     """
-    whole = {"".join(parts) for parts in families if parts}
+    keys: list[int] = []
     if postcode:
         # The family at that postcode (a dozen homes), and the given name there: a name mistyped, or
         # written the other way round, as well as the date and the house number.
-        yield from (key_hash(14, f, postcode) for f in fam)
-        yield from (key_hash(15, g, postcode) for g in givens if g)
+        keys += [hash((14, f, postcode)) for f in fam]
+        keys += [hash((15, g, postcode)) for g in named]
     if district:
-        yield from (key_hash(7, f, g, district) for f in whole for g in givens if g)
+        keys += [hash((7, f, g, district)) for f in whole for g in named]
     if house:
-        yield from (key_hash(13, f, g, house) for f in whole for g in givens if g)
-        yield from (key_hash(9, f, i, house) for f in fam for i in {g[0] for g in givens if g})
+        keys += [hash((13, f, g, house)) for f in whole for g in named]
+        keys += [hash((9, f, letter, house)) for f in fam for letter in given_letters]
         if district:
             # One name keyed wrong as well as the date: the family at that home, or the given name there.
-            yield from (key_hash(10, f, district, house) for f in fam)
-            yield from (key_hash(11, g, district, house) for g in givens if g)
+            keys += [hash((10, f, district, house)) for f in fam]
+            keys += [hash((11, g, district, house)) for g in named]
+    return keys
 
 
-def wide_keys(givens: list[str], families: list[tuple[str, ...]]) -> Iterator[int]:
+def wide_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]]) -> list[int]:
     """The date-free key a common name fills: the whole name alone (for a home keyed differently too).
     Looked up only while it holds at most WIDE_POSTINGS records, so a large node's common names add
     nothing to a query's cost. (The phonetic family name and initial in a district was tried too: it
     found one more pair in FEBRL1 and cost a quarter more time a query on 100,000 records.)"""
-    whole = {"".join(parts) for parts in families if parts}
-    yield from (key_hash(12, f, g) for f in whole for g in givens if g)
+    named = tuple(g for g in givens if g)
+    return [hash((12, f, g)) for f in _family_parts(tuple(families))[1] for g in named]
 
 
 def query_keys(q: _Prepared) -> list[int]:
@@ -248,8 +283,8 @@ def query_keys(q: _Prepared) -> list[int]:
     years = {q.dob // 10000 + d for d in (-1, 0, 1)} if q.dob else set()
     sector = postcode_parts(q.postcode)[1] if q.postcode else ""
     full = postcode_parts(q.postcode)[0] if q.postcode else ""
-    keys = list(
-        blocking_keys(q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False, postcode=full)
+    keys = blocking_keys(
+        q.givens, q.families, dobs, sector, q.nhs, years, q.district, q.house, wide=False, postcode=full
     )
     # Given and family written the other way round.
     swapped_givens = tuple("".join(f) for f in q.families if f)
@@ -262,7 +297,7 @@ def query_keys(q: _Prepared) -> list[int]:
 
 def query_wide_keys(q: _Prepared) -> list[int]:
     """The wide keys a query looks up (both orientations of the names)."""
-    keys = list(wide_keys(list(q.givens), list(q.families)))
+    keys = wide_keys(q.givens, q.families)
     keys += wide_keys(["".join(f) for f in q.families if f], [(g,) for g in q.givens if g])
     return keys
 
@@ -304,10 +339,13 @@ class MatchEngine:
         settings: MatchSettings,
         variants: NameVariants,
         hidden_index: BlockingIndex | None = None,
+        hidden_rows: Sequence[int] = (),
     ) -> None:
         self.table, self.index, self.model, self.settings, self.variants = table, index, model, settings, variants
         self.hidden_index = hidden_index or BlockingIndex.build(())
         """The records answered as absent (shielded or sensitive-only), looked up only for alerts."""
+        self.hidden_rows = np.array(hidden_rows, dtype=np.int32)
+        """Their table rows (sorted): no part of the model."""
         self._log2_prior = -math.log2(max(model.records, settings.min_prior_records))
 
     @property
@@ -325,59 +363,70 @@ class MatchEngine:
         given_counts: Counter[str] = Counter()
         family_counts: Counter[str] = Counter()
         dob_counts: Counter[int] = Counter()
-        hidden_pairs: list[tuple[int, int]] = []
-
-        def pairs() -> Iterator[tuple[int, int]]:
-            for i, record in enumerate(records):
-                _add(table, record)
-                if record.answered_as_absent:  # indexed apart, and no part of the model
-                    hidden_pairs.extend((key, i) for key in cls._record_keys(table, i))
-                    continue
-                given_counts[table.given[i]] += 1
-                family_counts["".join(table.family[i])] += 1
-                dob_counts[table.dob[i]] += 1
-                for key in cls._record_keys(table, i):
-                    yield key, i
-
-        index = BlockingIndex.build(pairs())
+        visible, hidden = IndexBuilder(), IndexBuilder()
+        for i, record in enumerate(records):
+            _add(table, record)
+            narrow, wide = cls._record_keys(table, i)
+            if record.answered_as_absent:  # indexed apart, and no part of the model
+                hidden.add(i, narrow, wide)
+                continue
+            visible.add(i, narrow, wide)
+            given_counts[table.given[i]] += 1
+            family_counts["".join(table.family[i])] += 1
+            dob_counts[table.dob[i]] += 1
         model = Model(
             given_counts=dict(given_counts),
             family_counts=dict(family_counts),
             dob_counts=dict(dob_counts),
-            records=len(table) - len({i for _, i in hidden_pairs}),
+            records=len(table) - len(hidden.records),
         )
-        hidden_index = BlockingIndex.build(hidden_pairs)
-        engine = cls(table, index, model, settings, variants or default_variants(), hidden_index)
+        engine = cls(
+            table,
+            visible.build(MAX_POSTINGS_PER_KEY, WIDE_POSTINGS),
+            model,
+            settings,
+            variants or default_variants(),
+            hidden.build(MAX_POSTINGS_PER_KEY, WIDE_POSTINGS),
+            hidden.records,
+        )
         if settings.learn and model.records >= settings.learn_min_records:
             engine._learn()
         return engine
 
     @staticmethod
-    def _record_keys(table: RecordTable, i: int, dated_only: bool = False) -> Iterator[int]:
-        """A record's keys; ``dated_only``: without the date-free ones, for learning (see _learn)."""
+    def _record_keys(table: RecordTable, i: int) -> tuple[list[int], list[int]]:
+        """A record's keys: (narrow, wide)."""
         dob = table.dob[i]
+        givens, families = table.givens(i), table.families(i)
         full, sector, district, _ = postcode_parts(table.postcode[i])
-        if dated_only:
-            full = district = ""
-        return blocking_keys(
-            table.givens(i),
-            table.families(i),
+        narrow = blocking_keys(
+            givens,
+            families,
             (dob,),
             sector,
             table.nhs[i],
             (dob // 10000,),
             district,
-            "" if dated_only else house_number(table.address[i]),
-            wide=not dated_only,
+            house_number(table.address[i]),
+            wide=False,
             postcode=full,
+        )
+        return narrow, wide_keys(givens, families)
+
+    @staticmethod
+    def _dated_keys(table: RecordTable, i: int) -> list[int]:
+        """A record's keys without the date-free ones, for learning (see _learn)."""
+        dob = table.dob[i]
+        sector = postcode_parts(table.postcode[i])[1]
+        return blocking_keys(
+            table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,), wide=False
         )
 
     def _visible_rows(self) -> Sequence[int]:
         """Table rows of the records the model learns from: every row unless some are hidden."""
-        if len(self.hidden_index) == 0:
+        if len(self.hidden_rows) == 0:
             return range(len(self.table))
-        hidden = np.unique(self.hidden_index.postings)
-        rows: list[int] = np.setdiff1d(np.arange(len(self.table), dtype=np.int32), hidden).tolist()
+        rows: list[int] = np.setdiff1d(np.arange(len(self.table), dtype=np.int32), self.hidden_rows).tolist()
         return rows
 
     def _learn(self) -> None:
@@ -387,28 +436,20 @@ class MatchEngine:
         rows = self._visible_rows()
         n = len(rows)
         random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
-        estimate_u(level_matrix([self._pair_levels(i, j) for i, j in random_pairs if i != j]), self.model)
+        levels = _PairLevels(self.table, self.variants)
+        estimate_u(level_matrix([levels(i, j) for i, j in random_pairs if i != j]), self.model)
         blocked: set[tuple[int, int]] = set()
         # Pairs from the dated keys only: the date-free ones add whole households, which cost build
         # time and would teach EM that siblings (alike on every field but the given name) are matches.
         for i in (rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))):
-            for j in self.index.lookup(search_keys(list(self._record_keys(self.table, i, dated_only=True)))):
+            for j in self.index.lookup(search_keys(self._dated_keys(self.table, i))):
                 if i != j:
                     blocked.add((min(i, j), max(i, j)))
-        run_em(level_matrix([self._pair_levels(i, j) for i, j in sorted(blocked)]), self.model)
+        run_em(level_matrix([levels(i, j) for i, j in sorted(blocked)]), self.model)
         self._log2_prior = -math.log2(max(n, self.settings.min_prior_records))
 
     def _pair_levels(self, i: int, j: int) -> tuple[int, ...]:
-        t = self.table
-        return (
-            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
-            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
-            cmp.dob_level(t.dob[i], t.dob[j]),
-            cmp.sex_level(t.sex[i], t.sex[j]),
-            cmp.postcode_level(t.postcode[i], t.postcode[j]),
-            cmp.address_level(address_tokens(t.address[i]), address_tokens(t.address[j])),
-            cmp.nhs_level(t.nhs[i], t.nhs[j]),
-        )
+        return _PairLevels(self.table, self.variants)(i, j)
 
     # -- matching -------------------------------------------------------------
 
@@ -423,9 +464,10 @@ class MatchEngine:
     def match(self, query: Subject) -> list[MatchResult]:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
-        scored = [s for s in (self._score(q, i) for i in keys.lookup(self.index)) if s is not None]
+        names: _NameMemo = {}
+        scored = [s for s in (self._score(q, i, names) for i in keys.lookup(self.index)) if s is not None]
         results = self._results(self._home_guard(scored))
-        hidden = [s for s in (self._score(q, i) for i in keys.lookup(self.hidden_index)) if s is not None]
+        hidden = [s for s in (self._score(q, i, names) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
@@ -493,9 +535,14 @@ class MatchEngine:
             return swapped_given, swapped_family, True
         return given, family, False
 
-    def _score(self, q: _Prepared, i: int) -> _Scored | None:
+    def _score(self, q: _Prepared, i: int, names: _NameMemo) -> _Scored | None:
+        """``names``: this query's name levels by the record's names (see _NameMemo)."""
         t = self.table
-        given, family, swapped = self._name_levels(q, i)
+        held = (t.givens(i), t.families(i))
+        found = names.get(held)
+        if found is None:
+            found = names[held] = self._name_levels(q, i)
+        given, family, swapped = found
         if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
             return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
         levels = (
@@ -562,7 +609,7 @@ class MatchEngine:
             family = "".join(t.family[s.index])
             if not family:
                 continue
-            home = postcode_parts(t.postcode[s.index])[0]
+            home = cmp.split_postcode(t.postcode[s.index])[0]
             address = address_tokens(t.address[s.index])
             for key in (("p", home), ("a", address), ("d", t.dob[s.index])):
                 if key[1]:
@@ -576,6 +623,35 @@ class MatchEngine:
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
+
+
+class _PairLevels:
+    """The comparison levels of two records, for learning: what ``_score`` compares, record against record.
+
+    Postcodes are split through the bounded cache the scorer uses (blocked pairs repeat homes). Not a
+    cache per learning pass: at a million records one held half a million addresses, and the memory
+    it freed stayed with the process (engine RSS 815 MiB against 625).
+    """
+
+    def __init__(self, table: RecordTable, variants: NameVariants) -> None:
+        self.table, self.variants = table, variants
+
+    def __call__(self, i: int, j: int) -> tuple[int, ...]:
+        t = self.table
+        return (
+            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
+            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
+            cmp.dob_level(t.dob[i], t.dob[j]),
+            cmp.sex_level(t.sex[i], t.sex[j]),
+            cmp.postcode_level(t.postcode[i], t.postcode[j]),
+            cmp.address_level(address_tokens(t.address[i]), address_tokens(t.address[j])),
+            cmp.nhs_level(t.nhs[i], t.nhs[j]),
+        )
+
+
+_NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]
+"""One query's name levels by a candidate's (given names, family names): they depend on nothing else, and
+a common name's candidates share them (every Oliver Smith born within a year of the searched one)."""
 
 
 def _rank(s: _Scored) -> tuple[float, int, int]:
@@ -611,14 +687,19 @@ class _Scored:
     """Another candidate at its home fits better: at most ``possible``."""
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a node's records repeat a few tens of thousands of family names
+def _family_name(family_name: str) -> tuple[str, ...]:
+    """A record's family name as parts (interned), () for a placeholder."""
+    return tuple(sys.intern(p) for p in tokens(family_name)) if not is_placeholder(family_name) else ()
+
+
 def _add(table: RecordTable, record: Record) -> None:
     i = len(table)
     share = table.share
     first, other_given = given_names(record.given_name, record.middle_names)
     table.record_id.append(record.record_id)
     table.given.append(share(first))  # type: ignore[arg-type]
-    family = tokens(record.family_name) if not is_placeholder(record.family_name) else ()
-    table.family.append(share(tuple(share(p) for p in family)))  # type: ignore[arg-type]
+    table.family.append(share(_family_name(record.family_name)))  # type: ignore[arg-type]
     table.dob.append(dob_int(record.date_of_birth))
     table.sex.append(share(record.sex if record.sex in ("M", "F") else ""))  # type: ignore[arg-type]
     table.postcode.append(share(record.postcode))  # type: ignore[arg-type]

@@ -67,6 +67,12 @@ class Model:
     """How many matched pairs EM found in the node's own data (0 with defaults)."""
 
     def __post_init__(self) -> None:
+        # Made once, not per call: name_frequency runs for every candidate a query scores.
+        self._counts: dict[str, dict[Any, int]] = {
+            "given name": self.given_counts,
+            "family name": self.family_counts,
+            "date of birth": self.dob_counts,
+        }
         self.refresh()
 
     def refresh(self) -> None:
@@ -87,12 +93,7 @@ class Model:
         A name seen once among two records is not "common"; with TF_PSEUDO_RECORDS of
         prior weight, small nodes keep the default u and large nodes use their own counts.
         """
-        tables: dict[str, dict[Any, int]] = {
-            "given name": self.given_counts,
-            "family name": self.family_counts,
-            "date of birth": self.dob_counts,
-        }
-        counts = tables[field_name]
+        counts = self._counts[field_name]
         prior = self.u[field_name][0]
         return (counts.get(value, 0) + TF_PSEUDO_RECORDS * prior) / (self.records + TF_PSEUDO_RECORDS)
 
