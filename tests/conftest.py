@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -266,6 +266,29 @@ class RedisSpace:
     prefix: str
 
 
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+"""The machine's PostgreSQL (trust auth, database ``test``), which scripts/test starts if it is down."""
+
+
+def unavailable(reason: str, require: str) -> NoReturn:
+    """Skip a test whose real service or tool is missing, saying why — or fail it where the environment
+    variable ``require`` is 1 (scripts/test sets each under CI=true, where the service must be there)."""
+    if os.environ.get(require) == "1":
+        pytest.fail(f"{reason} ({require}=1: CI requires it, and scripts/test provides it)")
+    pytest.skip(reason)
+
+
+def require_postgres(dsn: str = POSTGRES_DSN) -> None:
+    """Return if PostgreSQL answers at ``dsn``; otherwise :func:`unavailable`."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'psycopg[binary]'")
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        unavailable(f"PostgreSQL not reachable: {first}", "SIGNPOST_REQUIRE_POSTGRES")
+
+
 @pytest.fixture
 def redis_space() -> Iterator[RedisSpace]:
     """The real Redis at 127.0.0.1:6379 (``SIGNPOST_TEST_REDIS_URL`` to use another), under a fresh key prefix
@@ -279,10 +302,7 @@ def redis_space() -> Iterator[RedisSpace]:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        reason = f"Redis not reachable at {url}: {type(exc).__name__}"
-        if os.environ.get("SIGNPOST_REQUIRE_REDIS") == "1":
-            pytest.fail(reason + " (CI requires it: scripts/test starts it)")
-        pytest.skip(reason)
+        unavailable(f"Redis not reachable at {url}: {type(exc).__name__}", "SIGNPOST_REQUIRE_REDIS")
     space = RedisSpace(url, f"signpost-test:{uuid.uuid4().hex[:12]}:")
     try:
         yield space

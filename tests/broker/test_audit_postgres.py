@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from broker.audit.keys import load_or_create_signing_key, load_public_key, publi
 from broker.audit.log import open_audit_log
 from broker.audit.verify import verify_database
 from tests.broker.test_audit_log import HMAC_KEY, canonical, make_entry
+from tests.conftest import require_postgres
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'psycopg[binary]'")
 
@@ -35,14 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def server() -> str:
-    try:
-        with psycopg.connect(DSN, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).strip().splitlines()[0]}"
-        if os.environ.get("SIGNPOST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " (CI requires it: scripts/test starts it)")
-        pytest.skip(reason)
+    require_postgres(DSN)
     return DSN
 
 

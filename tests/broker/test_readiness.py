@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import math
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from broker.appkeys import FANOUT, MONITOR, READINESS
 from broker.peercert import PeerCertificates
 from broker.registry import Authority
 from certs.identity import Role, node_dns_name
-from tests.conftest import row
+from tests.conftest import require_postgres, row
 from tests.faultproxy import FaultProxy
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -111,15 +110,9 @@ async def test_not_ready_once_the_brokers_certificate_has_expired(federation):
 
 @pytest.fixture
 def pg_schema() -> Any:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'psycopg[binary]'")
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).strip().splitlines()[0]}"
-        if os.environ.get("SIGNPOST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " (CI requires it: scripts/test starts it)")
-        pytest.skip(reason)
+    require_postgres(PG_DSN)
+    import psycopg
+
     name = f"ready_test_{uuid.uuid4().hex[:12]}"
     yield name
     with psycopg.connect(PG_DSN, autocommit=True) as conn:

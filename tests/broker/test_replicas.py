@@ -12,7 +12,6 @@ the tests skip, saying which, when either is missing, unless CI requires it.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from certs.identity import Role
 from core.config import ConfigError
 from tests.broker.test_fishing import AMELIA, CHILDREN, PURPOSE, metrics_text, practitioner, search_as
 from tests.broker.test_readiness import eventually, get
-from tests.conftest import RedisSpace
+from tests.conftest import RedisSpace, require_postgres
 from tests.faultproxy import FaultProxy
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -37,15 +36,9 @@ DSN = "postgresql://postgres@127.0.0.1:5432/test"
 @pytest.fixture
 def audit_schema() -> Iterator[str]:
     """A throw-away PostgreSQL schema for the replicas' shared audit log, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
-    try:
-        with psycopg.connect(DSN, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at 127.0.0.1:5432: {type(exc).__name__}"
-        if os.environ.get("SIGNPOST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_postgres(DSN)
+    import psycopg
+
     name = f"replicas_{uuid.uuid4().hex[:12]}"
     yield f"{DSN}?schema={name}"
     with psycopg.connect(DSN, autocommit=True) as conn:

@@ -10,16 +10,15 @@ unless ``SIGNPOST_REQUIRE_POSTGRES=1`` / ``SIGNPOST_REQUIRE_MARIADB=1`` (scripts
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from node.config import SourceConfig
+from tests.conftest import unavailable
 
 SERVERS = {
     "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432/test", "SIGNPOST_REQUIRE_POSTGRES"),
@@ -181,10 +180,7 @@ def _server(backend: str) -> str:
             conn.execute(sa.text("SELECT 1"))
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
         first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        reason = f"{backend} not reachable at {url}: {first}"
-        if os.environ.get(require) == "1":
-            pytest.fail(f"{reason} ({require}=1: scripts/test starts it)")
-        pytest.skip(reason)
+        unavailable(f"{backend} not reachable at {url}: {first}", require)
     return url
 
 

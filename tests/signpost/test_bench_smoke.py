@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_postgres
 
 SIGNPOST = [sys.executable, "-m", "signpost.cli", "bench"]
 
@@ -85,15 +86,7 @@ def test_grpc_floor_smoke(tmp_path):
 
 def test_source_smoke(tmp_path):
     """A throw-away PostgreSQL database of ~2,000 rows, a node over it, and 50 changes made visible."""
-    import sqlalchemy as sa
-
-    try:
-        with sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres").connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as exc:
-        if os.environ.get("SIGNPOST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL not reachable on 127.0.0.1:5432 ({type(exc).__name__})")
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    require_postgres("postgresql://postgres@127.0.0.1:5432/postgres")
     r = bench(tmp_path, "source", "--rows", "2000", "--changes", "50", "--timeout", "60")
     assert "complete" not in r  # the final report, not one of the partial ones written on the way
     assert r["rows"] == 2000 and r["records_served"] > 1000 and r["full_load"]["outcome"] == "ok"
