@@ -89,16 +89,30 @@ def verify_id_token(
 def user_from_claims(claims: Mapping[str, Any], idp: AuthorityIdp) -> PortalUser:
     """The signed-in user: role by the authority's mapping, organisation by the issuer (never a claim)."""
     issuer, subject = str(claims["iss"]), str(claims["sub"])
-    name = next((str(claims[k]) for k in ("name", "preferred_username", "email") if isinstance(claims.get(k), str)), "")
-    email = claims.get("email")
+    email = verified_email(claims)
+    name = next((str(claims[k]) for k in ("name", "preferred_username") if isinstance(claims.get(k), str)), email)
     identity = Identity(
         role=role_of(claims, idp),
         id=f"{issuer}#{subject}",
         name=name or subject,
         organisation=idp.organisation,
-        email=email if isinstance(email, str) else "",
+        email=email,
     )
     return PortalUser(identity=identity, issuer=issuer, subject=subject, authority=idp.code)
+
+
+def verified_email(claims: Mapping[str, Any]) -> str:
+    """The token's ``email``, unless the provider says it has not verified it (``email_verified`` false).
+
+    The address goes into the audit trail and the notices authorities send about who searched, so an
+    address the user typed and the provider never checked must not stand there as theirs. A provider
+    that sends no ``email_verified`` at all (Entra ID, for one) is trusted for its own directory's
+    addresses: its accounts are made by the authority's IT team, not by the user.
+    """
+    email = claims.get("email")
+    if not isinstance(email, str) or claims.get("email_verified") is False or claims.get("email_verified") == "false":
+        return ""
+    return email
 
 
 def role_of(claims: Mapping[str, Any], idp: AuthorityIdp) -> Role:

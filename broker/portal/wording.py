@@ -36,6 +36,8 @@ OUTCOMES = {
 }
 """An audit entry's outcome, as "my recent searches" shows it."""
 _PHONE = re.compile(r"[^0-9+]")
+_MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+"""An address plain enough to link: no ``?`` or ``&`` to add a subject, body or second recipient, no spaces."""
 
 
 def tel_href(phone: str) -> str:
@@ -66,6 +68,16 @@ class Contact:
     @property
     def tel(self) -> str:
         return tel_href(self.phone)
+
+    @property
+    def mailto(self) -> str:
+        """A ``mailto:`` link, or "" when the node's address is not plain enough to link.
+
+        The address comes from an authority's own records, which the broker does not vouch for: a
+        ``mailto:`` with ``?cc=`` or ``&body=`` would have the practitioner's mail program write to
+        someone else. The address is still shown, as text.
+        """
+        return f"mailto:{self.email}" if _MAILBOX.fullmatch(self.email) else ""
 
 
 @dataclass(frozen=True)

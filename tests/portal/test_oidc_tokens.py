@@ -303,6 +303,17 @@ async def test_an_account_without_exactly_one_signpost_group_is_refused(world: W
         await sign_in_with(world, leeds_token(world, groups=groups))
 
 
+async def test_an_email_the_provider_has_not_verified_is_not_taken_as_the_users(world: World) -> None:
+    verified = await sign_in_with(world, leeds_token(world, email="a.worker@leeds.gov.uk", email_verified=True))
+    unsaid = await sign_in_with(world, leeds_token(world, email="a.worker@leeds.gov.uk"))
+    unverified = await sign_in_with(
+        world, leeds_token(world, name=None, email="chief@leeds.gov.uk", email_verified=False)
+    )
+
+    assert verified.identity.email == unsaid.identity.email == "a.worker@leeds.gov.uk"
+    assert (unverified.identity.email, unverified.identity.name) == ("", "user-1")
+
+
 async def test_a_single_group_string_grants_its_role(world: World) -> None:
     user = await sign_in_with(world, leeds_token(world, groups="signpost-auditors"))
     assert user.identity.role is Role.AUDITOR
