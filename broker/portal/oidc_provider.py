@@ -9,6 +9,11 @@ Discovery documents and key sets are cached per issuer for ``discovery_max_age_s
 a key (``kid``) not in the cached set makes the key set be fetched again, at most once per
 ``jwks_min_refetch_seconds`` per issuer, so an identity provider that rotates its keys is followed while
 tokens carrying made-up ``kid``s cannot turn the broker into a client hammering it.
+
+A provider that cannot be reached is remembered as down for ``DISCOVERY_RETRY_SECONDS``: while an
+authority's identity provider is down, every practitioner pressing "Sign in" would otherwise wait the
+full ``http_timeout_seconds`` for the same failure, and the broker would hold one outbound call open
+for each of them. Fetches for one issuer go one at a time, so a crowd arriving together makes one call.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ MAX_BODY_BYTES = 512 * 1024
 ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC"})
 """Key types an ID token may be verified with. A shared-secret ("oct") key in a published key set is
 ignored: a key anyone can read must never verify a MAC (the HS256-with-the-public-key attack)."""
+DISCOVERY_RETRY_SECONDS = 10.0
+"""After a failed discovery fetch, sign-ins to that issuer fail at once with the same sentence for this
+long; short, so a provider that comes back is used again within seconds."""
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 """Never ``none`` and never HS*: an ID token must be signed by a key only its identity provider holds."""
 
@@ -74,7 +82,10 @@ class IdentityProviders:
         self._session, self._own_session = session, session is None
         self._metadata: dict[str, tuple[ProviderMetadata, float]] = {}
         self._keys: dict[str, _Keys] = {}
+        self._down: dict[str, tuple[SignInError, float]] = {}
+        """Issuers whose discovery fetch failed: the error and when."""
         self._locks: dict[str, asyncio.Lock] = {}
+        self._discovery_locks: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -83,13 +94,21 @@ class IdentityProviders:
 
     async def metadata(self, idp: AuthorityIdp) -> ProviderMetadata:
         """The issuer's discovery document, fetched and checked, cached for ``discovery_max_age_seconds``."""
-        cached = self._metadata.get(idp.issuer)
-        if cached and self._clock() - cached[1] < self._config.discovery_max_age_seconds:
-            return cached[0]
-        document = await self._get_json(idp, idp.discovery)
-        meta = _parse_metadata(idp, document)
-        self._metadata[idp.issuer] = (meta, self._clock())
-        return meta
+        async with self._discovery_locks.setdefault(idp.issuer, asyncio.Lock()):
+            cached, now = self._metadata.get(idp.issuer), self._clock()
+            if cached and now - cached[1] < self._config.discovery_max_age_seconds:
+                return cached[0]
+            down = self._down.get(idp.issuer)
+            if down and now - down[1] < DISCOVERY_RETRY_SECONDS:
+                raise down[0]
+            try:
+                meta = _parse_metadata(idp, await self._get_json(idp, idp.discovery))
+            except SignInError as exc:
+                self._down[idp.issuer] = (exc, self._clock())
+                raise
+            self._down.pop(idp.issuer, None)
+            self._metadata[idp.issuer] = (meta, self._clock())
+            return meta
 
     async def key_set(self, idp: AuthorityIdp, meta: ProviderMetadata, kid: str | None) -> KeySet:
         """The issuer's signing keys; fetched again when ``kid`` is unknown (rate-limited) or the set is old."""

@@ -8,6 +8,7 @@ path and the redirect flow in test_oidc_flow.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from joserfc.jwk import RSAKey
 from structlog.testing import capture_logs
 
 from broker.portal.oidc import OidcSignIn
+from broker.portal.oidc_provider import DISCOVERY_RETRY_SECONDS
 from broker.portal.signin import PortalUser, SignInError
 from certs.identity import Role
 from tests.portal.op.harness import MintingIdp, authority, begin, callback, portal_config
@@ -362,3 +366,40 @@ async def test_an_identity_provider_that_is_down_is_a_plain_refusal(world: World
     await world.kent.stop()
     with pytest.raises(SignInError, match="could not reach Kent Council"):
         await begin(world.sign_in, "KENT")
+
+
+async def test_a_failing_identity_provider_is_asked_once_while_it_is_remembered_as_down(tmp_path: Path) -> None:
+    """A crowd pressing "Sign in" while their provider is down makes one call to it, not one each, and the
+    provider is asked again once DISCOVERY_RETRY_SECONDS have passed."""
+    asked = []
+
+    async def failing(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(status=503, text="down for maintenance")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", failing)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    monotonic = [1000.0]
+    url = str(server.make_url("")).rstrip("/")
+    sign_in = OidcSignIn(portal_config(authority("DOWN", url, secret)), monotonic=lambda: monotonic[0])
+    try:
+        crowd = await asyncio.gather(*(begin(sign_in, "DOWN") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(e, SignInError) and "Down Council" in str(e) for e in crowd)
+        assert len(asked) == 1
+
+        monotonic[0] += DISCOVERY_RETRY_SECONDS - 1
+        with pytest.raises(SignInError):
+            await begin(sign_in, "DOWN")
+        assert len(asked) == 1
+
+        monotonic[0] += 2
+        with pytest.raises(SignInError):
+            await begin(sign_in, "DOWN")
+        assert len(asked) == 2
+    finally:
+        await sign_in.close()
+        await server.close()
