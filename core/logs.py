@@ -105,25 +105,33 @@ def native_line_event(line: str) -> dict[str, str] | None:
     return {"level": _ABSL_LEVELS[letter], "event": event, "source": source, "message": message}
 
 
-def capture_native_stderr() -> None:
+def capture_native_stderr(log_stream: TextIO | None = None) -> None:
     """Route descriptor 2 through a pipe whose lines are logged as JSON (see the module docstring).
 
-    Call after :func:`configure` with no ``stream``: the JSON log keeps the real stderr (a duplicate of the
-    descriptor), and native code, which cannot be configured from Python, writes into the pipe.
+    Call after :func:`configure`. Without ``log_stream`` (the services: their stderr *is* the log), the JSON
+    log keeps the real stderr (a duplicate of the descriptor), and native code, which cannot be configured
+    from Python, writes into the pipe. With ``log_stream`` (``signpost demo``: its log is a file and its
+    console is for a person), native lines go to that log and Python's own stderr stays on the console, so
+    one-sentence errors are still seen there and gRPC's lines are not.
     """
     sys.stderr.flush()
     real = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
-    # Our JSON goes straight to the real stderr; sys.stderr stays on descriptor 2, so even an uncaught
-    # traceback arrives as JSON lines rather than raw on the console.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(real))
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(real)
+    if log_stream is None:
+        # Our JSON goes straight to the real stderr; sys.stderr stays on descriptor 2, so even an uncaught
+        # traceback arrives as JSON lines rather than raw on the console.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(real))
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(real)
+        sink = real
+    else:
+        sys.stderr = real
+        sink = log_stream
     log = structlog.get_logger("signpost.native")
-    reader = threading.Thread(target=_forward, args=(read_fd, real, log), name="native-stderr", daemon=True)
+    reader = threading.Thread(target=_forward, args=(read_fd, sink, log), name="native-stderr", daemon=True)
     reader.start()
 
     def drain() -> None:

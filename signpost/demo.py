@@ -27,7 +27,7 @@ import aiohttp
 from certs.identity import AUTHORITY_CODE, Role
 from certs.tls import client_ssl_context
 from core.lifecycle import stop_on_signals
-from core.logs import configure
+from core.logs import capture_native_stderr, configure
 from signpost.dev_identity import DevIdentityProvider, free_port, start_dev_identity_provider, unavailable
 from signpost.federation import LocalFederation, start_local_federation, write_description
 
@@ -157,28 +157,30 @@ async def run_demo(options: DemoOptions) -> int:
     workdir = options.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "federation.json").unlink(missing_ok=True)  # never leave a stale one claiming we are up
-    with (workdir / "signpost.log").open("a", encoding="utf-8") as log_file:
-        configure("info", log_file)
-        authorities = (
-            _authorities_from(options.data) if options.data else _synthesise(workdir, options.children, options.seed)
+    # Open for the life of the process, not a `with`: the native-stderr reader writes to it until exit.
+    log_file = (workdir / "signpost.log").open("a", encoding="utf-8", buffering=1)
+    configure("info", log_file)
+    capture_native_stderr(log_file)  # gRPC's C core writes to descriptor 2: into the log, not the console
+    authorities = (
+        _authorities_from(options.data) if options.data else _synthesise(workdir, options.children, options.seed)
+    )
+    port = options.port if options.port is not None else (0 if options.check else 8443)
+    idp, port, note = (None, port, "") if options.check else await _dev_identity(workdir, authorities, port)
+    try:
+        fed = await start_local_federation(
+            workdir,
+            authorities,
+            broker_port=port,
+            rate_limit_per_minute=options.rate_limit,
+            portal=idp.portal if idp else None,
         )
-        port = options.port if options.port is not None else (0 if options.check else 8443)
-        idp, port, note = (None, port, "") if options.check else await _dev_identity(workdir, authorities, port)
         try:
-            fed = await start_local_federation(
-                workdir,
-                authorities,
-                broker_port=port,
-                rate_limit_per_minute=options.rate_limit,
-                portal=idp.portal if idp else None,
-            )
-            try:
-                return await _serve(fed, authorities, workdir, options, idp, note)
-            finally:
-                await fed.stop()
+            return await _serve(fed, authorities, workdir, options, idp, note)
         finally:
-            if idp is not None:
-                await idp.stop()
+            await fed.stop()
+    finally:
+        if idp is not None:
+            await idp.stop()
 
 
 async def _dev_identity(

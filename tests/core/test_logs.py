@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import structlog
 
@@ -63,3 +66,29 @@ def test_grpc_core_lines_become_events() -> None:
         "text": "Segmentation fault, somewhere",
     }
     assert native_line_event("\n") is None
+
+
+def test_with_a_log_file_native_lines_go_to_it_and_python_s_stderr_stays_on_the_console(tmp_path: Path) -> None:
+    """``signpost demo``: gRPC's C core lines land in signpost.log as events; a person still sees errors."""
+    log = tmp_path / "signpost.log"
+    script = f"""
+import os, sys
+from core.logs import capture_native_stderr, configure
+log_file = open({str(log)!r}, "a", encoding="utf-8", buffering=1)
+configure("info", log_file)
+capture_native_stderr(log_file)
+os.write(2, b"E1203 08:08:58.1 1 chttp2_server.cc:10] Failed to bind\\n")
+print("error: a sentence for the person at the console", file=sys.stderr)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "error: a sentence for the person at the console\n"
+    [event] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (event["event"], event["level"], event["source"]) == ("grpc_core", "error", "chttp2_server.cc:10")
