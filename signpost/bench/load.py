@@ -1,0 +1,207 @@
+"""Searches through the broker's HTTPS API, one at a time or open loop, and what each part spent on them.
+
+The load generator shares the machine with the federation it measures, so it counts its own CPU too.
+A search the broker refuses (503 ``overloaded``...) or that gets no HTTP answer at all is a sample
+like any other, with its reason: under overload the refusals are the figure. Coverage is judged
+against the authorities that are up, which in these benchmarks is every one of them (no node is
+stopped), so "heard from 99%" is ``answered >= 0.99 × authorities``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from certs.identity import Role
+from certs.tls import client_ssl_context
+from signpost.bench.common import percentile
+from signpost.bench.deployment import Deployment, cpu_seconds
+from signpost.bench.progress import step
+
+PURPOSE = {"code": "child-protection-enquiry", "justification": "Scale benchmark search"}
+HEARD_SHARE = 0.99
+"""Issue 18: an admitted search must be heard from at least this share of the authorities that are up."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    ms: float
+    status: int
+    """The HTTP status; 0 when no HTTP answer came (connection refused or reset, client timeout)."""
+    refusal: str = ""
+    """Why a search was not answered 200: ``"503 overloaded"`` (status and error code) or the exception's name."""
+    answered: int = 0
+    asked: int = 0
+    not_answered: tuple[str, ...] = ()
+    """Coverage reasons of the authorities that did not answer (timeout, unavailable, circuit_open...)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == 200 and self.answered == self.asked
+
+
+async def search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> Sample:
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}, timeout=aiohttp.ClientTimeout(total=60)
+        ) as resp:
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Sample((time.perf_counter() - started) * 1000, 0, type(exc).__name__)
+    ms = (time.perf_counter() - started) * 1000
+    if resp.status != 200:
+        code = body.get("error", {}).get("code", "?") if isinstance(body, dict) else "?"
+        return Sample(ms, resp.status, f"{resp.status} {code}")
+    coverage = body["coverage"]
+    reasons = tuple(n["reason"] for n in coverage["not_answered"])
+    return Sample(ms, 200, "", coverage["answered"], coverage["asked"], reasons)
+
+
+def summarise(results: list[Sample], elapsed: float, authorities: int) -> dict[str, Any]:
+    """Throughput, refusals, latency and coverage of one measurement (no CPU: that is measure()'s)."""
+    admitted = [r for r in results if r.status == 200]
+    # Latency of the searches the broker admitted: a refusal answers at once and is counted apart.
+    latencies = [r.ms for r in admitted] or [0.0]
+    refusals = [r.ms for r in results if r.status != 200]
+    heard = math.ceil(HEARD_SHARE * authorities)
+    return {
+        "searches": len(results),
+        "throughput_per_second": round(len(admitted) / elapsed, 2) if elapsed > 0 else 0.0,  # served
+        "statuses": dict(Counter(str(r.status) for r in results)),
+        "refused": len(results) - len(admitted),
+        "refused_by_reason": dict(Counter(r.refusal for r in results if r.status != 200)),
+        # "Refused at once": how long a refused search waited for its answer.
+        "refused_latency_ms": {
+            q: round(percentile(refusals, float(q[1:])), 1) if refusals else None for q in ("p50", "p99")
+        },
+        "latency_ms": {q: round(percentile(latencies, float(q[1:])), 1) for q in ("p50", "p95", "p99")},
+        # Of every search sent: a refusal counts as not heard, so this is what a practitioner got.
+        "coverage_complete": round(sum(r.complete for r in results) / len(results), 4) if results else 0.0,
+        # Of the searches admitted: issue 18's "admitted means heard".
+        "admitted_heard_from_all": _share(sum(r.complete for r in admitted), len(admitted)),
+        "admitted_heard_from_99pc": _share(sum(r.answered >= heard for r in admitted), len(admitted)),
+        "not_answered": dict(Counter(reason for r in results for reason in r.not_answered)),
+    }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass
+class CircuitWatch:
+    """What the broker's /v1/nodes said about circuits while a load ran: every authority seen not closed."""
+
+    seen: set[str] = field(default_factory=set)
+    most_at_once: int = 0
+    polls: int = 0
+    failed_polls: int = 0
+
+    def record(self, nodes: list[dict[str, Any]]) -> None:
+        not_closed = {n["code"] for n in nodes if n.get("circuit", "closed") != "closed"}
+        self.seen |= not_closed
+        self.most_at_once = max(self.most_at_once, len(not_closed))
+        self.polls += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "authorities_with_circuit_opened": len(self.seen),
+            "most_open_at_once": self.most_at_once,
+            "opened": sorted(self.seen)[:20],
+            "polls": self.polls,
+            "failed_polls": self.failed_polls,
+        }
+
+
+@contextlib.asynccontextmanager
+async def watch_circuits(dep: Deployment, interval: float = 1.0) -> AsyncIterator[CircuitWatch]:
+    """Poll /v1/nodes (as the operator, without ``refresh``: no extra health checks) until the block ends."""
+    watch = CircuitWatch()
+    context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.OPERATOR])
+    stop = asyncio.Event()
+
+    async def poll(session: aiohttp.ClientSession) -> None:
+        while True:
+            try:
+                async with session.get(f"{dep.url}/v1/nodes", timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    watch.record((await resp.json())["nodes"])
+            except (aiohttp.ClientError, TimeoutError, KeyError):
+                watch.failed_polls += 1  # the broker busy or refusing: counted, the load goes on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+                return
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        poller = asyncio.create_task(poll(session))
+        try:
+            yield watch
+        finally:
+            stop.set()
+            await poller
+
+
+async def measure(
+    dep: Deployment,
+    subjects: list[dict[str, Any]],
+    *,
+    rate: float | None,
+    count: int,
+    label: str = "searches",
+    circuits: bool = False,
+) -> dict[str, Any]:
+    """``count`` searches, one at a time (rate None) or open loop at ``rate`` per second."""
+    context = client_ssl_context(dep.pki.ca.cert, dep.pki.users[Role.PRACTITIONER])
+    pids = [dep.broker_pid, *dep.node_pids]
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    driver_before = time.process_time()
+    watch: CircuitWatch | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        if circuits:
+            watch = await stack.enter_async_context(watch_circuits(dep))
+        results, elapsed = await _drive(dep.url, context, subjects, rate, count, label)
+    after = {pid: cpu_seconds(pid) for pid in pids}
+    driver_cpu = time.process_time() - driver_before
+    node_cpu = sum(after[p] - before[p] for p in dep.node_pids)
+    n = max(len(results), 1)
+    report = {"offered_rate": rate, **summarise(results, elapsed, len(dep.nodes))}
+    report.update(
+        broker_cpu_ms_per_search=round((after[dep.broker_pid] - before[dep.broker_pid]) * 1000 / n, 2),
+        nodes_cpu_ms_per_search=round(node_cpu * 1000 / n, 2),
+        # The load generator shares the same cores: its HTTPS client is part of what the machine carries.
+        driver_cpu_ms_per_search=round(driver_cpu * 1000 / n, 2),
+    )
+    if watch is not None:
+        report["circuits"] = watch.summary()
+    return report
+
+
+async def _drive(
+    url: str, context: Any, subjects: list[dict[str, Any]], rate: float | None, count: int, label: str
+) -> tuple[list[Sample], float]:
+    results: list[Sample] = []
+    # The bar is drawn by its own thread once a second: the load loop only counts.
+    with step(label, total=count, unit=" searches") as bar:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=500)) as session:
+            began = time.perf_counter()
+            if rate is None:
+                for i in range(count):
+                    results.append(await search(session, url, subjects[i % len(subjects)]))
+                    bar.update(1)
+            else:
+                tasks = []
+                for i in range(count):
+                    await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+                    task = asyncio.create_task(search(session, url, subjects[i % len(subjects)]))
+                    task.add_done_callback(lambda _: bar.update(1))
+                    tasks.append(task)
+                results = list(await asyncio.gather(*tasks))
+            return results, time.perf_counter() - began
