@@ -65,9 +65,9 @@ def sample(floor: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python_loop_ops": LOOP_OPS,
-        "python_loop_ms": python_loop_ms(),
+        "python_loop_ms": python_loop_ms(LOOP_OPS),
         "numpy_sort_elements": SORT_ELEMENTS,
-        "numpy_sort_ms": numpy_sort_ms(),
+        "numpy_sort_ms": numpy_sort_ms(SORT_ELEMENTS),
     }
     if floor is not None:
         found["grpc_floor"] = floor()

@@ -54,12 +54,15 @@ async def search(session: aiohttp.ClientSession, url: str, subject: dict[str, An
         async with session.post(
             f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}, timeout=aiohttp.ClientTimeout(total=60)
         ) as resp:
-            body = await resp.json(content_type=None)
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:  # not JSON: whatever answered, it was not the broker's API
+                body = None
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Sample((time.perf_counter() - started) * 1000, 0, type(exc).__name__)
     ms = (time.perf_counter() - started) * 1000
-    if resp.status != 200:
-        code = body.get("error", {}).get("code", "?") if isinstance(body, dict) else "?"
+    if resp.status != 200 or not isinstance(body, dict):
+        code = body.get("error", {}).get("code", "?") if isinstance(body, dict) else "unreadable"
         return Sample(ms, resp.status, f"{resp.status} {code}")
     coverage = body["coverage"]
     reasons = tuple(n["reason"] for n in coverage["not_answered"])

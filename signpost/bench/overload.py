@@ -106,12 +106,12 @@ async def find_capacity(
 
 
 def verdict(level: dict[str, Any]) -> bool | None:
-    """Issue 18's "admitted means heard" for one level: every admitted search heard from ≥ 99% and no circuit
-    opened (None if nothing was admitted: nothing to judge)."""
+    """Issue 18's "admitted means heard" for one level: *every* admitted search heard from ≥ 99% of the
+    authorities and no circuit opened (None if nothing was admitted: nothing to judge)."""
     if level["admitted_heard_from_99pc"] is None:
         return None
     opened = level["circuits"]["authorities_with_circuit_opened"] or level["not_answered"].get("circuit_open", 0)
-    return bool(level["admitted_heard_from_99pc"] >= CARRIED_COVERAGE and not opened)
+    return bool(level["admitted_heard_from_99pc"] == 1.0 and not opened)
 
 
 async def run_overload(args: argparse.Namespace) -> dict[str, Any]:
