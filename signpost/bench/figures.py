@@ -17,7 +17,9 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-SPREAD_SKIPS = frozenset({"statuses", "not_answered", "refused_by_reason", "searches", "offered_rate", "opened"})
+SPREAD_SKIPS = frozenset(
+    {"statuses", "not_answered", "refused_by_reason", "searches", "offered_rate", "opened", "client_connections"}
+)
 """Counts keyed by what happened (absent means none) and the settings themselves: not figures to spread."""
 
 

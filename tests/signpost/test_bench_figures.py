@@ -129,10 +129,11 @@ def test_summarise_counts_refusals_by_reason_and_judges_coverage_of_admitted_sea
         Sample(130.0, 200, "", 90, 100, ("circuit_open",) * 10),
         Sample(2.0, 503, "503 overloaded"),
         Sample(3.0, 0, "ClientConnectorError"),
+        Sample(1.0, 400, "400 invalid_request"),  # a subject below the minimum query: no load makes it valid
     ]
     s = summarise(results, elapsed=1.0, authorities=100)
     assert s["refused"] == 2 and s["refused_by_reason"] == {"503 overloaded": 1, "ClientConnectorError": 1}
-    assert s["statuses"] == {"200": 3, "503": 1, "0": 1}
+    assert s["invalid"] == 1 and s["statuses"] == {"200": 3, "503": 1, "0": 1, "400": 1}
     assert s["throughput_per_second"] == 3.0
     assert s["coverage_complete"] == 0.2  # of every search sent
     assert s["admitted_heard_from_all"] == round(1 / 3, 4)

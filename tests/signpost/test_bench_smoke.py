@@ -126,7 +126,7 @@ def test_scale_overload_smoke(tmp_path):
     assert r["benchmark"] == "scale-overload" and r["capacity"]["per_second"] == 4
     assert [lv["offered_rate"] for lv in r["levels"]] == [4, 8] and [lv["searches"] for lv in r["levels"]] == [8, 16]
     for level in r["levels"]:
-        assert level["searches"] == level["statuses"].get("200", 0) + level["refused"]
+        assert level["searches"] == level["statuses"].get("200", 0) + level["refused"] + level["invalid"]
         assert level["circuits"]["polls"] >= 1 and level["admitted_means_heard"] in (True, False, None)
     # 8 searches a second on three small authorities is well within what even a busy machine carries.
     assert r["levels"][0]["admitted_heard_from_all"] == 1.0 and r["admitted_means_heard"] is True
