@@ -44,6 +44,8 @@ class Sample:
     asked: int = 0
     not_answered: tuple[str, ...] = ()
     """Coverage reasons of the authorities that did not answer (timeout, unavailable, circuit_open...)."""
+    queued_ms: float = 0.0
+    """Of ``ms``, the time spent waiting for one of the load generator's connections (not the broker's doing)."""
 
     @property
     def complete(self) -> bool:
@@ -52,23 +54,44 @@ class Sample:
 
 async def search(session: aiohttp.ClientSession, url: str, subject: dict[str, Any]) -> Sample:
     started = time.perf_counter()
+    queued: dict[str, float] = {}  # filled by _queue_tracing() if the search waited for a connection
     try:
         async with session.post(
-            f"{url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}, timeout=aiohttp.ClientTimeout(total=60)
+            f"{url}/v1/searches",
+            json={"subject": subject, "purpose": PURPOSE},
+            timeout=aiohttp.ClientTimeout(total=60),
+            trace_request_ctx=queued,
         ) as resp:
             try:
                 body = await resp.json(content_type=None)
             except ValueError:  # not JSON: whatever answered, it was not the broker's API
                 body = None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return Sample((time.perf_counter() - started) * 1000, 0, type(exc).__name__)
+        ms = (time.perf_counter() - started) * 1000
+        return Sample(ms, 0, type(exc).__name__, queued_ms=queued.get("ms", 0.0))
     ms = (time.perf_counter() - started) * 1000
     if resp.status != 200 or not isinstance(body, dict):
         code = body.get("error", {}).get("code", "?") if isinstance(body, dict) else "unreadable"
-        return Sample(ms, resp.status, f"{resp.status} {code}")
+        return Sample(ms, resp.status, f"{resp.status} {code}", queued_ms=queued.get("ms", 0.0))
     coverage = body["coverage"]
     reasons = tuple(n["reason"] for n in coverage["not_answered"])
-    return Sample(ms, 200, "", coverage["answered"], coverage["asked"], reasons)
+    return Sample(ms, 200, "", coverage["answered"], coverage["asked"], reasons, queued.get("ms", 0.0))
+
+
+def _queue_tracing() -> aiohttp.TraceConfig:
+    """Time each request's wait for a free connection in the load generator's pool, into its trace context."""
+    tracing = aiohttp.TraceConfig()
+
+    async def start(_: Any, ctx: Any, __: Any) -> None:
+        ctx.queued_at = time.perf_counter()
+
+    async def end(_: Any, ctx: Any, __: Any) -> None:
+        if isinstance(ctx.trace_request_ctx, dict):
+            ctx.trace_request_ctx["ms"] = (time.perf_counter() - ctx.queued_at) * 1000
+
+    tracing.on_connection_queued_start.append(start)
+    tracing.on_connection_queued_end.append(end)
+    return tracing
 
 
 def summarise(results: list[Sample], elapsed: float, authorities: int) -> dict[str, Any]:
@@ -81,7 +104,9 @@ def summarise(results: list[Sample], elapsed: float, authorities: int) -> dict[s
     admitted = [r for r in judged if r.status == 200]
     # Latency of the searches the broker admitted: a refusal should answer at once and is counted apart.
     latencies = [r.ms for r in admitted] or [0.0]
-    refusals = [r.ms for r in judged if r.status != 200]
+    # A refusal's time at the broker: what the load generator's own connection queue added is taken off.
+    refusals = [r.ms - r.queued_ms for r in judged if r.status != 200]
+    queued = [r.queued_ms for r in results] or [0.0]
     heard = math.ceil(HEARD_SHARE * authorities)
     return {
         "searches": len(results),
@@ -90,11 +115,13 @@ def summarise(results: list[Sample], elapsed: float, authorities: int) -> dict[s
         "invalid": invalid,
         "refused": len(refusals),
         "refused_by_reason": dict(Counter(r.refusal for r in judged if r.status != 200)),
-        # "Refused at once"? How long a refused search waited for its answer.
+        # "Refused at once"? How long a refused search waited for its answer, less any wait for a connection.
         "refused_latency_ms": {
             q: round(percentile(refusals, float(q[1:])), 1) if refusals else None for q in ("p50", "p99")
         },
         "latency_ms": {q: round(percentile(latencies, float(q[1:])), 1) for q in ("p50", "p95", "p99")},
+        # Time searches spent waiting for one of the load generator's connections (included in latency_ms).
+        "client_queue_ms": {q: round(percentile(queued, float(q[1:])), 1) for q in ("p50", "p99")},
         # Of every valid search sent: a refusal counts as not heard, so this is what a practitioner got.
         "coverage_complete": round(sum(r.complete for r in judged) / len(judged), 4) if judged else 0.0,
         # Of the searches admitted: issue 18's "admitted means heard".
@@ -231,7 +258,7 @@ async def _drive(
     # The bar is drawn by its own thread once a second: the load loop only counts.
     with step(label, total=count, unit=" searches") as bar:
         connector = aiohttp.TCPConnector(ssl=context, limit=CLIENT_CONNECTIONS)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, trace_configs=[_queue_tracing()]) as session:
             began = time.perf_counter()
             if rate is None:
                 for i in range(count):

@@ -127,7 +127,7 @@ def test_summarise_counts_refusals_by_reason_and_judges_coverage_of_admitted_sea
         Sample(100.0, 200, "", 100, 100),
         Sample(120.0, 200, "", 99, 100, ("timeout",)),
         Sample(130.0, 200, "", 90, 100, ("circuit_open",) * 10),
-        Sample(2.0, 503, "503 overloaded"),
+        Sample(52.0, 503, "503 overloaded", queued_ms=50.0),  # 50 ms waiting for the client's own connection
         Sample(3.0, 0, "ClientConnectorError"),
         Sample(1.0, 400, "400 invalid_request"),  # a subject below the minimum query: no load makes it valid
     ]
@@ -140,7 +140,8 @@ def test_summarise_counts_refusals_by_reason_and_judges_coverage_of_admitted_sea
     assert s["admitted_heard_from_99pc"] == round(2 / 3, 4)  # 99 of 100 is heard enough; 90 is not
     assert s["not_answered"] == {"timeout": 1, "circuit_open": 10}
     assert s["latency_ms"]["p50"] == 120.0  # admitted only: the refusals' 2-3 ms do not flatter it
-    assert s["refused_latency_ms"]["p99"] == 3.0
+    assert s["refused_latency_ms"] == {"p50": 2.0, "p99": 3.0}  # the load generator's own queue is not the broker's
+    assert s["client_queue_ms"]["p99"] == 50.0
     none_admitted = summarise([Sample(2.0, 503, "503 overloaded")], elapsed=1.0, authorities=100)
     assert none_admitted["admitted_heard_from_all"] is None and none_admitted["admitted_heard_from_99pc"] is None
 
