@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -358,6 +359,10 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     require("scale", [("matplotlib", "its charts")])  # before minutes of work, not after
+    if args.overload and args.runs > 1:
+        # Each overload level is a whole minutes-long measurement of its own: repeat the command instead.
+        print("error: --runs repeats the load measurement; it does not apply to --overload", file=sys.stderr)
+        return 2
     if args.overload:
         args.out = args.out or Path("bench-results/scale-overload.json")
         publish(asyncio.run(overload.run_overload(args)), args.out, overload.print_report)
