@@ -90,6 +90,7 @@ async def find_capacity(
             rate=rate,
             count=max(1, int(rate * args.ramp_duration)),
             label=f"finding what the machine carries: {rate:g}/s for {args.ramp_duration:g} s",
+            circuits=True,  # not part of the judgement, but a ramp that opens circuits is worth knowing about
         )
         tried.append((rate, carried(point)))
         steps.append({**point, "carried": carried(point), "all_up_before": settled})
