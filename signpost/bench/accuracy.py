@@ -26,6 +26,7 @@ import aiohttp
 from certs.identity import Role
 from certs.tls import client_ssl_context
 from core.subject import Subject
+from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, percentile, publish
 from signpost.bench.progress import require, step
 from signpost.federation import LocalFederation, start_local_federation
@@ -217,6 +218,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"  searches with incomplete coverage: {report['incomplete_coverage_searches']}; "
         f"latency p50 {report['latency_ms']['p50']} ms, p99 {report['latency_ms']['p99']} ms"
     )
+    if "calibration" in report:
+        print(f"  {calibration.describe(report['calibration'])}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
 
         default = args.out == Path("bench-results/accuracy.json")
         out = Path(f"bench-results/accuracy-{args.dataset}.json") if default else args.out
-        publish(dataset_accuracy.run_dataset(args), out, dataset_accuracy.print_report)
+        publish(calibration.calibrated(lambda: dataset_accuracy.run_dataset(args)), out, dataset_accuracy.print_report)
         return 0
-    publish(asyncio.run(run_accuracy(args)), args.out, print_report)
+    publish(calibration.calibrated(lambda: asyncio.run(run_accuracy(args))), args.out, print_report)
     return 0

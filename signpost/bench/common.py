@@ -37,7 +37,33 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    """What the figures were measured on; how fast it was at the time is the calibration's business."""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _proc_field("/proc/cpuinfo", "model name"),
+        "memory_gib": _memory_gib(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    """The first ``name: value`` line of a /proc file, or None where there is no such file (not Linux)."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _memory_gib() -> float | None:
+    total = _proc_field("/proc/meminfo", "MemTotal")  # "24554408 kB"
+    return None if total is None else round(int(total.split()[0]) / 2**20, 1)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

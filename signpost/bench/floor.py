@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ import grpc
 
 from certs.identity import node_dns_name
 from certs.tls import TLSConfig, channel_credentials, server_credentials
+from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, percentile, publish
 from signpost.bench.progress import step
-from signpost.federation import create_pki
+from signpost.federation import Pki, create_pki
 
+CALIBRATION_ROUNDS = 100
+"""Rounds of the short floor that ``scale`` measures before and after its main measurement."""
 METHOD = "/signpost.bench.Echo/Stream"
 PAYLOAD = b"x" * 600
 """About the size of one signed MatchRequest."""
@@ -100,11 +104,8 @@ async def _rounds(ports: list[int], codes: list[str], broker: TLSConfig, rounds:
     }
 
 
-def run_floor(args: argparse.Namespace) -> dict[str, Any]:
-    work = args.workdir.resolve()
-    codes = [f"ECHO{i:03d}" for i in range(args.authorities)]
-    with step(f"certificates for {len(codes)} echo servers"):
-        pki = create_pki(work / "pki", [(c, c) for c in codes])
+def measure_floor(pki: Pki, codes: list[str], rounds: int, *, label: str | None = None) -> dict[str, Any]:
+    """Echo servers for ``codes`` (certificates from ``pki``) in a child process, and ``rounds`` rounds to them."""
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     child = ctx.Process(target=_echo_servers, args=([pki.tls(pki.nodes[c]) for c in codes], ready, stop), daemon=True)
@@ -113,13 +114,28 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
         with step("starting the echo servers"):
             ports = ready.get(timeout=120)
         # Elapsed time only: a bar advanced per round would add its own CPU to the figure being measured.
-        with step(f"{args.rounds} rounds of a {len(codes)}-way fan-out"):
-            result = asyncio.run(_rounds(ports, codes, pki.tls(pki.broker), args.rounds))
+        with step(label or f"{rounds} rounds of a {len(codes)}-way fan-out"):
+            return asyncio.run(_rounds(ports, codes, pki.tls(pki.broker), rounds))
     finally:
         stop.set()
         child.join(timeout=30)
         if child.is_alive():
             child.kill()
+
+
+def probe(pki: Pki, codes: list[str], rounds: int = CALIBRATION_ROUNDS) -> Callable[[], dict[str, Any]]:
+    """The floor as a calibration figure (signpost.bench.calibration): a short run over an existing PKI.
+
+    Call it only from outside an event loop and with nothing else of the benchmark running."""
+    return lambda: measure_floor(pki, codes, rounds, label=f"calibration: {rounds} rounds of the bare gRPC floor")
+
+
+def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    work = args.workdir.resolve()
+    codes = [f"ECHO{i:03d}" for i in range(args.authorities)]
+    with step(f"certificates for {len(codes)} echo servers"):
+        pki = create_pki(work / "pki", [(c, c) for c in codes])
+    result = measure_floor(pki, codes, args.rounds)
     return {"benchmark": "grpc-floor", "machine": machine(), "grpc_version": grpc.__version__, **result}
 
 
@@ -136,8 +152,14 @@ def print_report(report: dict[str, Any]) -> None:
         f"caller CPU {report['caller_cpu_ms_per_round']} ms a round, p50 {report['latency_ms']['p50']} ms, "
         f"p99 {report['latency_ms']['p99']} ms (grpcio {report['grpc_version']})"
     )
+    print(f"  {calibration.describe(report['calibration'])}")
+    print(f"  the floor in calibration loops: {report['floor_over_python_loop']}")
 
 
 def run(args: argparse.Namespace) -> int:
-    publish(run_floor(args), args.out, print_report)
+    report = calibration.calibrated(lambda: run_floor(args))
+    # The floor itself is this benchmark's figure; against the loop it says how much of it is the machine.
+    loop = report["calibration"]["reference"]["python_loop_ms"]
+    report["floor_over_python_loop"] = round(report["caller_cpu_ms_per_round"] / loop, 4)
+    publish(report, args.out, print_report)
     return 0

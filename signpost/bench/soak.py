@@ -28,6 +28,7 @@ import aiohttp
 from certs.identity import Role
 from certs.tls import client_ssl_context
 from node.server import start_node
+from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, percentile, publish
 from signpost.bench.progress import step
 from signpost.federation import LocalFederation, start_local_federation
@@ -172,6 +173,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"  latency p50 {r['latency_ms']['p50']} ms, p99 {r['latency_ms']['p99']} ms")
     print(f"  coverage gaps (honestly reported): {r['coverage_gaps']}")
     print(f"  authorities misreported (silently missing): {r['authorities_misreported']}")
+    if "calibration" in r:
+        print(f"  {calibration.describe(r['calibration'])}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +190,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(run_soak(args))
+    report = calibration.calibrated(lambda: asyncio.run(run_soak(args)))
     publish(report, args.out, print_report)
     return 0 if report["failed_searches"] == 0 and report["authorities_misreported"] == 0 else 1

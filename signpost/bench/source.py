@@ -37,6 +37,7 @@ from certs.identity import Role, node_dns_name
 from certs.tls import client_ssl_context
 from node.config import NodeConfig, SourceConfig
 from node.server import RunningNode, start_node
+from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, peak_rss_mb, publish, save_partial
 from signpost.bench.progress import step
 from signpost.bench.source_db import (
@@ -221,6 +222,8 @@ def print_report(r: dict[str, Any]) -> None:
         f"incremental read and write {r['incremental_sync_seconds']} s; visible to a search after "
         f"{'never (timed out)' if visible is None else f'{visible} s'}"
     )
+    if "calibration" in r:
+        print(f"  {calibration.describe(r['calibration'])}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,5 +240,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    publish(run_source(args), args.out, print_report)
+    publish(calibration.calibrated(lambda: run_source(args)), args.out, print_report)
     return 0

@@ -22,6 +22,7 @@ from core.subject import Subject
 from node.importer import import_csv
 from node.matching import MatchEngine
 from node.store import RecordStore
+from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, peak_rss_mb, percentile, publish, rss_mb
 from signpost.bench.progress import step, track
 from signpost.synth import SynthConfig, generate_to
@@ -121,6 +122,8 @@ def print_report(r: dict[str, Any]) -> None:
         f"p99 {r['latency_ms']['p99']} ms, max {r['latency_ms']['max']} ms; "
         f"candidates p50 {r['candidates_per_query']['p50']:.0f}, p99 {r['candidates_per_query']['p99']:.0f}"
     )
+    if "calibration" in r:
+        print(f"  {calibration.describe(r['calibration'])}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,5 +134,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    publish(run_speed(args), args.out, print_report)
+    publish(calibration.calibrated(lambda: run_speed(args)), args.out, print_report)
     return 0

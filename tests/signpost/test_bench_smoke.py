@@ -34,6 +34,18 @@ def test_accuracy_smoke(tmp_path):
 def test_speed_smoke(tmp_path):
     r = bench(tmp_path, "speed", "--records", "3000", "--queries", "50")
     assert r["records"] > 2000 and r["queries"] == 50 and r["latency_ms"]["p99"] > 0
+    calibrated(r, floor=False)
+
+
+def calibrated(r: dict, *, floor: bool) -> None:
+    """The calibration every benchmark JSON carries: measured before and after, and what the machine was."""
+    for when in ("before", "after"):
+        sample = r["calibration"][when]
+        assert sample["python_loop_ms"] > 0 and sample["numpy_sort_ms"] > 0 and len(sample["load_average"]) == 3
+        assert ("grpc_floor" in sample) is floor
+    assert r["calibration"]["before"]["at"] <= r["calibration"]["after"]["at"]
+    assert r["calibration"]["reference"]["python_loop_ms"] > 0
+    assert r["machine"]["cpus"] >= 1 and r["machine"]["python"] and "cpu_model" in r["machine"]
 
 
 def test_soak_smoke(tmp_path):
@@ -52,6 +64,7 @@ def test_soak_smoke(tmp_path):
         "3",
     )
     assert r["searches_served"] == r["searches_sent"] == 30 and r["authorities_misreported"] == 0
+    calibrated(r, floor=False)
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("matplotlib"), reason="matplotlib not installed")
@@ -77,11 +90,54 @@ def test_scale_smoke(tmp_path):
     assert r["authorities"] == 3 and r["federated"]["loads"][0]["coverage_complete"] == 1.0
     assert r["central"]["serial"]["searches"] == 5 and r["federated_over_central"]["p50"] is not None
     assert all(Path(c).exists() for c in r["charts"])
+    calibrated(r, floor=True)
+    assert r["calibration"]["before"]["grpc_floor"]["streams"] == 3
+    assert r["calibration"]["reference"]["grpc_floor_cpu_ms_per_round"] > 0
+    assert len(r["runs"]) == 1 and r["runs"][0]["federated"] == r["federated"]
+    ratios = r["runs"][0]["ratios"]
+    assert ratios["serial"]["broker_cpu_over_floor"] > 0 and set(ratios["loads"]) == {"5/s"}
+    assert ratios["federated_over_central"] == r["federated_over_central"]
+    assert r["spread"]["federated.serial.latency_ms.p50"]["min"] == r["federated"]["serial"]["latency_ms"]["p50"]
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("matplotlib"), reason="matplotlib not installed")
+def test_scale_overload_smoke(tmp_path):
+    """Twice a given capacity on 3 authorities: each level is judged, refusals or not, circuits watched."""
+    r = bench(
+        tmp_path,
+        "scale",
+        "--authorities",
+        "3",
+        "--records",
+        "600",
+        "--workers",
+        "1",
+        "--serial",
+        "5",
+        "--overload",
+        "1,2",
+        "--capacity",
+        "4",
+        "--duration",
+        "2",
+        "--workdir",
+        str(tmp_path / "work"),
+    )
+    assert r["benchmark"] == "scale-overload" and r["capacity"]["per_second"] == 4
+    assert [lv["offered_rate"] for lv in r["levels"]] == [4, 8] and [lv["searches"] for lv in r["levels"]] == [8, 16]
+    for level in r["levels"]:
+        assert level["searches"] == level["statuses"].get("200", 0) + level["refused"] + level["invalid"]
+        assert level["circuits"]["polls"] >= 1 and level["admitted_means_heard"] in (True, False, None)
+    # 8 searches a second on three small authorities is well within what even a busy machine carries.
+    assert r["levels"][0]["admitted_heard_from_all"] == 1.0 and r["admitted_means_heard"] is True
+    calibrated(r, floor=True)
 
 
 def test_grpc_floor_smoke(tmp_path):
     r = bench(tmp_path, "grpc-floor", "--authorities", "3", "--rounds", "20", "--workdir", str(tmp_path / "work"))
     assert r["streams"] == 3 and r["rounds"] == 20 and r["caller_cpu_ms_per_round"] > 0
+    calibrated(r, floor=False)
+    assert r["floor_over_python_loop"] > 0
 
 
 def test_source_smoke(tmp_path):
