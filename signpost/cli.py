@@ -11,18 +11,12 @@ some rows rejected (the good rows were kept).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
-from core.transport import choose_grpc_transport
-
-# Before any import below loads grpc: it reads its transport choice once, at load (core.transport).
-choose_grpc_transport(os.environ)
-
-from core import __version__  # noqa: E402
-from core.config import ConfigError  # noqa: E402
-from signpost.commands import Command, audit, bench, broker, certs, demo, node, registry, synth  # noqa: E402
+from core import __version__
+from core.config import ConfigError
+from signpost.commands import Command, audit, bench, broker, certs, demo, node, registry, synth
 
 COMMANDS: tuple[Command, ...] = (
     Command("demo", "run a complete local federation", demo.add_arguments, demo.run),
