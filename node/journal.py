@@ -171,6 +171,9 @@ class Journal:
         ]
         if not rows and not counts:
             return
+        if not rows and len(counts) == 1:
+            self._count_only(*next(iter(counts.items())))
+            return
         try:
             # The connection is in autocommit mode, where ``with connection`` opens no transaction and
             # executemany would commit each row alone: BEGIN makes the batch one commit, all or nothing.
@@ -194,6 +197,17 @@ class Journal:
             raise StoreError(f"cannot write the journal: {exc}") from exc
         if rows and self.on_reviewed is not None:
             self.on_reviewed()
+
+    def _count_only(self, key: tuple[str, str], searches: int) -> None:
+        """Searches that found nothing here, all of one day and purpose: most calls at most nodes.
+
+        One statement is its own transaction in autocommit mode, as durable as BEGIN … COMMIT and about
+        half the CPU (no empty INSERT, no BEGIN and COMMIT statements); this runs once per message.
+        """
+        try:
+            self._db.execute(COUNT, (*key, searches))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the journal: {exc}") from exc
 
     def _rows(self, where: str, args: tuple[object, ...], limit: int) -> list[JournalRow]:
         cursor = self._db.execute(

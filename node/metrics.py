@@ -74,8 +74,9 @@ class NodeMetrics:
             ["kind", "outcome"],
             registry=r,
         )
-        for band in BANDS:
-            self.outcomes.labels(band)  # every band from the start, so a rate over them is never missing
+        # Every band from the start, so a rate over them is never missing; the children kept, as each
+        # search counts one and labels() looks its child up anew.
+        self._outcome = {band: self.outcomes.labels(band) for band in BANDS}
         for outcome in ("applied", "failed"):
             self.refreshes.labels(outcome)
 
@@ -95,7 +96,7 @@ class NodeMetrics:
         for rows in searches:
             self.searches.inc()
             answered = {band for kind, _, band in rows if kind == "match"}
-            self.outcomes.labels(next((b for b in BANDS if b in answered), "none")).inc()
+            self._outcome[next((b for b in BANDS if b in answered), "none")].inc()
             if any(kind == "alert" for kind, _, _ in rows):
                 self.alerts.inc()
 

@@ -49,14 +49,20 @@ def _refusal(code: grpc.StatusCode, message: str) -> node_pb2.MatchOutcome:
     return node_pb2.MatchOutcome(status_code=code.value[0], status_message=message)
 
 
-async def _pump(batches: AsyncIterator[node_pb2.MatchBatch], inbox: asyncio.Queue[node_pb2.MatchBatch | None]) -> None:
-    try:
-        async for batch in batches:
-            inbox.put_nowait(batch)
-    except grpc.aio.AioRpcError:
-        pass  # the broker went away; the handler ends on the None below
-    finally:
-        inbox.put_nowait(None)
+class _OpenStream:
+    """One MatchStream being served: the task that reads and answers its batches, and what it is doing."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.reading = False
+        """Waiting for the broker's next batch: the only moment a shutdown may cut the stream short."""
+        self.closing = False
+        """Shutting down: end the stream once the batch in hand is answered."""
+
+    def close(self) -> None:
+        self.closing = True
+        if self.reading and self.task is not None:
+            self.task.cancel()
 
 
 class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
@@ -89,8 +95,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         """RFC 3339 not-after of the certificate this node serves with; set by the server, updated on rotation."""
         self.source_status: Callable[[], tuple[str, str]] | None = None
         """For a node fed by ``[source]``: the last load's outcome and time (node.source_sync); set by the server."""
-        self._inboxes: set[asyncio.Queue[node_pb2.MatchBatch | None]] = set()
-        """One per open MatchStream."""
+        self._streams: set[_OpenStream] = set()
 
     @property
     def matcher(self) -> Matcher:
@@ -146,31 +151,57 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         )
         return node_pb2.MatchResponse(authority_code=self.code, candidates=candidates)
 
-    async def MatchStream(
+    async def MatchStream(  # type: ignore[override]  # grpc.aio's reader/writer form; the stub knows only iterators
         self,
         request_iterator: AsyncIterator[node_pb2.MatchBatch],
         context: grpc.aio.ServicerContext[node_pb2.MatchBatch, node_pb2.MatchBatchResult],
-    ) -> AsyncIterator[node_pb2.MatchBatchResult]:
-        """Batches of searches on one long-lived stream; each batch answered as one, after the floor."""
+    ) -> None:
+        """Batches of searches on one long-lived stream; each batch answered as one, after the floor.
+
+        Read and written with ``context.read``/``context.write`` by one task per stream: per batch that
+        is one task step, where an async generator fed through a queue by a reading task took three
+        (request_iterator is therefore never iterated). The task is separate from the handler only so
+        that a shutdown can cut its wait for the next batch (close_streams) while the handler still
+        returns normally: a cancelled handler leaves grpc holding the call open for all of the grace.
+        """
         identity = await self._require_broker(context)
-        # Batches come through an inbox so that a shutdown can end the stream cleanly (close_streams):
-        # a cancelled handler leaves grpc holding the call open for all of the server's grace.
-        inbox: asyncio.Queue[node_pb2.MatchBatch | None] = asyncio.Queue()
-        pump = asyncio.get_running_loop().create_task(_pump(request_iterator, inbox))
-        self._inboxes.add(inbox)
+        stream = _OpenStream()
+        stream.task = asyncio.get_running_loop().create_task(self._serve(stream, identity, context))
+        self._streams.add(stream)
         try:
-            while (batch := await inbox.get()) is not None:
-                if self.revocations.is_revoked(identity.serial):  # checked per batch, as Match checks per call
-                    log.warning("caller_refused", role=identity.role.value, reason="revoked")
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, policy.REVOKED)
-                started = time.perf_counter()
-                outcomes = self._answer_batch(batch)
-                await self.timer.wait_until(started + self.answer_floor_seconds)
-                yield node_pb2.MatchBatchResult(batch_id=batch.batch_id, outcomes=outcomes)
-                log.debug("batch_answered", searches=len(outcomes), ms=round((time.perf_counter() - started) * 1000, 2))
+            await stream.task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # grpc cancelled the call itself
+            # close_streams cut the wait for the next batch: the stream ends normally.
         finally:
-            self._inboxes.discard(inbox)
-            pump.cancel()
+            self._streams.discard(stream)
+            stream.task.cancel()
+
+    async def _serve(
+        self,
+        stream: _OpenStream,
+        identity: Identity,
+        context: grpc.aio.ServicerContext[node_pb2.MatchBatch, node_pb2.MatchBatchResult],
+    ) -> None:
+        while not stream.closing:
+            stream.reading = True
+            try:
+                batch = await context.read()
+            except grpc.aio.AioRpcError:
+                return  # the broker went away
+            finally:
+                stream.reading = False
+            if not isinstance(batch, node_pb2.MatchBatch):
+                return  # EOF: the broker half-closed the stream
+            if self.revocations.is_revoked(identity.serial):  # checked per batch, as Match checks per call
+                log.warning("caller_refused", role=identity.role.value, reason="revoked")
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, policy.REVOKED)
+            started = time.perf_counter()
+            outcomes = self._answer_batch(batch)
+            await self.timer.wait_until(started + self.answer_floor_seconds)
+            await context.write(node_pb2.MatchBatchResult(batch_id=batch.batch_id, outcomes=outcomes))
 
     def close_streams(self) -> None:
         """Shutting down: each stream ends once the batches already received are answered.
@@ -178,8 +209,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         The broker sees the stream end, reports any batch it had sent since as unavailable, and
         retries on a new connection (to another instance, or once this one is back).
         """
-        for inbox in self._inboxes:
-            inbox.put_nowait(None)
+        for stream in self._streams:
+            stream.close()
 
     def _answer_batch(self, batch: node_pb2.MatchBatch) -> list[node_pb2.MatchOutcome]:
         outcomes: list[node_pb2.MatchOutcome | None] = []

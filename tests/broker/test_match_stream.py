@@ -103,13 +103,13 @@ async def test_streams_are_recycled_without_losing_a_search(leeds):
         assert len(answer.candidates) == 1
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
-    assert len(node.service._inboxes) <= 2  # retired streams were half-closed and ended by the node
+    assert len(node.service._streams) <= 2  # retired streams were half-closed and ended by the node
 
 
 async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(leeds):
     node, client, signer, _batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
-    assert node.service._inboxes
+    assert node.service._streams
     # A grace no test waits out: stopping inside the 30 s safety stop means the streams ended it, not the grace.
     await asyncio.wait_for(node.stop(grace=600.0), timeout=30)
     with pytest.raises(NodeUnavailable):

@@ -48,9 +48,21 @@ def test_a_batch_is_one_commit(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite3")
     commits = []
     journal._db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
-    journal.record_many([(_request(f"s{i}"), [("none", None, None)]) for i in range(5)])
+    batch = [(_request(f"s{i}"), [("none", None, None)]) for i in range(4)]
+    journal.record_many([*batch, (_request("s4"), [("match", "r1", "match")])])
     assert commits == ["COMMIT"]
     assert _count(journal) == 5
+
+
+def test_a_batch_that_found_nothing_is_one_statement_and_its_own_commit(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    journal.record_many([(_request(f"s{i}"), [("none", None, None)]) for i in range(5)])
+    # Autocommit: one statement outside BEGIN ... COMMIT is committed before it returns.
+    assert len(statements) == 1 and statements[0].startswith("INSERT INTO search_counts")
+    assert not journal._db.in_transaction
+    assert journal.search_counts()[0][2] == 5
 
 
 @pytest.mark.parametrize("query", ["alerts", "access_log"])

@@ -6,11 +6,20 @@ import asyncio
 import random
 import time
 
-from node.timing import PreciseTimer
+import pytest
+
+from node.timing import _TIMERFD, PreciseTimer
 
 
-async def test_many_waiters_each_wake_at_or_after_their_deadline_in_order():
-    timer = PreciseTimer()
+@pytest.fixture(params=["kernel", "thread"])
+def timer(request: pytest.FixtureRequest) -> PreciseTimer:
+    """Both ways of waking: a timerfd per loop (Linux) and the timer thread (elsewhere)."""
+    if request.param == "kernel" and _TIMERFD is None:
+        pytest.skip("no timerfd on this platform")
+    return PreciseTimer(kernel=request.param == "kernel")
+
+
+async def test_many_waiters_each_wake_at_or_after_their_deadline_in_order(timer: PreciseTimer):
     rng = random.Random(7)
     start = time.perf_counter()
     # Many deadlines close together, as a host of many nodes has them: several fall due in one wake-up.
@@ -28,8 +37,7 @@ async def test_many_waiters_each_wake_at_or_after_their_deadline_in_order():
     assert [deadline for deadline, _ in woken] == deadlines
 
 
-async def test_a_cancelled_waiter_does_not_hold_up_the_others():
-    timer = PreciseTimer()
+async def test_a_cancelled_waiter_does_not_hold_up_the_others(timer: PreciseTimer):
     now = time.perf_counter()
     cancelled = asyncio.ensure_future(timer.wait_until(now + 0.005))
     kept = asyncio.ensure_future(timer.wait_until(now + 0.005))
@@ -39,16 +47,29 @@ async def test_a_cancelled_waiter_does_not_hold_up_the_others():
     assert cancelled.cancelled() and time.perf_counter() >= now + 0.005
 
 
-async def test_a_deadline_already_past_returns_at_once():
-    timer = PreciseTimer()
+async def test_a_deadline_already_past_returns_at_once(timer: PreciseTimer):
     await asyncio.wait_for(timer.wait_until(time.perf_counter() - 1.0), timeout=5)
 
 
-async def test_an_earlier_deadline_wakes_the_sleeping_timer():
-    timer = PreciseTimer()
+async def test_an_earlier_deadline_wakes_the_sleeping_timer(timer: PreciseTimer):
     now = time.perf_counter()
     late = asyncio.ensure_future(timer.wait_until(now + 2.0))
-    await asyncio.sleep(0.02)  # the timer thread is now asleep until the late deadline
+    await asyncio.sleep(0.02)  # the timer is now asleep (or armed) until the late deadline
     await asyncio.wait_for(timer.wait_until(time.perf_counter() + 0.02), timeout=1.5)
     assert not late.done()
     late.cancel()
+
+
+def test_each_event_loop_has_its_own_kernel_timer():
+    if _TIMERFD is None:
+        pytest.skip("no timerfd on this platform")
+    timer = PreciseTimer(kernel=True)
+
+    async def wait() -> float:
+        deadline = time.perf_counter() + 0.01
+        await timer.wait_until(deadline)
+        return time.perf_counter() - deadline
+
+    # A timer made for one loop would never fire in the next (a test's, or a restarted server's).
+    assert asyncio.run(wait()) >= 0
+    assert asyncio.run(asyncio.wait_for(wait(), timeout=5)) >= 0
