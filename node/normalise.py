@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
@@ -26,10 +27,8 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
-@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
-def address_tokens(address: str) -> frozenset[str]:
-    """Words of an address, minus filler, for a token-overlap comparison."""
-    filler = {
+_ADDRESS_FILLER = frozenset(
+    {
         "flat",
         "the",
         "road",
@@ -51,7 +50,38 @@ def address_tokens(address: str) -> frozenset[str]:
         "apartment",
         "apt",
     }
-    return frozenset(t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in filler)
+)
+
+
+class Address(NamedTuple):
+    """An address as the matcher compares it (:func:`node.comparisons.address_level`)."""
+
+    words: frozenset[str]
+    """Its words, minus filler, for a word-overlap comparison."""
+    house: str
+    """Its first number ('' when none)."""
+    rest: str
+    """Its words in order without the house number and run together: a word split or two joined by a
+    keying slip ("co ttage", "mountbeevor") spell it the same."""
+
+
+def _address_words(address: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in _ADDRESS_FILLER]
+
+
+@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
+def address_tokens(address: str) -> frozenset[str]:
+    """Words of an address, minus filler, for a token-overlap comparison."""
+    return frozenset(_address_words(address))
+
+
+@lru_cache(maxsize=1 << 16)  # a query's candidates share homes, and learning compares blocked pairs
+def address_key(address: str) -> Address:
+    """``address`` read for :func:`node.comparisons.address_level`."""
+    words = _address_words(address)
+    house = house_number(address)
+    at = next((k for k, w in enumerate(words) if w.isdigit()), -1)
+    return Address(frozenset(words), house, "".join(w for k, w in enumerate(words) if k != at))
 
 
 def fold_keep_digits(text: str) -> str:
