@@ -60,28 +60,30 @@ class Address(NamedTuple):
     """Its words, minus filler, for a word-overlap comparison."""
     house: str
     """Its first number ('' when none)."""
-    rest: str
-    """Its words in order without the house number and run together: a word split or two joined by a
-    keying slip ("co ttage", "mountbeevor") spell it the same."""
+    spelt: tuple[str, str]
+    """Its words in order without the house number, run together, with and without the filler words: a
+    word split or two joined by a keying slip ("co ttage", "mountbeevor", "temperleystreet") spell it
+    the same one way or the other."""
 
 
-def _address_words(address: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in _ADDRESS_FILLER]
+def _words(address: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
 
 
 @lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
 def address_tokens(address: str) -> frozenset[str]:
     """Words of an address, minus filler, for a token-overlap comparison."""
-    return frozenset(_address_words(address))
+    return frozenset(w for w in _words(address) if w not in _ADDRESS_FILLER)
 
 
 @lru_cache(maxsize=1 << 16)  # a query's candidates share homes, and learning compares blocked pairs
 def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`."""
-    words = _address_words(address)
-    house = house_number(address)
+    words = _words(address)
     at = next((k for k, w in enumerate(words) if w.isdigit()), -1)
-    return Address(frozenset(words), house, "".join(w for k, w in enumerate(words) if k != at))
+    rest = [w for k, w in enumerate(words) if k != at]
+    core = "".join(w for w in rest if w not in _ADDRESS_FILLER)
+    return Address(address_tokens(address), house_number(address), ("".join(rest), core))
 
 
 def fold_keep_digits(text: str) -> str:
