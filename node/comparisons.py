@@ -250,9 +250,13 @@ def address_level(a: Address, b: Address) -> int:
     overlap = len(a.words & b.words) / len(a.words | b.words)
     if overlap >= 0.8:
         return 0
-    if a.house and a.house == b.house and any(
-        x and y and Indel.normalized_similarity(x, y, score_cutoff=SAME_ADDRESS_SPELLING) >= SAME_ADDRESS_SPELLING
-        for x, y in zip(a.spelt, b.spelt, strict=True)
+    if (
+        a.house
+        and a.house == b.house
+        and any(
+            x and y and Indel.normalized_similarity(x, y, score_cutoff=SAME_ADDRESS_SPELLING) >= SAME_ADDRESS_SPELLING
+            for x, y in zip(a.spelt, b.spelt, strict=True)
+        )
     ):
         return 0
     return 1 if overlap >= 0.4 else 2

@@ -163,7 +163,9 @@ def test_an_address_with_a_word_split_joined_or_mistyped_is_the_same_home(search
 
 
 def test_a_postcode_one_keying_slip_away_with_the_address_partly_agreeing_is_the_same_home():
-    engine = _engine(_rec("B", "Aidan", "Blackwell", "2012-09-11", postcode="LS2 6AB", address="24 Eddy Crescent Leeds"))
+    engine = _engine(
+        _rec("B", "Aidan", "Blackwell", "2012-09-11", postcode="LS2 6AB", address="24 Eddy Crescent Leeds")
+    )
     searched = {"given_name": "Aidan", "family_name": "Blackwell", "date_of_birth": "2016-06-17"}
     # "LS6 2AB" for "LS2 6AB": two digits swapped across the space, so sector and district both differ.
     found = _bands(engine, **searched, postcode="LS6 2AB", address="24 Eddy Crescent Headingley")
