@@ -76,7 +76,9 @@ def address_tokens(address: str) -> frozenset[str]:
     return frozenset(w for w in _words(address) if w not in _ADDRESS_FILLER)
 
 
-@lru_cache(maxsize=1 << 16)  # a query's candidates share homes, and learning compares blocked pairs
+# Smaller than address_tokens' cache, whose word sets it shares: a query's candidates and learning's
+# blocked pairs repeat homes a few at a time, and each entry is memory a serving node keeps.
+@lru_cache(maxsize=1 << 14)
 def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`."""
     words = _words(address)
