@@ -10,7 +10,7 @@ evidence either way. Levels are what the Fellegi–Sunter weights in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,7 +18,7 @@ from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
-from node.normalise import Address, phonetic
+from node.normalise import ADDRESS_FILLER, Address, phonetic
 
 NULL = -1
 
@@ -250,16 +250,24 @@ def address_level(a: Address, b: Address) -> int:
     overlap = len(a.words & b.words) / len(a.words | b.words)
     if overlap >= 0.8:
         return 0
-    if (
-        a.house
-        and a.house == b.house
-        and any(
-            x and y and Indel.normalized_similarity(x, y, score_cutoff=SAME_ADDRESS_SPELLING) >= SAME_ADDRESS_SPELLING
-            for x, y in zip(a.spelt, b.spelt, strict=True)
-        )
-    ):
+    if a.house and a.house == b.house and _spelt_alike(a.ordered, b.ordered):
         return 0
     return 1 if overlap >= 0.4 else 2
+
+
+def _spelt_alike(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The words after the house number run together, with and without filler ("temperleystreet" is
+    one word where the other address has two), alike letter by letter."""
+    for keep in (lambda w: True, lambda w: w not in ADDRESS_FILLER):
+        x, y = _run_together(a, keep), _run_together(b, keep)
+        if x and y and Indel.normalized_similarity(x, y, score_cutoff=SAME_ADDRESS_SPELLING) >= SAME_ADDRESS_SPELLING:
+            return True
+    return False
+
+
+def _run_together(words: tuple[str, ...], keep: Callable[[str], bool]) -> str:
+    at = next((k for k, w in enumerate(words) if w.isdigit()), -1)  # the house number, compared apart
+    return "".join(w for k, w in enumerate(words) if k != at and keep(w))
 
 
 def nhs_level(a: str, b: str) -> int:

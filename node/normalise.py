@@ -27,7 +27,7 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
-_ADDRESS_FILLER = frozenset(
+ADDRESS_FILLER = frozenset(
     {
         "flat",
         "the",
@@ -60,35 +60,28 @@ class Address(NamedTuple):
     """Its words, minus filler, for a word-overlap comparison."""
     house: str
     """Its first number ('' when none)."""
-    spelt: tuple[str, str]
-    """Its words in order without the house number, run together, with and without the filler words: a
-    word split or two joined by a keying slip ("co ttage", "mountbeevor", "temperleystreet") spell it
-    the same one way or the other."""
+    ordered: tuple[str, ...]
+    """All its words in order, filler too: spelt out only for two addresses at one house number (see
+    :func:`node.comparisons.address_level`)."""
 
 
-def _words(address: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
-
-
-@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
 def address_tokens(address: str) -> frozenset[str]:
     """Words of an address, minus filler, for a token-overlap comparison."""
-    return frozenset(w for w in _words(address) if w not in _ADDRESS_FILLER)
+    return address_key(address).words
 
 
-# Smaller than address_tokens' cache, whose word sets it shares: a query's candidates and learning's
-# blocked pairs repeat homes a few at a time, and each entry is memory a serving node keeps.
-@lru_cache(maxsize=1 << 14)
+# One cache for both readings: a candidate's address is read to score it and again by the home guard, and
+# learning's blocked pairs repeat homes a few at a time. Each entry is memory a serving node keeps.
+@lru_cache(maxsize=1 << 15)
 def address_key(address: str) -> Address:
-    """``address`` read for :func:`node.comparisons.address_level`."""
-    words = _words(address)
-    at = next((k for k, w in enumerate(words) if w.isdigit()), -1)
-    rest = [w for k, w in enumerate(words) if k != at]
-    core = "".join(w for w in rest if w not in _ADDRESS_FILLER)
-    return Address(address_tokens(address), house_number(address), ("".join(rest), core))
+    """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
+    words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
+    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house_number(address), tuple(words))
 
 
 def fold_keep_digits(text: str) -> str:
+    if text.isascii():  # most addresses: nothing to decompose (a Python loop over every character otherwise)
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
