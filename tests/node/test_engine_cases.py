@@ -170,8 +170,10 @@ def test_a_postcode_one_keying_slip_away_with_the_address_partly_agreeing_is_the
     # "LS6 2AB" for "LS2 6AB": two digits swapped across the space, so sector and district both differ.
     found = _bands(engine, **searched, postcode="LS6 2AB", address="24 Eddy Crescent Headingley")
     assert found == {"B": "possible"}  # a wholly wrong date of birth: possible, never a match
-    # A postcode that is not one slip away is not the same home: names with another date find nobody.
+    # A postcode that is not one slip away is not the same home: names with another date find nobody;
+    # nor is a postcode one slip away without the address (a name swept over dates and nearby postcodes).
     assert _bands(engine, **searched, postcode="M1 1AA", address="24 Eddy Crescent Headingley") == {}
+    assert _bands(engine, **searched, postcode="LS6 2AB") == {}
 
 
 def test_a_short_family_name_with_a_letter_dropped_is_a_close_spelling():
