@@ -244,23 +244,32 @@ SAME_ADDRESS_SPELLING = 0.9
 
 def address_level(a: Address, b: Address) -> int:
     """Agrees: most words in common, or the same house number and the rest alike letter by letter (a
-    typo, a word split or two run together: "sunres t styd" for "sunrest stud"); partly: some words."""
+    typo, a word split or two run together: "sunres t styd" for "sunrest stud"); partly: some words in
+    common, or the same house number and the rest much alike."""
     if not a.words or not b.words:
         return NULL
     overlap = len(a.words & b.words) / len(a.words | b.words)
     if overlap >= 0.8:
         return 0
-    if a.house and a.house == b.house and _spelt_alike(a.ordered, b.ordered):
+    same_house = bool(a.house) and a.house == b.house
+    if same_house and _spelt_alike(a.ordered, b.ordered):
         return 0
-    return 1 if overlap >= 0.4 else 2
+    if overlap >= 0.4:
+        return 1
+    return 1 if same_house and _spelt_alike(a.ordered, b.ordered, PARTLY_ALIKE) else 2
 
 
-def _spelt_alike(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+PARTLY_ALIKE = 0.7
+"""At the same house number, the similarity at which two addresses partly agree though few words agree
+whole ("68 buny close lumeah co ttage" and "68 bunya close lumeah cottage")."""
+
+
+def _spelt_alike(a: tuple[str, ...], b: tuple[str, ...], cutoff: float = SAME_ADDRESS_SPELLING) -> bool:
     """The words after the house number run together, with and without filler ("temperleystreet" is
     one word where the other address has two), alike letter by letter."""
     for keep in (lambda w: True, lambda w: w not in ADDRESS_FILLER):
         x, y = _run_together(a, keep), _run_together(b, keep)
-        if x and y and Indel.normalized_similarity(x, y, score_cutoff=SAME_ADDRESS_SPELLING) >= SAME_ADDRESS_SPELLING:
+        if x and y and Indel.normalized_similarity(x, y, score_cutoff=cutoff) >= cutoff:
             return True
     return False
 

@@ -185,3 +185,12 @@ def test_a_short_family_name_with_a_letter_dropped_is_a_close_spelling():
     # One letter wrong in a three-letter name is still only "similar", for family and given names alike.
     assert cmp.family_level(("lew",), [("lee",)]) > 2
     assert cmp.given_level("ned", ["neda"], engine.variants) > 2
+
+
+def test_the_same_house_number_and_an_address_spelt_much_alike_in_the_district_is_the_same_home():
+    held = {"postcode": "LS6 9ZZ", "address": "68 Bunya Close Lumeah Cottage Corrimal"}
+    engine = _engine(_rec("V", "Ruby", "Vincent", "2013-08-07", **held))
+    searched = {"given_name": "Ruby", "family_name": "Vincent", "date_of_birth": "2017-11-28", "postcode": "LS6 2AB"}
+    address = "68 Buny Close Lumeah Co Ttage Elizabeth Vale"
+    assert _bands(engine, **searched, address=address) == {"V": "possible"}  # a date keyed wrong, at home
+    assert _bands(engine, **searched, address=address.replace("68", "86")) == {}  # another house: nobody
