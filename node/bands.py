@@ -36,9 +36,10 @@ def close(level: int) -> bool:
 
 
 def same_home(lv: Levels) -> bool:
-    """The same full postcode or the same address, or an address that partly agrees in the same district
-    or with no postcode to compare (a keying slip in each: "23 ramsay place mirani gar but")."""
-    near = lv[POSTCODE_AT] in (1, 2, NULL)
+    """The same full postcode or the same address, or an address that partly agrees in the same district,
+    a postcode one keying slip away or with no postcode to compare (a keying slip in each: "23 ramsay
+    place mirani gar but")."""
+    near = lv[POSTCODE_AT] in (1, 2, 3, NULL)
     return lv[POSTCODE_AT] == 0 or lv[ADDRESS_AT] == 0 or (lv[ADDRESS_AT] == 1 and near)
 
 
@@ -98,7 +99,7 @@ def corroborated(lv: Levels, household_alone: bool) -> bool:
     if lv[DOB_AT] <= 1:
         return True
     # One keying slip in the date: a namesake born a day apart is likelier than not in a large node.
-    return home or (lv[FAMILY_AT] <= 1 and lv[GIVEN_AT] == 0 and lv[POSTCODE_AT] in (1, 2))
+    return home or (lv[FAMILY_AT] <= 1 and lv[GIVEN_AT] == 0 and lv[POSTCODE_AT] in (1, 2, 3))
 
 
 def band(lv: Levels, probability: float, thresholds: tuple[float, float], capped: bool, alone: bool) -> str:

@@ -10,15 +10,15 @@ evidence either way. Levels are what the Fellegi–Sunter weights in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rapidfuzz.distance import OSA, JaroWinkler
+from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
-from node.normalise import phonetic
+from node.normalise import ADDRESS_FILLER, Address, phonetic
 
 NULL = -1
 
@@ -64,7 +64,12 @@ DOB = Field(
     ("agrees", "day and month swapped", "one keying slip", "same month and year", "within a year", "differs"),
 )
 SEX = Field("sex", ("agrees", "differs"))
-POSTCODE = Field("postcode", ("agrees", "same sector", "same district", "same area", "differs"))
+POSTCODE = Field(
+    "postcode",
+    # "One keying slip": a character wrong or two swapped across sectors or districts ("C21BX" for
+    # "C12BX"), which a sector or district comparison reads as another place.
+    ("agrees", "same sector", "one keying slip", "same district", "same area", "differs"),
+)
 ADDRESS = Field("address", ("agrees", "partly agrees", "differs"))
 NHS = Field("NHS number", ("agrees", "differs"))
 FIELDS = (GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS)
@@ -81,13 +86,17 @@ def _one_slip(a: str, b: str) -> bool:
     return OSA.distance(a, b, score_cutoff=1) <= 1
 
 
-def _spelling_level(a: str, b: str, disagree: int) -> int:
+def _spelling_level(a: str, b: str, disagree: int, family: bool = False) -> int:
     """Levels 2-4 shared by given and family names: close spelling, sounds alike, similar; else ``disagree``.
 
-    A slip in a name of three letters or fewer is only "similar": enough, with the rest agreeing, for a
-    ``possible``, never evidence for a ``match`` (Ned is not Ted).
+    A slip in a given name of three letters or fewer is only "similar": enough, with the rest agreeing,
+    for a ``possible``, never evidence for a ``match`` (Ned is not Ted). A short *family* name with a
+    letter dropped or added ("Rya" or "Ryn" for "Ryan") is a close spelling: siblings share a family
+    name, so it is no twin's tell, and the given name, date of birth and sex still decide a ``match``.
     """
     short = min(len(a), len(b)) <= SHORT_NAME
+    if short and family and abs(len(a) - len(b)) == 1 and min(len(a), len(b)) == SHORT_NAME and _one_slip(a, b):
+        return 2
     sim = JaroWinkler.similarity(a, b)
     slip = None  # worked out at most once: most pairs compared in a query or in learning differ
     if not short:
@@ -154,7 +163,7 @@ def _one_family(a: str, a_parts: tuple[str, ...], b: str, b_parts: tuple[str, ..
         return 0
     if (len(a_parts) > 1 or len(b_parts) > 1) and set(a_parts) & set(b_parts):
         return 1
-    return _spelling_level(a, b, FAMILY.disagree)
+    return _spelling_level(a, b, FAMILY.disagree, family=True)
 
 
 def dob_level(a: int, b: int) -> int:
@@ -210,17 +219,64 @@ split_postcode = lru_cache(maxsize=1 << 16)(postcode_parts)
 
 def postcode_parts_level(pa: tuple[str, str, str, str], pb: tuple[str, str, str, str]) -> int:
     """``postcode_level`` of two postcodes already split by :func:`core.identifiers.postcode_parts`."""
-    for level in range(4):
+    if pa[0] and pa[0] == pb[0]:
+        return 0
+    if pa[1] and pa[1] == pb[1]:
+        return 1
+    if pa[0] and pb[0] and _postcode_slip(pa[0], pb[0]):
+        return 2
+    for level in (2, 3):
         if pa[level] and pa[level] == pb[level]:
-            return level
-    return 4
+            return level + 1
+    return 5
 
 
-def address_level(a: frozenset[str], b: frozenset[str]) -> int:
-    if not a or not b:
+def _postcode_slip(a: str, b: str) -> bool:
+    """Full postcodes of one length, one character wrong or two adjacent ones swapped, the space ignored:
+    "C2 1BX" and "C1 2BX" are one slip apart, though their sectors and districts differ."""
+    a, b = a.replace(" ", ""), b.replace(" ", "")
+    return len(a) == len(b) and OSA.distance(a, b, score_cutoff=1) <= 1
+
+
+SAME_ADDRESS_SPELLING = 0.9
+"""Indel similarity of two addresses' words run together (house number apart) at which they agree."""
+
+
+def address_level(a: Address, b: Address) -> int:
+    """Agrees: most words in common, or the same house number and the rest alike letter by letter (a
+    typo, a word split or two run together: "sunres t styd" for "sunrest stud"); partly: some words in
+    common, or the same house number and the rest much alike."""
+    if not a.words or not b.words:
         return NULL
-    overlap = len(a & b) / len(a | b)
-    return 0 if overlap >= 0.8 else 1 if overlap >= 0.4 else 2
+    overlap = len(a.words & b.words) / len(a.words | b.words)
+    if overlap >= 0.8:
+        return 0
+    same_house = bool(a.house) and a.house == b.house
+    if same_house and _spelt_alike(a.ordered, b.ordered):
+        return 0
+    if overlap >= 0.4:
+        return 1
+    return 1 if same_house and _spelt_alike(a.ordered, b.ordered, PARTLY_ALIKE) else 2
+
+
+PARTLY_ALIKE = 0.7
+"""At the same house number, the similarity at which two addresses partly agree though few words agree
+whole ("68 buny close lumeah co ttage" and "68 bunya close lumeah cottage")."""
+
+
+def _spelt_alike(a: tuple[str, ...], b: tuple[str, ...], cutoff: float = SAME_ADDRESS_SPELLING) -> bool:
+    """The words after the house number run together, with and without filler ("temperleystreet" is
+    one word where the other address has two), alike letter by letter."""
+    for keep in (lambda w: True, lambda w: w not in ADDRESS_FILLER):
+        x, y = _run_together(a, keep), _run_together(b, keep)
+        if x and y and Indel.normalized_similarity(x, y, score_cutoff=cutoff) >= cutoff:
+            return True
+    return False
+
+
+def _run_together(words: tuple[str, ...], keep: Callable[[str], bool]) -> str:
+    at = next((k for k, w in enumerate(words) if w.isdigit()), -1)  # the house number, compared apart
+    return "".join(w for k, w in enumerate(words) if k != at and keep(w))
 
 
 def nhs_level(a: str, b: str) -> int:

@@ -53,7 +53,7 @@ from node import bands
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
-from node.normalise import address_tokens, given_names, house_number, phonetic
+from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u, level_matrix, run_em
 
@@ -121,7 +121,7 @@ class _Prepared:
     dob: int
     sex: str
     postcode: str
-    address: frozenset[str]
+    address: Address | None
     nhs: str
     district: str = ""
     house: str = ""
@@ -144,7 +144,7 @@ class _Prepared:
             dob_int(q.date_of_birth),
             q.sex if q.sex in ("M", "F") else "",
             q.postcode,
-            address_tokens(q.address) if q.address else frozenset(),
+            address_key(q.address) if q.address else None,
             q.nhs_number,
             postcode_parts(q.postcode)[2] if q.postcode else "",
             house_number(q.address),
@@ -551,7 +551,7 @@ class MatchEngine:
             cmp.dob_level(q.dob, t.dob[i]),
             cmp.sex_level(q.sex, t.sex[i]),
             cmp.postcode_level(q.postcode, t.postcode[i]),
-            cmp.address_level(q.address, address_tokens(t.address[i])) if q.address else NULL,
+            cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL,
             cmp.nhs_level(q.nhs, t.nhs[i]),
         )
         if not bands.has_evidence(levels):
@@ -644,7 +644,7 @@ class _PairLevels:
             cmp.dob_level(t.dob[i], t.dob[j]),
             cmp.sex_level(t.sex[i], t.sex[j]),
             cmp.postcode_level(t.postcode[i], t.postcode[j]),
-            cmp.address_level(address_tokens(t.address[i]), address_tokens(t.address[j])),
+            cmp.address_level(address_key(t.address[i]), address_key(t.address[j])),
             cmp.nhs_level(t.nhs[i], t.nhs[j]),
         )
 

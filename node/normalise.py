@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
@@ -26,10 +27,8 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
-@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
-def address_tokens(address: str) -> frozenset[str]:
-    """Words of an address, minus filler, for a token-overlap comparison."""
-    filler = {
+ADDRESS_FILLER = frozenset(
+    {
         "flat",
         "the",
         "road",
@@ -51,10 +50,38 @@ def address_tokens(address: str) -> frozenset[str]:
         "apartment",
         "apt",
     }
-    return frozenset(t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in filler)
+)
+
+
+class Address(NamedTuple):
+    """An address as the matcher compares it (:func:`node.comparisons.address_level`)."""
+
+    words: frozenset[str]
+    """Its words, minus filler, for a word-overlap comparison."""
+    house: str
+    """Its first number ('' when none)."""
+    ordered: tuple[str, ...]
+    """All its words in order, filler too: spelt out only for two addresses at one house number (see
+    :func:`node.comparisons.address_level`)."""
+
+
+def address_tokens(address: str) -> frozenset[str]:
+    """Words of an address, minus filler, for a token-overlap comparison."""
+    return address_key(address).words
+
+
+# One cache for both readings: a candidate's address is read to score it and again by the home guard, and
+# learning's blocked pairs repeat homes a few at a time. Each entry is memory a serving node keeps.
+@lru_cache(maxsize=1 << 15)
+def address_key(address: str) -> Address:
+    """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
+    words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
+    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house_number(address), tuple(words))
 
 
 def fold_keep_digits(text: str) -> str:
+    if text.isascii():  # most addresses: nothing to decompose (a Python loop over every character otherwise)
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

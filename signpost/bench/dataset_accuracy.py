@@ -112,7 +112,7 @@ def print_report(report: dict[str, Any]) -> None:
         rows.append(("splink p>=0.5", report["splink"]))
     _say(
         f"  {'linker':<22} {'match P':>8} {'match R':>8} {'match F1':>8} {'F1 twin+':>8} {'m|p R':>8} "
-        f"{'m|p R*':>8} {'hh FM':>6} {'other FM':>8} {'block R':>8} {'ms/q':>7}"
+        f"{'m|p R*':>8} {'m|p R=':>8} {'hh FM':>6} {'other FM':>8} {'block R':>8} {'ms/q':>7}"
     )
     for label, r in rows:
         m, w = r["match"], r["wrong_records"]
@@ -120,6 +120,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"  {label:<22} {m['precision']:>8.4f} {m['recall']:>8.4f} {m['f1']:>8.4f} "
             f"{r['match_counting_twin_profile_possibles']['f1']:>8.4f} {r['match_or_possible']['recall']:>8.4f} "
             f"{r['match_or_possible_of_accepted_queries']['recall']:>8.4f} "
+            f"{r['match_or_possible_of_broker_accepted_queries']['recall']:>8.4f} "
             f"{w['match_sibling_or_twin']:>6} {w['match_other_person']:>8} {r['blocking_recall']:>8.4f} "
             f"{r['ms_per_query']['mean']:>7.2f}"
         )
@@ -133,5 +134,6 @@ def print_report(report: dict[str, Any]) -> None:
     _say(
         "  (hh FM: sibling/twin records in match band; F1 twin+: counting twin-profile possibles as found;\n"
         "   m|p R*: over the queries the linker saw — Signpost's broker refuses some with 400, Splink sees all;\n"
+        "   m|p R=: over the queries the broker accepts, for every linker: the same queries side by side;\n"
         "   block R: the true record among the linker's candidates, over the queries it saw)"
     )

@@ -57,6 +57,9 @@ class Score:
     any_band: Tally = field(default_factory=Tally)
     any_band_searchable: Tally = field(default_factory=Tally)
     """``match`` or ``possible`` over the queries the linker saw (for Signpost, those the broker accepts)."""
+    any_band_broker_accepted: Tally = field(default_factory=Tally)
+    """``match`` or ``possible`` over the queries the broker accepts, whichever linker answered: Signpost
+    and Splink on the very same queries (Splink also sees the ones the broker refuses)."""
     match_with_twin_profile: Tally = field(default_factory=Tally)
     """``match``, counting a ``possible`` that differs from its record only by given name as found."""
     wrong: Counter[str] = field(default_factory=Counter)
@@ -85,6 +88,8 @@ class Score:
         self.any_band.add(set(bands), query.expected)
         if accepted:
             self.any_band_searchable.add(set(bands), query.expected)
+        if query.subject is not None:
+            self.any_band_broker_accepted.add(set(bands), query.expected)
         profiled = {k for k, b in bands.items() if b == "possible" and k in query.expected and twin_profile(query, k)}
         self.match_with_twin_profile.add(matched | profiled, query.expected)
         for key, band in bands.items():
@@ -104,6 +109,7 @@ class Score:
             "match": self.match.summary(),
             "match_or_possible": self.any_band.summary(),
             "match_or_possible_of_accepted_queries": self.any_band_searchable.summary(),
+            "match_or_possible_of_broker_accepted_queries": self.any_band_broker_accepted.summary(),
             "match_counting_twin_profile_possibles": self.match_with_twin_profile.summary(),
             "wrong_records": {k: self.wrong.get(k, 0) for k in kinds},
             "blocking_recall": round(self.blocked / self.expected, 4) if self.expected else 1.0,

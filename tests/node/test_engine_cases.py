@@ -144,3 +144,53 @@ def test_a_name_swept_over_dates_of_birth_finds_the_child_only_near_the_right_on
     slips = {dob for dob in tried if cmp.dob_level(dob_int(dob), dob_int("2014-03-09")) <= 2}
     assert "2014-03-09" in hits and hits <= slips
     assert len(hits) < len(tried) / 3
+
+
+# --- Homes and names keyed with a slip (FEBRL's duplicates: the twin's profile, or a date keyed wrong) ---
+SPLIT_HOME = {"postcode": "LS6 2AB", "address": "48 Temperley Street Sunrest Stud"}
+
+
+@pytest.mark.parametrize("searched", ["48 Temperley Street Sunres t Styd", "48 temperleystreet sunrest stud"])
+def test_an_address_with_a_word_split_joined_or_mistyped_is_the_same_home(searched):
+    engine = _engine(_rec("H", "Archie", "Priest", "2013-11-18", **SPLIT_HOME))
+    subject = {"family_name": "Priest", "date_of_birth": "2013-11-18", "postcode": "M1 1AA", "address": searched}
+    [result] = engine.match(Subject(given_name="Caleb", **subject))
+    assert (result.record_id, result.band) == ("H", "possible")
+    assert cmp.SIBLING in result.reasons
+    # Another house number in that street is another home: a given name that differs there finds nobody.
+    other = subject | {"address": searched.replace("48", "46")}
+    assert engine.match(Subject(given_name="Caleb", **other)) == []
+
+
+def test_a_postcode_one_keying_slip_away_with_the_address_partly_agreeing_is_the_same_home():
+    engine = _engine(
+        _rec("B", "Aidan", "Blackwell", "2012-09-11", postcode="LS2 6AB", address="24 Eddy Crescent Leeds")
+    )
+    searched = {"given_name": "Aidan", "family_name": "Blackwell", "date_of_birth": "2016-06-17"}
+    # "LS6 2AB" for "LS2 6AB": two digits swapped across the space, so sector and district both differ.
+    found = _bands(engine, **searched, postcode="LS6 2AB", address="24 Eddy Crescent Headingley")
+    assert found == {"B": "possible"}  # a wholly wrong date of birth: possible, never a match
+    # A postcode that is not one slip away is not the same home: names with another date find nobody;
+    # nor is a postcode one slip away without the address (a name swept over dates and nearby postcodes).
+    assert _bands(engine, **searched, postcode="M1 1AA", address="24 Eddy Crescent Headingley") == {}
+    assert _bands(engine, **searched, postcode="LS6 2AB") == {}
+
+
+def test_a_short_family_name_with_a_letter_dropped_is_a_close_spelling():
+    engine = _engine(_rec("Y", "Alana", "Ryan", "2012-05-03", **HOME))
+    [result] = engine.match(Subject(given_name="Harriet", family_name="Ryn", date_of_birth="2012-05-03", **HOME))
+    assert (result.record_id, result.band) == ("Y", "possible")
+    assert cmp.SIBLING in result.reasons
+    assert cmp.family_level(("rya",), [("ryan",)]) == 2
+    # One letter wrong in a three-letter name is still only "similar", for family and given names alike.
+    assert cmp.family_level(("lew",), [("lee",)]) > 2
+    assert cmp.given_level("ned", ["neda"], engine.variants) > 2
+
+
+def test_the_same_house_number_and_an_address_spelt_much_alike_in_the_district_is_the_same_home():
+    held = {"postcode": "LS6 9ZZ", "address": "68 Bunya Close Lumeah Cottage Corrimal"}
+    engine = _engine(_rec("V", "Ruby", "Vincent", "2013-08-07", **held))
+    searched = {"given_name": "Ruby", "family_name": "Vincent", "date_of_birth": "2017-11-28", "postcode": "LS6 2AB"}
+    address = "68 Buny Close Lumeah Co Ttage Elizabeth Vale"
+    assert _bands(engine, **searched, address=address) == {"V": "possible"}  # a date keyed wrong, at home
+    assert _bands(engine, **searched, address=address.replace("68", "86")) == {}  # another house: nobody

@@ -13,7 +13,7 @@ from core.subject import Subject
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.matching import MatchEngine, MatchSettings
-from node.normalise import address_tokens
+from node.normalise import address_key
 from node.records import Record
 
 V = default_variants()
@@ -115,9 +115,13 @@ def test_dob_levels(a, b, level):
     [
         ("LS6 2AB", "ls62ab", 0),
         ("LS6 2AB", "LS6 2XY", 1),
-        ("LS6 2AB", "LS6 9ZZ", 2),
-        ("LS6 2AB", "LS1 1AA", 3),
-        ("LS6 2AB", "M1 1AA", 4),
+        ("LS6 2AB", "LS6 9ZZ", 3),
+        ("LS6 2AB", "LS1 1AA", 4),
+        ("LS6 2AB", "M1 1AA", 5),
+        # One keying slip across the sector or district: two characters swapped, or one wrong.
+        ("C2 1BX", "C1 2BX", 2),
+        ("D8 9FX", "D9 9FX", 2),
+        ("LS6 2AB", "LS6 2BA", 1),  # within the sector it is "same sector", as before
         ("", "M1 1AA", NULL),
     ],
 )
@@ -128,8 +132,18 @@ def test_postcode_levels(a, b, level):
 def test_sex_nhs_address_levels():
     assert cmp.sex_level("F", "F") == 0 and cmp.sex_level("F", "M") == 1 and cmp.sex_level("U", "M") == NULL
     assert cmp.nhs_level("9434765919", "9434765919") == 0 and cmp.nhs_level("9434765919", "4010232137") == 1
-    assert cmp.address_level(address_tokens("12 Oak Road"), address_tokens("12 oak rd")) == 0
-    assert cmp.address_level(address_tokens("12 Oak Road, Leeds"), address_tokens("Flat 3, 12 Oak Road")) == 1
+    assert cmp.address_level(address_key("12 Oak Road"), address_key("12 oak rd")) == 0
+    assert cmp.address_level(address_key("12 Oak Road, Leeds"), address_key("Flat 3, 12 Oak Road")) == 1
+    # A word split or two run together, and a typo: the same house, the rest alike letter by letter.
+    same = ("48 temperley street sunres t styd north", "48 temperley street sunrest stud north")
+    assert cmp.address_level(address_key(same[0]), address_key(same[1])) == 0
+    assert cmp.address_level(address_key("70 gledden st mountbeevor"), address_key("70 gledden st mount beevor")) == 0
+    # The same house number and the rest spelt much alike, though few words agree whole: partly.
+    moved = ("68 buny close lumeah co ttage elizabeth vale", "68 bunya close lumeah cottage corrimal")
+    assert cmp.address_level(address_key(moved[0]), address_key(moved[1])) == 1
+    assert cmp.address_level(address_key(moved[0]), address_key(moved[1].replace("68", "86"))) == 2
+    # Another house in the same street is not the same home, however alike the rest.
+    assert cmp.address_level(address_key("48 temperley street north"), address_key("46 temperley street north")) == 1
 
 
 def test_reasons_never_contain_values():

@@ -82,6 +82,21 @@ def test_evaluator_scores_by_record_and_counts_a_refused_query_as_a_miss():
     assert report["blocking_recall"] == 1.0  # over the queries the engine saw: the refused one is not its miss
 
 
+def test_a_linker_that_sees_every_query_is_also_scored_over_the_queries_the_broker_accepts():
+    data = Dataset("t", "test")
+    amy = {"given_name": "Amy", "family_name": "Lowe", "date_of_birth": "2015-03-04", "postcode": "LS6 2AB"}
+    data.add_record("DEV-A", {"record_id": "r1", **amy}, {"h1"})
+    data.add_query("found", amy, [("DEV-A", "r1")], {"h1"})
+    data.add_query("refused", amy | {"date_of_birth": "2015-02-30"}, [("DEV-A", "r1")], {"h1"})
+    score, profile = evaluate.Score(), evaluate.twin_profile_of(data)
+    # Splink sees both queries and finds the record only for the one the broker refuses.
+    score.add(data, data.queries[0], {}, set(), profile, accepted=True)
+    score.add(data, data.queries[1], {("DEV-A", "r1"): "match"}, {("DEV-A", "r1")}, profile, accepted=True)
+    summary = score.summary()
+    assert summary["match_or_possible_of_accepted_queries"]["recall"] == 0.5  # over what it saw
+    assert summary["match_or_possible_of_broker_accepted_queries"]["recall"] == 0.0  # beside Signpost's queries
+
+
 def test_every_exact_synth_query_agrees_with_its_record_on_every_field_it_carries():
     result = generate(config_for(3, children=3000, queries=600, seed=3))
     rows = {(code, r["record_id"]): r for code, rs in result.rows.items() for r in rs}
