@@ -156,7 +156,7 @@ class LoopLag:
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, interval: float = LAG_INTERVAL) -> None:
-        self._clock, self.interval = clock, interval
+        self.clock, self.interval = clock, interval
         self.recent = 0.0
         self._samples: deque[tuple[float, float]] = deque(maxlen=LAG_HISTORY)
         self._due: float | None = None
@@ -168,7 +168,7 @@ class LoopLag:
 
     def worst_since(self, began: float) -> float:
         """The most the loop was late since ``began`` (same clock), an overdue timer included."""
-        overdue = 0.0 if self._due is None else max(0.0, self._clock() - self._due)
+        overdue = 0.0 if self._due is None else max(0.0, self.clock() - self._due)
         worst = overdue
         for at, late in reversed(self._samples):
             if at < began:
@@ -186,11 +186,11 @@ class LoopLag:
         self._handle = self._due = None
 
     def _schedule(self) -> None:
-        self._due = self._clock() + self.interval
+        self._due = self.clock() + self.interval
         self._handle = asyncio.get_running_loop().call_later(self.interval, self._fire)
 
     def _fire(self) -> None:
-        now = self._clock()
+        now = self.clock()
         self.record(now, max(0.0, now - (self._due or now)))
         self._schedule()
 

@@ -270,6 +270,7 @@ def create_app(
             certificates=certificates,
             clock=clock,
             shared=shared,
+            lag=app[FANOUT].lag,
         )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)

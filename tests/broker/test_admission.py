@@ -38,6 +38,7 @@ from broker.appkeys import FANOUT
 from broker.breaker import BreakerState, CircuitBreaker
 from broker.errors import NodeTimeout
 from broker.health import HealthSettings, NodeHealth
+from broker.monitor import HealthMonitor
 from broker.registry import Authority
 from certs.identity import Role, node_dns_name
 from node.config import NodeConfig
@@ -218,6 +219,38 @@ async def test_the_loop_lag_timer_counts_a_stall_even_before_it_has_fired():
 def test_timeouts_are_excused_in_congestion_or_while_the_broker_lagged_and_only_then():
     assert not excused(False, 0.0) and not excused(False, LAG_EXCUSE_SECONDS / 2)
     assert excused(True, 0.0) and excused(False, LAG_EXCUSE_SECONDS)
+
+
+class _SilentNode:
+    """A node whose health probe times out: the monitor's view of it (broker.monitor's Probed)."""
+
+    authority = Authority("KENT", "Kent", "127.0.0.1:1", node_dns_name("KENT"))
+
+    def __init__(self, lag: LoopLag, stall: float) -> None:
+        self.lag, self.stall = lag, stall
+
+    async def probe(self, timeout: float) -> dict[str, Any]:
+        self.lag.record(self.lag.clock(), self.stall)  # how late the broker's loop ran meanwhile
+        raise NodeTimeout("no answer")
+
+
+class _Fleet:
+    def __init__(self, node: _SilentNode, health: NodeHealth) -> None:
+        self.clients, self._health = [node], health
+
+    def health_of(self, code: str) -> NodeHealth:
+        return self._health
+
+
+@pytest.mark.parametrize(("stall", "counted"), [(0.0, True), (LAG_EXCUSE_SECONDS, False)])
+async def test_a_health_poll_that_timed_out_while_the_broker_lagged_is_not_held_against_the_node(stall, counted):
+    clock, lag = Clock(), LoopLag()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=5.0, clock=clock)
+    node = _SilentNode(lag, stall)
+    health = NodeHealth(node.authority, breaker, HealthSettings(), clock)
+    await HealthMonitor(_Fleet(node, health), HealthSettings(), lag=lag).poll_once()
+    assert (breaker.state is BreakerState.OPEN) is counted
+    assert health.to_json()["error_rate"] == 1.0  # either way, operators see it
 
 
 def test_a_half_open_probe_lost_in_congestion_gives_its_turn_back():
