@@ -132,7 +132,8 @@ class FanOut:
 
     def load(self) -> Load:
         """What a search admitted now would wait for (broker.admission): the nodes' outstanding work, the loop's
-        lag and the dispatch window. The nodes counted are those up: circuit closed, last call answered."""
+        lag and the dispatch window. The nodes counted are those up: circuit closed, last call answered, not on
+        probation."""
         now = self._clock()
         if now - self._nodes_at >= LOAD_INTERVAL:
             at = time.perf_counter()
