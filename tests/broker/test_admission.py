@@ -376,6 +376,24 @@ async def test_timeouts_beside_quick_answers_are_the_silent_nodes_own_and_open_t
     assert await _admission_limit(fed) == 64  # a shared outage is no reason to refuse searches
 
 
+async def test_timeouts_while_the_brokers_own_loop_lagged_open_no_circuit(federation, hung):
+    """The same shared outage as above, but each search's broker stalls for a fifth of a second (as a
+    process starved of CPU does): the silent nodes' answers might have sat unread, so no circuit opens."""
+    fed = await federation({"LEEDS": [row()]}, extra=hung, deadline=DEADLINE, health=SETTINGS)
+    await _polled(fed)
+    loop = asyncio.get_running_loop()
+    seen = []
+    for _ in range(SETTINGS.failure_threshold + 1):
+        loop.call_later(DEADLINE / 2, time.sleep, 0.2)  # the broker's loop stalls while the search is out
+        status, body = await fed.search(AMELIA)
+        assert status == 200
+        seen.append(set(_missing(body).values()))
+    assert seen == [{"timeout"}] * len(seen)  # still reported, every time, and never circuit_open
+    nodes = await _nodes(fed)
+    assert {nodes[a.code]["circuit"] for a in hung} == {"closed"}
+    assert all(nodes[a.code]["error_rate"] == 1.0 for a in hung)
+
+
 async def test_after_congestion_searches_past_the_lowered_limit_are_refused_at_once(federation, hung, pki, tmp_path):
     # Nobody answers at all: the broker cannot tell overload from outage, and backs off.
     fed = await federation({}, extra=hung, deadline=0.5, health=SETTINGS, max_in_flight=10)
