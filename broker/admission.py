@@ -96,7 +96,7 @@ LAG_HISTORY = 256
 
 Refusal = Literal["backlog", "lag", "audit", "limit"]
 """Why a search was refused as overloaded: the nodes' outstanding work, the broker's loop, the audit log's
-first entries, the AIMD limit."""
+commits, the AIMD limit (``signpost_overloaded_searches_total{reason}``)."""
 
 
 def congested(timeouts: int, asked: int, answer_ms: Sequence[float], budget_ms: float) -> bool:
