@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from broker.admission import AdmissionLimit
+from broker.admission import Admission, AdmissionLimit
 from broker.appkeys import (
     ADMISSION,
     AUDIT,
@@ -226,7 +226,13 @@ def create_app(
     )
     app[PATTERNS] = PatternDetector(config.patterns, clock=clock, store=limits)
     app[IN_FLIGHT] = [0]  # searches under way (a list: app state is frozen once the app starts)
-    app[ADMISSION] = AdmissionLimit(config.max_searches_in_flight)
+    # What a search admitted now would wait for is the fan-out's to say (set in fanout_ctx, before any search).
+    app[ADMISSION] = Admission(
+        AdmissionLimit(config.max_searches_in_flight),
+        load=lambda: app[FANOUT].load(),
+        deadline=config.search_deadline_seconds,
+        audit_timeout=config.audit_timeout,
+    )
     app[METRICS].admission_limit.set(config.max_searches_in_flight)
     app[METRICS].track_files(config.tls)
     app[READINESS] = Readiness.of(
@@ -264,11 +270,14 @@ def create_app(
             certificates=certificates,
             clock=clock,
             shared=shared,
+            lag=app[FANOUT].lag,
         )
         app[MONITOR].start()
         app[WATCHER] = ConfigWatcher(config, app[FANOUT], interval=config.reload_interval_seconds)
         app[WATCHER].start()
+        app[FANOUT].lag.start()
         yield
+        app[FANOUT].lag.stop()
         await app[WATCHER].stop()
         await app[MONITOR].stop()
         if fanout is None:  # channels we opened are ours to close

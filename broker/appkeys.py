@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from broker.admission import AdmissionLimit
+from broker.admission import Admission
 from broker.audit.log import AuditLog
 from broker.config import BrokerConfig
 from broker.fanout import FanOut
@@ -44,7 +44,8 @@ PATTERNS = web.AppKey("patterns", PatternDetector)
 SIGNER = web.AppKey("signer", AssertionSigner)
 IN_FLIGHT = web.AppKey("in_flight", list)
 """Searches under way, as a one-item list: app state is frozen once the app starts."""
-ADMISSION = web.AppKey("admission", AdmissionLimit)
+ADMISSION = web.AppKey("admission", Admission)
+"""Whether to take on one more search now (broker.admission): the nodes' backlog, the loop's lag, the AIMD limit."""
 METRICS = web.AppKey("metrics", Metrics)
 REVOCATIONS = web.AppKey("revocations", RevocationList)
 AUDIT = web.AppKey("audit", AuditLog)

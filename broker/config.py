@@ -90,7 +90,8 @@ class BrokerConfig:
     """HMAC key for the child's identifiers in the audit log; auditors hold a copy. Created if missing."""
     max_searches_in_flight: int = 64
     """Most searches the broker works on at once; more are refused with 503 and Retry-After, not queued.
-    While searches come back congested the broker admits fewer, growing back to this (broker.admission)."""
+    While searches come back congested the broker admits fewer, growing back to this. A backstop: searches
+    that would not be heard from every node in time are refused before this is reached (broker.admission)."""
     dispatch_window_seconds: float = DISPATCH_WINDOW_SECONDS
     """Searches arriving while a dispatch to the nodes is out wait for it (at most this long) and go
     together in the next (broker.dispatch); a search alone never waits. 0 sends each search at once."""

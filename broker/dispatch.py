@@ -37,6 +37,11 @@ class DispatchGate:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a search entering now may have to wait (a dispatch is out, or searches wait already)."""
+        return self.window > 0 and (self._out > 0 or bool(self._waiting))
+
     async def enter(self) -> int:
         """Wait for this search's dispatch and return its number, for ``leave``."""
         if self.window <= 0:

@@ -20,8 +20,8 @@ from typing import Literal
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from broker.admission import congested
-from broker.breaker import CircuitBreaker
+from broker.admission import Load, LoopLag, congested, excused, node_expected
+from broker.breaker import BreakerState, CircuitBreaker
 from broker.dispatch import DISPATCH_WINDOW_SECONDS, DispatchGate
 from broker.errors import NodeCallError, NodeCircuitOpen, NodeTimeout, NodeUnavailable
 from broker.health import HealthSettings, NodeHealth, Peers
@@ -34,9 +34,10 @@ log = structlog.get_logger("signpost.broker")
 
 
 Judgement = Literal["judged", "congestion", "not_sent"]
-"""What a node's outcome says of its health: a failure counts against it (``judged``); a timeout in a
-congested search only enters its error rate (``congestion``, broker.admission); a node the search had
-no time left to ask, nothing (``not_sent``)."""
+"""What a node's outcome says of its health: a failure counts against it (``judged``); a timeout the
+broker cannot blame on the node — a congested search, or the broker's own loop lagging — only enters
+its error rate (``congestion``, broker.admission's ``excused``); a node the search had no time left to
+ask, nothing (``not_sent``)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ backoff and a quick restart, short enough that a dead node does not hold every s
 before its circuit opens."""
 MIN_ATTEMPT_SECONDS = 0.02
 """Do not start (or retry) a call with less time than this left."""
+LOAD_INTERVAL = 0.02
+"""FanOut.load reads every node's stream at most this often: a look at 152 nodes costs about 0.25 ms of
+CPU (measured on the development machine), so at most 12 ms a second however many searches arrive."""
 
 
 class FanOut:
@@ -99,6 +103,10 @@ class FanOut:
         self._clients: dict[str, NodeClient] = {}
         self._health: dict[str, NodeHealth] = {}
         self._peers = Peers(self.settings, clock=clock)
+        self.lag = LoopLag(clock=clock)
+        """The broker's event-loop lateness: started with the app (broker.app), read by admission and _settle."""
+        self._nodes: tuple[tuple[float, float], ...] = ()
+        self._nodes_at = float("-inf")
         for client in clients:
             self._add(client)
 
@@ -121,6 +129,24 @@ class FanOut:
 
     def health_of(self, code: str) -> NodeHealth | None:
         return self._health.get(code)
+
+    def load(self) -> Load:
+        """What a search admitted now would wait for (broker.admission): the nodes' outstanding work, the loop's
+        lag and the dispatch window. The nodes counted are those up: circuit closed, last call answered, not on
+        probation."""
+        now = self._clock()
+        if now - self._nodes_at >= LOAD_INTERVAL:
+            at = time.perf_counter()
+            up = [
+                client.load(at)
+                for code, client in self._clients.items()
+                if (health := self._health[code]).reachable
+                and not health.probation
+                and health.breaker.state is BreakerState.CLOSED
+            ]
+            self._nodes = tuple((node_expected(s.out, s.queued, s.oldest_age, s.per_search), s.per_search) for s in up)
+            self._nodes_at = now
+        return Load(self._nodes, self.gate.waiting, self.lag.recent, self.gate.window if self.gate.busy else 0.0)
 
     def replace(self, clients: Iterable[NodeClient]) -> list[NodeClient]:
         """Swap in a new set of clients (registry reload, credential rotation); return the old ones to close."""
@@ -229,7 +255,8 @@ class FanOut:
         """
         piece = batch_piece(request.SerializeToString())
         search_id = request.search_id
-        deadline_at = self._clock() + deadline_seconds
+        began = self._clock()
+        deadline_at = began + deadline_seconds
         # Under load, wait for the dispatch out to be answered and go with the searches that arrive
         # meanwhile (broker.dispatch); the wait is part of the deadline, not of any node's latency.
         # Leave once the first attempts are in: retries of an unreachable node hold up nobody else.
@@ -241,7 +268,8 @@ class FanOut:
         finally:
             self.gate.leave(group)
         was_congested = self._congested(outcomes, waiting, started, budget_ms)
-        await self._settle(outcomes, waiting, piece, search_id, started, resign, was_congested)
+        blameless = excused(was_congested, self.lag.worst_since(began))
+        await self._settle(outcomes, waiting, piece, search_id, started, resign, blameless)
         return Fanned([outcomes[c.authority.code] for c in clients], was_congested)
 
     @staticmethod
@@ -305,15 +333,16 @@ class FanOut:
         search_id: str,
         started: float,
         resign: Callable[[], bytes] | None,
-        was_congested: bool,
+        blameless: bool,
     ) -> None:
         """Each remaining node's outcome into ``outcomes``, retrying (within its budget) the unreachable ones.
 
-        In a congested search (broker.admission) timeouts are reported as ever but not held against each
-        node's circuit, or a busy minute would open them all.
+        In a congested search, or one during which the broker's loop lagged (broker.admission's ``excused``),
+        timeouts are reported as ever but not held against each node's circuit, or a busy minute would
+        open them all.
         """
         debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
-        timeout_judgement: Judgement = "congestion" if was_congested else "judged"
+        timeout_judgement: Judgement = "congestion" if blameless else "judged"
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
         for client, health, budget_end, future in waiting:
             error = future.exception()
@@ -337,7 +366,13 @@ class FanOut:
             for client, health, task in retries:
                 error = task.exception()
                 outcomes[client.authority.code] = self._outcome(
-                    client, health, search_id, started, None if error else task.result(), error
+                    client,
+                    health,
+                    search_id,
+                    started,
+                    None if error else task.result(),
+                    error,
+                    judge=timeout_judgement if isinstance(error, NodeTimeout) else "judged",
                 )
 
     async def close(self) -> None:

@@ -68,6 +68,13 @@ class Metrics:
         self.congested = Counter(
             "signpost_congested_searches", "Searches whose authorities missed the deadline together", registry=r
         )
+        self.overloaded = Counter(
+            "signpost_overloaded_searches",
+            "Searches refused at once as overloaded, by why (backlog: the nodes' work outstanding; lag: the "
+            "broker's event loop; limit: the searches in flight)",
+            ["reason"],
+            registry=r,
+        )
         self._node_seconds: dict[str, Any] = {}
         self._operations(r)
 

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from broker.errors import NodeCallError
+from broker.admission import LoopLag, excused
+from broker.errors import NodeCallError, NodeTimeout
 from broker.health import HealthSettings, NodeHealth
 from broker.metrics import Metrics
 from broker.peercert import PeerCertificates
@@ -77,8 +78,11 @@ class HealthMonitor:
         shared: SharedPolls | None = None,
         jitter: float = 0.1,
         uniform: Callable[[], float] = random.random,
+        lag: LoopLag | None = None,
     ) -> None:
         self.nodes, self.settings, self._sleep = nodes, settings, sleep
+        self.lag = lag
+        """The broker's loop lag (broker.admission): a poll timed out while it lagged is not the node's failure."""
         self.metrics, self.certificates, self._clock = metrics, certificates, clock
         self.shared, self.jitter, self._uniform = shared, jitter, uniform
         self._seen_expiry: dict[str, float] = {}
@@ -107,9 +111,13 @@ class HealthMonitor:
             await self._apply_shared(client, health, self.shared)  # another replica polls it this round
             return
         started = time.perf_counter()
+        lag_mark = self.lag.clock() if self.lag is not None else 0.0
         try:
             info = await client.probe(self.settings.poll_timeout)
         except NodeCallError as exc:
+            if isinstance(exc, NodeTimeout) and self.lag is not None and excused(False, self.lag.worst_since(lag_mark)):
+                health.missed_in_congestion(exc)  # the broker was late to read the answer, not the node to send it
+                return
             self._record(client, health, PollResult(self._clock(), ok=False, reason=exc.reason), exc)
         else:
             seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import grpc
 import structlog
@@ -92,6 +92,22 @@ BatchCall: TypeAlias = grpc.aio.StreamStreamCall[bytes, node_pb2.MatchBatchResul
 """A MatchStream call: spliced MatchBatch bytes out, MatchBatchResult messages in."""
 Answered = tuple[node_pb2.MatchResponse, float]
 """A node's answer and when it arrived (time.perf_counter)."""
+PER_SEARCH_WEIGHT = 0.2
+"""Weight of the latest batch in StreamLoad.per_search's moving average: about the last five batches."""
+
+
+class StreamLoad(NamedTuple):
+    """Work outstanding at one node, as its pipe sees it: raw facts; what they mean is broker.admission's.
+    (A tuple: admission reads one per node up to every 20 ms, and a frozen dataclass costs five times as much.)"""
+
+    out: int
+    """Searches in the batches sent and not yet answered."""
+    queued: int
+    """Searches waiting for those to be answered, to go in the next batch."""
+    oldest_age: float
+    """Seconds the oldest unanswered batch has been out (0: none)."""
+    per_search: float
+    """Recent seconds from a batch's write to its answer, per search in it (moving average; 0 before the first)."""
 
 
 class _Stream:
@@ -136,6 +152,15 @@ class MatchPipe:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
+        self._sent: dict[int, tuple[float, int]] = {}
+        """When each unanswered batch was written (time.perf_counter) and its searches, oldest first."""
+        self._per_search = 0.0
+
+    def load(self, now: float) -> StreamLoad:
+        """What is outstanding at the node now (``now``: time.perf_counter)."""
+        oldest = next(iter(self._sent.values()), (now, 0))[0]
+        out = sum(n for _, n in self._sent.values())
+        return StreamLoad(out, len(self._queue), now - oldest, self._per_search)
 
     def submit(self, piece: bytes) -> asyncio.Future[Answered]:
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
@@ -190,6 +215,7 @@ class MatchPipe:
                     continue
                 batch_id = next(self._ids)
                 stream.in_flight[batch_id] = futures
+                self._sent[batch_id] = (time.perf_counter(), len(futures))
                 try:
                     await stream.call.write(batch_bytes(batch_id, pieces))
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
@@ -223,11 +249,15 @@ class MatchPipe:
                 if not isinstance(result, node_pb2.MatchBatchResult):
                     break  # grpc.aio.EOF: the node ended the call
                 futures = stream.in_flight.pop(result.batch_id, None)
+                sent = self._sent.pop(result.batch_id, None)
                 if futures is None or len(futures) != len(result.outcomes):
                     error = NodeFailed("malformed answer")
                     stream.call.cancel()
                     break
                 answered_at = time.perf_counter()
+                if sent is not None:
+                    per_search = (answered_at - sent[0]) / max(1, sent[1])
+                    self._per_search += PER_SEARCH_WEIGHT * (per_search - self._per_search)
                 for future, outcome in zip(futures, result.outcomes, strict=False):
                     if future.done():
                         continue  # timed out meanwhile
@@ -244,7 +274,8 @@ class MatchPipe:
         finally:
             if self._stream is stream:
                 self._stream = None
-            for futures in stream.in_flight.values():
+            for batch_id, futures in stream.in_flight.items():
+                self._sent.pop(batch_id, None)
                 for future in futures:
                     if not future.done():
                         future.set_exception(type(error)(str(error)))
@@ -303,6 +334,10 @@ class NodeClient:
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
+
+    def load(self, now: float) -> StreamLoad:
+        """Work outstanding at this node (broker.admission reads it; ``now``: time.perf_counter)."""
+        return self._pipe.load(now) if self._pipe is not None else StreamLoad(0, 0, 0.0, 0.0)
 
     def submit(self, piece: bytes, timeout: float | None) -> asyncio.Future[Answered]:
         """Send one search (a batch_piece); the future fails with NodeTimeout if no answer within ``timeout``.

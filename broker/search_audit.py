@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from broker.appkeys import AUDIT, CLOCK, CONFIG, METRICS, SUBJECT_KEY
+from broker.appkeys import ADMISSION, AUDIT, CLOCK, CONFIG, METRICS, SUBJECT_KEY
 from broker.audit.errors import AuditError
 from broker.audit.keys import subject_hashes
 from broker.audit.log import Receipt
@@ -178,6 +178,9 @@ def _now(app: web.Application) -> dt.datetime:
 async def commit(app: web.Application, entry: dict[str, Any], timeout: float, message: str) -> Receipt:
     """Append ``entry`` within ``timeout`` seconds; AuditUnavailable (with ``message``) if not durably written."""
     started = time.perf_counter()
+    # Every awaited entry, refusals' included, is work ahead of the next search's first entry (broker.admission).
+    waits = app[ADMISSION].audit
+    waiting = waits.begin()
     try:
         return await app[AUDIT].append_within(entry, timeout)
     except AuditError as exc:
@@ -185,6 +188,7 @@ async def commit(app: web.Application, entry: dict[str, Any], timeout: float, me
         log.error("audit_write_failed", search_id=entry.get("search_id", ""), error_type=type(exc).__name__)
         raise AuditUnavailable(message) from None
     finally:
+        waits.end(waiting)
         app[METRICS].audit_seconds.observe(time.perf_counter() - started)
 
 

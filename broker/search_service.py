@@ -111,9 +111,11 @@ async def run_search(
         await watch_patterns(app, caller, search)
         started = time.perf_counter()
         in_flight = app[IN_FLIGHT]
-        ticket = app[ADMISSION].admit(in_flight[0])
-        if ticket is None:
-            # Past this the searches under way only get slower together: say so at once instead.
+        admission = app[ADMISSION]
+        ticket = admission.admit(in_flight[0], audit.time_left())
+        if isinstance(ticket, str):
+            # Admitted now, it would not be heard from everyone in time: say so at once instead.
+            app[METRICS].overloaded.labels(ticket).inc()
             raise Overloaded("the service is busy; try again in a moment", headers={"Retry-After": "1"})
         in_flight[0] += 1
         try:
@@ -124,6 +126,8 @@ async def run_search(
                 # so later ones are refused at once (overloaded) instead of all waiting out the audit bound.
                 admitted(app, ticket, was_congested=True)
                 raise
+            finally:
+                admission.sent()  # at the dispatch gate next (FanOut.search), or never asking anyone
             return await _fan_out(app, audit, search, caller, started, ticket)
         finally:
             in_flight[0] -= 1

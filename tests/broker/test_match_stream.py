@@ -228,3 +228,32 @@ async def test_batches_of_searches_addressed_to_all_england_fit_a_nodes_largest_
     answers = await asyncio.gather(*(client.match(r.SerializeToString(), 10.0) for r in requests))
     assert [len(a.candidates) for a in answers] == [1] * 64
     assert sum(batches) == 64 and len(batches) > 2  # split by size, not only by count
+
+
+class _Slow:
+    """The node's answer floor, plus ``delay``: a node busy elsewhere."""
+
+    def __init__(self, timer, delay: float) -> None:
+        self.timer, self.delay = timer, delay
+
+    async def wait_until(self, deadline: float) -> None:
+        await self.timer.wait_until(deadline)
+        await asyncio.sleep(self.delay)
+
+
+async def test_a_stream_reports_the_work_outstanding_at_its_node_for_admission(leeds):
+    node, client, signer, batches = leeds
+    nothing = client.load(time.perf_counter())
+    assert (nothing.out, nothing.queued, nothing.oldest_age, nothing.per_search) == (0, 0, 0.0, 0.0)
+    node.service.timer = _Slow(node.service.timer, 0.3)
+    first = client.submit(batch_piece(signed(signer, "first", **AMELIA).SerializeToString()), 5.0)
+    await asyncio.sleep(0.1)  # the first batch is out, alone
+    rest = [client.submit(batch_piece(signed(signer, f"s{i}", **AMELIA).SerializeToString()), 5.0) for i in range(9)]
+    load = client.load(time.perf_counter())
+    assert (load.out, load.queued) == (1, 9) and load.oldest_age >= 0.1
+    await asyncio.gather(first, *rest)
+    load = client.load(time.perf_counter())
+    assert (load.out, load.queued, load.oldest_age) == (0, 0, 0.0) and batches == [1, 9]
+    # A moving average per search: the batch of one took its whole round trip (at least 0.3 s), the batch of
+    # nine a ninth of its own each: 0.2 x 0.8 x 0.3 + 0.2 x 0.3 / 9 = 0.055 s at the least.
+    assert 0.05 < load.per_search < 0.1
