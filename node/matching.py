@@ -462,9 +462,10 @@ class MatchEngine:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
         names: _NameMemo = {}
-        scored = [s for s in (self._score(q, i, names) for i in keys.lookup(self.index)) if s is not None]
+        close = _CloseNames(q, self.variants)
+        scored = [s for s in (self._score(q, i, names, close) for i in keys.lookup(self.index)) if s is not None]
         results = self._results(self._home_guard(scored))
-        hidden = [s for s in (self._score(q, i, names) for i in keys.lookup(self.hidden_index)) if s is not None]
+        hidden = [s for s in (self._score(q, i, names, close) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
@@ -532,12 +533,15 @@ class MatchEngine:
             return swapped_given, swapped_family, True
         return given, family, False
 
-    def _score(self, q: _Prepared, i: int, names: _NameMemo) -> _Scored | None:
-        """``names``: this query's name levels by the record's names (see _NameMemo)."""
+    def _score(self, q: _Prepared, i: int, names: _NameMemo, close: _CloseNames) -> _Scored | None:
+        """``names``: this query's name levels by the record's names (see _NameMemo); ``close``: its
+        names that may agree (see _CloseNames)."""
         t = self.table
         held = (t.givens(i), t.families(i))
         found = names.get(held)
         if found is None:
+            if not close.any(*held) and not (q.nhs and q.nhs == t.nhs[i]):
+                return None  # no name could be evidence, in either reading: spare comparing them in full
             found = names[held] = self._name_levels(q, i)
         given, family, swapped = found
         if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
@@ -620,6 +624,47 @@ class MatchEngine:
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
+
+
+class _CloseNames:
+    """Which names a query meets could agree with a searched name at least as a close spelling, in any
+    reading ``_name_levels`` tries: each distinct name compared once per query, not once per candidate.
+
+    A candidate none of whose names could is no evidence about the named child, so it is dropped before
+    its names are compared in full (most of a large node's candidates: a date of birth with an initial
+    is a key, not evidence). Exact, not a guess: a name is close when its own level, by the comparisons
+    the scorer uses, is; so this must probe every pairing ``_name_levels`` reads — given names (and the
+    middle name) against given names, family names against family names, and each the other way round.
+    """
+
+    def __init__(self, q: _Prepared, variants: NameVariants) -> None:
+        self.variants = variants
+        givens = [g for g in (*q.givens, q.middle) if g]
+        self.given_probes = tuple(dict.fromkeys([*givens, *("".join(f) for f in q.families if f)]))
+        self.family_probes = tuple(dict.fromkeys([*(f for f in q.families if f), *((g,) for g in givens)]))
+        self.given: dict[str, bool] = {}
+        self.family: dict[tuple[str, ...], bool] = {}
+
+    def any(self, givens: tuple[str, ...], families: tuple[tuple[str, ...], ...]) -> bool:
+        for name in givens:
+            if name:
+                found = self.given.get(name)
+                if found is None:
+                    found = self.given[name] = any(
+                        bands.close(cmp.given_level(p, (name,), self.variants)) for p in self.given_probes
+                    )
+                if found:
+                    return True
+        for parts in families:
+            if parts:
+                found = self.family.get(parts)
+                if found is None:
+                    found = self.family[parts] = any(
+                        bands.close(cmp.family_level(p, (parts,))) for p in self.family_probes
+                    )
+                if found:
+                    return True
+        return False
 
 
 _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]

@@ -26,10 +26,8 @@ def phonetic(name: str) -> tuple[str, str]:
     return primary, secondary or primary
 
 
-@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
-def address_tokens(address: str) -> frozenset[str]:
-    """Words of an address, minus filler, for a token-overlap comparison."""
-    filler = {
+_FILLER = frozenset(
+    {
         "flat",
         "the",
         "road",
@@ -51,10 +49,19 @@ def address_tokens(address: str) -> frozenset[str]:
         "apartment",
         "apt",
     }
-    return frozenset(t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t and t not in filler)
+)
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+@lru_cache(maxsize=1 << 16)  # a candidate's address is read to score it and again by the home guard
+def address_tokens(address: str) -> frozenset[str]:
+    """Words of an address, minus filler, for a token-overlap comparison."""
+    return frozenset(t for t in _NOT_ALPHANUMERIC.split(fold_keep_digits(address)) if t and t not in _FILLER)
 
 
 def fold_keep_digits(text: str) -> str:
+    if text.isascii():  # nothing to decompose or strip: learning folds hundreds of thousands of addresses
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

@@ -1,4 +1,4 @@
-"""Learning's pair levels, all pairs at once, against the comparisons one pair at a time (what the scorer uses)."""
+"""Learning's pair levels (all pairs at once) and the query's close-name shortcut, against one pair at a time."""
 
 from __future__ import annotations
 
@@ -115,3 +115,38 @@ def test_blocked_pairs_keep_within_the_cap(postings, keys, cap):
         if i != j
     }
     assert [tuple(p) for p in blocked_pairs(index, rows, keys, cap).tolist()] == sorted(expected)
+
+
+NAMES = ["Oliver", "Olly", "Olivia", "Oliver-James", "Baby", "Girl A", "Ned", "Nec", "Ted", "Jon", "John", "Ja Xson"]
+NAMES += ["Jaxson", "Smith", "Smyth", "Smith-Jones", "Jones", "O'Neill", "Oneil", "Li", "Lee", "White", "Jasmine", "J"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(NAMES),
+    st.sampled_from(["", *NAMES]),
+    st.sampled_from(NAMES),
+    st.lists(st.sampled_from(NAMES), max_size=2).map(
+        lambda n: tuple(" ".join(n[i : i + 2]) for i in range(0, len(n), 2))
+    ),
+)
+def test_close_names_never_drop_a_candidate_whose_names_are_evidence(engine, given_name, middle, family, others):
+    """The query-time shortcut (_CloseNames) is exact: every candidate it drops has no close name in any reading."""
+    from core.subject import Subject
+    from node import bands
+    from node.matching import _CloseNames, _Prepared
+
+    q = _Prepared.of(
+        Subject(
+            given_name=given_name,
+            middle_names=middle,
+            family_name=family,
+            other_names=others,
+            date_of_birth="2014-03-09",
+        )
+    )
+    close = _CloseNames(q, engine.variants)
+    for i in range(engine.size):
+        given, family_level, _ = engine._name_levels(q, i)
+        if bands.close(given) or bands.close(family_level):
+            assert close.any(engine.table.givens(i), engine.table.families(i))
