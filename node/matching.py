@@ -423,12 +423,11 @@ class MatchEngine:
             table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,), wide=False
         )
 
-    def _visible_rows(self) -> Sequence[int]:
-        """Table rows of the records the model learns from: every row unless some are hidden."""
-        if len(self.hidden_rows) == 0:
-            return range(len(self.table))
-        rows: list[int] = np.setdiff1d(np.arange(len(self.table), dtype=np.int32), self.hidden_rows).tolist()
-        return rows
+    def _visible_rows(self) -> np.ndarray:
+        """Table rows of the records the model learns from (ascending): every row unless some are hidden."""
+        visible = np.ones(len(self.table), dtype=bool)
+        visible[self.hidden_rows] = False
+        return np.flatnonzero(visible)
 
     def _learn(self) -> None:
         rng = random.Random(self.settings.seed)
@@ -436,13 +435,14 @@ class MatchEngine:
         # if its hidden records did not exist.
         rows = self._visible_rows()
         n = len(rows)
-        random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
-        left, right = np.array(random_pairs, dtype=np.int64).reshape(-1, 2).T
+        draws = [rng.randrange(n) for _ in range(2 * self.settings.u_sample_pairs)]  # (left, right) per pair
+        left, right = rows[np.array(draws, dtype=np.int64)].reshape(-1, 2).T
         differ = left != right
         estimate_u(pair_levels(self.table, self.variants, left[differ], right[differ]), self.model)
         # Pairs from the dated keys only: the date-free ones add whole households, which cost build
         # time and would teach EM that siblings (alike on every field but the given name) are matches.
-        sample = [rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))]
+        picked = rng.sample(range(n), min(n, self.settings.em_sample_records))
+        sample: list[int] = rows[np.array(picked, dtype=np.int64)].tolist()
         keys = [self._dated_keys(self.table, i) for i in sample]
         blocked = blocked_pairs(self.index, sample, keys, MAX_POSTINGS_PER_KEY)
         run_em(pair_levels(self.table, self.variants, blocked[:, 0], blocked[:, 1]), self.model)

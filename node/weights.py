@@ -121,7 +121,9 @@ def run_em(levels: np.ndarray, model: Model, *, iterations: int = 30, prior_matc
     u = {f.name: np.array(model.u[f.name]) for f in FIELDS}
     # Each field's known levels and where they are, found once, not once per iteration; the log of
     # each level's m or u is taken once and gathered (the same numbers as the log of each pair's).
-    known = [levels[:, index] != NULL for index in range(len(FIELDS))]
+    # A field every pair has is taken whole (a slice), not through a mask of all True.
+    masks = [levels[:, index] != NULL for index in range(len(FIELDS))]
+    known: list[np.ndarray | slice] = [slice(None) if mask.all() else mask for mask in masks]
     columns = [levels[known[index], index] for index in range(len(FIELDS))]
     log_u_of = [np.log(np.maximum(u[f.name], MIN_U))[columns[index]] for index, f in enumerate(FIELDS)]
     lam = prior_match
