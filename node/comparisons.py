@@ -223,7 +223,7 @@ def postcode_parts_level(pa: tuple[str, str, str, str], pb: tuple[str, str, str,
         return 0
     if pa[1] and pa[1] == pb[1]:
         return 1
-    if pa[0] and pb[0] and _postcode_slip(pa[0], pb[0]):
+    if pa[0] and pb[0] and postcode_slip(pa[0], pb[0]):
         return 2
     for level in (2, 3):
         if pa[level] and pa[level] == pb[level]:
@@ -231,7 +231,7 @@ def postcode_parts_level(pa: tuple[str, str, str, str], pb: tuple[str, str, str,
     return 5
 
 
-def _postcode_slip(a: str, b: str) -> bool:
+def postcode_slip(a: str, b: str) -> bool:
     """Full postcodes of one length, one character wrong or two adjacent ones swapped, the space ignored:
     "C2 1BX" and "C1 2BX" are one slip apart, though their sectors and districts differ."""
     a, b = a.replace(" ", ""), b.replace(" ", "")

@@ -53,9 +53,10 @@ from node import bands
 from node import comparisons as cmp
 from node.comparisons import NULL
 from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
+from node.learning import blocked_pairs, pair_levels
 from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic
 from node.records import Record
-from node.weights import Model, estimate_u, level_matrix, run_em
+from node.weights import Model, estimate_u, run_em
 
 GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)
 WIDE_POSTINGS = 12
@@ -422,12 +423,11 @@ class MatchEngine:
             table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,), wide=False
         )
 
-    def _visible_rows(self) -> Sequence[int]:
-        """Table rows of the records the model learns from: every row unless some are hidden."""
-        if len(self.hidden_rows) == 0:
-            return range(len(self.table))
-        rows: list[int] = np.setdiff1d(np.arange(len(self.table), dtype=np.int32), self.hidden_rows).tolist()
-        return rows
+    def _visible_rows(self) -> np.ndarray:
+        """Table rows of the records the model learns from (ascending): every row unless some are hidden."""
+        visible = np.ones(len(self.table), dtype=bool)
+        visible[self.hidden_rows] = False
+        return np.flatnonzero(visible)
 
     def _learn(self) -> None:
         rng = random.Random(self.settings.seed)
@@ -435,21 +435,18 @@ class MatchEngine:
         # if its hidden records did not exist.
         rows = self._visible_rows()
         n = len(rows)
-        random_pairs = [(rows[rng.randrange(n)], rows[rng.randrange(n)]) for _ in range(self.settings.u_sample_pairs)]
-        levels = _PairLevels(self.table, self.variants)
-        estimate_u(level_matrix([levels(i, j) for i, j in random_pairs if i != j]), self.model)
-        blocked: set[tuple[int, int]] = set()
+        draws = [rng.randrange(n) for _ in range(2 * self.settings.u_sample_pairs)]  # (left, right) per pair
+        left, right = rows[np.array(draws, dtype=np.int64)].reshape(-1, 2).T
+        differ = left != right
+        estimate_u(pair_levels(self.table, self.variants, left[differ], right[differ]), self.model)
         # Pairs from the dated keys only: the date-free ones add whole households, which cost build
         # time and would teach EM that siblings (alike on every field but the given name) are matches.
-        for i in (rows[k] for k in rng.sample(range(n), min(n, self.settings.em_sample_records))):
-            for j in self.index.lookup(search_keys(self._dated_keys(self.table, i))):
-                if i != j:
-                    blocked.add((min(i, j), max(i, j)))
-        run_em(level_matrix([levels(i, j) for i, j in sorted(blocked)]), self.model)
+        picked = rng.sample(range(n), min(n, self.settings.em_sample_records))
+        sample: list[int] = rows[np.array(picked, dtype=np.int64)].tolist()
+        keys = [self._dated_keys(self.table, i) for i in sample]
+        blocked = blocked_pairs(self.index, sample, keys, MAX_POSTINGS_PER_KEY)
+        run_em(pair_levels(self.table, self.variants, blocked[:, 0], blocked[:, 1]), self.model)
         self._log2_prior = -math.log2(max(n, self.settings.min_prior_records))
-
-    def _pair_levels(self, i: int, j: int) -> tuple[int, ...]:
-        return _PairLevels(self.table, self.variants)(i, j)
 
     # -- matching -------------------------------------------------------------
 
@@ -465,9 +462,10 @@ class MatchEngine:
         """The visible records' results, best first and limited; then the shielded records' alerts."""
         q, keys = prepare_query(query)
         names: _NameMemo = {}
-        scored = [s for s in (self._score(q, i, names) for i in keys.lookup(self.index)) if s is not None]
+        close = _CloseNames(q, self.variants)
+        scored = [s for s in (self._score(q, i, names, close) for i in keys.lookup(self.index)) if s is not None]
         results = self._results(self._home_guard(scored))
-        hidden = [s for s in (self._score(q, i, names) for i in keys.lookup(self.hidden_index)) if s is not None]
+        hidden = [s for s in (self._score(q, i, names, close) for i in keys.lookup(self.hidden_index)) if s is not None]
         if hidden:
             # Would a hidden record have been a match or possible, had it been visible? Judged among
             # all the candidates, as the child's twin would judge it; sensitive-only ones raise nothing.
@@ -535,12 +533,15 @@ class MatchEngine:
             return swapped_given, swapped_family, True
         return given, family, False
 
-    def _score(self, q: _Prepared, i: int, names: _NameMemo) -> _Scored | None:
-        """``names``: this query's name levels by the record's names (see _NameMemo)."""
+    def _score(self, q: _Prepared, i: int, names: _NameMemo, close: _CloseNames) -> _Scored | None:
+        """``names``: this query's name levels by the record's names (see _NameMemo); ``close``: its
+        names that may agree (see _CloseNames)."""
         t = self.table
         held = (t.givens(i), t.families(i))
         found = names.get(held)
         if found is None:
+            if not close.any(*held) and not (q.nhs and q.nhs == t.nhs[i]):
+                return None  # no name could be evidence, in either reading: spare comparing them in full
             found = names[held] = self._name_levels(q, i)
         given, family, swapped = found
         if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
@@ -625,28 +626,45 @@ class MatchEngine:
         return scored
 
 
-class _PairLevels:
-    """The comparison levels of two records, for learning: what ``_score`` compares, record against record.
+class _CloseNames:
+    """Which names a query meets could agree with a searched name at least as a close spelling, in any
+    reading ``_name_levels`` tries: each distinct name compared once per query, not once per candidate.
 
-    Postcodes are split through the bounded cache the scorer uses (blocked pairs repeat homes). Not a
-    cache per learning pass: at a million records one held half a million addresses, and the memory
-    it freed stayed with the process (engine RSS 815 MiB against 625).
+    A candidate none of whose names could is no evidence about the named child, so it is dropped before
+    its names are compared in full (most of a large node's candidates: a date of birth with an initial
+    is a key, not evidence). Exact, not a guess: a name is close when its own level, by the comparisons
+    the scorer uses, is; so this must probe every pairing ``_name_levels`` reads — given names (and the
+    middle name) against given names, family names against family names, and each the other way round.
     """
 
-    def __init__(self, table: RecordTable, variants: NameVariants) -> None:
-        self.table, self.variants = table, variants
+    def __init__(self, q: _Prepared, variants: NameVariants) -> None:
+        self.variants = variants
+        givens = [g for g in (*q.givens, q.middle) if g]
+        self.given_probes = tuple(dict.fromkeys([*givens, *("".join(f) for f in q.families if f)]))
+        self.family_probes = tuple(dict.fromkeys([*(f for f in q.families if f), *((g,) for g in givens)]))
+        self.given: dict[str, bool] = {}
+        self.family: dict[tuple[str, ...], bool] = {}
 
-    def __call__(self, i: int, j: int) -> tuple[int, ...]:
-        t = self.table
-        return (
-            cmp.given_level(t.given[i], t.givens(j), self.variants) if t.given[i] else NULL,
-            min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=NULL),
-            cmp.dob_level(t.dob[i], t.dob[j]),
-            cmp.sex_level(t.sex[i], t.sex[j]),
-            cmp.postcode_level(t.postcode[i], t.postcode[j]),
-            cmp.address_level(address_key(t.address[i]), address_key(t.address[j])),
-            cmp.nhs_level(t.nhs[i], t.nhs[j]),
-        )
+    def any(self, givens: tuple[str, ...], families: tuple[tuple[str, ...], ...]) -> bool:
+        for name in givens:
+            if name:
+                found = self.given.get(name)
+                if found is None:
+                    found = self.given[name] = any(
+                        bands.close(cmp.given_level(p, (name,), self.variants)) for p in self.given_probes
+                    )
+                if found:
+                    return True
+        for parts in families:
+            if parts:
+                found = self.family.get(parts)
+                if found is None:
+                    found = self.family[parts] = any(
+                        bands.close(cmp.family_level(p, (parts,))) for p in self.family_probes
+                    )
+                if found:
+                    return True
+        return False
 
 
 _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]

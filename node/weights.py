@@ -16,7 +16,6 @@ level is log2(m/u). As Splink does, each node learns from its own data:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,21 +119,24 @@ def run_em(levels: np.ndarray, model: Model, *, iterations: int = 30, prior_matc
         return
     m = {f.name: np.array(model.m[f.name]) for f in FIELDS}
     u = {f.name: np.array(model.u[f.name]) for f in FIELDS}
+    # Each field's known levels and where they are, found once, not once per iteration; the log of
+    # each level's m or u is taken once and gathered (the same numbers as the log of each pair's).
+    # A field every pair has is taken whole (a slice), not through a mask of all True.
+    masks = [levels[:, index] != NULL for index in range(len(FIELDS))]
+    known: list[np.ndarray | slice] = [slice(None) if mask.all() else mask for mask in masks]
+    columns = [levels[known[index], index] for index in range(len(FIELDS))]
+    log_u_of = [np.log(np.maximum(u[f.name], MIN_U))[columns[index]] for index, f in enumerate(FIELDS)]
     lam = prior_match
     for _ in range(iterations):
         log_m = np.zeros(len(levels))
         log_u = np.zeros(len(levels))
         for index, f in enumerate(FIELDS):
-            column = levels[:, index]
-            known = column != NULL
-            log_m[known] += np.log(np.maximum(m[f.name][column[known]], MIN_U))
-            log_u[known] += np.log(np.maximum(u[f.name][column[known]], MIN_U))
+            log_m[known[index]] += np.log(np.maximum(m[f.name], MIN_U))[columns[index]]
+            log_u[known[index]] += log_u_of[index]
         odds = np.exp(np.clip(np.log(lam) + log_m - np.log1p(-lam) - log_u, -700, 700))
         p = odds / (1.0 + odds)
         for index, f in enumerate(FIELDS):
-            column = levels[:, index]
-            known = column != NULL
-            weights = np.bincount(column[known], weights=p[known], minlength=len(f.levels))
+            weights = np.bincount(columns[index], weights=p[known[index]], minlength=len(f.levels))
             if weights.sum() > 0:
                 m[f.name] = np.maximum(weights / weights.sum(), 1e-4)
                 m[f.name] /= m[f.name].sum()
@@ -145,7 +147,3 @@ def run_em(levels: np.ndarray, model: Model, *, iterations: int = 30, prior_matc
         model.m[f.name] = list((matches * m[f.name] + PSEUDO_PAIRS * default) / (matches + PSEUDO_PAIRS))
     model.expected_matches = matches
     model.refresh()
-
-
-def level_matrix(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    return np.array(rows, dtype=np.int64).reshape(-1, len(FIELDS))

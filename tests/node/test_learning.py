@@ -1,0 +1,152 @@
+"""Learning's pair levels (all pairs at once) and the query's close-name shortcut, against one pair at a time."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node import comparisons as cmp
+from node.index import BlockingIndex, search_keys
+from node.learning import blocked_pairs, dob_levels, pair_levels
+from node.matching import MatchEngine, MatchSettings
+from node.normalise import address_key
+from node.records import Record
+
+DATES = st.one_of(
+    st.just(0),
+    st.integers(min_value=1, max_value=99_999_999),  # malformed and short ones too: "0001-01-01" is 10101
+    st.dates().map(lambda d: d.year * 10000 + d.month * 100 + d.day),
+    st.sampled_from([20140309, 20140903, 20140390, 20141309, 20140230, 20410309, 20130309, 20150309, 10101]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(DATES, DATES), min_size=1, max_size=40))
+def test_dates_compare_as_dob_level_does(pairs):
+    a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+    assert dob_levels(a, b).tolist() == [cmp.dob_level(x, y) for x, y in pairs]
+
+
+def _one_pair(t, variants, i: int, j: int) -> tuple[int, ...]:
+    """The levels of record i (as the query) against record j, one comparison at a time."""
+    return (
+        cmp.given_level(t.given[i], t.givens(j), variants) if t.given[i] else cmp.NULL,
+        min((cmp.family_level(f, t.families(j)) for f in t.families(i) if f), default=cmp.NULL),
+        cmp.dob_level(t.dob[i], t.dob[j]),
+        cmp.sex_level(t.sex[i], t.sex[j]),
+        cmp.postcode_level(t.postcode[i], t.postcode[j]),
+        cmp.address_level(address_key(t.address[i]), address_key(t.address[j])),
+        cmp.nhs_level(t.nhs[i], t.nhs[j]),
+    )
+
+
+GIVEN = ["Oliver", "Olly", "Olivia", "Oliver-James", "Baby", "Girl A", "Ned", "Nec", "Jon", "John", "Jaxson", ""]
+FAMILY = ["Smith", "Smyth", "Smith-Jones", "Jones", "O'Neill", "Oneil", "Li", "Lee", "Unknown"]
+DOB = ["2014-03-09", "2014-09-03", "2014-03-19", "2013-03-09", "2015-01-01", ""]
+POSTCODE = ["LS6 2AB", "LS6 2AD", "LS2 6AB", "LS6 2BA", "LS6 3XY", "LS7 1AA", "M1 1AA", "NOTAPOSTCODE", ""]
+ADDRESS = ["12 Oak Road", "12 Oak Rd Leeds", "12 Oakroad", "3 Elm Stret", "3 Elm Street", "Flat 2 The Court", ""]
+
+
+@pytest.fixture(scope="module")
+def engine() -> MatchEngine:
+    rng = random.Random(5)
+    records = [
+        Record(
+            record_id=f"R{n}",
+            given_name=rng.choice(GIVEN),
+            middle_names=rng.choice(["", "", "Mary", "J"]),
+            family_name=rng.choice(FAMILY),
+            other_names=tuple(rng.sample(["Amelia Jones", "Smith", "Olly Smyth"], rng.randint(0, 1))),
+            date_of_birth=rng.choice(DOB),
+            sex=rng.choice(["M", "F", "U", ""]),
+            postcode=rng.choice(POSTCODE),
+            address=rng.choice(ADDRESS),
+            nhs_number=rng.choice(["", "9434765919", "9434765870"]),
+        )
+        for n in range(600)
+    ]
+    return MatchEngine.build(records, MatchSettings(learn=False))
+
+
+def test_pairs_compare_as_one_at_a_time(engine):
+    rng = np.random.default_rng(3)
+    left, right = rng.integers(0, engine.size, 5000), rng.integers(0, engine.size, 5000)
+    expected = [_one_pair(engine.table, engine.variants, i, j) for i, j in zip(left, right, strict=True)]
+    assert [tuple(row) for row in pair_levels(engine.table, engine.variants, left, right).tolist()] == expected
+
+
+def test_no_pairs_give_no_levels(engine):
+    assert pair_levels(engine.table, engine.variants, np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0, 7)
+
+
+def test_blocked_pairs_are_every_lookups_pairs(engine):
+    rows = list(range(0, engine.size, 3))
+    keys = [engine._dated_keys(engine.table, i) for i in rows]
+    expected = sorted(
+        {(min(i, j), max(i, j)) for i, k in zip(rows, keys, strict=True) for j in engine.index.lookup(search_keys(k))}
+        - {(i, i) for i in rows}
+    )
+    assert [tuple(p) for p in blocked_pairs(engine.index, rows, keys, 400).tolist()] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 30)), max_size=80),
+    st.lists(st.lists(st.integers(-4, 4), max_size=5), max_size=8),
+    st.integers(1, 6),
+)
+def test_blocked_pairs_keep_within_the_cap(postings, keys, cap):
+    index = BlockingIndex.build(postings, cap)
+    rows = list(range(len(keys)))
+    by_key: dict[int, list[int]] = defaultdict(list)
+    for key, record in postings:
+        by_key[key].append(record)
+    expected = {
+        (min(i, j), max(i, j))
+        for i, ks in enumerate(keys)
+        for k in ks
+        if len(by_key[k]) <= cap
+        for j in by_key[k]
+        if i != j
+    }
+    assert [tuple(p) for p in blocked_pairs(index, rows, keys, cap).tolist()] == sorted(expected)
+
+
+NAMES = ["Oliver", "Olly", "Olivia", "Oliver-James", "Baby", "Girl A", "Ned", "Nec", "Ted", "Jon", "John", "Ja Xson"]
+NAMES += ["Jaxson", "Smith", "Smyth", "Smith-Jones", "Jones", "O'Neill", "Oneil", "Li", "Lee", "White", "Jasmine", "J"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(NAMES),
+    st.sampled_from(["", *NAMES]),
+    st.sampled_from(NAMES),
+    st.lists(st.sampled_from(NAMES), max_size=2).map(
+        lambda n: tuple(" ".join(n[i : i + 2]) for i in range(0, len(n), 2))
+    ),
+)
+def test_close_names_never_drop_a_candidate_whose_names_are_evidence(engine, given_name, middle, family, others):
+    """The query-time shortcut (_CloseNames) is exact: every candidate it drops has no close name in any reading."""
+    from core.subject import Subject
+    from node import bands
+    from node.matching import _CloseNames, _Prepared
+
+    q = _Prepared.of(
+        Subject(
+            given_name=given_name,
+            middle_names=middle,
+            family_name=family,
+            other_names=others,
+            date_of_birth="2014-03-09",
+        )
+    )
+    close = _CloseNames(q, engine.variants)
+    for i in range(engine.size):
+        given, family_level, _ = engine._name_levels(q, i)
+        if bands.close(given) or bands.close(family_level):
+            assert close.any(engine.table.givens(i), engine.table.families(i))
