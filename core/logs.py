@@ -119,6 +119,7 @@ def capture_native_stderr(log_stream: TextIO | None = None) -> None:
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
+    sink: TextIO
     if log_stream is None:
         # Our JSON goes straight to the real stderr; sys.stderr stays on descriptor 2, so even an uncaught
         # traceback arrives as JSON lines rather than raw on the console.

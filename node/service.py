@@ -96,6 +96,8 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         self.source_status: Callable[[], tuple[str, str]] | None = None
         """For a node fed by ``[source]``: the last load's outcome and time (node.source_sync); set by the server."""
         self._streams: set[_OpenStream] = set()
+        self._closing = False
+        """Shutting down (close_streams was called): a stream opened from now on ends at once."""
 
     @property
     def matcher(self) -> Matcher:
@@ -166,6 +168,9 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
         """
         identity = await self._require_broker(context)
         stream = _OpenStream()
+        # The server accepts calls until its own stop, after close_streams: the broker, seeing its stream
+        # end, may open another meanwhile, which would otherwise hold the stop for all of the grace.
+        stream.closing = self._closing
         stream.task = asyncio.get_running_loop().create_task(self._serve(stream, identity, context))
         self._streams.add(stream)
         try:
@@ -204,11 +209,13 @@ class NodeService(node_pb2_grpc.NodeServiceServicer, GenerationHolder):
             await context.write(node_pb2.MatchBatchResult(batch_id=batch.batch_id, outcomes=outcomes))
 
     def close_streams(self) -> None:
-        """Shutting down: each stream ends once the batches already received are answered.
+        """Shutting down: each stream ends once the batches already received are answered; one opened
+        after this (the server still accepts calls until its own stop) ends at once.
 
         The broker sees the stream end, reports any batch it had sent since as unavailable, and
         retries on a new connection (to another instance, or once this one is back).
         """
+        self._closing = True
         for stream in self._streams:
             stream.close()
 

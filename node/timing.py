@@ -24,6 +24,7 @@ import ctypes
 import heapq
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -64,7 +65,13 @@ class _Itimerspec(ctypes.Structure):
 
 
 def _timerfd_functions() -> tuple[Any, Any] | None:
-    """libc's timerfd_create and timerfd_settime, if this is Linux and perf_counter reads CLOCK_MONOTONIC."""
+    """libc's timerfd_create and timerfd_settime, if this is Linux and perf_counter reads CLOCK_MONOTONIC.
+
+    Linux alone: another system's libc may have timerfd too (FreeBSD's since 14, NetBSD's), with its own
+    numbering of the clocks and flags used below, and a wrong clock id would fail every answer.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     if "CLOCK_MONOTONIC" not in time.get_clock_info("perf_counter").implementation:
         return None
     try:
@@ -75,7 +82,7 @@ def _timerfd_functions() -> tuple[Any, Any] | None:
 
 
 _TIMERFD = _timerfd_functions()
-_CLOCK_MONOTONIC = 1
+_CLOCK_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)  # 1 on Linux, where alone it is used
 _TFD_TIMER_ABSTIME = 1
 
 

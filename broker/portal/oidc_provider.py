@@ -100,7 +100,9 @@ class IdentityProviders:
                 return cached[0]
             down = self._down.get(idp.issuer)
             if down and now - down[1] < DISCOVERY_RETRY_SECONDS:
-                raise down[0]
+                # A fresh error each time: the stored one raised again would gather every sign-in's
+                # frames (and their requests) onto its traceback for as long as the provider is down.
+                raise SignInError(down[0].reason)
             try:
                 meta = _parse_metadata(idp, await self._get_json(idp, idp.discovery))
             except SignInError as exc:

@@ -36,8 +36,9 @@ OUTCOMES = {
 }
 """An audit entry's outcome, as "my recent searches" shows it."""
 _PHONE = re.compile(r"[^0-9+]")
-_MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-"""An address plain enough to link: no ``?`` or ``&`` to add a subject, body or second recipient, no spaces."""
+_MAILBOX = re.compile(r"[A-Za-z0-9.!$&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+"""An address plain enough to link: no ``?`` to add a subject, body or second recipient, no spaces, no
+``%`` (a mail program may decode ``%2C`` or ``%3F`` into a delimiter) and no ``#`` (the link's fragment)."""
 
 
 def tel_href(phone: str) -> str:

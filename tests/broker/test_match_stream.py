@@ -116,6 +116,30 @@ async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(le
         await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 2.0)
 
 
+async def test_a_stream_opened_while_the_node_is_stopping_ends_too(leeds):
+    """Between close_streams and the server's stop (the refresher, retention and notifier stopping) the
+    broker, seeing its stream end, opens another for its next search: that one must end as well, or it
+    holds the node's stop for all of the grace."""
+    node, client, signer, _batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    stop_refresher, during = node.refresher.stop, []
+
+    async def search_while_stopping() -> None:
+        for _ in range(100):  # the broker sees its stream end
+            if not node.service._streams:
+                break
+            await asyncio.sleep(0.01)
+        try:
+            await client.match(signed(signer, "during", **AMELIA).SerializeToString(), 5.0)
+        except NodeUnavailable as exc:  # said at once, as for a batch sent on a stream being closed
+            during.append(exc)
+        await stop_refresher()
+
+    node.refresher.stop = search_while_stopping
+    await asyncio.wait_for(node.stop(grace=600.0), timeout=10)
+    assert during
+
+
 async def test_junk_in_a_batch_is_refused_as_malformed(leeds):
     _node, client, _signer, _batches = leeds
     future = client.submit(batch_piece(b"\xff\xff\xff"), 5.0)

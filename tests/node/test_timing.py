@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 
 import pytest
 
+from node import timing
 from node.timing import _TIMERFD, PreciseTimer
 
 
@@ -73,3 +75,12 @@ def test_each_event_loop_has_its_own_kernel_timer():
     # A timer made for one loop would never fire in the next (a test's, or a restarted server's).
     assert asyncio.run(wait()) >= 0
     assert asyncio.run(asyncio.wait_for(wait(), timeout=5)) >= 0
+
+
+def test_the_kernel_timer_is_used_on_linux_alone(monkeypatch: pytest.MonkeyPatch):
+    """timerfd's clock ids are the platform's own: FreeBSD (whose libc has timerfd_create since 14) numbers
+    CLOCK_MONOTONIC 4, where 1 is CLOCK_VIRTUAL and every answer would fail; elsewhere the thread wakes."""
+    monkeypatch.setattr(sys, "platform", "freebsd14")
+    assert timing._timerfd_functions() is None
+    if _TIMERFD is not None:
+        assert timing._CLOCK_MONOTONIC == time.CLOCK_MONOTONIC

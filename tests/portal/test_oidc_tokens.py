@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import time
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -366,6 +367,35 @@ async def test_an_identity_provider_that_is_down_is_a_plain_refusal(world: World
     await world.kent.stop()
     with pytest.raises(SignInError, match="could not reach Kent Council"):
         await begin(world.sign_in, "KENT")
+
+
+async def test_a_remembered_failure_is_a_fresh_error_for_each_sign_in(tmp_path: Path) -> None:
+    """Raising the one stored exception again and again would chain each sign-in's frames (its request
+    among their locals) onto that exception's traceback, kept for as long as the provider is down."""
+
+    async def failing(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="down for maintenance")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", failing)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    url = str(server.make_url("")).rstrip("/")
+    sign_in = OidcSignIn(portal_config(authority("DOWN", url, secret)), monotonic=lambda: 1000.0)
+    try:
+        depths, errors = [], []
+        for _ in range(4):
+            with pytest.raises(SignInError, match="Down Council") as caught:
+                await begin(sign_in, "DOWN")
+            errors.append(caught.value)
+            depths.append(len(traceback.extract_tb(caught.value.__traceback__)))
+        assert len({id(e) for e in errors}) == len(errors)
+        assert depths[1] == depths[2] == depths[3]
+    finally:
+        await sign_in.close()
+        await server.close()
 
 
 async def test_a_failing_identity_provider_is_asked_once_while_it_is_remembered_as_down(tmp_path: Path) -> None:

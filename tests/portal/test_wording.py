@@ -23,6 +23,11 @@ def test_a_plain_address_is_linked() -> None:
         "a worker@leeds.gov.uk",
         "javascript:alert(1)",
         "a.worker@localhost",
+        # Percent-encoded delimiters: a mail program that decodes the address before splitting it writes
+        # to someone@example.org as well (", "), or reads a "?cc=" after all.
+        "someone%40example.org%2Ca.worker@leeds.gov.uk",
+        "a.worker%3Fcc%3Dsomeone%40example.org@leeds.gov.uk",
+        "duty#team@leeds.gov.uk",  # "#" starts the link's fragment: the mail would go to "duty"
         "",
     ],
 )
