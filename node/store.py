@@ -47,7 +47,11 @@ CREATE TABLE IF NOT EXISTS involvements (
     PRIMARY KEY (record_id, position)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (version INTEGER NOT NULL, record_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_by_version ON changes (version);
 """
+CHANGE_LOG_LIMIT = 200_000
+"""Entries the change log keeps; past it the log starts again and a reader behind it rebuilds in full."""
 
 _CHILD_COLUMNS = (
     "record_id",
@@ -63,6 +67,11 @@ _CHILD_COLUMNS = (
     "shielded",
 )
 _INVOLVEMENT_COLUMNS = tuple(Involvement.__dataclass_fields__)
+# sensitive_only: no involvement a searcher may be told of (see Record.answered_as_absent).
+_IDENTITIES = (
+    f"SELECT {','.join(_CHILD_COLUMNS)}, NOT EXISTS (SELECT 1 FROM involvements i "
+    "WHERE i.record_id = children.record_id AND i.sensitive = 0) FROM children"
+)
 
 
 def private_file(path: Path) -> None:
@@ -111,15 +120,19 @@ class RecordStore:
             with closing(self._db.cursor()) as cur:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
+                    version = self._version(cur) + 1
                     if replace_all:
                         cur.execute("DELETE FROM children")
+                        self._restart_log(cur, version)
                     for record in records:
                         self._write(cur, record)
+                        if not replace_all:
+                            cur.execute("INSERT INTO changes VALUES (?, ?)", (version, record.record_id))
                         count += 1
                     if ended_before:
-                        self._expire(cur, ended_before)
+                        self._expire(cur, ended_before, version)
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
-                    self._bump_version(cur)
+                    self._set_version(cur, version)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -139,9 +152,10 @@ class RecordStore:
             with closing(self._db.cursor()) as cur:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
-                    expired = self._expire(cur, ended_before)
+                    version = self._version(cur) + 1
+                    expired = self._expire(cur, ended_before, version)
                     if any(expired):
-                        self._bump_version(cur)
+                        self._set_version(cur, version)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -151,8 +165,14 @@ class RecordStore:
         return expired
 
     @staticmethod
-    def _expire(cur: sqlite3.Cursor, ended_before: str) -> tuple[int, int]:
+    def _expire(cur: sqlite3.Cursor, ended_before: str, version: int) -> tuple[int, int]:
         # node.policy.still_disclosed in SQL: an empty end is ongoing; ISO dates compare as text.
+        # A record that loses an involvement changes too (it may now be known only to sensitive services).
+        cur.execute(
+            "INSERT INTO changes SELECT DISTINCT ?, record_id FROM involvements "
+            "WHERE involvement_end != '' AND involvement_end < ?",
+            (version, ended_before),
+        )
         cur.execute("DELETE FROM involvements WHERE involvement_end != '' AND involvement_end < ?", (ended_before,))
         involvements = cur.rowcount
         if not involvements:
@@ -164,12 +184,35 @@ class RecordStore:
         return involvements, cur.rowcount
 
     @staticmethod
-    def _bump_version(cur: sqlite3.Cursor) -> None:
+    def _version(cur: sqlite3.Cursor) -> int:
         # A counter, not the time: two imports in one second must still be told apart.
-        cur.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('data_version', "
-            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)"
-        )
+        row = cur.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _set_version(cur: sqlite3.Cursor, version: int) -> None:
+        cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_version', ?)", (str(version),))
+        if cur.execute("SELECT count(*) FROM changes").fetchone()[0] > CHANGE_LOG_LIMIT:
+            RecordStore._restart_log(cur, version)
+
+    @staticmethod
+    def _restart_log(cur: sqlite3.Cursor, version: int) -> None:
+        """Forget the change log: whoever built from a version before ``version`` must rebuild in full."""
+        cur.execute("DELETE FROM changes")
+        cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
+
+    def changed_since(self, version: int) -> list[str] | None:
+        """The record_ids written, replaced or expired after ``version`` (up to this store's, or its snapshot's,
+        version); None when the log cannot say (everything was replaced since, or the log restarted).
+
+        What lets the serving node apply a load as a small overlay on its index (:mod:`node.delta`) instead
+        of rebuilding it. Deleted records are among them: they are simply no longer in the store.
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
+        if row is not None and int(row[0]) > version:
+            return None
+        found = self._db.execute("SELECT DISTINCT record_id FROM changes WHERE version > ?", (version,))
+        return [r[0] for r in found]
 
     @staticmethod
     def _write(cur: sqlite3.Cursor, record: Record) -> None:
@@ -201,12 +244,20 @@ class RecordStore:
         return str(row[0]) if row else ""
 
     def identities(self) -> Iterator[Record]:
-        """Every record's identity fields, without involvements, streamed (for building the match index)."""
-        # sensitive_only: no involvement a searcher may be told of (see Record.answered_as_absent).
-        cursor = self._db.execute(
-            f"SELECT {','.join(_CHILD_COLUMNS)}, NOT EXISTS (SELECT 1 FROM involvements i "
-            "WHERE i.record_id = children.record_id AND i.sensitive = 0) FROM children ORDER BY record_id"
-        )
+        """Every record's identity fields, without involvements, streamed (for building the match index),
+        in record_id order (:mod:`node.delta` finds a record's row in the index by bisection)."""
+        yield from self._identities(self._db.execute(f"{_IDENTITIES} ORDER BY record_id"))
+
+    def identities_of(self, record_ids: Iterable[str]) -> Iterator[Record]:
+        """The identity fields of those of ``record_ids`` the store holds (as ``identities``, unordered)."""
+        wanted = list(record_ids)
+        for at in range(0, len(wanted), 500):
+            chunk = wanted[at : at + 500]
+            sql = f"{_IDENTITIES} WHERE record_id IN ({','.join('?' * len(chunk))})"
+            yield from self._identities(self._db.execute(sql, chunk))
+
+    @staticmethod
+    def _identities(cursor: sqlite3.Cursor) -> Iterator[Record]:
         for *values, sensitive_only in cursor:
             row = dict(zip(_CHILD_COLUMNS, values, strict=False))
             yield Record(
