@@ -211,6 +211,31 @@ def test_sql_server_driver_imports() -> None:
     assert isinstance(engine, sa.Engine) and engine.dialect.driver == "pyodbc"
 
 
+def test_sql_server_incremental_read_by_a_rowversion_needs_no_driver_to_be_written() -> None:
+    """The incremental SQL a node sends SQL Server (change_column a rowversion, as the README maps it), in
+    SQL Server's own dialect: identifiers in brackets, the watermark bound, the view in a derived table.
+    No server here (nor libodbc): what is checked is the statement, which needs only SQLAlchemy's dialect."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.dialects import mssql
+
+    from node.config import SourceConfig
+    from node.source import Changes, _statement
+
+    config = SourceConfig(
+        url="mssql://reader@cms_dsn", query="SELECT * FROM dbo.signpost_children_v;", change_column="RowVersion"
+    )
+    dialect = mssql.dialect()
+    statement = _statement(config, Changes("PersonID", "RowVersion", 2_000_001), SimpleNamespace(dialect=dialect))
+    compiled = statement.compile(dialect=dialect)
+    assert str(compiled) == (
+        "SELECT * FROM (SELECT * FROM dbo.signpost_children_v) signpost_rows WHERE [PersonID] IN "
+        "(SELECT [PersonID] FROM (SELECT * FROM dbo.signpost_children_v) signpost_changed "
+        "WHERE [RowVersion] > :signpost_since)"
+    )
+    assert compiled.params == {"signpost_since": 2_000_001}
+
+
 def test_the_deploy_example_loads(tmp_path: Path) -> None:
     from node.config import load_node_config
 
