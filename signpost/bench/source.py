@@ -8,7 +8,8 @@ the full load: read the view, validate and write every row into its store, build
 (timed); a broker, and one practitioner's search through it to prove the data is searchable. Then
 ``--changes`` children's forenames are changed at source and ``updated_at`` bumped; timed from the start
 of the next sync until a search through the broker for one of them by the new name comes back ``match``
-(the incremental read and write, the refresher's rebuild of the index, and the swap).
+(the incremental read and write, the refresher's overlay of the change on the index — :mod:`node.delta` —
+and the swap).
 
 The issue's targets: a million rows loaded in at most 3 minutes; 1,000 changed rows visible to searches
 within 5 s. The figures go to ``bench-results/source.json`` as soon as each exists.
