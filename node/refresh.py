@@ -12,11 +12,12 @@ old snapshot is closed after the swap.
 A small change is not rebuilt from scratch: when the store's change log (``RecordStore.changed_since``)
 says which records changed since the last full build, the next generation is that build with the change
 laid over it (:mod:`node.delta`), ready in well under a second at a million records where a full build
-takes a minute, and answering as the full build would. Once the overlay holds more than a small share of
-the records, a full build is started in the background; overlays keep coming meanwhile, and the new build
-replaces the old base when done (with any later change laid over it). A full reload (``--replace``, a
-source's reconciliation), a restarted change log, or a change an overlay cannot represent exactly, is
-built in full, as before, while the current generation keeps serving.
+takes a minute, and answering as the full build would. A full reload (``--replace``, a source's hourly
+reconciliation) writes only what differs, so it is an overlay too. Once the overlay holds more than a
+small share of the records, or after a full reload, a full build is started in the background; overlays
+keep coming meanwhile, and the new build replaces the old base when done (with any later change laid over
+it). A restarted change log, or a change an overlay cannot represent exactly, is built in full, as before,
+while the current generation keeps serving.
 """
 
 from __future__ import annotations
@@ -163,8 +164,15 @@ class Refresher:
         if changed is None and isinstance(new.matcher, MatchEngine):
             self._base = Base(new.matcher, new.version, True)
         self._swap(new, "full" if changed is None else "overlay", changed)
-        if changed is not None and self._base is not None and self.bounds.fold_due(changed, self._base.engine.size):
-            self._start_fold()
+        base = self._base
+        if changed is not None and base is not None:
+            # Past the bound, or after a full reconciliation (hourly for a source) if anything has changed
+            # since the base: a new full build, which relearns the weights too, so an overlay's weights are
+            # never older than the last reconciliation. (Same data, same seed: an unchanged one would learn
+            # the same weights.)
+            reconciled = changed > 0 and self.store.reconciled_after(base.version)
+            if self.bounds.fold_due(changed, base.engine.size) or reconciled:
+                self._start_fold()
         return True
 
     def _swap(self, new: Generation, kind: str, changed: int | None = None) -> None:

@@ -8,6 +8,7 @@ index) sees either the old data or the new, never half an import.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS children (
     address TEXT NOT NULL,
     postcode TEXT NOT NULL,
     nhs_number TEXT NOT NULL,
-    shielded INTEGER NOT NULL
+    shielded INTEGER NOT NULL,
+    digest TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS involvements (
     record_id TEXT NOT NULL REFERENCES children(record_id) ON DELETE CASCADE,
@@ -74,6 +76,12 @@ _IDENTITIES = (
 )
 
 
+def _digest(record: Record) -> str:
+    """What a record was written as: a later load bringing it unchanged need not write it again, nor make
+    the serving node's index change. (Its repr: every field, involvements included, in order.)"""
+    return hashlib.blake2b(repr(record).encode(), digest_size=12).hexdigest()
+
+
 def private_file(path: Path) -> None:
     """Create ``path`` readable by its owner only (children's records), if it does not exist yet."""
     if not path.exists():
@@ -92,6 +100,9 @@ class RecordStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(children)")}
+            if "digest" not in columns and not pinned:  # a store written before digests: rewritten once
+                self._db.execute("ALTER TABLE children ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
             if pinned:
                 # A read transaction held open sees the database as it was at its first read, whatever
                 # imports commit meanwhile (WAL): the index and the contacts come from the same data.
@@ -113,6 +124,10 @@ class RecordStore:
         ``ended_before`` (an ISO date, :func:`node.policy.disclosure_cutoff`) drops, in the same transaction,
         every involvement that ended before it and every record left with none: expired data is never
         visible to the serving node, not even between a load and the next sweep.
+
+        A record identical to the one held (by digest) is not written again, and ``replace_all`` deletes
+        only the records the load no longer has: the change log then names just what changed, so a full
+        reconciliation with a source costs the serving node an overlay, not a rebuild (:mod:`node.delta`).
         """
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         count = 0
@@ -121,14 +136,33 @@ class RecordStore:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     version = self._version(cur) + 1
-                    if replace_all:
-                        cur.execute("DELETE FROM children")
-                        self._restart_log(cur, version)
+                    held: dict[str, str] = (
+                        dict(cur.execute("SELECT record_id, digest FROM children").fetchall()) if replace_all else {}
+                    )
+                    changed: list[str] = []
                     for record in records:
-                        self._write(cur, record)
-                        if not replace_all:
-                            cur.execute("INSERT INTO changes VALUES (?, ?)", (version, record.record_id))
                         count += 1
+                        digest = _digest(record)
+                        if replace_all:
+                            was = held.pop(record.record_id, None)
+                        else:
+                            row = cur.execute(
+                                "SELECT digest FROM children WHERE record_id = ?", (record.record_id,)
+                            ).fetchone()
+                            was = row[0] if row else None
+                        if was != digest:
+                            self._write(cur, record, digest)
+                            changed.append(record.record_id)
+                    if replace_all:
+                        gone = list(held)  # what the load no longer has: deleted or withdrawn at source
+                        for at in range(0, len(gone), 500):
+                            chunk = gone[at : at + 500]
+                            cur.execute(
+                                f"DELETE FROM children WHERE record_id IN ({','.join('?' * len(chunk))})", chunk
+                            )
+                        changed += gone
+                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_version', ?)", (str(version),))
+                    self._log(cur, version, changed)
                     if ended_before:
                         self._expire(cur, ended_before, version)
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
@@ -196,6 +230,18 @@ class RecordStore:
             RecordStore._restart_log(cur, version)
 
     @staticmethod
+    def _log(cur: sqlite3.Cursor, version: int, record_ids: list[str]) -> None:
+        if len(record_ids) > CHANGE_LOG_LIMIT:  # a change this large is rebuilt in full anyway
+            RecordStore._restart_log(cur, version)
+        else:
+            cur.executemany("INSERT INTO changes VALUES (?, ?)", ((version, r) for r in record_ids))
+
+    def reconciled_after(self, version: int) -> bool:
+        """Has a full load (``replace_all``) been written since ``version``?"""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'reconciled_version'").fetchone()
+        return row is not None and int(row[0]) > version
+
+    @staticmethod
     def _restart_log(cur: sqlite3.Cursor, version: int) -> None:
         """Forget the change log: whoever built from a version before ``version`` must rebuild in full."""
         cur.execute("DELETE FROM changes")
@@ -215,14 +261,15 @@ class RecordStore:
         return [r[0] for r in found]
 
     @staticmethod
-    def _write(cur: sqlite3.Cursor, record: Record) -> None:
+    def _write(cur: sqlite3.Cursor, record: Record, digest: str) -> None:
         cur.execute("DELETE FROM children WHERE record_id = ?", (record.record_id,))
         row = asdict(record)
         row["other_names"] = ";".join(record.other_names)
         row["shielded"] = int(record.shielded)
         cur.execute(
-            f"INSERT INTO children ({','.join(_CHILD_COLUMNS)}) VALUES ({','.join('?' * len(_CHILD_COLUMNS))})",
-            [row[c] for c in _CHILD_COLUMNS],
+            f"INSERT INTO children ({','.join(_CHILD_COLUMNS)}, digest) "
+            f"VALUES ({','.join('?' * len(_CHILD_COLUMNS))}, ?)",
+            [*(row[c] for c in _CHILD_COLUMNS), digest],
         )
         for position, inv in enumerate(record.involvements):
             values = [getattr(inv, c) for c in _INVOLVEMENT_COLUMNS]

@@ -189,10 +189,15 @@ async def test_the_index_is_kept_from_the_cycle_collector_and_freed_when_replace
     overlay = weakref.ref(node.service.matcher)
     assert overlay() is not old() and old() is not None
     assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())
-    # A full reload replaces both.
+    # A full reload is laid over it too, and folded into a new full build in the background: that replaces both.
     import_csv(store, write_csv(tmp_path / "full.csv", [row(record_id="Z2", given_name="Zoe")]), replace_all=True)
     store.close()
     assert await node.refresher.refresh_if_changed()
+    fold = node.refresher._fold
+    assert fold is not None
+    await asyncio.wait_for(asyncio.shield(fold), 30)
+    assert await node.refresher.refresh_if_changed()
+    del fold
     assert old() is None and overlay() is None  # freed by reference counting, frozen or not: a refresh leaks nothing
     assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())
 

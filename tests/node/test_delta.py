@@ -109,7 +109,13 @@ def _change(store: RecordStore, rng: random.Random) -> list[Record]:
     store.replace_records(changed[: len(changed) // 2])
     store.replace_records(changed[len(changed) // 2 :])
     assert store.expire(CUTOFF)[1] >= len(ended)  # and any the population held already
-    return changed
+    # A full reconciliation that drops some records (deleted at source) and changes a few more.
+    now = list(store.records())
+    dropped = {r.record_id for r in now[::97]}
+    moved = [replace(r, postcode="LS99 9ZZ") for r in now[5::89] if r.record_id not in dropped]
+    by_id = {r.record_id: r for r in now if r.record_id not in dropped} | {r.record_id: r for r in moved}
+    store.replace_records(list(by_id.values()), replace_all=True)
+    return changed + moved
 
 
 def _queries(base: list[Subject], touched: list[Record], rng: random.Random) -> list[Subject]:
@@ -236,12 +242,51 @@ def test_the_refresher_lays_overlays_and_folds_them_into_a_full_build(population
         store.replace_records([replace(twin, record_id="NEW-2", given_name="Harriet")])
         assert await refresher.refresh_if_changed()
         assert isinstance(holder.generation.matcher, Overlay) and holder.generation.matcher.base is folded
-        # A full reload cannot be laid over anything: built in full.
-        store.replace_records(list(store.records()), replace_all=True)
+        # A full reload (a source's reconciliation) writes only what differs: an overlay at once (the
+        # records it dropped gone), then a full build in the background that relearns the weights.
+        kept = [r for r in store.records() if r.record_id not in ("NEW-1", "NEW-2")]
+        store.replace_records(kept, replace_all=True)
         assert await refresher.refresh_if_changed()
-        assert type(holder.generation.matcher) is MatchEngine
+        reconciled = holder.generation.matcher
+        assert isinstance(reconciled, Overlay) and reconciled.base is folded and refresher._fold is not None
+        assert not any(r.record_id == "NEW-1" for r in reconciled.match(replace(_subject(twin), given_name="Imogen")))
+        await asyncio.wait_for(asyncio.shield(refresher._fold), 120)
+        assert await refresher.refresh_if_changed()
+        assert type(holder.generation.matcher) is MatchEngine and holder.generation.matcher.size == len(kept)
+        # The same reload again changes nothing: the same index serves a new snapshot.
+        same = holder.generation.matcher
+        store.replace_records(kept, replace_all=True)
+        assert await refresher.refresh_if_changed()
+        assert holder.generation.matcher is same and refresher._fold is None
         await refresher.stop()
 
     asyncio.run(scenario())
     holder.generation.close()
+    store.close()
+
+
+def test_the_store_logs_only_what_a_load_changed(tmp_path):
+    """A full reload writes and logs only the records that differ or left; an unchanged one, nothing."""
+    path = tmp_path / "store.sqlite3"
+    store = RecordStore(path)
+    a, b, c = (
+        Record(record_id=k, given_name=g, family_name="Smith", date_of_birth="2015-01-02", involvements=(INVOLVEMENT,))
+        for k, g in (("A", "Amy"), ("B", "Ben"), ("C", "Cal"))
+    )
+    store.replace_records([a, b, c], replace_all=True)
+    first = store.data_version()
+    assert sorted(store.changed_since(0) or ()) == ["A", "B", "C"] and store.changed_since(first) == []
+    store.replace_records([a, replace(b, given_name="Bea")], replace_all=True)  # C deleted at source, B renamed
+    assert sorted(store.changed_since(first) or ()) == ["B", "C"] and store.reconciled_after(first)
+    second = store.data_version()
+    store.replace_records([a, replace(b, given_name="Bea")])  # an incremental load of unchanged records
+    assert store.data_version() == second + 1 and store.changed_since(second) == []
+    assert [r.given_name for r in store.records()] == ["Amy", "Bea"]
+    # A store written before digests is migrated on opening, and its records rewritten once.
+    store._db.execute("ALTER TABLE children DROP COLUMN digest")
+    store.close()
+    store = RecordStore(path)
+    third = store.data_version()
+    store.replace_records([a, replace(b, given_name="Bea")], replace_all=True)
+    assert sorted(store.changed_since(third) or ()) == ["A", "B"]
     store.close()
