@@ -77,27 +77,33 @@ class OverlayIndex:
     def __init__(self, base: BlockingIndex, delta: BlockingIndex, lost: _KeyCounts, tombstones: frozenset[int]):
         self.base, self.delta, self.lost, self.tombstones = base, delta, lost, tombstones
 
-    def _runs(self, wanted: SearchKeys) -> tuple[list[int], list[int], list[int], np.ndarray, np.ndarray]:
+    def _runs(self, wanted: SearchKeys) -> tuple[list[int], list[int], list[int], np.ndarray, np.ndarray] | None:
         """Where each key's run is in the base, its reserve and the delta (bounds as searchsorted gives
-        them: the n starts, then the n ends), and each key's posting count across them all."""
+        them: the n starts, then the n ends), each key's posting count across them all, and whether the
+        base dropped it beyond its reserve. None when no key has a posting anywhere (the usual answer of
+        the hidden records' index, and of the wide keys)."""
         n = len(wanted) // 2
-        keys = wanted[:n]
         over = self.base.over_cap
         base_at = self.base.keys.searchsorted(wanted)
         reserve_at = over.reserve_keys.searchsorted(wanted)
         delta_at = self.delta.keys.searchsorted(wanted)
         stored = base_at[n:] - base_at[:n]
-        # A run the base dropped counts at its full length: it may still be over its cap after the change.
-        held = np.where(stored > 0, stored, _counts_at(over.keys, over.lengths, keys))
-        total = held - self.lost.at(keys) + (delta_at[n:] - delta_at[:n])
+        added = delta_at[n:] - delta_at[:n]
         reserved = reserve_at[n:] - reserve_at[:n]
+        dropped = _counts_at(over.keys, over.lengths, wanted[:n]) if len(over.keys) else np.zeros(n, np.int64)
+        if not (stored.any() or added.any() or dropped.any()):
+            return None
+        # A run the base dropped counts at its full length: it may still be over its cap after the change.
+        held = np.where(stored > 0, stored, dropped)
+        total = held - self.lost.at(wanted[:n]) + added
         return base_at.tolist(), reserve_at.tolist(), delta_at.tolist(), total, (held > stored) & (reserved == 0)
 
     def lookup(self, wanted: SearchKeys, max_postings: int = MAX_POSTINGS_PER_KEY) -> set[int]:
         n = len(wanted) // 2
-        if n == 0:
+        runs = self._runs(wanted) if n else None
+        if runs is None:
             return set()
-        base_at, reserve_at, delta_at, total, _ = self._runs(wanted)
+        base_at, reserve_at, delta_at, total, _ = runs
         found: set[int] = set()
         reserve = self.base.over_cap.reserve_postings
         for k in np.flatnonzero((total > 0) & (total <= max_postings)).tolist():
@@ -114,9 +120,10 @@ class OverlayIndex:
     def resurrects(self, keys: np.ndarray, cap: int) -> bool:
         """Would any of ``keys``, dropped by the base beyond its reserve, be within ``cap`` now? (Its
         postings were never kept, so this overlay cannot answer as a full build would.)"""
-        if len(keys) == 0:
+        runs = self._runs(np.concatenate([keys, keys + 1])) if len(keys) else None
+        if runs is None:
             return False
-        *_, total, unkept = self._runs(np.concatenate([keys, keys + 1]))
+        *_, total, unkept = runs
         return bool((unkept & (total <= cap)).any())
 
     def __len__(self) -> int:
