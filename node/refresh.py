@@ -30,6 +30,7 @@ import structlog
 
 from core.tasks import BackgroundLoop
 from node.delta import OverlayBounds, base_of, build_overlay, sorted_ids
+from node.errors import StoreError
 from node.matching import MatchEngine, Matcher, MatchSettings, build_matcher
 from node.store import RecordStore
 
@@ -124,6 +125,7 @@ class Refresher:
         self._base = Base(matcher, target.generation.version) if type(matcher) is MatchEngine else None
         self._fold: asyncio.Future[Generation] | None = None
         """A full build running in the background, to replace an overlay grown large."""
+        self._turn = asyncio.Lock()
         self._wake = asyncio.Event()
         self._loop = BackgroundLoop("signpost-refresher", self._run)
         self.start = self._loop.start
@@ -147,14 +149,24 @@ class Refresher:
             await self.refresh_if_changed()
 
     async def refresh_if_changed(self) -> bool:
+        # One refresh at a time (the loop's, a poke's, a test's): two would build the same generation twice,
+        # and one's locals would keep a replaced index alive while the other waits on its thread.
+        async with self._turn:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         folded = self._take_fold()
+        if folded is not None:
+            await self._forget_changes()
         if folded is not None and folded.version >= self.target.generation.version:
             self._swap(folded, "full")
         elif folded is not None:
             folded.close()  # newer data is serving (an overlay on the old base): laid on the new one below
         serving = self.target.generation
         on_base = self._base is None or base_of(serving.matcher) is self._base.engine
-        if self.store.data_version() == serving.version and on_base:
+        current = self.store.data_version() == serving.version
+        del serving  # not held across the build below: it may be replaced meanwhile
+        if current and on_base:
             return folded is not None
         try:
             new, changed = await asyncio.to_thread(next_generation, self.store, self._base, self.settings, self.bounds)
@@ -163,6 +175,7 @@ class Refresher:
             return folded is not None
         if changed is None and isinstance(new.matcher, MatchEngine):
             self._base = Base(new.matcher, new.version, True)
+            await self._forget_changes()
         self._swap(new, "full" if changed is None else "overlay", changed)
         base = self._base
         if changed is not None and base is not None:
@@ -174,6 +187,15 @@ class Refresher:
             if self.bounds.fold_due(changed, base.engine.size) or reconciled:
                 self._start_fold()
         return True
+
+    async def _forget_changes(self) -> None:
+        """The change log up to the new base is in it: drop it, so the log stays short (not restarted)."""
+        if self._base is None:
+            return
+        try:
+            await asyncio.to_thread(self.store.forget_changes, self._base.version)
+        except StoreError as exc:  # only the log's length is at stake: it restarts at its limit anyway
+            log.warning("change_log_not_pruned", error_type=type(exc).__name__)
 
     def _swap(self, new: Generation, kind: str, changed: int | None = None) -> None:
         old, self.target.generation = self.target.generation, new

@@ -236,6 +236,24 @@ class RecordStore:
         else:
             cur.executemany("INSERT INTO changes VALUES (?, ?)", ((version, r) for r in record_ids))
 
+    def forget_changes(self, version: int) -> None:
+        """Drop the log up to ``version`` (what a full build of that version already holds): from then on
+        ``changed_since`` answers only from ``version`` on. Keeps the log short without restarting it."""
+        try:
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    row = cur.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
+                    if row is None or int(row[0]) < version:
+                        cur.execute("DELETE FROM changes WHERE version <= ?", (version,))
+                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
+
     def reconciled_after(self, version: int) -> bool:
         """Has a full load (``replace_all``) been written since ``version``?"""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'reconciled_version'").fetchone()

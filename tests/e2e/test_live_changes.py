@@ -14,6 +14,7 @@ from broker.appkeys import FANOUT, WATCHER
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, broker_subject, node_subject
 from node.importer import import_csv
+from node.matching import MatchEngine
 from node.store import RecordStore
 from tests.conftest import row, write_csv
 
@@ -196,7 +197,8 @@ async def test_the_index_is_kept_from_the_cycle_collector_and_freed_when_replace
     fold = node.refresher._fold
     assert fold is not None
     await asyncio.wait_for(asyncio.shield(fold), 30)
-    assert await node.refresher.refresh_if_changed()
+    await node.refresher.refresh_if_changed()  # or the refresher's own loop, woken by the fold, swapped it in
+    assert type(node.service.matcher) is MatchEngine
     del fold
     assert old() is None and overlay() is None  # freed by reference counting, frozen or not: a refresh leaks nothing
     assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())

@@ -238,6 +238,9 @@ def test_the_refresher_lays_overlays_and_folds_them_into_a_full_build(population
         assert await refresher.refresh_if_changed()
         folded = holder.generation.matcher
         assert type(folded) is MatchEngine and folded is not first and holder.generation.version == store.data_version()
+        # What the new base holds is dropped from the change log (kept short without restarting it).
+        assert store.changed_since(holder.generation.version) == []
+        assert store.changed_since(holder.generation.version - 1) is None
         # A change after the fold is laid on the new base.
         store.replace_records([replace(twin, record_id="NEW-2", given_name="Harriet")])
         assert await refresher.refresh_if_changed()
