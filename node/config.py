@@ -214,6 +214,9 @@ class SourceConfig:
     """``strptime`` format of dates the source gives as text (``%d/%m/%Y``); dates as DATE columns need none."""
     other_names_delimiter: str = ";"
     """What separates several other names in the ``other_names`` column."""
+    other_names_query: str = ""
+    """Optional: SQL returning a record's other names from a table of their own, one name a row, in two
+    columns: the record id (as ``query`` gives it) and the name. Added to any ``other_names`` column's."""
     connect_timeout_seconds: float = 15.0
     query_timeout_seconds: float = 600.0
     """A load that takes longer is abandoned (the node keeps its last good data) and retried."""
@@ -264,6 +267,7 @@ def _source(reader: Reader, env: Mapping[str, str]) -> SourceConfig | None:
         full_refresh_seconds=table.number("full_refresh_seconds", 3600.0, minimum=1.0),
         date_format=_optional_text(table, "date_format"),
         other_names_delimiter=table.text("other_names_delimiter", ";"),
+        other_names_query=_optional_text(table, "other_names_query"),
         connect_timeout_seconds=table.number("connect_timeout_seconds", 15.0, minimum=1.0),
         query_timeout_seconds=table.number("query_timeout_seconds", 600.0, minimum=1.0),
         retry_attempts=table.integer("retry_attempts", 4, minimum=1),

@@ -19,6 +19,10 @@ import numpy as np
 
 MAX_POSTINGS_PER_KEY = 400
 """A key shared by more records than this says too little to be worth scoring them all."""
+RESERVE_POSTINGS = 64
+"""A dropped run at most this much over its cap is kept aside (``OverCap``): a change that takes a few
+records from a name brings it back under its cap, and an overlay (:mod:`node.delta`) then needs its
+postings, as a full build would have them."""
 
 
 @dataclass
@@ -61,13 +65,13 @@ class BlockingIndex:
 
     A key's postings are kept only while it holds at most its cap: a longer run is never looked up
     (``lookup`` skips it), so storing it would only cost memory and sort time. Build with the largest
-    cap any lookup of that key will use.
+    cap any lookup of that key will use. What was dropped is kept in ``over_cap`` (see ``OverCap``).
     """
 
     def __init__(self, keys: array, postings: array, caps: np.ndarray | int = MAX_POSTINGS_PER_KEY) -> None:  # type: ignore[type-arg]
         key_array = np.frombuffer(keys, dtype=np.int64) if len(keys) else np.zeros(0, dtype=np.int64)
         post_array = np.frombuffer(postings, dtype=np.int32) if len(postings) else np.zeros(0, dtype=np.int32)
-        self.keys, self.postings = _sorted_within_caps(key_array, post_array, caps)
+        self.keys, self.postings, self.over_cap = _sorted_within_caps(key_array, post_array, caps)
 
     @classmethod
     def build(cls, pairs: Iterable[tuple[int, int]], max_postings: int = MAX_POSTINGS_PER_KEY) -> BlockingIndex:
@@ -130,7 +134,9 @@ class IndexBuilder:
         per_record = counts[0::2] + counts[1::2]
         caps = np.repeat(np.tile(np.array([narrow_cap, wide_cap], dtype=np.int32), len(rows)), counts)
         index = BlockingIndex(array("q"), array("i"))
-        index.keys, index.postings = _sorted_within_caps(_int64(self._keys), np.repeat(rows, per_record), caps)
+        index.keys, index.postings, index.over_cap = _sorted_within_caps(
+            _int64(self._keys), np.repeat(rows, per_record), caps
+        )
         return index
 
 
@@ -138,9 +144,27 @@ def _int64(keys: array) -> np.ndarray:  # type: ignore[type-arg]
     return np.frombuffer(keys, dtype=np.int64) if len(keys) else np.zeros(0, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class OverCap:
+    """The runs an index dropped for being longer than their cap: never looked up, but an overlay of
+    changed records (:mod:`node.delta`) must know how long each was, and to bring back one that the
+    change took under its cap, its postings (kept here while within RESERVE_POSTINGS of the cap)."""
+
+    keys: np.ndarray
+    """Each dropped run's key, sorted."""
+    lengths: np.ndarray
+    reserve_keys: np.ndarray
+    """The postings of the runs at most RESERVE_POSTINGS over their cap, by key (sorted), as in the index."""
+    reserve_postings: np.ndarray
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+NO_OVER_CAP = OverCap(_EMPTY, _EMPTY, _EMPTY, np.zeros(0, dtype=np.int32))
+
+
 def _sorted_within_caps(
     keys: np.ndarray, postings: np.ndarray, caps: np.ndarray | int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, OverCap]:
     """Sort by key (stably), clamp the largest int64 (see key_hash), and drop every run longer than its cap.
 
     ``caps``: one cap for all, or one per posting (wide and narrow keys share one array but not one
@@ -152,16 +176,19 @@ def _sorted_within_caps(
         keys[keys == _TOP] = _TOP - 1  # the largest values, so the array stays sorted
     postings = postings[order]
     if len(keys) == 0:
-        return keys, postings
+        return keys, postings, NO_OVER_CAP
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     lengths = np.diff(np.append(starts, len(keys)))
     run_cap = np.maximum.reduceat(caps[order], starts) if isinstance(caps, np.ndarray) else caps
     del order
     kept_runs = lengths <= run_cap
     if kept_runs.all():
-        return keys, postings
+        return keys, postings, NO_OVER_CAP
+    dropped = ~kept_runs
+    reserved = np.repeat(dropped & (lengths <= run_cap + RESERVE_POSTINGS), lengths)
+    over_cap = OverCap(keys[starts[dropped]], lengths[dropped], keys[reserved], postings[reserved])
     keep = np.repeat(kept_runs, lengths)
-    return keys[keep], postings[keep]
+    return keys[keep], postings[keep], over_cap
 
 
 SearchKeys = np.ndarray

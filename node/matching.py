@@ -738,3 +738,8 @@ def _add(table: RecordTable, record: Record) -> None:
 
 def build_matcher(records: Iterable[Record], settings: MatchSettings | None = None) -> MatchEngine:
     return MatchEngine.build(records, settings)
+
+
+add_record = _add
+"""Append one record's identity fields to a table as a build does: the seam :mod:`node.delta` adds the rows
+of changed records with (and ``MatchEngine._record_keys`` gives their keys)."""

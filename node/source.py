@@ -198,6 +198,38 @@ def _statement(config: SourceConfig, changes: Changes | None, conn: Connection) 
     ).bindparams(signpost_since=changes.since)
 
 
+def _other_names(config: SourceConfig, changes: Changes | None, conn: Connection) -> dict[str, list[str]]:
+    """``other_names_query``'s names by record id (only the changed records' in an incremental load).
+
+    Its columns are taken by position (the record id, then a name), so a table's own column names need no
+    mapping; a query returning fewer than two is refused naming the key.
+    """
+    if not config.other_names_query:
+        return {}
+    names = config.other_names_query.strip().rstrip(";")
+    probe = conn.execute(sa.text(f"SELECT * FROM ({names}) signpost_names WHERE 1 = 0"))
+    returned = tuple(probe.keys())
+    probe.close()
+    if len(returned) < 2:
+        raise SourceUnusable("source.other_names_query: must return two columns, the record id and an other name")
+    statement = sa.text(names)
+    if changes is not None:
+        query = config.query.strip().rstrip(";")
+        quote = conn.dialect.identifier_preparer.quote
+        key, change, own = quote(changes.record_column), quote(changes.change_column), quote(returned[0])
+        statement = sa.text(
+            f"SELECT * FROM ({names}) signpost_names WHERE {own} IN "
+            f"(SELECT {key} FROM ({query}) signpost_changed WHERE {change} > :signpost_since)"
+        ).bindparams(signpost_since=changes.since)
+    found: dict[str, list[str]] = {}
+    with conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(statement) as result:
+        for row in result:
+            name = _mapped(config, "other_names", row[1]) if row[1] is not None else ""
+            if name:
+                found.setdefault(_text(row[0]), []).append(name)
+    return found
+
+
 def read_source(config: SourceConfig, engine: Engine | None = None, changes: Changes | None = None) -> SourceRead:
     """Run the query read-only and turn its rows into records (blocking: run it in a thread when serving).
 
@@ -208,6 +240,8 @@ def read_source(config: SourceConfig, engine: Engine | None = None, changes: Cha
     try:
         with _translated(config, "source.url"), engine.connect() as conn:
             _begin_read_only(conn)
+            with _translated(config, "source.other_names_query"):
+                other_names = _other_names(config, changes, conn)
             with _translated(config, "source.query"):
                 result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
                     _statement(config, changes, conn)
@@ -221,7 +255,7 @@ def read_source(config: SourceConfig, engine: Engine | None = None, changes: Cha
                     change = _find(config.change_column, columns) if config.change_column else None
                     watermark: Any = None
                     for number, row in enumerate(result, start=1):
-                        take_row(collector, config, fields, number, row)
+                        take_row(collector, config, fields, number, row, other_names)
                         if change is not None and row[change] is not None:
                             watermark = row[change] if watermark is None else max(watermark, row[change])
             conn.rollback()  # nothing was written; end the read-only transaction
@@ -291,13 +325,25 @@ def _mapped(config: SourceConfig, field: str, raw: object) -> str:
 
 
 def take_row(
-    collector: RecordCollector, config: SourceConfig, fields: Mapping[str, int], number: int, row: Sequence[object]
+    collector: RecordCollector,
+    config: SourceConfig,
+    fields: Mapping[str, int],
+    number: int,
+    row: Sequence[object],
+    other_names: Mapping[str, list[str]] | None = None,
 ) -> None:
-    """Map one database row to a records-CSV row and give it to the shared validation."""
+    """Map one database row to a records-CSV row and give it to the shared validation.
+
+    ``other_names``: names from ``other_names_query`` by record id, added to the row's own (and so
+    validated with them: too long, and the row is rejected naming ``other_names``).
+    """
     key = _text(row[fields["record_id"]])
     try:
         shaped = {field: _mapped(config, field, row[position]) for field, position in fields.items()}
     except ValueError as exc:
         collector.reject(number, str(exc), key)
         return
+    if other_names and key in other_names:
+        held = [n for n in shaped.get("other_names", "").split(";") if n]
+        shaped["other_names"] = ";".join(dict.fromkeys([*held, *other_names[key]]))
     collector.take(number, shaped, key)

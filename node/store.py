@@ -8,6 +8,7 @@ index) sees either the old data or the new, never half an import.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS children (
     address TEXT NOT NULL,
     postcode TEXT NOT NULL,
     nhs_number TEXT NOT NULL,
-    shielded INTEGER NOT NULL
+    shielded INTEGER NOT NULL,
+    digest TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS involvements (
     record_id TEXT NOT NULL REFERENCES children(record_id) ON DELETE CASCADE,
@@ -47,7 +49,11 @@ CREATE TABLE IF NOT EXISTS involvements (
     PRIMARY KEY (record_id, position)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (version INTEGER NOT NULL, record_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_by_version ON changes (version);
 """
+CHANGE_LOG_LIMIT = 200_000
+"""Entries the change log keeps; past it the log starts again and a reader behind it rebuilds in full."""
 
 _CHILD_COLUMNS = (
     "record_id",
@@ -63,6 +69,17 @@ _CHILD_COLUMNS = (
     "shielded",
 )
 _INVOLVEMENT_COLUMNS = tuple(Involvement.__dataclass_fields__)
+# sensitive_only: no involvement a searcher may be told of (see Record.answered_as_absent).
+_IDENTITIES = (
+    f"SELECT {','.join(_CHILD_COLUMNS)}, NOT EXISTS (SELECT 1 FROM involvements i "
+    "WHERE i.record_id = children.record_id AND i.sensitive = 0) FROM children"
+)
+
+
+def _digest(record: Record) -> str:
+    """What a record was written as: a later load bringing it unchanged need not write it again, nor make
+    the serving node's index change. (Its repr: every field, involvements included, in order.)"""
+    return hashlib.blake2b(repr(record).encode(), digest_size=12).hexdigest()
 
 
 def private_file(path: Path) -> None:
@@ -83,6 +100,9 @@ class RecordStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(children)")}
+            if "digest" not in columns and not pinned:  # a store written before digests: rewritten once
+                self._db.execute("ALTER TABLE children ADD COLUMN digest TEXT NOT NULL DEFAULT ''")
             if pinned:
                 # A read transaction held open sees the database as it was at its first read, whatever
                 # imports commit meanwhile (WAL): the index and the contacts come from the same data.
@@ -104,6 +124,10 @@ class RecordStore:
         ``ended_before`` (an ISO date, :func:`node.policy.disclosure_cutoff`) drops, in the same transaction,
         every involvement that ended before it and every record left with none: expired data is never
         visible to the serving node, not even between a load and the next sweep.
+
+        A record identical to the one held (by digest) is not written again, and ``replace_all`` deletes
+        only the records the load no longer has: the change log then names just what changed, so a full
+        reconciliation with a source costs the serving node an overlay, not a rebuild (:mod:`node.delta`).
         """
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         count = 0
@@ -111,15 +135,38 @@ class RecordStore:
             with closing(self._db.cursor()) as cur:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
-                    if replace_all:
-                        cur.execute("DELETE FROM children")
+                    version = self._version(cur) + 1
+                    held: dict[str, str] = (
+                        dict(cur.execute("SELECT record_id, digest FROM children").fetchall()) if replace_all else {}
+                    )
+                    changed: list[str] = []
                     for record in records:
-                        self._write(cur, record)
                         count += 1
+                        digest = _digest(record)
+                        if replace_all:
+                            was = held.pop(record.record_id, None)
+                        else:
+                            row = cur.execute(
+                                "SELECT digest FROM children WHERE record_id = ?", (record.record_id,)
+                            ).fetchone()
+                            was = row[0] if row else None
+                        if was != digest:
+                            self._write(cur, record, digest)
+                            changed.append(record.record_id)
+                    if replace_all:
+                        gone = list(held)  # what the load no longer has: deleted or withdrawn at source
+                        for at in range(0, len(gone), 500):
+                            chunk = gone[at : at + 500]
+                            cur.execute(
+                                f"DELETE FROM children WHERE record_id IN ({','.join('?' * len(chunk))})", chunk
+                            )
+                        changed += gone
+                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_version', ?)", (str(version),))
+                    self._log(cur, version, changed)
                     if ended_before:
-                        self._expire(cur, ended_before)
+                        self._expire(cur, ended_before, version)
                     cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
-                    self._bump_version(cur)
+                    self._set_version(cur, version)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -139,9 +186,10 @@ class RecordStore:
             with closing(self._db.cursor()) as cur:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
-                    expired = self._expire(cur, ended_before)
+                    version = self._version(cur) + 1
+                    expired = self._expire(cur, ended_before, version)
                     if any(expired):
-                        self._bump_version(cur)
+                        self._set_version(cur, version)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -151,8 +199,14 @@ class RecordStore:
         return expired
 
     @staticmethod
-    def _expire(cur: sqlite3.Cursor, ended_before: str) -> tuple[int, int]:
+    def _expire(cur: sqlite3.Cursor, ended_before: str, version: int) -> tuple[int, int]:
         # node.policy.still_disclosed in SQL: an empty end is ongoing; ISO dates compare as text.
+        # A record that loses an involvement changes too (it may now be known only to sensitive services).
+        cur.execute(
+            "INSERT INTO changes SELECT DISTINCT ?, record_id FROM involvements "
+            "WHERE involvement_end != '' AND involvement_end < ?",
+            (version, ended_before),
+        )
         cur.execute("DELETE FROM involvements WHERE involvement_end != '' AND involvement_end < ?", (ended_before,))
         involvements = cur.rowcount
         if not involvements:
@@ -164,22 +218,76 @@ class RecordStore:
         return involvements, cur.rowcount
 
     @staticmethod
-    def _bump_version(cur: sqlite3.Cursor) -> None:
+    def _version(cur: sqlite3.Cursor) -> int:
         # A counter, not the time: two imports in one second must still be told apart.
-        cur.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('data_version', "
-            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'data_version'), 0) + 1)"
-        )
+        row = cur.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+        return int(row[0]) if row else 0
 
     @staticmethod
-    def _write(cur: sqlite3.Cursor, record: Record) -> None:
+    def _set_version(cur: sqlite3.Cursor, version: int) -> None:
+        cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_version', ?)", (str(version),))
+        if cur.execute("SELECT count(*) FROM changes").fetchone()[0] > CHANGE_LOG_LIMIT:
+            RecordStore._restart_log(cur, version)
+
+    @staticmethod
+    def _log(cur: sqlite3.Cursor, version: int, record_ids: list[str]) -> None:
+        if len(record_ids) > CHANGE_LOG_LIMIT:  # a change this large is rebuilt in full anyway
+            RecordStore._restart_log(cur, version)
+        else:
+            cur.executemany("INSERT INTO changes VALUES (?, ?)", ((version, r) for r in record_ids))
+
+    def forget_changes(self, version: int) -> None:
+        """Drop the log up to ``version`` (what a full build of that version already holds): from then on
+        ``changed_since`` answers only from ``version`` on. Keeps the log short without restarting it."""
+        try:
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    row = cur.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
+                    if row is None or int(row[0]) < version:
+                        cur.execute("DELETE FROM changes WHERE version <= ?", (version,))
+                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
+
+    def reconciled_after(self, version: int) -> bool:
+        """Has a full load (``replace_all``) been written since ``version``?"""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'reconciled_version'").fetchone()
+        return row is not None and int(row[0]) > version
+
+    @staticmethod
+    def _restart_log(cur: sqlite3.Cursor, version: int) -> None:
+        """Forget the change log: whoever built from a version before ``version`` must rebuild in full."""
+        cur.execute("DELETE FROM changes")
+        cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
+
+    def changed_since(self, version: int) -> list[str] | None:
+        """The record_ids written, replaced or expired after ``version`` (up to this store's, or its snapshot's,
+        version); None when the log cannot say (everything was replaced since, or the log restarted).
+
+        What lets the serving node apply a load as a small overlay on its index (:mod:`node.delta`) instead
+        of rebuilding it. Deleted records are among them: they are simply no longer in the store.
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
+        if row is not None and int(row[0]) > version:
+            return None
+        found = self._db.execute("SELECT DISTINCT record_id FROM changes WHERE version > ?", (version,))
+        return [r[0] for r in found]
+
+    @staticmethod
+    def _write(cur: sqlite3.Cursor, record: Record, digest: str) -> None:
         cur.execute("DELETE FROM children WHERE record_id = ?", (record.record_id,))
         row = asdict(record)
         row["other_names"] = ";".join(record.other_names)
         row["shielded"] = int(record.shielded)
         cur.execute(
-            f"INSERT INTO children ({','.join(_CHILD_COLUMNS)}) VALUES ({','.join('?' * len(_CHILD_COLUMNS))})",
-            [row[c] for c in _CHILD_COLUMNS],
+            f"INSERT INTO children ({','.join(_CHILD_COLUMNS)}, digest) "
+            f"VALUES ({','.join('?' * len(_CHILD_COLUMNS))}, ?)",
+            [*(row[c] for c in _CHILD_COLUMNS), digest],
         )
         for position, inv in enumerate(record.involvements):
             values = [getattr(inv, c) for c in _INVOLVEMENT_COLUMNS]
@@ -201,12 +309,20 @@ class RecordStore:
         return str(row[0]) if row else ""
 
     def identities(self) -> Iterator[Record]:
-        """Every record's identity fields, without involvements, streamed (for building the match index)."""
-        # sensitive_only: no involvement a searcher may be told of (see Record.answered_as_absent).
-        cursor = self._db.execute(
-            f"SELECT {','.join(_CHILD_COLUMNS)}, NOT EXISTS (SELECT 1 FROM involvements i "
-            "WHERE i.record_id = children.record_id AND i.sensitive = 0) FROM children ORDER BY record_id"
-        )
+        """Every record's identity fields, without involvements, streamed (for building the match index),
+        in record_id order (:mod:`node.delta` finds a record's row in the index by bisection)."""
+        yield from self._identities(self._db.execute(f"{_IDENTITIES} ORDER BY record_id"))
+
+    def identities_of(self, record_ids: Iterable[str]) -> Iterator[Record]:
+        """The identity fields of those of ``record_ids`` the store holds (as ``identities``, unordered)."""
+        wanted = list(record_ids)
+        for at in range(0, len(wanted), 500):
+            chunk = wanted[at : at + 500]
+            sql = f"{_IDENTITIES} WHERE record_id IN ({','.join('?' * len(chunk))})"
+            yield from self._identities(self._db.execute(sql, chunk))
+
+    @staticmethod
+    def _identities(cursor: sqlite3.Cursor) -> Iterator[Record]:
         for *values, sensitive_only in cursor:
             row = dict(zip(_CHILD_COLUMNS, values, strict=False))
             yield Record(

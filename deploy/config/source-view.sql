@@ -65,3 +65,7 @@ GRANT SELECT ON signpost_children_v TO signpost_reader;
 --   GRANT SELECT ON cms.signpost_children_v TO 'signpost_reader'@'signpost-node.leeds.internal';
 -- SQL Server: the same SELECT with CONCAT_WS (2017+), a login and user with SELECT on the view only,
 -- and ApplicationIntent=ReadOnly in the node's URL to reach a readable secondary.
+-- Its change column is a rowversion: the largest of the joined rows', as a number, with
+-- change_column = "row_version" in the node's TOML (GREATEST needs SQL Server 2022):
+--   CAST((SELECT MAX(v) FROM (VALUES (p.row_ver), (i.row_ver), (a.row_ver)) AS r(v)) AS BIGINT) AS row_version
+-- and no ORDER BY at the end of the view (the node wraps it in a subquery for incremental loads).

@@ -14,6 +14,7 @@ from broker.appkeys import FANOUT, WATCHER
 from certs.identity import Role, node_dns_name
 from certs.pki import CertificateAuthority, broker_subject, node_subject
 from node.importer import import_csv
+from node.matching import MatchEngine
 from node.store import RecordStore
 from tests.conftest import row, write_csv
 
@@ -182,10 +183,24 @@ async def test_the_index_is_kept_from_the_cycle_collector_and_freed_when_replace
     old = weakref.ref(node.service.matcher)
     del table
     store = RecordStore(node.config.store)
+    # A change is laid over the index (node/delta.py): the full build it is laid on is kept, and so is the
+    # overlay's table kept from the collector too.
     import_csv(store, write_csv(tmp_path / "again.csv", [row(), row(record_id="Z1", given_name="Zara")]))
+    assert await node.refresher.refresh_if_changed()
+    overlay = weakref.ref(node.service.matcher)
+    assert overlay() is not old() and old() is not None
+    assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())
+    # A full reload is laid over it too, and folded into a new full build in the background: that replaces both.
+    import_csv(store, write_csv(tmp_path / "full.csv", [row(record_id="Z2", given_name="Zoe")]), replace_all=True)
     store.close()
     assert await node.refresher.refresh_if_changed()
-    assert old() is None  # freed by reference counting, frozen or not: a refresh leaks nothing
+    fold = node.refresher._fold
+    assert fold is not None
+    await asyncio.wait_for(asyncio.shield(fold), 30)
+    await node.refresher.refresh_if_changed()  # or the refresher's own loop, woken by the fold, swapped it in
+    assert type(node.service.matcher) is MatchEngine
+    del fold
+    assert old() is None and overlay() is None  # freed by reference counting, frozen or not: a refresh leaks nothing
     assert not any(obj is node.service.matcher.table.given for obj in gc.get_objects())
 
 

@@ -40,6 +40,10 @@ SCHEMA = [
         involvement_id INTEGER PRIMARY KEY, person_id VARCHAR(20) NOT NULL REFERENCES people(person_id),
         worker_id INTEGER REFERENCES workers(worker_id), start_date DATE, end_date DATE,
         confidential CHAR(1) NOT NULL DEFAULT 'N')""",
+    # Other names kept a row each, as many systems do (a previous surname, an alias): source.other_names_query.
+    """CREATE TABLE person_names (
+        name_id INTEGER PRIMARY KEY, person_id VARCHAR(20) NOT NULL REFERENCES people(person_id),
+        name_kind VARCHAR(20) NOT NULL, full_name VARCHAR(200))""",
     """CREATE VIEW signpost_children_v AS
         SELECT p.person_id, p.forename, p.middle_names, p.surname, p.aliases, p.dob, p.sex_code, p.nhs_no,
                p.protected_flag, CONCAT_WS(', ', a.line1, a.town) AS address_text, a.postcode,
@@ -82,6 +86,14 @@ INVOLVEMENTS = [
     (6, "P5", 2, "2022-04-04", None, "N"),
     (7, "P6", 3, "2024-01-10", None, "Y"),
     (8, "P6", 1, "2024-02-11", None, "N"),
+]
+# name_id, person_id, kind, full name (None: a row with no name, skipped)
+PERSON_NAMES = [
+    (1, "P2", "previous", "Ollie Carter"),
+    (2, "P2", "alias", "Olly Khan"),
+    (3, "P1", "alias", "Amy Smith"),  # also in the aliases column: not repeated
+    (4, "P1", "previous", "Amelia Brown"),
+    (5, "P3", "previous", None),
 ]
 GOOD_RECORDS = {"P1", "P2", "P3", "P6"}
 BAD_ROWS = {"P4": "sex", "P5": "nhs_number"}
@@ -230,4 +242,8 @@ def fill(db: SourceDB) -> None:
         conn.execute(
             sa.text("INSERT INTO involvements VALUES (:a, :b, :c, :d, :e, :f)"),
             [dict(zip("abcdef", i, strict=True)) for i in INVOLVEMENTS],
+        )
+        conn.execute(
+            sa.text("INSERT INTO person_names VALUES (:a, :b, :c, :d)"),
+            [dict(zip("abcd", n, strict=True)) for n in PERSON_NAMES],
         )
