@@ -12,6 +12,7 @@ from core.config import ConfigError
 from node.config import load_source_config
 from node.errors import SourceUnavailable, SourceUnusable
 from node.source import engine_url, read_source
+from tests.conftest import unavailable
 from tests.node.sourcedb import BAD_ROWS, GOOD_RECORDS, SourceDB, create_database
 
 
@@ -201,7 +202,10 @@ def test_sql_server_driver_imports() -> None:
     try:
         import pyodbc  # noqa: F401
     except ImportError as exc:
-        pytest.skip(f"pyodbc cannot import (unixODBC's libodbc missing, or the mssql extra not installed): {exc}")
+        unavailable(
+            f"pyodbc cannot import (unixODBC's libodbc missing, or the mssql extra not installed): {exc}",
+            "SIGNPOST_REQUIRE_ODBC",
+        )
     import sqlalchemy as sa
 
     from node.config import SourceConfig
