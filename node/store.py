@@ -211,10 +211,14 @@ class RecordStore:
         involvements = cur.rowcount
         if not involvements:
             return 0, 0
+        # Every record left with none goes, one that never had any too: logged, or an overlay keeps it.
+        orphans = "FROM children WHERE NOT EXISTS (SELECT 1 FROM involvements i WHERE i.record_id = children.record_id)"
         cur.execute(
-            "DELETE FROM children WHERE NOT EXISTS "
-            "(SELECT 1 FROM involvements i WHERE i.record_id = children.record_id)"
+            f"INSERT INTO changes SELECT ?, record_id {orphans} "
+            "AND record_id NOT IN (SELECT record_id FROM changes WHERE version = ?)",  # logged once
+            (version, version),
         )
+        cur.execute(f"DELETE {orphans}")
         return involvements, cur.rowcount
 
     @staticmethod

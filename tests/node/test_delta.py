@@ -293,3 +293,32 @@ def test_the_store_logs_only_what_a_load_changed(tmp_path):
     store.replace_records([a, replace(b, given_name="Bea")], replace_all=True)
     assert sorted(store.changed_since(third) or ()) == ["A", "B"]
     store.close()
+
+
+def _child(record_id: str, given: str, **fields: object) -> Record:
+    return Record(
+        record_id=record_id,
+        given_name=given,
+        family_name="Quennell",
+        date_of_birth="2016-04-05",
+        postcode="LS6 2AB",
+        address="4 Elm Street",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_record_an_expiry_sweep_deletes_is_in_the_change_log_even_with_no_involvement(tmp_path):
+    """A sweep deletes every record left with no involvement: one that never had any must be logged too,
+    or an overlay keeps answering for (here: raising a shielded alert about) a record the store deleted."""
+    store = RecordStore(tmp_path / "store.sqlite3")
+    lone = _child("LONE", "Ottoline", shielded=True)  # no involvement: known only to the index
+    store.replace_records([lone, _child("OLD", "Perpetua", involvements=(ENDED,))])
+    base = build_generation(store, SETTINGS)
+    assert any(r.record_id == "LONE" and r.shielded for r in base.matcher.match(_subject(lone)))
+    assert store.expire(CUTOFF)[1] == 2 and store.count() == 0
+    assert sorted(store.changed_since(base.version) or ()) == ["LONE", "OLD"]
+    overlay, _ = next_generation(store, Base(base.matcher, base.version), SETTINGS, OverlayBounds())
+    assert not overlay.matcher.match(_subject(lone))
+    for generation in (base, overlay):
+        generation.close()
+    store.close()
