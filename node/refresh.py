@@ -213,7 +213,7 @@ class Refresher:
         self._fold.add_done_callback(lambda _: self.poke())
 
     def _take_fold(self) -> Generation | None:
-        """A finished background build, made the base (None if none has finished, or it failed)."""
+        """A finished background build, made the base (None if none has finished, it failed, or the base is newer)."""
         if self._fold is None or not self._fold.done():
             return None
         fold, self._fold = self._fold, None
@@ -222,6 +222,11 @@ class Refresher:
             log.error("index_fold_failed", error_type=type(error).__name__ if error else "cancelled")
             return None
         generation = fold.result()
+        if self._base is not None and generation.version < self._base.version:
+            # A full build in the foreground (a change no overlay could take) finished first: this one is
+            # older. Made the base, the log (trimmed to the newer one) could not reach it: a needless rebuild.
+            generation.close()
+            return None
         if isinstance(generation.matcher, MatchEngine):
             self._base = Base(generation.matcher, generation.version, True)
         return generation

@@ -322,3 +322,32 @@ def test_a_record_an_expiry_sweep_deletes_is_in_the_change_log_even_with_no_invo
     for generation in (base, overlay):
         generation.close()
     store.close()
+
+
+def test_a_background_build_older_than_the_base_does_not_replace_it(tmp_path):
+    """A fold that finishes after a newer full build (one an overlay could not represent) is dropped: made
+    the base, it would send the next refresh into a needless full build, every change waiting on it."""
+    store = RecordStore(tmp_path / "store.sqlite3")
+    store.replace_records([_child(f"C{n}", g, involvements=(INVOLVEMENT,)) for n, g in enumerate(("Amy", "Bea"))])
+    holder = _Holder(build_generation(store, SETTINGS))
+
+    async def scenario() -> None:
+        # Every change too large for an overlay: each refresh is a full build in the foreground.
+        refresher = Refresher(store, holder, interval=3600, settings=SETTINGS, bounds=OverlayBounds(0, 0, 0.0))
+        store.replace_records([_child("C2", "Cat", involvements=(INVOLVEMENT,))])
+        stale = build_generation(store, SETTINGS)  # what a fold started now would build...
+        fold: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
+        refresher._fold = fold  # ...still running when the next change arrives
+        store.replace_records([_child("C3", "Dot", involvements=(INVOLVEMENT,))])
+        assert await refresher.refresh_if_changed()
+        newest = holder.generation.matcher
+        assert type(newest) is MatchEngine and holder.generation.version == store.data_version()
+        fold.set_result(stale)
+        await refresher.refresh_if_changed()
+        assert holder.generation.matcher is newest and refresher._base is not None
+        assert refresher._base.engine is newest and refresher._fold is None
+        await refresher.stop()
+
+    asyncio.run(scenario())
+    holder.generation.close()
+    store.close()
