@@ -343,7 +343,8 @@ class MatchEngine:
         hidden_rows: Sequence[int] = (),
     ) -> None:
         self.table, self.index, self.model, self.settings, self.variants = table, index, model, settings, variants
-        self.hidden_index = hidden_index or BlockingIndex.build(())
+        # `is None`, not `or`: an index with no postings of its own may still hold over-cap runs (node.delta).
+        self.hidden_index = hidden_index if hidden_index is not None else BlockingIndex.build(())
         """The records answered as absent (shielded or sensitive-only), looked up only for alerts."""
         self.hidden_rows = np.array(hidden_rows, dtype=np.int32)
         """Their table rows (sorted): no part of the model."""
