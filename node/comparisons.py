@@ -112,6 +112,37 @@ def _spelling_level(a: str, b: str, disagree: int, family: bool = False) -> int:
     return 4 if (_one_slip(a, b) if slip is None else slip) else disagree
 
 
+def _spelling_close(a: str, b: str, family: bool) -> bool:
+    """Whether :func:`_spelling_level` would say "close spelling" (2), without working out the levels past it."""
+    if min(len(a), len(b)) <= SHORT_NAME:
+        return family and abs(len(a) - len(b)) == 1 and min(len(a), len(b)) == SHORT_NAME and _one_slip(a, b)
+    return JaroWinkler.similarity(a, b) >= 0.92 or _one_slip(a, b)
+
+
+def given_close(query: str, name: str, variants: NameVariants) -> bool:
+    """``given_level(query, (name,), variants)`` at most 2 (agrees, a variant, a close spelling), answered
+    without the sounds-alike and similar levels: a query asks this of every distinct name among its
+    candidates, and most are not close (matching's close-name check)."""
+    if not query or not name:
+        return False
+    if query == name or variants.are_variants(query, name):
+        return True
+    if len(query) == 1 or len(name) == 1:
+        return False
+    return _spelling_close(query, name, family=False)
+
+
+def family_close(query: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """``family_level(query, (parts,))`` at most 2 (agrees, one part of a double-barrelled name, a close
+    spelling), answered as :func:`given_close` is."""
+    if not query or not parts:
+        return False
+    a, b = "".join(query), "".join(parts)
+    if a == b or ((len(query) > 1 or len(parts) > 1) and set(query) & set(parts)):
+        return True
+    return _spelling_close(a, b, family=True)
+
+
 def _phonetic_agree(a: str, b: str) -> bool:
     pa, pb = phonetic(a), phonetic(b)
     return bool(pa[0]) and (pa[0] in pb or (pa[1] != pa[0] and pa[1] in pb))

@@ -651,18 +651,14 @@ class _CloseNames:
             if name:
                 found = self.given.get(name)
                 if found is None:
-                    found = self.given[name] = any(
-                        bands.close(cmp.given_level(p, (name,), self.variants)) for p in self.given_probes
-                    )
+                    found = self.given[name] = any(cmp.given_close(p, name, self.variants) for p in self.given_probes)
                 if found:
                     return True
         for parts in families:
             if parts:
                 found = self.family.get(parts)
                 if found is None:
-                    found = self.family[parts] = any(
-                        bands.close(cmp.family_level(p, (parts,))) for p in self.family_probes
-                    )
+                    found = self.family[parts] = any(cmp.family_close(p, parts) for p in self.family_probes)
                 if found:
                     return True
         return False
