@@ -12,7 +12,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -118,6 +118,22 @@ class RecordStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def _transaction(self, failure: str) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: BEGIN IMMEDIATE, COMMIT, or ROLLBACK on any exception; an sqlite3 error
+        becomes a StoreError saying "cannot <failure> at <path>"."""
+        try:
+            with closing(self._db.cursor()) as cur:
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {failure} at {self.path}: {exc}") from exc
+
     def replace_records(self, records: Iterable[Record], *, replace_all: bool = False, ended_before: str = "") -> int:
         """Store records, replacing any with the same record_id (or everything); return how many.
 
@@ -131,48 +147,35 @@ class RecordStore:
         """
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         count = 0
-        try:
-            with closing(self._db.cursor()) as cur:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    version = self._version(cur) + 1
-                    held: dict[str, str] = (
-                        dict(cur.execute("SELECT record_id, digest FROM children").fetchall()) if replace_all else {}
-                    )
-                    changed: list[str] = []
-                    for record in records:
-                        count += 1
-                        digest = _digest(record)
-                        if replace_all:
-                            was = held.pop(record.record_id, None)
-                        else:
-                            row = cur.execute(
-                                "SELECT digest FROM children WHERE record_id = ?", (record.record_id,)
-                            ).fetchone()
-                            was = row[0] if row else None
-                        if was != digest:
-                            self._write(cur, record, digest)
-                            changed.append(record.record_id)
-                    if replace_all:
-                        gone = list(held)  # what the load no longer has: deleted or withdrawn at source
-                        for at in range(0, len(gone), 500):
-                            chunk = gone[at : at + 500]
-                            cur.execute(
-                                f"DELETE FROM children WHERE record_id IN ({','.join('?' * len(chunk))})", chunk
-                            )
-                        changed += gone
-                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_version', ?)", (str(version),))
-                    self._log(cur, version, changed)
-                    if ended_before:
-                        self._expire(cur, ended_before, version)
-                    cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
-                    self._set_version(cur, version)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
+        with self._transaction("write the record store") as cur:
+            version = self._version(cur) + 1
+            held: dict[str, str] = (
+                dict(cur.execute("SELECT record_id, digest FROM children").fetchall()) if replace_all else {}
+            )
+            changed: list[str] = []
+            for record in records:
+                count += 1
+                digest = _digest(record)
+                if replace_all:
+                    was = held.pop(record.record_id, None)
+                else:
+                    row = cur.execute("SELECT digest FROM children WHERE record_id = ?", (record.record_id,)).fetchone()
+                    was = row[0] if row else None
+                if was != digest:
+                    self._write(cur, record, digest)
+                    changed.append(record.record_id)
+            if replace_all:
+                gone = list(held)  # what the load no longer has: deleted or withdrawn at source
+                for at in range(0, len(gone), 500):
+                    chunk = gone[at : at + 500]
+                    cur.execute(f"DELETE FROM children WHERE record_id IN ({','.join('?' * len(chunk))})", chunk)
+                changed += gone
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_version', ?)", (str(version),))
+            self._log(cur, version, changed)
+            if ended_before:
+                self._expire(cur, ended_before, version)
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('data_as_of', ?)", (now,))
+            self._set_version(cur, version)
         return count
 
     def expire(self, ended_before: str) -> tuple[int, int]:
@@ -182,20 +185,11 @@ class RecordStore:
         index): a sweep that finds nothing costs the serving node nothing. ``data_as_of`` is left alone:
         the data is no fresher for having lost its old rows.
         """
-        try:
-            with closing(self._db.cursor()) as cur:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    version = self._version(cur) + 1
-                    expired = self._expire(cur, ended_before, version)
-                    if any(expired):
-                        self._set_version(cur, version)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot expire records in the store at {self.path}: {exc}") from exc
+        with self._transaction("expire records in the store") as cur:
+            version = self._version(cur) + 1
+            expired = self._expire(cur, ended_before, version)
+            if any(expired):
+                self._set_version(cur, version)
         return expired
 
     @staticmethod
@@ -243,20 +237,11 @@ class RecordStore:
     def forget_changes(self, version: int) -> None:
         """Drop the log up to ``version`` (what a full build of that version already holds): from then on
         ``changed_since`` answers only from ``version`` on. Keeps the log short without restarting it."""
-        try:
-            with closing(self._db.cursor()) as cur:
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    row = cur.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
-                    if row is None or int(row[0]) < version:
-                        cur.execute("DELETE FROM changes WHERE version <= ?", (version,))
-                        cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the record store at {self.path}: {exc}") from exc
+        with self._transaction("write the record store") as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = 'log_from'").fetchone()
+            if row is None or int(row[0]) < version:
+                cur.execute("DELETE FROM changes WHERE version <= ?", (version,))
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('log_from', ?)", (str(version),))
 
     def reconciled_after(self, version: int) -> bool:
         """Has a full load (``replace_all``) been written since ``version``?"""
