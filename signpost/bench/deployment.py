@@ -86,6 +86,31 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def bench_broker_config(registry: Path, pki: Pki, work: Path, **settings: Any) -> BrokerConfig:
+    """A broker for a benchmark: no rate limits or pattern alerts (one load generator plays every
+    practitioner), its audit log and keys in ``work``; ``settings`` add to or override these."""
+    base: dict[str, Any] = {
+        "listen": ("127.0.0.1", 0),
+        "registry": registry,
+        "tls": pki.tls(pki.broker),
+        "assertion_key": pki.assertion_key,
+        "rate_limit_per_minute": 0,
+        "rate_limit_per_day": 0,
+        "alert_searches_per_hour": 0,
+        "org_rate_limit_per_minute": 0,
+        "org_rate_limit_per_day": 0,
+        "patterns": PATTERNS_OFF,
+        "audit_log": str(work / "audit.sqlite3"),
+        "audit_signing_key": work / "audit.key",
+        "subject_key": work / "subject.key",
+        # The load generator is one source address holding up to 500 connections at once: the door's
+        # per-address caps are for the public side, not for this.
+        "preauth_burst": 0,
+        "limits": DoorLimits(max_connections_per_address=768),
+    }
+    return BrokerConfig(**(base | settings))
+
+
 class Deployment:
     """Node workers plus a broker process, started from prepared stores."""
 
@@ -130,26 +155,12 @@ class Deployment:
                 Authority(code, name, f"127.0.0.1:{ports[code]}", node_dns_name(code)) for code, name, _ in self.nodes
             ),
         )
-        config = BrokerConfig(
-            listen=("127.0.0.1", 0),
-            registry=registry,
-            tls=self.pki.tls(self.pki.broker),
-            assertion_key=self.pki.assertion_key,
+        config = bench_broker_config(
+            registry,
+            self.pki,
+            self.work,
             search_deadline_seconds=self.deadline,
-            rate_limit_per_minute=0,
-            rate_limit_per_day=0,
-            alert_searches_per_hour=0,
-            org_rate_limit_per_minute=0,
-            org_rate_limit_per_day=0,
-            patterns=PATTERNS_OFF,
-            audit_log=str(self.work / "audit.sqlite3"),
-            audit_signing_key=self.work / "audit.key",
-            subject_key=self.work / "subject.key",
             health=HealthSettings(poll_interval=5.0),
-            # The load generator is one source address holding up to 500 connections at once: the door's
-            # per-address caps are for the public side, not for this.
-            preauth_burst=0,
-            limits=DoorLimits(max_connections_per_address=768),
         )
         broker = self.ctx.Process(target=_broker_worker, args=(config, ready, self.stop), daemon=True)
         broker.start()

@@ -32,9 +32,6 @@ from typing import Any
 import aiohttp
 
 from broker.app import create_app
-from broker.config import BrokerConfig
-from broker.door import DoorLimits
-from broker.patterns import OFF as PATTERNS_OFF
 from broker.registry import Authority, save_registry
 from broker.server import RunningBroker, start_broker
 from certs.identity import Role, node_dns_name
@@ -43,6 +40,7 @@ from node.config import NodeConfig, SourceConfig
 from node.server import RunningNode, start_node
 from signpost.bench import calibration
 from signpost.bench.common import add_out_argument, machine, peak_rss_mb, publish, save_partial
+from signpost.bench.deployment import bench_broker_config
 from signpost.bench.progress import step
 from signpost.bench.source_db import (
     COLUMNS,
@@ -92,23 +90,7 @@ async def start_broker_for(node: RunningNode, pki: Pki, work: Path) -> RunningBr
     """A broker that knows only this node, with no rate limits (one practitioner polls it)."""
     registry = work / "registry.json"
     save_registry(registry, (Authority(CODE, NAME, node.address, node_dns_name(CODE)),))
-    config = BrokerConfig(
-        listen=("127.0.0.1", 0),
-        registry=registry,
-        tls=pki.tls(pki.broker),
-        assertion_key=pki.assertion_key,
-        rate_limit_per_minute=0,
-        rate_limit_per_day=0,
-        alert_searches_per_hour=0,
-        org_rate_limit_per_minute=0,
-        org_rate_limit_per_day=0,
-        patterns=PATTERNS_OFF,
-        audit_log=str(work / "audit.sqlite3"),
-        audit_signing_key=work / "audit.key",
-        subject_key=work / "subject.key",
-        preauth_burst=0,
-        limits=DoorLimits(max_connections_per_address=768),
-    )
+    config = bench_broker_config(registry, pki, work)
     return await start_broker(config, create_app(config))
 
 
