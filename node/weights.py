@@ -6,8 +6,10 @@ level is log2(m/u). As Splink does, each node learns from its own data:
 
 - ``u`` by comparing random pairs of its records (almost all different children);
 - ``m`` by expectation–maximisation over blocked pairs with ``u`` held fixed,
-  blended with default m values by a pseudo-count, so a node whose data holds
-  few duplicates (most nodes: one record per child) keeps sensible defaults;
+  one session per blocking rule with that rule's comparisons left out
+  (:mod:`node.em`), blended with default m values by a pseudo-count, so a node
+  whose data holds few duplicates (most nodes: one record per child) keeps
+  sensible defaults;
 - term-frequency adjustment: exact agreement on a common name ("Smith") counts
   for less than on a rare one — ``u`` for that level becomes the name's share of
   the node's records.
@@ -112,38 +114,3 @@ def estimate_u(levels: np.ndarray, model: Model, *, smoothing: float = 1.0) -> N
         )
     model.refresh()
 
-
-def run_em(levels: np.ndarray, model: Model, *, iterations: int = 30, prior_match: float = 0.01) -> None:
-    """Estimate m by EM over blocked pairs with u fixed, then blend with the defaults."""
-    if len(levels) == 0:
-        return
-    m = {f.name: np.array(model.m[f.name]) for f in FIELDS}
-    u = {f.name: np.array(model.u[f.name]) for f in FIELDS}
-    # Each field's known levels and where they are, found once, not once per iteration; the log of
-    # each level's m or u is taken once and gathered (the same numbers as the log of each pair's).
-    # A field every pair has is taken whole (a slice), not through a mask of all True.
-    masks = [levels[:, index] != NULL for index in range(len(FIELDS))]
-    known: list[np.ndarray | slice] = [slice(None) if mask.all() else mask for mask in masks]
-    columns = [levels[known[index], index] for index in range(len(FIELDS))]
-    log_u_of = [np.log(np.maximum(u[f.name], MIN_U))[columns[index]] for index, f in enumerate(FIELDS)]
-    lam = prior_match
-    for _ in range(iterations):
-        log_m = np.zeros(len(levels))
-        log_u = np.zeros(len(levels))
-        for index, f in enumerate(FIELDS):
-            log_m[known[index]] += np.log(np.maximum(m[f.name], MIN_U))[columns[index]]
-            log_u[known[index]] += log_u_of[index]
-        odds = np.exp(np.clip(np.log(lam) + log_m - np.log1p(-lam) - log_u, -700, 700))
-        p = odds / (1.0 + odds)
-        for index, f in enumerate(FIELDS):
-            weights = np.bincount(columns[index], weights=p[known[index]], minlength=len(f.levels))
-            if weights.sum() > 0:
-                m[f.name] = np.maximum(weights / weights.sum(), 1e-4)
-                m[f.name] /= m[f.name].sum()
-        lam = float(np.clip(p.mean(), 1e-6, 0.5))
-    matches = float(p.sum())
-    for f in FIELDS:
-        default = np.array(DEFAULT_M[f.name])
-        model.m[f.name] = list((matches * m[f.name] + PSEUDO_PAIRS * default) / (matches + PSEUDO_PAIRS))
-    model.expected_matches = matches
-    model.refresh()
