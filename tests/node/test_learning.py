@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from node import comparisons as cmp
 from node.index import BlockingIndex, search_keys
 from node.learning import blocked_pairs, dob_levels, pair_levels
-from node.matching import MatchEngine, MatchSettings
+from core.identifiers import postcode_parts
+from node.matching import LEARNING_RULES, MatchEngine, MatchSettings, blocking_keys
 from node.normalise import address_key
 from node.records import Record
 
@@ -84,9 +85,33 @@ def test_no_pairs_give_no_levels(engine):
     assert pair_levels(engine.table, engine.variants, np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0, 7)
 
 
+def _dated_keys(t, i: int) -> list[int]:
+    """A record's keys without the date-free ones: what EM learns from."""
+    dob, sector = t.dob[i], postcode_parts(t.postcode[i])[1]
+    return blocking_keys(t.givens(i), t.families(i), (dob,), sector, t.nhs[i], (dob // 10000,), wide=False)
+
+
+def test_learning_rules_split_the_dated_keys(engine):
+    """Every dated key in exactly one rule's session (as often as the record has it), no other key."""
+    for i in range(engine.size):
+        split = [k for rule in LEARNING_RULES for k in rule.keys(engine.table, i)]
+        assert sorted(split) == sorted(_dated_keys(engine.table, i))
+
+
+def test_learning_pairs_are_each_rules_blocked_pairs(engine):
+    rows = list(range(0, engine.size, 3))
+    pairs, sessions = engine._learning_pairs(rows)
+    assert len({tuple(p) for p in pairs.tolist()}) == len(pairs)
+    for rule, session in zip(LEARNING_RULES, sessions, strict=True):
+        own = blocked_pairs(engine.index, rows, [rule.keys(engine.table, i) for i in rows], 400)
+        assert pairs[session.rows].tolist() == own.tolist()
+        assert session.left_out == rule.left_out
+    assert len(pairs) == len(blocked_pairs(engine.index, rows, [_dated_keys(engine.table, i) for i in rows], 400))
+
+
 def test_blocked_pairs_are_every_lookups_pairs(engine):
     rows = list(range(0, engine.size, 3))
-    keys = [engine._dated_keys(engine.table, i) for i in rows]
+    keys = [_dated_keys(engine.table, i) for i in rows]
     expected = sorted(
         {(min(i, j), max(i, j)) for i, k in zip(rows, keys, strict=True) for j in engine.index.lookup(search_keys(k))}
         - {(i, i) for i in rows}
