@@ -48,11 +48,11 @@ def run_em(
     levels: np.ndarray, model: Model, sessions: Sequence[Session], *, iterations: int = 30, prior_match: float = 0.01
 ) -> None:
     """Set m (and ``expected_matches``) from one EM session per blocking rule, u held fixed."""
-    fits = [
-        (s, fit_session(levels[s.rows], model, s.left_out, iterations=iterations, prior_match=prior_match))
-        for s in sessions
-    ]
-    fits = [(s, f) for s, f in fits if f is not None]
+    fits: list[tuple[Session, Fit]] = []
+    for session in sessions:
+        fit = fit_session(levels[session.rows], model, session.left_out, iterations=iterations, prior_match=prior_match)
+        if fit is not None:
+            fits.append((session, fit))
     if not fits:
         return
     for f in FIELDS:

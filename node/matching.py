@@ -52,11 +52,11 @@ from core.subject import Subject
 from node import bands
 from node import comparisons as cmp
 from node.comparisons import NULL
+from node.em import Session, run_em
 from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
 from node.learning import blocked_pairs, pair_levels
 from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic
 from node.records import Record
-from node.em import Session, run_em
 from node.weights import Model, estimate_u
 
 GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)

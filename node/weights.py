@@ -113,4 +113,3 @@ def estimate_u(levels: np.ndarray, model: Model, *, smoothing: float = 1.0) -> N
             (counts + smoothing * len(f.levels) * prior) / (counts.sum() + smoothing * len(f.levels))
         )
     model.refresh()
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,8 @@ def _population() -> tuple[list[Record], list[tuple[str, str]]]:
     streets = [f"{_word(rng, 2)} Road" for _ in range(400)]
 
     def postcode() -> str:
-        return f"{rng.choice(['LS', 'BD', 'HX', 'WF'])}{rng.randint(1, 29)} {rng.randint(1, 9)}{rng.choice('ABDEFGHJ')}{rng.choice('LNPQRSTU')}"
+        unit = rng.choice("ABDEFGHJ") + rng.choice("LNPQRSTU")
+        return f"{rng.choice(['LS', 'BD', 'HX', 'WF'])}{rng.randint(1, 29)} {rng.randint(1, 9)}{unit}"
 
     def person(family: str, dob: str, home: tuple[str, str]) -> dict[str, str]:
         nhs = "".join(rng.choice(string.digits) for _ in range(10)) if rng.random() < 0.6 else ""
@@ -77,12 +79,15 @@ def _population() -> tuple[list[Record], list[tuple[str, str]]]:
     return rows, pairs
 
 
-def _changed(rng: random.Random, p: dict[str, str], home, givens: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _changed(
+    rng: random.Random, p: dict[str, str], home: Callable[[], tuple[str, str]], givens: list[str]
+) -> dict[str, str]:
     """The same child as another service keyed them: names slipped or replaced, the date with its day and
     month swapped, moved house, the NHS number missing."""
     q = dict(p)
     roll = rng.random()
-    q["given_name"] = _slip(rng, p["given_name"]) if roll < 0.1 else rng.choice(givens) if roll < 0.15 else q["given_name"]
+    if roll < 0.15:
+        q["given_name"] = _slip(rng, p["given_name"]) if roll < 0.1 else rng.choice(givens)
     if rng.random() < 0.1:
         q["family_name"] = _slip(rng, p["family_name"])
     year, month, day = p["date_of_birth"].split("-")

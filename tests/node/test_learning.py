@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.identifiers import postcode_parts
 from node import comparisons as cmp
 from node.index import BlockingIndex, search_keys
 from node.learning import blocked_pairs, dob_levels, pair_levels
-from core.identifiers import postcode_parts
 from node.matching import LEARNING_RULES, MatchEngine, MatchSettings, blocking_keys
 from node.normalise import address_key
 from node.records import Record
