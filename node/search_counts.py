@@ -12,15 +12,19 @@ The lines are folded into the ``search_counts`` table every :data:`FOLD_LINES` l
 :data:`FOLD_SECONDS`, at close, and before the counts are read or expired. No count is lost or
 counted twice, whoever reads and whenever a process dies:
 
-- The file's first line names its generation; the table ``search_counts_file`` names the generation
-  not yet folded. A fold adds the file's lines and moves the generation on in one transaction, then
-  renames a fresh file of the new generation over the old one. A process killed between the commit
-  and the rename leaves a file whose generation is behind the table's: folded already, so skipped.
+- The table ``search_counts_file`` names the file's generation (its first line names its own) and
+  how many of its bytes are folded. A fold adds the lines after that offset and moves the offset on
+  in one transaction: killed before the commit, nothing was added; after it, nothing is read again.
+- Past :data:`ROTATE_BYTES` a fold also moves the generation on, and after its commit renames a
+  fresh file of the new generation over the old one. A process killed between the two leaves a file
+  whose generation is behind the table's: folded already, so skipped. (Rotating rarely, not at each
+  fold, because freeing a file's blocks costs milliseconds on some filesystems.)
 - Only one process appends and folds: the one holding an flock on ``<journal>-counts.lock`` (the
   serving node). Any other (``signpost node`` beside it, a second journal) writes its counts as
   UPSERTs and reads the file's lines without folding them. It opens the file first and reads the
   table in one snapshot after: a fold in between is either in the snapshot (and the file it opened
-  is behind it) or not (and that file holds every line the snapshot lacks).
+  is behind it, or read from the offset the snapshot names) or not (and that file, from that
+  offset, holds every line the snapshot lacks).
 
 The file holds a day, a purpose code and a number a line, never a requester or a justification.
 """
@@ -33,6 +37,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -50,26 +55,37 @@ CREATE TABLE IF NOT EXISTS search_counts (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS search_counts_file (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    generation INTEGER NOT NULL
+    generation INTEGER NOT NULL,
+    folded INTEGER NOT NULL
 );
 """
 COUNT = (
     "INSERT INTO search_counts (day, purpose_code, searches) VALUES (?, ?, ?) "
     "ON CONFLICT (day, purpose_code) DO UPDATE SET searches = searches + excluded.searches"
 )
-SET_GENERATION = (
-    "INSERT INTO search_counts_file (id, generation) VALUES (1, ?) "
-    "ON CONFLICT (id) DO UPDATE SET generation = excluded.generation"
+SET_FOLDED = (
+    "INSERT INTO search_counts_file (id, generation, folded) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, folded = excluded.folded"
 )
 HEADER = b"signpost search counts, generation "
 FOLD_LINES = 1000
 """Fold after this many lines: about 30 kB to parse (well under a millisecond), once per thousand messages."""
 FOLD_SECONDS = 60.0
 """And at least this often while counts arrive, so a quiet node's file stays short too."""
+ROTATE_BYTES = 1 << 20
+"""Start a fresh file once this much is folded: about 38,000 counts."""
 RETRY_SECONDS = 10.0
 """How long a journal that could not become the writer (another holds the lock) UPSERTs before trying again."""
 
 Counts = dict[tuple[str, str], int]
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the table says of the counts file: its generation and how many of its bytes are folded."""
+
+    generation: int = 0
+    folded: int = 0
 
 
 class SearchCounts:
@@ -85,11 +101,11 @@ class SearchCounts:
         self._lock_fd: int | None = None
         """Open while this journal holds the flock: it alone appends to and folds the file."""
         self._fd: int | None = None
-        """The file appended to; None until this journal is the writer, or after a fold failed part-way."""
+        """The file appended to; None until this journal is the writer, or after a rotation failed part-way."""
         self._lines = 0
         self._fold_at = 0.0
         self._retry_at = 0.0
-        self._torn = False
+        self._torn = True  # until this journal has written: a killed writer may have left half a line
 
     def add(self, counts: Counts) -> None:
         """Count searches that found nothing: one write to the file, or an UPSERT if another process has it."""
@@ -120,8 +136,8 @@ class SearchCounts:
             except FileNotFoundError:
                 fd = None
             try:
-                generation, rows = self._snapshot()
-                unfolded = self._unfolded(_read(fd), generation) if fd is not None else Counter()
+                state, rows = self._snapshot()
+                unfolded = self._unfolded(fd, state)[0] if fd is not None else Counter()
             except OSError as exc:
                 raise StoreError(f"cannot read the journal's counts: {exc.strerror}") from exc
             finally:
@@ -143,7 +159,7 @@ class SearchCounts:
             self._fd = self._lock_fd = None
 
     def _become_writer(self) -> bool:
-        """Take the lock and open a fresh file, folding what a killed predecessor left; False if another has it."""
+        """Take the lock and fold what a killed predecessor left; False if another process has the file."""
         if time.monotonic() < self._retry_at:
             return False
         try:
@@ -162,7 +178,7 @@ class SearchCounts:
                 log.warning("journal_counts_file_unavailable", error_type=type(exc).__name__)
             self._retry_at = time.monotonic() + RETRY_SECONDS
             return False
-        return True
+        return self._fd is not None
 
     def _append(self, data: bytes) -> None:
         assert self._fd is not None
@@ -178,19 +194,23 @@ class SearchCounts:
             raise StoreError("cannot write the journal: the disk took only part of a count")
 
     def _fold(self) -> None:
-        """Add the file's lines to the table and move the generation on, then put a fresh file in its place.
+        """Add the lines after the folded offset to the table and move the offset on, in one transaction.
 
-        The caller holds the mutex and the lock, so nothing is appended between the read and the rename.
+        The caller holds the mutex and the lock, so nothing is appended while this reads. A file past
+        ROTATE_BYTES, or one already folded whole (a rotation killed before its rename), or none, is
+        replaced by a fresh one once the commit has made its lines the table's.
         """
         fresh: int | None = None
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                generation = self._generation()
-                counts = self._unfolded(_read_path(self.path), generation)
+                state = self._state()
+                counts, end = self._unfolded_at(self.path, state)
                 self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
-                self._db.execute(SET_GENERATION, (generation + 1,))
-                fresh = _fresh_file(self._fresh_path, generation + 1)
+                if end is None or end.folded >= ROTATE_BYTES:
+                    generation = max(state.generation, end.generation if end else 0) + 1
+                    fresh, end = _fresh_file(self._fresh_path, generation), FileState(generation, 0)
+                self._db.execute(SET_FOLDED, (end.generation, end.folded))
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -200,18 +220,26 @@ class SearchCounts:
                 raise
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot fold the journal's counts: {exc}") from exc
-        # Committed: every line of the file at self.path is in the table, so nothing more may go there.
-        assert fresh is not None
+        self._lines, self._fold_at = 0, time.monotonic() + FOLD_SECONDS
+        if fresh is not None:
+            self._rotate(fresh)
+        elif self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            except OSError as exc:
+                raise StoreError(f"cannot open the journal's counts: {exc.strerror}") from exc
+
+    def _rotate(self, fresh: int) -> None:
+        """Put the fresh file in place: committed, every line of the old one is the table's, so none may go there."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         try:
             os.replace(self._fresh_path, self.path)
         except OSError as exc:
-            os.close(fresh)  # the file left in place is a generation behind: folded, as it should be
-            raise StoreError(f"cannot fold the journal's counts: {exc}") from exc
-        self._fd, self._lines, self._torn = fresh, 0, False
-        self._fold_at = time.monotonic() + FOLD_SECONDS
+            os.close(fresh)  # the file left in place is a generation behind: folded, and the next fold replaces it
+            raise StoreError(f"cannot fold the journal's counts: {exc.strerror}") from exc
+        self._fd, self._torn = fresh, False
 
     def _fold_quietly(self) -> None:
         try:
@@ -238,44 +266,66 @@ class SearchCounts:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the journal: {exc}") from exc
 
-    def _generation(self) -> int:
-        row = self._db.execute("SELECT generation FROM search_counts_file WHERE id = 1").fetchone()
-        return 0 if row is None else int(row[0])
+    def _state(self) -> FileState:
+        row = self._db.execute("SELECT generation, folded FROM search_counts_file WHERE id = 1").fetchone()
+        return FileState() if row is None else FileState(int(row[0]), int(row[1]))
 
-    def _snapshot(self) -> tuple[int, list[tuple[str, str, int]]]:
-        """The generation and the table as of one moment (a read transaction: WAL readers see one snapshot)."""
+    def _snapshot(self) -> tuple[FileState, list[tuple[str, str, int]]]:
+        """The file's state and the table as of one moment (a read transaction: WAL readers see one snapshot)."""
         try:
             self._db.execute("BEGIN")
             try:
-                generation = self._generation()
+                state = self._state()
                 rows = self._db.execute("SELECT day, purpose_code, searches FROM search_counts").fetchall()
             finally:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the journal's counts: {exc}") from exc
-        return generation, [(str(day), str(purpose), int(n)) for day, purpose, n in rows]
+        return state, [(str(day), str(purpose), int(n)) for day, purpose, n in rows]
+
+    def _unfolded_at(self, path: Path, state: FileState) -> tuple[Counter[tuple[str, str]], FileState | None]:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Counter(), None
+        try:
+            return self._unfolded(fd, state)
+        finally:
+            os.close(fd)
 
     @staticmethod
-    def _unfolded(data: bytes, generation: int) -> Counter[tuple[str, str]]:
-        """The counts in a file's text, or none if its generation was folded already (or it has no header)."""
-        header, _, body = data.partition(b"\n")
+    def _unfolded(fd: int, state: FileState) -> tuple[Counter[tuple[str, str]], FileState | None]:
+        """The counts in an open file not yet in a table of ``state``, and the state once they are.
+
+        None instead of a state if the file has no usable header or is of a generation folded whole.
+        """
+        header, newline, _ = os.pread(fd, 64, 0).partition(b"\n")
         number = header.removeprefix(HEADER)
-        if not header.startswith(HEADER) or not number.isdigit() or int(number) < generation:
-            return Counter()
-        counts: Counter[tuple[str, str]] = Counter()
-        unreadable = 0
-        # Most lines are alike (one search, one purpose, one day): count them as text, parse each kind once.
+        if not newline or not header.startswith(HEADER) or not number.isdigit() or int(number) < state.generation:
+            return Counter(), None
+        start = len(header) + 1
+        if int(number) == state.generation:
+            start = max(start, state.folded)
+        tail = _read(fd, start)
         # A last line without its newline is a write that failed, and its search was never answered.
-        for line, times in Counter(body[: body.rfind(b"\n") + 1].split(b"\n")).items():
-            day, _, rest = line.partition(b" ")
-            purpose, _, n = rest.rpartition(b" ")
-            if len(day) == 10 and purpose and n.isdigit():
-                counts[(day.decode(), purpose.decode(errors="replace"))] += int(n) * times
-            elif line:
-                unreadable += times
-        if unreadable:
-            log.warning("journal_counts_unreadable_lines", lines=unreadable)
-        return counts
+        complete = tail[: tail.rfind(b"\n") + 1]
+        return _parse(complete), FileState(int(number), start + len(complete))
+
+
+def _parse(lines: bytes) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    unreadable = 0
+    # Most lines are alike (one search, one purpose, one day): count them as text, parse each kind once.
+    for line, times in Counter(lines.split(b"\n")).items():
+        day, _, rest = line.partition(b" ")
+        purpose, _, n = rest.rpartition(b" ")
+        if len(day) == 10 and purpose and n.isdigit():
+            counts[(day.decode(), purpose.decode(errors="replace"))] += int(n) * times
+        elif line:
+            unreadable += times
+    if unreadable:
+        log.warning("journal_counts_unreadable_lines", lines=unreadable)
+    return counts
 
 
 def _fresh_file(path: Path, generation: int) -> int:
@@ -291,19 +341,9 @@ def _fresh_file(path: Path, generation: int) -> int:
     return fd
 
 
-def _read_path(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return b""
-    try:
-        return _read(fd)
-    finally:
-        os.close(fd)
-
-
-def _read(fd: int) -> bytes:
+def _read(fd: int, offset: int) -> bytes:
     chunks = []
-    while chunk := os.read(fd, 1 << 20):
+    while chunk := os.pread(fd, 1 << 20, offset):
         chunks.append(chunk)
+        offset += len(chunk)
     return b"".join(chunks)
