@@ -6,8 +6,9 @@ justification, the time, the record and band — the holder's access log, as CP-
 for a shielded record an alert for the authority's safeguarding officer. A search that found
 nothing here (at most nodes, almost every search) is about a child this authority does not know: it
 keeps only a count per day and purpose, never the requester or the justification. Every Match call
-still writes once, in one transaction, whatever its outcome; how long the answer takes is fixed by
-the answer floor (:mod:`node.policy`), not by what was written.
+still writes once, whatever its outcome, before it is answered: one transaction, or for a call that
+found nothing one append to the counts file (:mod:`node.search_counts`); how long the answer takes is
+fixed by the answer floor (:mod:`node.policy`), not by what was written.
 
 Rows older than the retention period are deleted (:meth:`Journal.expire`, run by
 :mod:`node.retention`), except alerts nobody has acknowledged yet.
@@ -24,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from node import search_counts
 from node.errors import StoreError
+from node.search_counts import COUNT, SearchCounts
 from node.store import private_file
 from protos.signpost.v1 import node_pb2
 
@@ -48,12 +51,6 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 DROP INDEX IF EXISTS journal_kind_time;
 CREATE INDEX IF NOT EXISTS journal_reviewed_kind_time ON journal (kind, time) WHERE kind IN ('match', 'alert');
-CREATE TABLE IF NOT EXISTS search_counts (
-    day TEXT NOT NULL,
-    purpose_code TEXT NOT NULL,
-    searches INTEGER NOT NULL,
-    PRIMARY KEY (day, purpose_code)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notified (
     journal_id INTEGER NOT NULL,
     channel TEXT NOT NULL,
@@ -70,10 +67,6 @@ CREATE TABLE IF NOT EXISTS notify_state (
 # holds (row, channel), written only after the message was accepted. A crash or a mail outage
 # therefore loses nothing (the row was committed before its search was answered), and a delivered
 # one is never sent again. ``notify_state`` keeps when each channel started and its digest period.
-COUNT = (
-    "INSERT INTO search_counts (day, purpose_code, searches) VALUES (?, ?, ?) "
-    "ON CONFLICT (day, purpose_code) DO UPDATE SET searches = searches + excluded.searches"
-)
 # A journal from an earlier version holds a full row for every search it answered: those that found
 # nothing become counts (once, at open) and their requesters and justifications are deleted.
 FOLD_EARLIER_NONE_ROWS = """
@@ -128,11 +121,14 @@ class Journal:
             # NORMAL in WAL mode: a committed row survives the process being killed, at no fsync per search.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._db.executescript(search_counts.SCHEMA)
             self._db.executescript(FOLD_EARLIER_NONE_ROWS)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the journal at {path}: {exc}") from exc
+        self._counts = SearchCounts(self._db, path)
 
     def close(self) -> None:
+        self._counts.close()
         self._db.close()
 
     def record_many(
@@ -141,7 +137,8 @@ class Journal:
         """The rows of one call's searches (one, or a batch), in one transaction, committed before any is answered.
 
         Each search's rows are (kind, record id, band); kind match or alert. A search with none (or
-        only the "none" kind an earlier service wrote) found nothing here and is only counted.
+        only the "none" kind an earlier service wrote) found nothing here and is only counted: a call
+        with nothing else is one append to the counts file, written before any is answered.
         """
         now = self._clock().isoformat(timespec="seconds")
         counts: dict[tuple[str, str], int] = {}
@@ -169,10 +166,9 @@ class Journal:
             for kind, record_id, band in outcomes
             if kind != "none"
         ]
-        if not rows and not counts:
-            return
-        if not rows and len(counts) == 1:
-            self._count_only(*next(iter(counts.items())))
+        if not rows:
+            if counts:
+                self._count_only(counts)
             return
         try:
             # The connection is in autocommit mode, where ``with connection`` opens no transaction and
@@ -198,16 +194,14 @@ class Journal:
         if rows and self.on_reviewed is not None:
             self.on_reviewed()
 
-    def _count_only(self, key: tuple[str, str], searches: int) -> None:
-        """Searches that found nothing here, all of one day and purpose: most calls at most nodes.
+    def _count_only(self, counts: dict[tuple[str, str], int]) -> None:
+        """Searches that found nothing here, and nothing else: most calls at most nodes.
 
-        One statement is its own transaction in autocommit mode, as durable as BEGIN … COMMIT and about
-        half the CPU (no empty INSERT, no BEGIN and COMMIT statements); this runs once per message.
+        One append to the counts file (:mod:`node.search_counts`), as durable against the process being
+        killed as a commit and a fraction of its CPU; this runs once per message. A batch with matches
+        or alerts keeps its counts in its own transaction instead (above), all or nothing with its rows.
         """
-        try:
-            self._db.execute(COUNT, (*key, searches))
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the journal: {exc}") from exc
+        self._counts.add(counts)
 
     def _rows(self, where: str, args: tuple[object, ...], limit: int) -> list[JournalRow]:
         cursor = self._db.execute(
@@ -235,9 +229,11 @@ class Journal:
         return cursor.rowcount == 1
 
     def search_counts(self) -> list[tuple[str, str, int]]:
-        """(day, purpose code, searches) for the searches that found nothing here, oldest first."""
-        cursor = self._db.execute("SELECT day, purpose_code, searches FROM search_counts ORDER BY day, purpose_code")
-        return [(str(day), str(purpose), int(n)) for day, purpose, n in cursor]
+        """(day, purpose code, searches) for the searches that found nothing here, oldest first.
+
+        Those still in the counts file are included, whichever process reads (:mod:`node.search_counts`).
+        """
+        return self._counts.totals()
 
     def expire(self, *, keep_days: int) -> int:
         """Delete rows and counts older than ``keep_days``, except unacknowledged alerts; how many went.
@@ -246,6 +242,11 @@ class Journal:
         safeguarding officer that someone searched for a shielded child.
         """
         cutoff = (self._clock() - dt.timedelta(days=keep_days)).isoformat(timespec="seconds")
+        try:
+            # Counts still in the file would come back with their old days after the DELETE below.
+            self._counts.fold()
+        except StoreError:
+            pass  # a later fold brings them in; the next expiry deletes them then
         try:
             self._db.execute("BEGIN")
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -54,15 +55,19 @@ def test_a_batch_is_one_commit(tmp_path):
     assert _count(journal) == 5
 
 
-def test_a_batch_that_found_nothing_is_one_statement_and_its_own_commit(tmp_path):
+def test_a_batch_that_found_nothing_is_one_write_to_the_counts_file_and_no_statement(tmp_path, monkeypatch):
     journal = Journal(tmp_path / "journal.sqlite3")
+    journal.record_many([(_request("first"), [])])  # the first takes the counts file (a fold: statements)
     statements: list[str] = []
     journal._db.set_trace_callback(statements.append)
+    writes: list[bytes] = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
     journal.record_many([(_request(f"s{i}"), [("none", None, None)]) for i in range(5)])
-    # Autocommit: one statement outside BEGIN ... COMMIT is committed before it returns.
-    assert len(statements) == 1 and statements[0].startswith("INSERT INTO search_counts")
-    assert not journal._db.in_transaction
-    assert journal.search_counts()[0][2] == 5
+    monkeypatch.undo()
+    assert statements == [] and len(writes) == 1
+    assert writes[0].endswith(b" child-protection-enquiry 5\n")  # a day, a purpose and a number: nothing else
+    assert journal.search_counts()[0][2] == 6
 
 
 @pytest.mark.parametrize("query", ["alerts", "access_log"])
