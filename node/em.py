@@ -3,7 +3,7 @@
 Every pair a blocking rule puts forward agrees on what the rule's key holds (the date of birth, a
 phonetic family name, the postcode sector...), match or not. With u taken from random pairs, a fit
 over all blocked pairs at once reads that agreement as evidence of a match: at a 200,000-record synth
-node it counted 125,685 matches among 125,842 blocked pairs where the truth held 209, and m became the
+node it counted 125,685 matches among 125,984 blocked pairs where the truth held 177, and m became the
 blocked pairs' own mix of levels (286 now). So each rule's pairs get an EM session of their own in which the
 comparisons the rule blocked on are left out of the likelihood (their m cannot be learnt from pairs
 chosen for agreeing on them), and each comparison's m is then taken from the sessions that left it
