@@ -87,3 +87,28 @@ async def test_an_unused_date_may_not_be_written_into_the_justification(fed):
     purpose = {"code": "child-protection-enquiry", "justification": "Referral gave the birth date 2019-02-29"}
     status, body = await fed.search({**NOAH, "date_of_birth": "2019-02-29", "postcode": "LS6 2EW"}, purpose=purpose)
     assert status == 400 and "purpose.justification" in body["error"]["fields"]
+
+
+def test_searches_without_a_date_are_followed_by_their_home_for_unusual_patterns():
+    """Many names tried at one home is the date-less search's sweep: counted as many names on one date is."""
+    from broker.patterns import pattern_keys
+    from core.subject import Subject
+
+    key = b"k" * 32
+    at_home = [
+        pattern_keys(key, Subject(given_name=g, family_name="Price", postcode=p))
+        for g, p in (("Noah", "LS6 2EW"), ("Ava", "ls62ew"))
+    ]
+    assert at_home[0].date and at_home[0].date == at_home[1].date and at_home[0].name != at_home[1].name
+    by_address = pattern_keys(key, Subject(given_name="Noah", family_name="Price", address="14 Oak Road, Leeds"))
+    assert (
+        by_address.date
+        == pattern_keys(key, Subject(given_name="Ava", family_name="Price", address="14 oak road leeds")).date
+    )
+    assert (
+        by_address.date
+        != pattern_keys(key, Subject(given_name="Ava", family_name="Price", address="16 oak road leeds")).date
+    )
+    # A home never counts as a date of birth.
+    dated = pattern_keys(key, Subject(given_name="Noah", family_name="Price", date_of_birth="2019-11-30"))
+    assert dated.name == at_home[0].name and dated.date not in (at_home[0].date, by_address.date)
