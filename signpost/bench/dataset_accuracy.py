@@ -82,9 +82,7 @@ def run_dataset(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def run_federated(
-    data: Dataset, concurrency: int, outcomes: misses.Outcomes | None = None
-) -> dict[str, Any]:
+async def run_federated(data: Dataset, concurrency: int, outcomes: misses.Outcomes | None = None) -> dict[str, Any]:
     from signpost.bench.federated import score_federation, search_all
     from signpost.federation import start_local_federation
 
