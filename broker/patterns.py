@@ -8,6 +8,9 @@ organisation (three certificates of one organisation sweep together):
 - ``one_name_many_dates``: the distinct dates of birth searched with one name (given + family);
 - ``many_names_one_date``: the distinct names searched with one date of birth.
 
+A search without a date of birth (both names and the home) counts its home in the date's place: one
+name tried at many homes, or many names at one home, alert under the same two kinds.
+
 Reaching a threshold raises an alert, at most once per window for each practitioner or organisation,
 kind and name or date: the caller logs ``unusual_search_pattern`` (who, which organisation, the kind,
 the count) and counts it in ``signpost_unusual_pattern_alerts_total{kind}``. It alerts and never
@@ -26,10 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.limits_store import LimitsStore, MemoryStore
+from core.identifiers import postcode_parts, postcode_valid
 from core.names import letters_key
 from core.subject import Subject
 
@@ -73,7 +78,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class PatternKeys:
-    """A search's name and date of birth as keyed hashes; '' where the search has none."""
+    """A search's name and date of birth (or, without one, its home) as keyed hashes; '' where it has none."""
 
     name: str
     date: str
@@ -87,7 +92,18 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
 
     given, family = letters_key(subject.given_name), letters_key(subject.family_name)
     name = f"{given}|{family}" if given or family else ""
-    return PatternKeys(digest("name", name), digest("date", subject.date_of_birth))
+    if subject.date_of_birth:
+        return PatternKeys(digest("name", name), digest("date", subject.date_of_birth))
+    # A search without a date of birth rests on the home instead (core.subject.home_given): many names
+    # tried at one home, or one name at many homes, is the same sweep. Under its own label, so a home
+    # never counts as a date.
+    home = postcode_parts(subject.postcode)[0] if postcode_valid(subject.postcode) else _words(subject.address)
+    return PatternKeys(digest("name", name), digest("home", home))
+
+
+def _words(address: str) -> str:
+    """An address's words, case-folded, house number kept ("12 Oak Road," and "12 oak road" are one home)."""
+    return " ".join(re.findall(r"\w+", address.casefold()))
 
 
 class PatternDetector:

@@ -26,7 +26,13 @@ from broker.policy import (
     justification_names_the_child,
     minimum_query_refusals,
 )
-from core.identifiers import nhs_number_valid, normalise_nhs_number, normalise_postcode, read_date_of_birth
+from core.identifiers import (
+    date_form,
+    nhs_number_valid,
+    normalise_nhs_number,
+    normalise_postcode,
+    read_date_of_birth,
+)
 from core.subject import Subject, clean_text
 
 SUBJECT_TEXT = (
@@ -105,8 +111,15 @@ def decode_body(raw: bytes) -> Any:
 
 
 DATE_OF_BIRTH_READ = "date_of_birth_read"
-"""Notice: the date of birth was in the future and was searched as the latest plausible date one digit
-away (2112 typed for 2012); the response and the audit entry carry it, never the dates."""
+"""Notice: the date of birth was no plausible date and was searched as its one likely reading — in the
+future, as the latest plausible date one digit away (2112 typed for 2012); a month past 12, with day and
+month the other way round (2006-16-07 for 2006-07-16). The response and the audit entry carry it, never
+the dates."""
+DATE_OF_BIRTH_NOT_USED = "date_of_birth_not_used"
+"""Notice: the date of birth, written as a date, was no plausible date with no one likely reading
+(30 February, 31 June, 29 February of a year that is not leap, a year before 1900) and the search had
+both names and the home: it was searched without the date, so it can find only a ``possible`` at that
+home. Without the home such a date is still a 400 naming ``subject.date_of_birth``."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,10 @@ class _Errors:
         self.notices: list[str] = []
         """Not errors: what was read differently from what was typed."""
         self.typed_date_of_birth = ""
-        """The date of birth as typed, when it was read as another (the justification must not hold it either)."""
+        """The date of birth as typed, when it was read as another or not used (the justification must not
+        hold it either)."""
+        self.unusable_date = ""
+        """Why the date of birth typed was not used, should the search be refused without it."""
 
     def add(self, field: str, reason: str) -> None:
         self.fields.setdefault(field, reason)
@@ -189,7 +205,13 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
         try:
             born, read = read_date_of_birth(dob, today)
         except ValueError as exc:
-            errors.add("subject.date_of_birth", str(exc))
+            if not date_form(dob):
+                errors.add("subject.date_of_birth", str(exc))  # not a date at all: say so
+            else:
+                # A date with no one likely reading: searched without it if names and home carry the
+                # search (the minimum query judges that), else refused with this reason.
+                values["date_of_birth"] = ""
+                errors.typed_date_of_birth, errors.unusable_date = dob, str(exc)
         else:
             if read:  # a slip such as 2112 for 2012 is searched as the plausible reading, and says so
                 values["date_of_birth"] = born.isoformat()
@@ -212,7 +234,13 @@ def _check_values(values: dict[str, str], errors: _Errors, today: dt.date) -> No
 def _minimum_query(subject: Subject, errors: _Errors) -> None:
     if any(f.startswith("subject") for f in errors.fields):
         return  # fix the fields first; the minimum-query rule is judged on valid values
-    for name, reason in minimum_query_refusals(subject).items():
+    refusals = minimum_query_refusals(subject)
+    if errors.unusable_date:
+        if refusals:  # the search needed the date: refuse it for what is wrong with the date
+            errors.add("subject.date_of_birth", errors.unusable_date)
+        else:
+            errors.notices.append(DATE_OF_BIRTH_NOT_USED)
+    for name, reason in refusals.items():
         errors.add(name, reason)
 
 

@@ -123,12 +123,39 @@ def date_readings(value: str, today: dt.date) -> tuple[dt.date, ...]:
     return tuple(sorted(readings, reverse=True))
 
 
+def swapped_reading(value: str, today: dt.date) -> dt.date | None:
+    """A YYYY-MM-DD form that is no calendar date because day and month were typed the other way round
+    ("2006-16-07": the month is 16), read as the plausible date it then is; else None.
+
+    Only when the month as typed cannot be a month and the day can: then the swap is the one reading,
+    and the commonest slip of a date written day first or month first. A form that is a real date
+    either way ("2006-07-06") is taken as typed, never swapped here.
+    """
+    if not _DATE.fullmatch(value) or not value.isascii():
+        return None
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:])
+    if month <= 12 or not 1 <= day <= 12:
+        return None
+    try:
+        reading = dt.date(year, day, month)
+    except ValueError:
+        return None
+    return reading if EARLIEST_DATE_OF_BIRTH <= reading <= today else None
+
+
+def date_form(value: str) -> bool:
+    """Is ``value`` written as YYYY-MM-DD in ASCII digits, whether or not it is a real, plausible date?"""
+    return bool(_DATE.fullmatch(value)) and value.isascii()
+
+
 def read_date_of_birth(value: str, today: dt.date) -> tuple[dt.date, bool]:
     """A date of birth to search with, and whether it was read rather than taken as typed.
 
     Taken as typed when plausible (:func:`parse_date_of_birth`); a date in the future is read as the
-    latest of its :func:`date_readings` (2112 typed for 2012 is searched as 2012). Otherwise the
-    ValueError of :func:`parse_date_of_birth`, which never echoes the value.
+    latest of its :func:`date_readings` (2112 typed for 2012 is searched as 2012), and a month that
+    cannot be a month with the day and month the other way round as that date
+    (:func:`swapped_reading`). Otherwise the ValueError of :func:`parse_date_of_birth`, which never
+    echoes the value.
     """
     try:
         return parse_date_of_birth(value, today), False
@@ -136,6 +163,9 @@ def read_date_of_birth(value: str, today: dt.date) -> tuple[dt.date, bool]:
         readings = date_readings(value, today)
         if readings:
             return readings[0], True
+        swapped = swapped_reading(value, today)
+        if swapped is not None:
+            return swapped, True
         if parse_date(value) > today:
             raise ValueError("is in the future, and no date one digit away is a plausible date of birth") from None
         raise

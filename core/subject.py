@@ -15,11 +15,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from core.identifiers import postcode_valid
 from core.names import name_problem
 from protos.signpost.v1 import node_pb2
 
 MINIMUM_QUERY = (
-    "a search needs given_name, family_name and date_of_birth, or a valid nhs_number with family_name or date_of_birth"
+    "a search needs given_name, family_name and date_of_birth (without a date of birth: given_name, family_name "
+    "and a full postcode or an address with its house number), or a valid nhs_number with family_name or "
+    "date_of_birth"
 )
 """The rule against trawling, in the words every refusal uses."""
 NAME_RULE = (
@@ -32,6 +35,7 @@ SEXES = ("", "M", "F", "U")
 # Lone surrogates cannot be encoded as UTF-8 (protobuf and the audit store refuse them), and control
 # characters (NUL above all, which PostgreSQL's text refuses) are never part of a name or a reason.
 # Tab, CR and LF are allowed: a justification may be typed over several lines.
+_WORD = re.compile(r"\w+")
 _NOT_TEXT = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -106,17 +110,30 @@ def name_problems(subject: Subject) -> dict[str, str]:
     return problems
 
 
+def home_given(subject: Subject) -> bool:
+    """Does the search say where the child lives closely enough to stand for a date of birth: a full
+    postcode (not a sector or district), or an address with a house number and a street?"""
+    if postcode_valid(subject.postcode):
+        return True
+    words = _WORD.findall(subject.address)
+    house = any(any(c.isdigit() for c in w) for w in words)
+    return len(words) >= 2 and house and any(w.isalpha() for w in words)
+
+
 def minimum_query_problems(subject: Subject) -> dict[str, str]:
     """Every field the minimum query refuses, with the reason: names that are no names, then fields missing.
 
-    Given name + family name + date of birth, or an NHS number (checked valid by the caller) with a
-    family name or a date of birth: less than that is a fishing trip, whoever sends it. A name counts
+    Given name + family name + date of birth (or, with no date of birth, + the home: :func:`home_given`),
+    or an NHS number (checked valid by the caller) with a family name or a date of birth: less than that
+    is a fishing trip, whoever sends it. A name counts
     only if it is a name (:func:`core.names.name_problem`); the node checks that an NHS number's family
     name or date of birth actually agrees.
     """
     problems = {field: f"not a name: it {reason}; {NAME_RULE}" for field, reason in name_problems(subject).items()}
     given, family = (bool(getattr(subject, f)) and f not in problems for f in NAME_FIELDS)
-    by_name = given and family and subject.date_of_birth
+    # Without a date of birth (not known, or typed as no date at all) both names and the home must carry
+    # the search; a node then returns at most a ``possible``, and only at that home (node.bands).
+    by_name = given and family and (subject.date_of_birth or home_given(subject))
     by_nhs = subject.nhs_number and (family or subject.date_of_birth)
     if not (by_name or by_nhs):
         for field in ("given_name", "family_name", "date_of_birth"):

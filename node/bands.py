@@ -6,8 +6,8 @@ score, so that no learnt weight can override them:
 - **evidence about the named child, or nothing**: every band needs a family or given name that
   agrees at least as a close spelling (not merely "sounds alike"); an NHS number agreeing needs the
   family name or the date of birth to agree too (a family name "x" finds nobody); a record whose
-  given name differs, or whose date of birth is more than one keying slip away, needs the same
-  home. A date of birth and a postcode never return anyone alone;
+  given name differs, or whose date of birth is more than one keying slip away or not searched, needs
+  the same home. A date of birth and a postcode never return anyone alone;
 - **nobody vanishes**: three of given name, family name, date of birth (or one keying slip) and home
   agreeing make a ``possible`` whatever the score — the twin's profile (family name, birthday and
   home agree, given name differs), a date of birth keyed wholly wrong, a child who changed surname;
@@ -53,6 +53,10 @@ def has_evidence(lv: Levels) -> bool:
         return close(lv[FAMILY_AT]) or lv[DOB_AT] == 0
     if not (close(lv[GIVEN_AT]) or close(lv[FAMILY_AT])):
         return False
+    if lv[DOB_AT] == NULL and not same_home(lv):
+        # A search without a date of birth (names and home, core.subject) finds only at that home:
+        # else a name alone would list every child of that name the authority holds.
+        return False
     if lv[DOB_AT] != NULL and not dob_slip(lv[DOB_AT]) and not same_home(lv):
         # A name alone, with any date of birth: one name swept over many dates would find the same
         # children every time, and say which authorities hold a child of that name.
@@ -75,11 +79,22 @@ def strong_partial(lv: Levels) -> bool:
     return sum(agreeing) >= 3
 
 
+def sex_keyed_wrong(lv: Levels) -> bool:
+    """A different sex where given name, family name and date of birth agree exactly, at the same home.
+
+    Twins of different sex never share a given name, so that is the one child with its sex keyed the
+    other way, not a twin: a ``match`` may stand. A given name that is only a variant or a close
+    spelling ("Sam" for Samuel and Samantha) is not enough, nor is a match away from the home.
+    """
+    return lv[GIVEN_AT] == 0 and lv[FAMILY_AT] == 0 and lv[DOB_AT] == 0 and same_home(lv)
+
+
 def corroborated(lv: Levels, household_alone: bool) -> bool:
     """Deterministic limits on a ``match``, whatever the weights say.
 
     Twins and siblings share a family name, an address and sometimes a birthday: the given name,
-    date of birth and sex are what tell them apart, so each must agree well, or the NHS number must.
+    date of birth and sex are what tell them apart, so each must agree well, or the NHS number must
+    (a sex keyed the other way is borne only when the rest agrees exactly: :func:`sex_keyed_wrong`).
     A different family name needs the same home too, and a date of birth more than one keying slip
     away (a digit, day and month swapped, two digits transposed) is never a ``match``.
     """
@@ -87,7 +102,9 @@ def corroborated(lv: Levels, household_alone: bool) -> bool:
         return False  # different NHS numbers
     if lv[NHS_AT] == 0:
         return lv[FAMILY_AT] != NULL and lv[DOB_AT] != NULL and (lv[FAMILY_AT] <= 4 or lv[DOB_AT] <= 1)
-    if lv[SEX_AT] == 1 or lv[FAMILY_AT] == NULL or lv[DOB_AT] == NULL or not dob_slip(lv[DOB_AT]):
+    if lv[SEX_AT] == 1 and not sex_keyed_wrong(lv):
+        return False
+    if lv[FAMILY_AT] == NULL or lv[DOB_AT] == NULL or not dob_slip(lv[DOB_AT]):
         return False
     home = same_home(lv)
     if lv[GIVEN_AT] == NULL:  # "Baby": only the sole newborn at that home

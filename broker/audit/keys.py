@@ -154,7 +154,8 @@ def subject_hashes(
     date_of_birth: str | dt.date | None,
     nhs_number: str | None = None,
 ) -> list[str]:
-    """HMAC-SHA256 (hex) of name + date of birth, family name + date of birth, and the NHS number.
+    """HMAC-SHA256 (hex) of name + date of birth, family name + date of birth, and the NHS number; of
+    given + family name alone when there is no date of birth.
 
     Names are normalised with ``core.names`` first; a combination with an
     empty part is left out. Fields are joined with "|", which no normalised
@@ -167,6 +168,10 @@ def subject_hashes(
         messages.append(f"{given}|{family}|{dob}")
     if family and dob:
         messages.append(f"{family}|{dob}")
+    if given and family and not dob:
+        # A search without a date of birth (names and home) is still found by a subject access request:
+        # ``signpost audit subject-hash`` prints this one beside the dated ones.
+        messages.append(f"{given}|{family}")
     # The broker has already normalised it (core.identifiers); an auditor may type "943-476-5919".
     digits = "".join(c for c in normalise_nhs_number(nhs_number or "") if "0" <= c <= "9")
     if digits:

@@ -233,6 +233,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--in-process", action="store_true", help="with --dataset: the node engine alone, no federation"
     )
     parser.add_argument("--compare", choices=("splink",), help="with --dataset: Splink on the same records and queries")
+    parser.add_argument(
+        "--misses",
+        type=Path,
+        help="with --dataset: write every expected record a linker missed (query and record ids, bands) to FILE",
+    )
     parser.add_argument("--limit", type=int, help="with a FEBRL --dataset: only entities numbered below this")
     parser.add_argument("--authorities", type=int, default=5)
     parser.add_argument("--children", type=int, default=20_000)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from signpost.bench import evaluate
+from signpost.bench import evaluate, misses
 from signpost.bench.common import machine, percentile
 from signpost.bench.datasets import Dataset, load
 from signpost.synth.files import COLUMNS
@@ -62,21 +62,27 @@ def write_csvs(data: Dataset, directory: Path) -> list[tuple[str, str, Path]]:
 def run_dataset(args: argparse.Namespace) -> dict[str, Any]:
     data = load_dataset(args)
     report: dict[str, Any] = {"benchmark": "accuracy", "machine": machine()} | data.summary()
+    ours: misses.Outcomes = {}
     if args.in_process:
         _say("signpost engine, in-process ...")
-        report["signpost_in_process"] = evaluate.run_in_process(data, _say)
+        report["signpost_in_process"] = evaluate.run_in_process(data, _say, ours)
     else:
         _say("signpost through a local federation ...")
-        report["signpost"] = asyncio.run(run_federated(data, args.concurrency))
+        report["signpost"] = asyncio.run(run_federated(data, args.concurrency, ours))
+    theirs: misses.Outcomes | None = None
     if args.compare == "splink":
         from signpost.bench import versus_splink
 
         _say("splink (DuckDB), trained unsupervised ...")
-        report["splink"] = versus_splink.run(data, _say)
+        theirs = {}
+        report["splink"] = versus_splink.run(data, _say, theirs)
+    if getattr(args, "misses", None):
+        rows = misses.write(args.misses, data, ours, theirs)
+        _say(f"  {rows} missed (query, record) pairs written to {args.misses}")
     return report
 
 
-async def run_federated(data: Dataset, concurrency: int) -> dict[str, Any]:
+async def run_federated(data: Dataset, concurrency: int, outcomes: misses.Outcomes | None = None) -> dict[str, Any]:
     from signpost.bench.federated import score_federation, search_all
     from signpost.federation import start_local_federation
 
@@ -90,7 +96,7 @@ async def run_federated(data: Dataset, concurrency: int) -> dict[str, Any]:
             answers = await search_all(fed, data, concurrency, _say)
             _say("  record level through each node's own engine ...")
             engines = {n.config.code: n.service.matcher for n in fed.nodes}
-            record_level = evaluate.score_engines(data, engines, _say)  # type: ignore[arg-type]
+            record_level = evaluate.score_engines(data, engines, _say, outcomes)  # type: ignore[arg-type]
         finally:
             await fed.stop()
     authority = score_federation(data, answers)

@@ -68,6 +68,8 @@ class Score:
     refused: int = 0
     ms: list[float] = field(default_factory=list)
     hidden: frozenset[Key] = frozenset()
+    outcomes: dict[str, dict[Key, str]] = field(default_factory=dict)
+    """Per query id, the band each expected record came back in ('' for none): ids only, for ``--misses``."""
 
     def add(
         self,
@@ -83,6 +85,7 @@ class Score:
         # A shielded or sensitive-only record is answered as absent by design: nothing should find it.
         expected = query.expected - self.hidden if self.hidden else query.expected
         query = replace(query, expected=expected)
+        self.outcomes[query.query_id] = {k: bands.get(k, "") for k in sorted(expected)}
         matched = {k for k, b in bands.items() if b == "match"}
         self.match.add(matched, query.expected)
         self.any_band.add(set(bands), query.expected)
@@ -156,19 +159,28 @@ def build_engines(data: Dataset) -> dict[str, MatchEngine]:
     return {code: build_matcher(records) for code, records in sorted(data.records.items())}
 
 
-def run_in_process(data: Dataset, progress: Callable[[str], None] = print) -> dict[str, Any]:
+def run_in_process(
+    data: Dataset, progress: Callable[[str], None] = print, outcomes: dict[str, dict[Key, str]] | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
     engines = build_engines(data)
     build_s = time.perf_counter() - started
     progress(f"  built {len(engines)} engines over {data.held()} records in {build_s:.1f} s")
-    return {"engine_build_seconds": round(build_s, 2)} | score_engines(data, engines, progress)
+    return {"engine_build_seconds": round(build_s, 2)} | score_engines(data, engines, progress, outcomes)
 
 
 def score_engines(
-    data: Dataset, engines: dict[str, MatchEngine], progress: Callable[[str], None] = print
+    data: Dataset,
+    engines: dict[str, MatchEngine],
+    progress: Callable[[str], None] = print,
+    outcomes: dict[str, dict[Key, str]] | None = None,
 ) -> dict[str, Any]:
-    """Every query through every authority's engine, scored by record; ms counts matching, not blocking."""
+    """Every query through every authority's engine, scored by record; ms counts matching, not blocking.
+
+    ``outcomes``, when given, is filled with each query's band for each expected record (see ``Score``)."""
     score, profile = Score(hidden=frozenset(data.answered_as_absent())), twin_profile_of(data)
+    if outcomes is not None:
+        score.outcomes = outcomes
     for n, query in enumerate(data.queries, 1):
         bands: dict[Key, str] = {}
         candidates: set[Key] = set()

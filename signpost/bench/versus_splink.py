@@ -78,7 +78,10 @@ def settings(present: set[str]) -> Any:
     )
 
 
-def run(data: Dataset, progress: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    data: Dataset, progress: Callable[[str], None], outcomes: dict[str, dict[Key, str]] | None = None
+) -> dict[str, Any]:
+    """Splink's scores for ``data``; ``outcomes``, when given, filled as :class:`Score` fills it."""
     import pandas as pd
     from splink import DuckDBAPI, Linker, block_on
 
@@ -101,10 +104,12 @@ def run(data: Dataset, progress: Callable[[str], None]) -> dict[str, Any]:
     pairs = linker.inference.predict().as_pandas_dataframe()
     predict_s = time.perf_counter() - started
     progress(f"  {len(pairs)} pairs scored in {predict_s:.1f} s")
-    return {"train_seconds": round(train_s, 2)} | _score(data, pairs, predict_s)
+    return {"train_seconds": round(train_s, 2)} | _score(data, pairs, predict_s, outcomes)
 
 
-def _score(data: Dataset, pairs: Any, predict_s: float) -> dict[str, Any]:
+def _score(
+    data: Dataset, pairs: Any, predict_s: float, outcomes: dict[str, dict[Key, str]] | None = None
+) -> dict[str, Any]:
     scored: dict[int, set[Key]] = {}
     matched: dict[int, set[Key]] = {}
     for row in pairs.itertuples(index=False):
@@ -117,6 +122,8 @@ def _score(data: Dataset, pairs: Any, predict_s: float) -> dict[str, Any]:
         if row.match_probability >= THRESHOLD:
             matched.setdefault(n, set()).add((code, record_id))
     score, profile = Score(hidden=frozenset(data.answered_as_absent())), twin_profile_of(data)
+    if outcomes is not None:
+        score.outcomes = outcomes
     for n, query in enumerate(data.queries):
         bands = {k: "match" for k in matched.get(n, set())}
         score.add(data, query, bands, scored.get(n, set()), profile, accepted=True)

@@ -46,12 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if not key_path.exists():
         print(f"error: {key_path}: subject key not found", file=sys.stderr)
         return 1
-    for digest in subject_hashes(
-        load_or_create_hmac_key(key_path),
-        given_name=args.given or "",
-        family_name=args.family or "",
-        date_of_birth=args.dob,
-        nhs_number=args.nhs,
-    ):
+    key = load_or_create_hmac_key(key_path)
+    names = {"given_name": args.given or "", "family_name": args.family or ""}
+    digests = subject_hashes(key, **names, date_of_birth=args.dob, nhs_number=args.nhs)
+    # A search made without the date of birth (names and home) carries the names' hash alone.
+    digests += subject_hashes(key, **names, date_of_birth=None) if args.dob else []
+    for digest in dict.fromkeys(digests):
         print(digest)
     return 0

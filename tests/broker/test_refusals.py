@@ -28,7 +28,7 @@ def no_preauth_limit(fed) -> None:
 async def test_malformed_requests_do_not_spend_the_practitioners_quota(federation):
     fed = await federation(leeds(), rate_limit=3)
     for _ in range(10):
-        assert (await fed.search({**CHILD, "date_of_birth": "2013-02-30"}, purpose=PURPOSE))[0] == 400
+        assert (await fed.search({**CHILD, "date_of_birth": "30/02/2013"}, purpose=PURPOSE))[0] == 400
     status, answer = await fed.search(CHILD, purpose=PURPOSE)
     assert status == 200, answer
 

@@ -21,6 +21,7 @@ from core.identifiers import (
     postcode_parts,
     postcode_valid,
     read_date_of_birth,
+    swapped_reading,
 )
 
 TODAY = dt.date(2026, 12, 2)
@@ -157,3 +158,29 @@ def test_a_plausible_date_is_taken_as_typed():
     assert date_readings("2014-03-09", TODAY) == ()
     with pytest.raises(ValueError):
         read_date_of_birth("1899-12-31", TODAY)  # only the future is read: before 1900 stays refused
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("2006-16-07", "2006-07-16"),
+        ("2019-30-11", "2019-11-30"),
+        ("2019-29-02", None),  # 2019-02-29 is no date either
+        ("2006-16-13", None),  # neither reading is a date
+        ("2026-31-12", None),  # 2026-12-31 is after today
+        ("1899-13-01", None),  # before 1900
+    ],
+)
+def test_a_month_past_12_is_read_with_day_and_month_the_other_way_round(typed, read):
+    """Only when the month cannot be one and the day can, and the swap is a plausible date of birth."""
+    assert swapped_reading(typed, TODAY) == (dt.date.fromisoformat(read) if read else None)
+    if read:
+        assert read_date_of_birth(typed, TODAY) == (dt.date.fromisoformat(read), True)
+    else:
+        with pytest.raises(ValueError):
+            read_date_of_birth(typed, TODAY)
+
+
+def test_a_real_date_is_never_swapped():
+    assert swapped_reading("2006-07-06", TODAY) is None
+    assert read_date_of_birth("2006-07-06", TODAY) == (dt.date(2006, 7, 6), False)

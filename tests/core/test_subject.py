@@ -44,6 +44,14 @@ def test_every_field_of_the_wire_subject_is_a_field_of_subject():
         (Subject(family_name="Bo"), ("given_name", "date_of_birth")),
         (Subject(nhs_number="9434765919"), ("given_name", "family_name", "date_of_birth")),
         (Subject(given_name="Amy", family_name="Bo"), ("date_of_birth",)),
+        # Without a date of birth, both names and the home: a full postcode, or a house number and street.
+        (Subject(given_name="Amy", family_name="Bo", postcode="ls62ab"), ()),
+        (Subject(given_name="Amy", family_name="Bo", address="12a Oak Road"), ()),
+        (Subject(given_name="Amy", family_name="Bo", postcode="LS6 2"), ("date_of_birth",)),
+        (Subject(given_name="Amy", family_name="Bo", address="Oak Road Leeds"), ("date_of_birth",)),
+        (Subject(given_name="Amy", family_name="Bo", address="12"), ("date_of_birth",)),
+        (Subject(family_name="Bo", postcode="LS6 2AB"), ("given_name", "date_of_birth")),
+        (Subject(given_name="A", family_name="Bo", postcode="LS6 2AB"), ("given_name", "date_of_birth")),
         (Subject(), ("given_name", "family_name", "date_of_birth")),
         # A name must be a name: the fishing trips of issue 13 met the old rule with these.
         (Subject(given_name=".", family_name="Bo", date_of_birth="2014-03-09"), ("given_name",)),

@@ -322,5 +322,5 @@ async def test_a_date_of_birth_read_from_the_future_is_searched_and_said_so(port
     assert status == 200
     page = text_of(html)
     assert "Leeds: Match" in page
-    assert "searched as the nearest likely date one digit away" in page
+    assert "so it was searched as its likely reading (one digit away from a date in the future" in page
     assert "2114" not in page and "2014" not in page  # the page says it was read, not what either date was

@@ -74,7 +74,7 @@ def test_evaluator_scores_by_record_and_counts_a_refused_query_as_a_miss():
     data.add_record("DEV-A", {"record_id": "r1", **amy}, {"h1"})
     data.add_record("DEV-B", {"record_id": "r2", **amy, "given_name": "Zebedee", "date_of_birth": "2011-07-09"})
     data.add_query("found", amy, [("DEV-A", "r1")], {"h1"})
-    data.add_query("refused", amy | {"date_of_birth": "2015-02-30"}, [("DEV-A", "r1")], {"h1"})
+    data.add_query("refused", amy | {"date_of_birth": "30/02/2015"}, [("DEV-A", "r1")], {"h1"})
     report = evaluate.run_in_process(data, progress=lambda _: None)
     assert report["match"]["tp"] == 1 and report["match"]["fp"] == 0
     assert report["match"]["fn"] == 1 and report["queries_refused_400"] == 1  # the refused one is a miss
@@ -87,7 +87,7 @@ def test_a_linker_that_sees_every_query_is_also_scored_over_the_queries_the_brok
     amy = {"given_name": "Amy", "family_name": "Lowe", "date_of_birth": "2015-03-04", "postcode": "LS6 2AB"}
     data.add_record("DEV-A", {"record_id": "r1", **amy}, {"h1"})
     data.add_query("found", amy, [("DEV-A", "r1")], {"h1"})
-    data.add_query("refused", amy | {"date_of_birth": "2015-02-30"}, [("DEV-A", "r1")], {"h1"})
+    data.add_query("refused", amy | {"date_of_birth": "30/02/2015"}, [("DEV-A", "r1")], {"h1"})
     score, profile = evaluate.Score(), evaluate.twin_profile_of(data)
     # Splink sees both queries and finds the record only for the one the broker refuses.
     score.add(data, data.queries[0], {}, set(), profile, accepted=True)
