@@ -96,6 +96,7 @@ def street_word(address: str) -> str:
     With the house number, a home that keys neither a name nor the postcode: filler, house and flat
     numbers ('12', '12a') and single letters (a compass point, 'n 30th st') are skipped.
     """
+    word: str
     for word in _WORD.findall(fold_keep_digits(address)):
         if len(word) > 1 and word not in ADDRESS_FILLER and not _HOUSE_WORD.fullmatch(word):
             return word

@@ -223,8 +223,7 @@ def test_a_home_by_postcode_and_house_keys_a_record_whose_names_and_date_were_al
 def test_a_home_holding_more_than_a_household_is_not_looked_up_alone():
     # "1 High Street" in many towns of one large node: a wide key, so past WIDE_POSTINGS it adds nobody.
     crowded = [
-        _rec(f"C{n}", f"Name{n}", f"Family{n}", "2014-01-01", address="1 High Street")
-        for n in range(WIDE_POSTINGS + 1)
+        _rec(f"C{n}", f"Name{n}", f"Family{n}", "2014-01-01", address="1 High Street") for n in range(WIDE_POSTINGS + 1)
     ]
     engine = _engine(*crowded)
     query = Subject(given_name="Zed", family_name="Quill", date_of_birth="2015-02-02", address="1 High Street")
