@@ -7,8 +7,9 @@ A probabilistic (Fellegi–Sunter) engine:
    year of birth, postcode sector with date of birth, NHS number, and keys with
    no date at all (names with the postcode district or house number) so a date
    keyed wholly wrong still meets the query — tried with the date's day and
-   month swapped and with given and family names swapped, so a query never
-   scans the table;
+   month swapped and with given and family names swapped, and the home alone
+   (house number with postcode, or with street) for a record whose names and
+   date were both keyed wrong — so a query never scans the table;
 2. each candidate is compared field by field into graded levels
    (:mod:`node.comparisons`), and the levels' weights (:mod:`node.weights`,
    learnt from this node's own data) are summed with a prior that depends on
@@ -55,14 +56,14 @@ from node.comparisons import NULL
 from node.em import Session, run_em
 from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
 from node.learning import blocked_pairs, pair_levels
-from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic
+from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic, street_word
 from node.records import Record
 from node.weights import Model, estimate_u
 
 GIVEN, FAMILY, DOB, SEX, POSTCODE, ADDRESS, NHS = range(7)
 WIDE_POSTINGS = 12
-"""A wide key (the whole name alone) is looked up only while it holds at most this many records:
-enough for a rare name, nothing for a common one in a large node."""
+"""A wide key (the whole name alone, or the home alone) is looked up only while it holds at most this
+many records: enough for a rare name or one household, nothing for a common one in a large node."""
 MIN_TF = 1e-5
 """Floor on a name's frequency: rarer than 1 in 100,000 says nothing more about a match."""
 
@@ -128,6 +129,8 @@ class _Prepared:
     district: str = ""
     house: str = ""
     """The address's first number: with the postcode district, a home that keys nothing on the date."""
+    street: str = ""
+    """The address's street word (normalise.street_word): with the house number, a home without a postcode."""
 
     @classmethod
     def of(cls, q: Subject) -> _Prepared:
@@ -150,6 +153,7 @@ class _Prepared:
             q.nhs_number,
             postcode_parts(q.postcode)[2] if q.postcode else "",
             house_number(q.address),
+            street_word(q.address),
         )
 
 
@@ -326,6 +330,24 @@ whole households, which cost build time and would teach EM that siblings (alike 
 given name) are matches."""
 
 
+def home_keys(postcode: str, house: str, street: str) -> list[int]:
+    """Wide keys of the home alone, with no name and no date: the house number with the full postcode,
+    and with the street word (an address held without a postcode, or with a postcode keying slip).
+
+    For the record whose given name *and* date of birth, or both names, were keyed wrong (a family name
+    cut to an initial, a placeholder, a sibling's date): no other key holds anything it shares with the
+    query but the home. Wide, so looked up only while the home holds at most WIDE_POSTINGS records —
+    a household, not every "1 High Street" of a large node. Only blocking: the band rules still want
+    evidence about the named child (bands.has_evidence), so this alone returns nobody.
+    """
+    if not house:
+        return []
+    keys = [hash((16, postcode, house))] if postcode else []
+    if street:
+        keys.append(hash((17, house, street)))
+    return keys
+
+
 def query_keys(q: _Prepared) -> list[int]:
     """The index keys a query looks up (the same for every node: key_hash is per process, not per index)."""
     dobs = {q.dob, _swap_dob(q.dob)} if q.dob else set()
@@ -345,9 +367,10 @@ def query_keys(q: _Prepared) -> list[int]:
 
 
 def query_wide_keys(q: _Prepared) -> list[int]:
-    """The wide keys a query looks up (both orientations of the names)."""
+    """The wide keys a query looks up (both orientations of the names, and the home)."""
     keys = wide_keys(q.givens, q.families)
     keys += wide_keys(["".join(f) for f in q.families if f], [(g,) for g in q.givens if g])
+    keys += home_keys(postcode_parts(q.postcode)[0] if q.postcode else "", q.house, q.street)
     return keys
 
 
@@ -449,6 +472,7 @@ class MatchEngine:
         dob = table.dob[i]
         givens, families = table.givens(i), table.families(i)
         full, sector, district, _ = postcode_parts(table.postcode[i])
+        house = house_number(table.address[i])
         narrow = blocking_keys(
             givens,
             families,
@@ -457,11 +481,11 @@ class MatchEngine:
             table.nhs[i],
             (dob // 10000,),
             district,
-            house_number(table.address[i]),
+            house,
             wide=False,
             postcode=full,
         )
-        return narrow, wide_keys(givens, families)
+        return narrow, wide_keys(givens, families) + home_keys(full, house, street_word(table.address[i]))
 
     def _visible_rows(self) -> np.ndarray:
         """Table rows of the records the model learns from (ascending): every row unless some are hidden."""

@@ -86,6 +86,23 @@ def fold_keep_digits(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+_HOUSE_WORD = re.compile(r"\d+[a-z]?")
+
+
+def street_word(address: str) -> str:
+    """The first word of an address that names its street ('Flat 2, 12a Oak Road' -> 'oak'), '' when none.
+
+    With the house number, a home that keys neither a name nor the postcode: filler, house and flat
+    numbers ('12', '12a') and single letters (a compass point, 'n 30th st') are skipped.
+    """
+    word: str
+    for word in _WORD.findall(fold_keep_digits(address)):
+        if len(word) > 1 and word not in ADDRESS_FILLER and not _HOUSE_WORD.fullmatch(word):
+            return word
+    return ""
+
+
 def house_number(address: str) -> str:
     """The first number in an address ('12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
     found = re.search(r"\d+", address)

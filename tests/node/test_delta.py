@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.subject import Subject
-from node.delta import Overlay, OverlayBounds
+from node.delta import Overlay, OverlayBounds, build_overlay
 from node.importer import import_csv
 from node.index import RESERVE_POSTINGS
 from node.matching import WIDE_POSTINGS, MatchEngine, MatchSettings, build_matcher
@@ -355,3 +355,40 @@ def test_a_background_build_older_than_the_base_does_not_replace_it(tmp_path):
     asyncio.run(scenario())
     holder.generation.close()
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("held", "change"),
+    [
+        (WIDE_POSTINGS, +1),  # the change takes the home over its cap: the overlay drops it as a build would
+        (WIDE_POSTINGS + 2, -2),  # and back under it: its postings come from the base's reserve
+    ],
+)
+def test_an_overlay_keys_a_home_at_its_cap_as_a_full_build_does(held, change):
+    """The home keys (house number with postcode or street, no name) are wide: capped across base and delta."""
+
+    def child(n: int) -> Record:
+        return Record(
+            record_id=f"H{n:03d}",
+            given_name=f"Name{n}",
+            family_name=f"Family{n}",
+            date_of_birth="2014-01-01",
+            postcode="LS6 2AB",
+            address="1 High Street",
+        )
+
+    home = [child(n) for n in range(held)]
+    base = build_matcher(home, replace(SETTINGS, learn=False))
+    if change > 0:
+        after = home + [child(held + n) for n in range(change)]
+        overlay = build_overlay(base, [r.record_id for r in after[held:]], after[held:])
+    else:
+        after = home[:change]
+        overlay = build_overlay(base, [r.record_id for r in home[change:]], [])
+    full = build_matcher(after, replace(SETTINGS, learn=False))
+    assert overlay is not None
+    query = Subject(given_name="Zed", family_name="Quill", date_of_birth="2015-02-02", postcode="LS6 2AB")
+    # By postcode and house, and by house and street with no postcode.
+    for q in (replace(query, address="1 High Street"), replace(query, postcode="", address="1 High St Leeds")):
+        assert overlay.candidate_record_ids(q) == full.candidate_record_ids(q)
+    assert bool(full.candidate_record_ids(replace(query, address="1 High Street"))) == (held + change <= WIDE_POSTINGS)

@@ -3,12 +3,14 @@ and nothing returned without evidence about the named child."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.identifiers import dob_int
 from core.subject import Subject
 from node import comparisons as cmp
-from node.matching import MatchEngine, MatchSettings
+from node.matching import WIDE_POSTINGS, MatchEngine, MatchSettings
 from node.records import Record
 
 HOME = {"postcode": "LS6 2AB", "address": "4 Elm Street"}
@@ -231,3 +233,38 @@ def test_the_same_house_number_and_an_address_spelt_much_alike_in_the_district_i
     address = "68 Buny Close Lumeah Co Ttage Elizabeth Vale"
     assert _bands(engine, **searched, address=address) == {"V": "possible"}  # a date keyed wrong, at home
     assert _bands(engine, **searched, address=address.replace("68", "86")) == {}  # another house: nobody
+
+
+def test_a_home_without_a_postcode_keys_a_record_whose_family_name_and_date_were_keyed_wrong():
+    # pseudopeople's WIC: the family name cut to an initial and the date of birth another's, the address
+    # alike and no postcode held. Only the house number with the street word is shared with the query.
+    home = {"address": "11614 Lakewood Dr Anytown"}
+    engine = _engine(_rec("H", "Hank", "S", "2001-04-27", **home))
+    query = Subject(given_name="Hank", family_name="Miles", date_of_birth="1982-12-10", address="11614 lakewood drive")
+    assert "H" in engine.candidate_record_ids(query)
+    # A candidate, not an answer: a given name and a home are two of four, not evidence enough.
+    assert _bands(engine, **query.__dict__) == {}
+    assert "H" not in engine.candidate_record_ids(replace(query, address="11641 Lakewood Dr"))
+
+
+def test_a_home_by_postcode_and_house_keys_a_record_whose_names_and_date_were_all_keyed_wrong():
+    # FEBRL3: a family name mistyped past its phonetic code and its given name's initial ("Bartrl" for
+    # Bartel, "Emam" for Elizabeth), another date, the street spelt differently: the postcode and house agree.
+    engine = _engine(_rec("B", "Elizabeth", "Bartel", "1983-11-27", postcode="C4 4KX", address="3 Garrad Court"))
+    query = Subject(given_name="Emam", family_name="Bartrl", date_of_birth="1907-09-10", postcode="C4 4KX")
+    assert "B" not in engine.candidate_record_ids(query)  # no house number: no home to key
+    assert "B" in engine.candidate_record_ids(replace(query, address="3 Garad Ct St Helens"))
+    assert _bands(engine, **replace(query, address="3 Garad Ct St Helens").__dict__) == {}
+
+
+def test_a_home_holding_more_than_a_household_is_not_looked_up_alone():
+    # "1 High Street" in many towns of one large node: a wide key, so past WIDE_POSTINGS it adds nobody.
+    crowded = [
+        _rec(f"C{n}", f"Name{n}", f"Family{n}", "2014-01-01", address="1 High Street") for n in range(WIDE_POSTINGS + 1)
+    ]
+    engine = _engine(*crowded)
+    query = Subject(given_name="Zed", family_name="Quill", date_of_birth="2015-02-02", address="1 High Street")
+    assert engine.candidate_record_ids(query) == set()
+    assert MatchEngine.build([*_crowd(), *crowded[:WIDE_POSTINGS]], MatchSettings()).candidate_record_ids(query) == {
+        f"C{n}" for n in range(WIDE_POSTINGS)
+    }
