@@ -276,8 +276,13 @@ class FanOut:
     def _congested(outcomes: dict[str, Outcome], waiting: list[_Waiting], started: float, budget_ms: float) -> bool:
         """broker.admission's rule, on the first attempts: nodes not sent for lack of time count as timeouts."""
         not_sent = sum(isinstance(o.error, NodeTimeout) for o in outcomes.values())
-        timeouts = not_sent + sum(isinstance(future.exception(), NodeTimeout) for *_, future in waiting)
-        answer_ms = [(future.result()[1] - started) * 1000 for *_, future in waiting if future.exception() is None]
+        timeouts, answer_ms = not_sent, []
+        for *_, future in waiting:
+            error = future.exception()
+            if error is None:
+                answer_ms.append((future.result()[1] - started) * 1000)
+            elif isinstance(error, NodeTimeout):
+                timeouts += 1
         return congested(timeouts, not_sent + len(waiting), answer_ms, budget_ms)
 
     async def _first_attempts(
@@ -287,17 +292,18 @@ class FanOut:
         now = self._clock()
         outcomes: dict[str, Outcome] = {}
         common_end = deadline_at - RESERVE_SECONDS
+        probation_end = min(common_end, now + self.settings.probation_timeout)
+        self._peers.refresh()  # once a search, not once a node: each node's probation is read below
+        health_of = self._health
         waiting: list[_Waiting] = []
         for client in clients:
-            health = self._health[client.authority.code]
+            health = health_of[client.authority.code]
             if not health.breaker.allow():
                 outcomes[client.authority.code] = self._outcome(
                     client, health, search_id, started, None, NodeCircuitOpen("circuit open after repeated failures")
                 )
                 continue
-            budget_end = deadline_at - RESERVE_SECONDS
-            if health.on_probation:
-                budget_end = min(budget_end, now + self.settings.probation_timeout)
+            budget_end = probation_end if health.probation else common_end
             if budget_end - now < MIN_ATTEMPT_SECONDS:
                 # The search's own time ran out before this node was asked: not the node's failure.
                 outcomes[client.authority.code] = self._outcome(
@@ -344,9 +350,16 @@ class FanOut:
         debug = log.is_enabled_for(10)  # once a search: each look at the lazy logger proxy binds anew
         timeout_judgement: Judgement = "congestion" if blameless else "judged"
         retries: list[tuple[NodeClient, NodeHealth, asyncio.Task[Answered]]] = []
+        answered_at = self._wall_clock()  # once a search: every answer below came within it
         for client, health, budget_end, future in waiting:
             error = future.exception()
-            if isinstance(error, NodeUnavailable):
+            if error is None and not debug:
+                # The usual case, 150 times a search: straight to the node's record and its outcome.
+                response, at = future.result()
+                ms = (at - started) * 1000
+                health.succeeded(ms, answered_at)
+                outcomes[client.authority.code] = Outcome(client.authority, response, None, ms)
+            elif isinstance(error, NodeUnavailable):
                 retries.append(
                     (client, health, asyncio.ensure_future(self._retry(client, piece, budget_end, resign, health)))
                 )

@@ -129,10 +129,11 @@ class NodeHealth:
             self.peers = Peers(self.settings)
         self.peers.members[self.authority.code] = self
 
-    def succeeded(self, ms: float) -> None:
+    def succeeded(self, ms: float, at: float | None = None) -> None:
+        """An answer in ``ms``; ``at`` (wall clock) lets a search read the clock once for all its nodes."""
         self.latencies.append(ms)
         self.outcomes.append(True)
-        self.last_success, self.reachable = self.wall_clock(), True
+        self.last_success, self.reachable = self.wall_clock() if at is None else at, True
         self.breaker.success()
 
     def failed(self, error: NodeCallError) -> None:
