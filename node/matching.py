@@ -40,6 +40,7 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import compress
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -169,7 +170,9 @@ def _family_codes(families: Iterable[tuple[str, ...]]) -> set[str]:
 
 
 def _given_codes(givens: Iterable[str]) -> set[str]:
-    return {phonetic(g)[0] for g in givens if g} - {""}
+    codes = {phonetic(g)[0] for g in givens if g}
+    codes.discard("")  # in place: a second set (``- {""}``) a record cost more than the codes themselves
+    return codes
 
 
 def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[str]]:
@@ -177,7 +180,7 @@ def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[
 
     Not cached: records' sets of given names (with middle names) are nearly as many as the records.
     """
-    named = tuple(g for g in givens if g)
+    named = tuple(filter(None, givens))  # the names that are not empty (a generator cost twice as much)
     return named, _given_codes(named), {g[0] for g in named}
 
 
@@ -362,9 +365,6 @@ class MatchEngine:
     ) -> MatchEngine:
         settings = settings or MatchSettings()
         table = RecordTable()
-        given_counts: Counter[str] = Counter()
-        family_counts: Counter[str] = Counter()
-        dob_counts: Counter[int] = Counter()
         visible, hidden = IndexBuilder(), IndexBuilder()
         for i, record in enumerate(records):
             _add(table, record)
@@ -373,15 +373,7 @@ class MatchEngine:
                 hidden.add(i, narrow, wide)
                 continue
             visible.add(i, narrow, wide)
-            given_counts[table.given[i]] += 1
-            family_counts["".join(table.family[i])] += 1
-            dob_counts[table.dob[i]] += 1
-        model = Model(
-            given_counts=dict(given_counts),
-            family_counts=dict(family_counts),
-            dob_counts=dict(dob_counts),
-            records=len(table) - len(hidden.records),
-        )
+        model = Model(**_name_counts(table, hidden.records), records=len(table) - len(hidden.records))
         engine = cls(
             table,
             visible.build(MAX_POSTINGS_PER_KEY, WIDE_POSTINGS),
@@ -400,7 +392,7 @@ class MatchEngine:
         """A record's keys: (narrow, wide)."""
         dob = table.dob[i]
         givens, families = table.givens(i), table.families(i)
-        full, sector, district, _ = postcode_parts(table.postcode[i])
+        full, sector, district, _ = cmp.split_postcode(table.postcode[i])  # a node repeats its postcodes
         narrow = blocking_keys(
             givens,
             families,
@@ -419,7 +411,7 @@ class MatchEngine:
     def _dated_keys(table: RecordTable, i: int) -> list[int]:
         """A record's keys without the date-free ones, for learning (see _learn)."""
         dob = table.dob[i]
-        sector = postcode_parts(table.postcode[i])[1]
+        sector = cmp.split_postcode(table.postcode[i])[1]
         return blocking_keys(
             table.givens(i), table.families(i), (dob,), sector, table.nhs[i], (dob // 10000,), wide=False
         )
@@ -710,18 +702,18 @@ def _family_name(family_name: str) -> tuple[str, ...]:
 
 def _add(table: RecordTable, record: Record) -> None:
     i = len(table)
-    share = table.share
+    share, intern = table.share, sys.intern  # strings straight to intern (what share does with them): once a record
     first, other_given = given_names(record.given_name, record.middle_names)
     table.record_id.append(record.record_id)
-    table.given.append(share(first))  # type: ignore[arg-type]
+    table.given.append(intern(first))
     table.family.append(share(_family_name(record.family_name)))  # type: ignore[arg-type]
     table.dob.append(dob_int(record.date_of_birth))
-    table.sex.append(share(record.sex if record.sex in ("M", "F") else ""))  # type: ignore[arg-type]
-    table.postcode.append(share(record.postcode))  # type: ignore[arg-type]
+    table.sex.append(intern(record.sex if record.sex in ("M", "F") else ""))
+    table.postcode.append(intern(record.postcode))
     table.address.append(record.address)
     table.nhs.append(record.nhs_number)
     table.shielded.append(1 if record.shielded else 0)
-    others = [share(g) for g in other_given]
+    others = [intern(g) for g in other_given]
     other_family = []
     for name in record.other_names:
         g, f = split_other_name(name)
@@ -731,6 +723,26 @@ def _add(table: RecordTable, record: Record) -> None:
         table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))  # type: ignore[misc]
     if other_family:
         table.other_family[i] = tuple(dict.fromkeys(f for f in other_family if f))  # type: ignore[misc]
+
+
+def _name_counts(table: RecordTable, hidden_rows: Iterable[int]) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The model's counts of given names, family names (parts joined) and dates of birth among the visible records.
+
+    Counted over the table's columns once the table is built (in C: ``Counter`` of a column), not a
+    record at a time; family names are counted as the table holds them (shared tuples, a few thousand)
+    and joined once each.
+    """
+    visible = bytearray(b"\x01") * len(table)
+    for i in hidden_rows:
+        visible[i] = 0
+    family_counts: Counter[str] = Counter()
+    for parts, n in Counter(compress(table.family, visible)).items():
+        family_counts["".join(parts)] += n
+    return {
+        "given_counts": dict(Counter(compress(table.given, visible))),
+        "family_counts": dict(family_counts),
+        "dob_counts": dict(Counter(compress(table.dob, visible))),
+    }
 
 
 def build_matcher(records: Iterable[Record], settings: MatchSettings | None = None) -> MatchEngine:
