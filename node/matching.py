@@ -277,7 +277,7 @@ def wide_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]]) -> lis
     Looked up only while it holds at most WIDE_POSTINGS records, so a large node's common names add
     nothing to a query's cost. (The phonetic family name and initial in a district was tried too: it
     found one more pair in FEBRL1 and cost a quarter more time a query on 100,000 records.)"""
-    named = tuple(g for g in givens if g)
+    named = tuple(filter(None, givens))
     return [hash((12, f, g)) for f in _family_parts(tuple(families))[1] for g in named]
 
 
