@@ -146,7 +146,8 @@ def _postcode_levels(a: list[str], b: list[str]) -> np.ndarray:
         # a set and a dict of them, a pair at a time, cost more than the slips).
         pairs, which = np.unique(codes_a[maybe] * len(ids) + codes_b[maybe], return_inverse=True)
         x, y = np.divmod(pairs, len(ids))
-        slip = np.array([cmp.postcode_slip(split[p][0], split[q][0]) for p, q in zip(x.tolist(), y.tolist())], dtype=bool)
+        tried = zip(x.tolist(), y.tolist(), strict=True)
+        slip = np.array([cmp.postcode_slip(split[p][0], split[q][0]) for p, q in tried], dtype=bool)
         out[maybe[slip[which.reshape(-1)]]] = 2
     empty = np.array([not p for p in ids], dtype=bool)
     out[empty[codes_a] | empty[codes_b]] = NULL

@@ -40,8 +40,8 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import compress
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Protocol
 
 import numpy as np
@@ -373,7 +373,13 @@ class MatchEngine:
                 hidden.add(i, narrow, wide)
                 continue
             visible.add(i, narrow, wide)
-        model = Model(**_name_counts(table, hidden.records), records=len(table) - len(hidden.records))
+        given_counts, family_counts, dob_counts = _name_counts(table, hidden.records)
+        model = Model(
+            given_counts=given_counts,
+            family_counts=family_counts,
+            dob_counts=dob_counts,
+            records=len(table) - len(hidden.records),
+        )
         engine = cls(
             table,
             visible.build(MAX_POSTINGS_PER_KEY, WIDE_POSTINGS),
@@ -717,15 +723,17 @@ def _add(table: RecordTable, record: Record) -> None:
     other_family = []
     for name in record.other_names:
         g, f = split_other_name(name)
-        others.append(share(g))
+        others.append(intern(g))
         other_family.append(share(tuple(share(p) for p in f)))
     if others:
-        table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))  # type: ignore[misc]
+        table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))
     if other_family:
         table.other_family[i] = tuple(dict.fromkeys(f for f in other_family if f))  # type: ignore[misc]
 
 
-def _name_counts(table: RecordTable, hidden_rows: Iterable[int]) -> dict[str, dict]:  # type: ignore[type-arg]
+def _name_counts(
+    table: RecordTable, hidden_rows: Iterable[int]
+) -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
     """The model's counts of given names, family names (parts joined) and dates of birth among the visible records.
 
     Counted over the table's columns once the table is built (in C: ``Counter`` of a column), not a
@@ -738,11 +746,11 @@ def _name_counts(table: RecordTable, hidden_rows: Iterable[int]) -> dict[str, di
     family_counts: Counter[str] = Counter()
     for parts, n in Counter(compress(table.family, visible)).items():
         family_counts["".join(parts)] += n
-    return {
-        "given_counts": dict(Counter(compress(table.given, visible))),
-        "family_counts": dict(family_counts),
-        "dob_counts": dict(Counter(compress(table.dob, visible))),
-    }
+    return (
+        dict(Counter(compress(table.given, visible))),
+        dict(family_counts),
+        dict(Counter(compress(table.dob, visible))),
+    )
 
 
 def build_matcher(records: Iterable[Record], settings: MatchSettings | None = None) -> MatchEngine:

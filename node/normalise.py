@@ -87,7 +87,8 @@ def fold_keep_digits(text: str) -> str:
 
 
 _NUMBER = re.compile(r"\d+")
-"""Compiled once: ``re.search`` with a pattern string looks it up in re's cache on every call, once per record in a build."""
+"""Compiled once: ``re.search`` with a pattern string looks it up in re's cache at every call (once a
+record in a build)."""
 
 
 def house_number(address: str) -> str:
