@@ -112,7 +112,6 @@ class IndexBuilder:
 
     def __init__(self) -> None:
         self._keys = array("q")
-        self._rows = array("i")
         self._counts = array("i")
         """Per record added: how many narrow keys, then how many wide ones (in that order in _keys)."""
         self.records = array("i")
@@ -123,14 +122,13 @@ class IndexBuilder:
         self.records.append(record)
         self._keys.extend(narrow)
         self._keys.extend(wide)
-        self._rows.append(record)
         self._counts.append(len(narrow))
         self._counts.append(len(wide))
 
     def build(self, narrow_cap: int, wide_cap: int) -> BlockingIndex:
         """The index, each run of postings kept only while within the cap its lookups use."""
         counts = np.frombuffer(self._counts, dtype=np.int32) if len(self._counts) else np.zeros(0, dtype=np.int32)
-        rows = np.frombuffer(self._rows, dtype=np.int32) if len(self._rows) else np.zeros(0, dtype=np.int32)
+        rows = np.frombuffer(self.records, dtype=np.int32) if len(self.records) else np.zeros(0, dtype=np.int32)
         per_record = counts[0::2] + counts[1::2]
         caps = np.repeat(np.tile(np.array([narrow_cap, wide_cap], dtype=np.int32), len(rows)), counts)
         index = BlockingIndex(array("q"), array("i"))

@@ -141,11 +141,14 @@ def _postcode_levels(a: list[str], b: list[str]) -> np.ndarray:
         out[(pa[:, part] != -1) & (pa[:, part] == pb[:, part])] = level
     # A slip (level 2) outranks district and area: tried only for those pairs, once per pair of codes.
     maybe = np.flatnonzero((out >= 3) & (pa[:, 0] != -1) & (pb[:, 0] != -1))
-    slips = {
-        pair: cmp.postcode_slip(split[pair[0]][0], split[pair[1]][0])
-        for pair in set(zip(codes_a[maybe].tolist(), codes_b[maybe].tolist(), strict=True))
-    }
-    out[maybe[[slips[(x, y)] for x, y in zip(codes_a[maybe].tolist(), codes_b[maybe].tolist(), strict=True)]]] = 2
+    if len(maybe):
+        # Each distinct pair of codes tried once, the pairs numbered in numpy (most random pairs get here:
+        # a set and a dict of them, a pair at a time, cost more than the slips).
+        pairs, which = np.unique(codes_a[maybe] * len(ids) + codes_b[maybe], return_inverse=True)
+        x, y = np.divmod(pairs, len(ids))
+        tried = zip(x.tolist(), y.tolist(), strict=True)
+        slip = np.array([cmp.postcode_slip(split[p][0], split[q][0]) for p, q in tried], dtype=bool)
+        out[maybe[slip[which.reshape(-1)]]] = 2
     empty = np.array([not p for p in ids], dtype=bool)
     out[empty[codes_a] | empty[codes_b]] = NULL
     return out

@@ -42,6 +42,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Protocol
 
 import numpy as np
@@ -174,7 +175,9 @@ def _family_codes(families: Iterable[tuple[str, ...]]) -> set[str]:
 
 
 def _given_codes(givens: Iterable[str]) -> set[str]:
-    return {phonetic(g)[0] for g in givens if g} - {""}
+    codes = {phonetic(g)[0] for g in givens if g}
+    codes.discard("")  # in place: a second set (``- {""}``) a record cost more than the codes themselves
+    return codes
 
 
 def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[str]]:
@@ -182,7 +185,7 @@ def _given_parts(givens: Iterable[str]) -> tuple[tuple[str, ...], set[str], set[
 
     Not cached: records' sets of given names (with middle names) are nearly as many as the records.
     """
-    named = tuple(g for g in givens if g)
+    named = tuple(filter(None, givens))  # the names that are not empty (a generator cost twice as much)
     return named, _given_codes(named), {g[0] for g in named}
 
 
@@ -279,7 +282,7 @@ def wide_keys(givens: Iterable[str], families: Iterable[tuple[str, ...]]) -> lis
     Looked up only while it holds at most WIDE_POSTINGS records, so a large node's common names add
     nothing to a query's cost. (The phonetic family name and initial in a district was tried too: it
     found one more pair in FEBRL1 and cost a quarter more time a query on 100,000 records.)"""
-    named = tuple(g for g in givens if g)
+    named = tuple(filter(None, givens))
     return [hash((12, f, g)) for f in _family_parts(tuple(families))[1] for g in named]
 
 
@@ -433,9 +436,6 @@ class MatchEngine:
     ) -> MatchEngine:
         settings = settings or MatchSettings()
         table = RecordTable()
-        given_counts: Counter[str] = Counter()
-        family_counts: Counter[str] = Counter()
-        dob_counts: Counter[int] = Counter()
         visible, hidden = IndexBuilder(), IndexBuilder()
         for i, record in enumerate(records):
             _add(table, record)
@@ -444,13 +444,11 @@ class MatchEngine:
                 hidden.add(i, narrow, wide)
                 continue
             visible.add(i, narrow, wide)
-            given_counts[table.given[i]] += 1
-            family_counts["".join(table.family[i])] += 1
-            dob_counts[table.dob[i]] += 1
+        given_counts, family_counts, dob_counts = _name_counts(table, hidden.records)
         model = Model(
-            given_counts=dict(given_counts),
-            family_counts=dict(family_counts),
-            dob_counts=dict(dob_counts),
+            given_counts=given_counts,
+            family_counts=family_counts,
+            dob_counts=dob_counts,
             records=len(table) - len(hidden.records),
         )
         engine = cls(
@@ -471,7 +469,7 @@ class MatchEngine:
         """A record's keys: (narrow, wide)."""
         dob = table.dob[i]
         givens, families = table.givens(i), table.families(i)
-        full, sector, district, _ = postcode_parts(table.postcode[i])
+        full, sector, district, _ = cmp.split_postcode(table.postcode[i])  # a node repeats its postcodes
         house = house_number(table.address[i])
         narrow = blocking_keys(
             givens,
@@ -785,27 +783,49 @@ def _family_name(family_name: str) -> tuple[str, ...]:
 
 def _add(table: RecordTable, record: Record) -> None:
     i = len(table)
-    share = table.share
+    share, intern = table.share, sys.intern  # strings straight to intern (what share does with them): once a record
     first, other_given = given_names(record.given_name, record.middle_names)
     table.record_id.append(record.record_id)
-    table.given.append(share(first))  # type: ignore[arg-type]
+    table.given.append(intern(first))
     table.family.append(share(_family_name(record.family_name)))  # type: ignore[arg-type]
     table.dob.append(dob_int(record.date_of_birth))
-    table.sex.append(share(record.sex if record.sex in ("M", "F") else ""))  # type: ignore[arg-type]
-    table.postcode.append(share(record.postcode))  # type: ignore[arg-type]
+    table.sex.append(intern(record.sex if record.sex in ("M", "F") else ""))
+    table.postcode.append(intern(record.postcode))
     table.address.append(record.address)
     table.nhs.append(record.nhs_number)
     table.shielded.append(1 if record.shielded else 0)
-    others = [share(g) for g in other_given]
+    others = [intern(g) for g in other_given]
     other_family = []
     for name in record.other_names:
         g, f = split_other_name(name)
-        others.append(share(g))
+        others.append(intern(g))
         other_family.append(share(tuple(share(p) for p in f)))
     if others:
-        table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))  # type: ignore[misc]
+        table.other_given[i] = tuple(dict.fromkeys(g for g in others if g))
     if other_family:
         table.other_family[i] = tuple(dict.fromkeys(f for f in other_family if f))  # type: ignore[misc]
+
+
+def _name_counts(
+    table: RecordTable, hidden_rows: Iterable[int]
+) -> tuple[dict[str, int], dict[str, int], dict[int, int]]:
+    """The model's counts of given names, family names (parts joined) and dates of birth among the visible records.
+
+    Counted over the table's columns once the table is built (in C: ``Counter`` of a column), not a
+    record at a time; family names are counted as the table holds them (shared tuples, a few thousand)
+    and joined once each.
+    """
+    visible = bytearray(b"\x01") * len(table)
+    for i in hidden_rows:
+        visible[i] = 0
+    family_counts: Counter[str] = Counter()
+    for parts, n in Counter(compress(table.family, visible)).items():
+        family_counts["".join(parts)] += n
+    return (
+        dict(Counter(compress(table.given, visible))),
+        dict(family_counts),
+        dict(Counter(compress(table.dob, visible))),
+    )
 
 
 def build_matcher(records: Iterable[Record], settings: MatchSettings | None = None) -> MatchEngine:

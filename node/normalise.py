@@ -103,9 +103,14 @@ def street_word(address: str) -> str:
     return ""
 
 
+_NUMBER = re.compile(r"\d+")
+"""Compiled once: ``re.search`` with a pattern string looks it up in re's cache at every call (once a
+record in a build)."""
+
+
 def house_number(address: str) -> str:
     """The first number in an address ('12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
-    found = re.search(r"\d+", address)
+    found = _NUMBER.search(address)
     return found.group(0).lstrip("0") if found else ""
 
 

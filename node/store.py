@@ -312,15 +312,35 @@ class RecordStore:
 
     @staticmethod
     def _identities(cursor: sqlite3.Cursor) -> Iterator[Record]:
-        for *values, sensitive_only in cursor:
-            row = dict(zip(_CHILD_COLUMNS, values, strict=False))
+        # Unpacked by name rather than through a dict of the row: a build reads a million of these, and
+        # the two dicts a row cost were a tenth of reading it. The names follow _CHILD_COLUMNS.
+        for (
+            record_id,
+            given_name,
+            middle_names,
+            family_name,
+            other_names,
+            date_of_birth,
+            sex,
+            address,
+            postcode,
+            nhs_number,
+            shielded,
+            sensitive_only,
+        ) in cursor:
             yield Record(
-                **{
-                    **row,
-                    "other_names": tuple(n for n in row["other_names"].split(";") if n),
-                    "shielded": bool(row["shielded"]),
-                    "sensitive_only": bool(sensitive_only),
-                }
+                record_id=record_id,
+                given_name=given_name,
+                middle_names=middle_names,
+                family_name=family_name,
+                other_names=tuple(n for n in other_names.split(";") if n) if other_names else (),
+                date_of_birth=date_of_birth,
+                sex=sex,
+                address=address,
+                postcode=postcode,
+                nhs_number=nhs_number,
+                shielded=bool(shielded),
+                sensitive_only=bool(sensitive_only),
             )
 
     def involvements(self, record_id: str) -> tuple[Involvement, ...]:
