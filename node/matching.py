@@ -554,7 +554,7 @@ class MatchEngine:
         results = []
         thresholds = (self.settings.match_threshold, self.settings.possible_threshold)
         for s in scored:
-            band = bands.band(s.levels, s.probability, thresholds, s.capped, s.household_alone)
+            band = bands.band(s.levels, s.probability, thresholds, s.capped, s.household_alone, s.rival)
             if band:
                 results.append(
                     MatchResult(
@@ -682,7 +682,7 @@ class MatchEngine:
         t = self.table
         groups: dict[tuple[object, ...], list[_Scored]] = {}
         for s in scored:
-            s.capped, s.household_alone = False, True
+            s.capped, s.household_alone, s.rival = False, True, False
             family = "".join(t.family[s.index])
             if not family:
                 continue
@@ -695,8 +695,10 @@ class MatchEngine:
             if len(members) < 2:
                 continue
             best = min(_rank(s) for s in members)
+            close_given = sum(bands.close(s.levels[GIVEN]) for s in members)
             for s in members:
                 s.household_alone = False
+                s.rival = s.rival or close_given - bands.close(s.levels[GIVEN]) > 0
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
@@ -775,6 +777,8 @@ class _Scored:
     """No other candidate shares this one's family name and home or date of birth."""
     capped: bool = field(default=False)
     """Another candidate at its home fits better: at most ``possible``."""
+    rival: bool = field(default=False)
+    """Another candidate sharing its family name and home or birthday has a close given name too."""
 
 
 @functools.lru_cache(maxsize=1 << 18)  # a node's records repeat a few tens of thousands of family names
