@@ -29,3 +29,31 @@ async def test_many_names_at_one_home_spelt_differently_each_time_still_alert():
         given = "Ava Noah Isla Leo Ivy Finn Rosa Theo".split()[i]
         alerts += await detector.observe("pat", "Org", pattern_keys(b"k" * 32, Subject(given, "Price", **home)))
     assert [a.kind for a in alerts] == [MANY_NAMES_ONE_DATE]
+
+
+async def test_a_date_less_search_through_the_federation_locates_nobody_by_a_meaningless_home(federation):
+    from structlog.testing import capture_logs
+
+    from tests.conftest import row
+
+    held = row(
+        record_id="N",
+        given_name="Noah",
+        family_name="Price",
+        date_of_birth="2019-11-30",
+        postcode="LS6 2EW",
+        address="Flat 1, 14 Oak Road",
+    )
+    fed = await federation({"LEEDS": [held]})
+    with capture_logs() as logs:
+        for home in ({"address": "Flat 1 Road"}, {"address": "Flat 1"}, {"postcode": "LS6 2", "address": "1 Road"}):
+            status, body = await fed.search({"given_name": "Noah", "family_name": "Price", **home})
+            assert status == 200 and body["results"] == [], home
+        # An impossible date left out, at the real home: a possible with the front door only.
+        status, body = await fed.search(
+            {"given_name": "Noah", "family_name": "Price", "date_of_birth": "2019-02-30", "postcode": "LS6 2EW"}
+        )
+        assert status == 200 and [r["band"] for r in body["results"]] == ["possible"]
+        assert not any(c.get("practitioner_name") for r in body["results"] for c in r["contacts"])
+    text = repr(logs)
+    assert not any(v in text for v in ("Noah", "Price", "2019-02-30", "2019-11-30", "Oak Road", "LS6 2EW"))

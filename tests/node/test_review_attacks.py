@@ -54,3 +54,34 @@ def test_sex_keyed_the_other_way_never_makes_the_twin_with_the_short_name_a_matc
     )
     found = _bands(engine, given_name="Alex", family_name="Okafor", date_of_birth="2014-03-09", sex="F", **HOME)
     assert found.get("B") != "match", found
+
+
+def test_a_shielded_child_never_changes_the_answer_through_the_new_paths():
+    from tests.node.test_shielded_absent import FILLER, _answer
+    from tests.node.test_shielded_absent import _rec as rec
+
+    home = {"postcode": "LS6 2AB", "address": "23 Mill Road"}
+    cases = [
+        # Sex keyed the other way, with the shielded twin holding the close given name.
+        (
+            rec("H", "Samantha", "Mensah", "2011-08-17", sex="F", shielded=True, **home),
+            rec("V", "Sam", "Mensah", "2011-08-17", sex="M", **home),
+            Subject(given_name="Sam", family_name="Mensah", date_of_birth="2011-08-17", sex="F", **home),
+        ),
+        # Without a date of birth, at the home.
+        (
+            rec("H", "Jordan", "Mensah", "2011-08-17", shielded=True, **home),
+            rec("V", "Jordan", "Mensah", "2013-01-02", **home),
+            Subject(given_name="Jordan", family_name="Mensah", **home),
+        ),
+        # Home keys: names and date keyed wrong, only the home meets the query.
+        (
+            rec("H", "Jordn", "Mnsah", "2011-08-17", shielded=True, **home),
+            rec("V", "Jordan", "Mensah", "2012-08-17", **home),
+            Subject(given_name="Jordan", family_name="Mensah", date_of_birth="2011-08-17", **home),
+        ),
+    ]
+    for hidden, visible, query in cases:
+        with_hidden, entries = _answer([hidden, visible, *FILLER], query)
+        without, _ = _answer([visible, *FILLER], query)
+        assert with_hidden == without, query
