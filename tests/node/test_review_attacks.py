@@ -82,7 +82,7 @@ def test_a_shielded_child_never_changes_the_answer_through_the_new_paths():
         ),
     ]
     for hidden, visible, query in cases:
-        with_hidden, entries = _answer([hidden, visible, *FILLER], query)
+        with_hidden, _ = _answer([hidden, visible, *FILLER], query)
         without, _ = _answer([visible, *FILLER], query)
         assert with_hidden == without, query
 
