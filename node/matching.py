@@ -695,10 +695,10 @@ class MatchEngine:
             if len(members) < 2:
                 continue
             best = min(_rank(s) for s in members)
-            close_given = sum(bands.close(s.levels[GIVEN]) for s in members)
+            rivals = sum(_rival(s) for s in members)
             for s in members:
                 s.household_alone = False
-                s.rival = s.rival or close_given - bands.close(s.levels[GIVEN]) > 0
+                s.rival = s.rival or rivals - _rival(s) > 0
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
@@ -746,6 +746,12 @@ _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int,
 a common name's candidates share them (every Oliver Smith born within a year of the searched one)."""
 
 
+def _rival(s: _Scored) -> bool:
+    """Could this candidate be the searched child, and not merely another record of one whose given name
+    and date of birth agree exactly (twins never share a given name: that is a duplicate)?"""
+    return bands.close(s.levels[GIVEN]) and not (s.levels[GIVEN] == 0 and s.levels[DOB] == 0)
+
+
 def _rank(s: _Scored) -> tuple[float, int, int]:
     """How well a candidate fits, for the home guard: given name, the first names alone, date of birth."""
     given = s.levels[GIVEN]
@@ -778,7 +784,7 @@ class _Scored:
     capped: bool = field(default=False)
     """Another candidate at its home fits better: at most ``possible``."""
     rival: bool = field(default=False)
-    """Another candidate sharing its family name and home or birthday has a close given name too."""
+    """Another candidate sharing its family name and home or birthday could be the child too (``_rival``)."""
 
 
 @functools.lru_cache(maxsize=1 << 18)  # a node's records repeat a few tens of thousands of family names

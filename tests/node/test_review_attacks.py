@@ -97,3 +97,14 @@ def test_one_given_name_at_a_home_with_a_made_up_family_name_and_date_finds_that
     assert found == {"J": "possible", "K": "possible"}
     # Without the date as well: the same two, never a match.
     assert _bands(engine, given_name="Jordan", family_name="Zedworth", **HOME) == {"J": "possible", "K": "possible"}
+
+
+def test_a_second_record_of_the_same_child_does_not_stop_a_sex_keyed_the_other_way_being_a_match():
+    # Two records of one child at one node (a duplicate), one with the sex keyed the other way: both the
+    # child. Only a close name that is not this one exactly at this date could be another child.
+    engine = _engine(
+        _rec("R", "Jordan", "Mensah", "2011-08-17", sex="F", **HOME),
+        _rec("W", "Jordan", "Mensah", "2011-08-17", sex="M", **HOME),
+    )
+    found = _bands(engine, given_name="Jordan", family_name="Mensah", date_of_birth="2011-08-17", sex="F", **HOME)
+    assert found == {"R": "match", "W": "match"}
