@@ -8,8 +8,10 @@ organisation (three certificates of one organisation sweep together):
 - ``one_name_many_dates``: the distinct dates of birth searched with one name (given + family);
 - ``many_names_one_date``: the distinct names searched with one date of birth.
 
-A search without a date of birth (both names and the home) counts its home in the date's place: one
-name tried at many homes, or many names at one home, alert under the same two kinds.
+A search without a date of birth (both names and the home) counts its home in the date's place for one
+name tried at many homes; its names are counted together with every other search without a date (a
+home is spelt many ways that all agree at a node), so many names tried at one home alert as many names
+on one date do.
 
 Reaching a threshold raises an alert, at most once per window for each practitioner or organisation,
 kind and name or date: the caller logs ``unusual_search_pattern`` (who, which organisation, the kind,
@@ -82,6 +84,8 @@ class PatternKeys:
 
     name: str
     date: str
+    names_under: str = ""
+    """What many names are counted under, when not ``date``: every search without a date of birth."""
 
 
 def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
@@ -98,7 +102,11 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
     # tried at one home, or one name at many homes, is the same sweep. Under its own label, so a home
     # never counts as a date.
     home = postcode_parts(subject.postcode)[0] if postcode_valid(subject.postcode) else _words(subject.address)
-    return PatternKeys(digest("name", name), digest("home", home))
+    # Many names are counted under no home but the absence of a date: a home can be spelt many ways that
+    # all agree at a node ("23 Mill Rd", "23 Millroad", any postcode beside them), each a new key, so a
+    # sweep of names over one house would never alert. Searches without a date of birth are the exception,
+    # so their names counted together alert only on a sweep (or an unusual day of them).
+    return PatternKeys(digest("name", name), digest("home", home), digest("home", "without a date of birth"))
 
 
 def _words(address: str) -> str:
@@ -124,7 +132,7 @@ class PatternDetector:
         alerts = []
         for kind, threshold, about, value in (
             (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
-            (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.date, keys.name),
+            (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.names_under or keys.date, keys.name),
         ):
             if threshold <= 0:
                 continue

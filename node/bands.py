@@ -43,6 +43,11 @@ def same_home(lv: Levels) -> bool:
     return lv[POSTCODE_AT] == 0 or lv[ADDRESS_AT] == 0 or (lv[ADDRESS_AT] == 1 and near)
 
 
+def home_agrees(lv: Levels) -> bool:
+    """The same full postcode or an address that agrees, never one that only partly does."""
+    return lv[POSTCODE_AT] == 0 or lv[ADDRESS_AT] == 0
+
+
 def given_differs(lv: Levels) -> bool:
     return lv[GIVEN_AT] == GIVEN.disagree
 
@@ -53,9 +58,10 @@ def has_evidence(lv: Levels) -> bool:
         return close(lv[FAMILY_AT]) or lv[DOB_AT] == 0
     if not (close(lv[GIVEN_AT]) or close(lv[FAMILY_AT])):
         return False
-    if lv[DOB_AT] == NULL and not same_home(lv):
+    if lv[DOB_AT] == NULL and not home_agrees(lv):
         # A search without a date of birth (names and home, core.subject) finds only at that home:
-        # else a name alone would list every child of that name the authority holds.
+        # else a name alone would list every child of that name the authority holds. Only a home that
+        # agrees: "Flat 1 Road" partly agrees with every flat 1 on a road, which would locate the child.
         return False
     if lv[DOB_AT] != NULL and not dob_slip(lv[DOB_AT]) and not same_home(lv):
         # A name alone, with any date of birth: one name swept over many dates would find the same
@@ -89,7 +95,7 @@ def sex_keyed_wrong(lv: Levels) -> bool:
     return lv[GIVEN_AT] == 0 and lv[FAMILY_AT] == 0 and lv[DOB_AT] == 0 and same_home(lv)
 
 
-def corroborated(lv: Levels, household_alone: bool) -> bool:
+def corroborated(lv: Levels, household_alone: bool, rival: bool = False) -> bool:
     """Deterministic limits on a ``match``, whatever the weights say.
 
     Twins and siblings share a family name, an address and sometimes a birthday: the given name,
@@ -102,7 +108,10 @@ def corroborated(lv: Levels, household_alone: bool) -> bool:
         return False  # different NHS numbers
     if lv[NHS_AT] == 0:
         return lv[FAMILY_AT] != NULL and lv[DOB_AT] != NULL and (lv[FAMILY_AT] <= 4 or lv[DOB_AT] <= 1)
-    if lv[SEX_AT] == 1 and not sex_keyed_wrong(lv):
+    if lv[SEX_AT] == 1 and not (sex_keyed_wrong(lv) and not rival):
+        # A twin held as "Sam" is not his sister Samantha searched as "Sam": the sex keyed the other
+        # way is borne only when no other child sharing the family name and the home or birthday has
+        # a given name close to the searched one (``rival``).
         return False
     if lv[FAMILY_AT] == NULL or lv[DOB_AT] == NULL or not dob_slip(lv[DOB_AT]):
         return False
@@ -119,16 +128,19 @@ def corroborated(lv: Levels, household_alone: bool) -> bool:
     return home or (lv[FAMILY_AT] <= 1 and lv[GIVEN_AT] == 0 and lv[POSTCODE_AT] in (1, 2, 3))
 
 
-def band(lv: Levels, probability: float, thresholds: tuple[float, float], capped: bool, alone: bool) -> str:
+def band(
+    lv: Levels, probability: float, thresholds: tuple[float, float], capped: bool, alone: bool, rival: bool = False
+) -> str:
     """``match``, ``possible`` or '' for one candidate.
 
     ``thresholds``: (match, possible) on the probability; ``capped``: the home guard found a
     better-fitting child at this one's home (never a ``match`` then); ``alone``: no other candidate
-    shares its home or birthday and family name.
+    shares its home or birthday and family name; ``rival``: another that does has a given name close to
+    the searched one (then a sex keyed the other way is no ``match``).
     """
     match_at, possible_at = thresholds
     if not has_evidence(lv):
         return ""
-    if probability >= match_at and not capped and corroborated(lv, alone):
+    if probability >= match_at and not capped and corroborated(lv, alone, rival):
         return "match"
     return "possible" if probability >= possible_at or strong_partial(lv) else ""

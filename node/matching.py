@@ -552,7 +552,7 @@ class MatchEngine:
         results = []
         thresholds = (self.settings.match_threshold, self.settings.possible_threshold)
         for s in scored:
-            band = bands.band(s.levels, s.probability, thresholds, s.capped, s.household_alone)
+            band = bands.band(s.levels, s.probability, thresholds, s.capped, s.household_alone, s.rival)
             if band:
                 results.append(
                     MatchResult(
@@ -680,7 +680,7 @@ class MatchEngine:
         t = self.table
         groups: dict[tuple[object, ...], list[_Scored]] = {}
         for s in scored:
-            s.capped, s.household_alone = False, True
+            s.capped, s.household_alone, s.rival = False, True, False
             family = "".join(t.family[s.index])
             if not family:
                 continue
@@ -693,8 +693,10 @@ class MatchEngine:
             if len(members) < 2:
                 continue
             best = min(_rank(s) for s in members)
+            rivals = sum(_rival(s) for s in members)
             for s in members:
                 s.household_alone = False
+                s.rival = s.rival or rivals - _rival(s) > 0
                 if _rank(s) > best and s.levels[NHS] != 0:
                     s.capped = True
         return scored
@@ -742,6 +744,12 @@ _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int,
 a common name's candidates share them (every Oliver Smith born within a year of the searched one)."""
 
 
+def _rival(s: _Scored) -> bool:
+    """Could this candidate be the searched child, and not merely another record of one whose given name
+    and date of birth agree exactly (twins never share a given name: that is a duplicate)?"""
+    return bands.close(s.levels[GIVEN]) and not (s.levels[GIVEN] == 0 and s.levels[DOB] == 0)
+
+
 def _rank(s: _Scored) -> tuple[float, int, int]:
     """How well a candidate fits, for the home guard: given name, the first names alone, date of birth."""
     given = s.levels[GIVEN]
@@ -773,6 +781,8 @@ class _Scored:
     """No other candidate shares this one's family name and home or date of birth."""
     capped: bool = field(default=False)
     """Another candidate at its home fits better: at most ``possible``."""
+    rival: bool = field(default=False)
+    """Another candidate sharing its family name and home or birthday could be the child too (``_rival``)."""
 
 
 @functools.lru_cache(maxsize=1 << 18)  # a node's records repeat a few tens of thousands of family names
