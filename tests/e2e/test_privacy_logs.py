@@ -36,7 +36,7 @@ async def test_search_logs_have_search_id_authority_and_outcome_but_no_identity(
     )
     with capture_logs() as logs:
         status, body = await fed.search(SUBJECT)
-        bad_status, _ = await fed.search({**SUBJECT, "date_of_birth": "2013-02-30"})
+        bad_status, _ = await fed.search({**SUBJECT, "date_of_birth": "30/02/2013"})
     assert status == 200 and body["results"] and bad_status == 400
     events = {e["event"] for e in logs}
     assert {"node_outcome", "match_answered", "search_completed"} <= events
