@@ -117,7 +117,7 @@ class HealthMonitor:
         health = self.nodes.health_of(code)
         if health is None:
             return
-        describe = full or self._describe_due(code)
+        describe = full or self._describe_due(code, health)
         if describe or not self._answered_since(code, health):
             await self._poll_node(client, health, describe)
         self._answers_seen[code] = health.answered  # the next round asks for an answer after this one
@@ -127,9 +127,12 @@ class HealthMonitor:
         closed = health.breaker.state is BreakerState.CLOSED
         return closed and health.reachable and health.answered > self._answers_seen.get(code, 0)
 
-    def _describe_due(self, code: str) -> bool:
+    def _describe_due(self, code: str, health: NodeHealth) -> bool:
+        """Due every describe_interval, and at once for a record with no figures (new, or its authority changed)."""
         described = self._described_at.get(code)
-        return described is None or self._clock() - described >= self.settings.describe_interval
+        if described is None or not health.info:
+            return True
+        return self._clock() - described >= self.settings.describe_interval
 
     async def _poll_node(self, client: Probed, health: NodeHealth, describe: bool) -> None:
         if not health.breaker.allow():

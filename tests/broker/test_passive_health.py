@@ -209,3 +209,13 @@ async def test_an_operator_s_refresh_probes_and_describes_every_node_answered_or
     view.search_answered("kent")
     await monitor.poll_once(full=True)  # GET /v1/nodes?refresh=true: current figures, not kept ones
     assert kent.probes == [True, True] and view.health["kent"].info["record_count"] == 9
+
+
+async def test_a_record_made_anew_for_a_changed_authority_is_described_at_once():
+    clock, kent = Clock(), RecordingNode("kent")
+    view = View(clock, kent)
+    monitor = HealthMonitor(view, SETTINGS, clock=clock)
+    await rounds(monitor, clock, 1)
+    view.add(kent)  # as FanOut does when the registry gives the authority a new address: a fresh record
+    await rounds(monitor, clock, 1)
+    assert kent.probes == [True, True] and view.health["kent"].info["record_count"] == 7
