@@ -245,6 +245,7 @@ def _health(reader: Reader) -> HealthSettings:
     return HealthSettings(
         poll_interval=reader.number("poll_interval_seconds", d.poll_interval, minimum=0.05),
         poll_timeout=reader.number("poll_timeout_seconds", d.poll_timeout, minimum=0.05),
+        describe_interval=reader.number("describe_interval_seconds", d.describe_interval),
         failure_threshold=reader.integer("failure_threshold", d.failure_threshold, minimum=1),
         reset_after=reader.number("reset_after_seconds", d.reset_after, minimum=0.1),
         slow_ms=reader.number("slow_ms", d.slow_ms, minimum=1),

@@ -33,6 +33,9 @@ class HealthSettings:
     poll_interval: float = 2.0
     """Seconds between health polls of every node."""
     poll_timeout: float = 1.0
+    describe_interval: float = 30.0
+    """Seconds between the monitor's Describe calls to a node (record count, data date, version, certificate
+    expiry): these change slowly, and the last figures are kept and shown meanwhile."""
     failure_threshold: int = 5
     """Consecutive failures that open a node's circuit."""
     reset_after: float = 5.0
@@ -119,6 +122,9 @@ class NodeHealth:
     retrying: int = 0
     """Searches now retrying this node (see FanOut.max_retrying)."""
     reachable: bool = False
+    answered: int = 0
+    """Successful answers so far, searches' and polls': the monitor skips a node that answered since its
+    last round (passive health: a search's answer proves the node alive as well as a health check)."""
     info: dict[str, Any] = field(default_factory=dict)
     peers: Peers | None = None
     probation: bool = False
@@ -133,6 +139,7 @@ class NodeHealth:
         """An answer in ``ms``; ``at`` (wall clock) lets a search read the clock once for all its nodes."""
         self.latencies.append(ms)
         self.outcomes.append(True)
+        self.answered += 1
         self.last_success, self.reachable = self.wall_clock() if at is None else at, True
         self.breaker.success()
 

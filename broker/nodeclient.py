@@ -376,14 +376,16 @@ class NodeClient:
             raise NodeRefused("answered as another authority")
         return response
 
-    async def probe(self, timeout: float) -> dict[str, Any]:
-        """The health monitor's check: grpc.health.v1 for the NodeService, then Describe."""
+    async def probe(self, timeout: float, *, describe: bool = True) -> dict[str, Any]:
+        """The health monitor's check: grpc.health.v1 for the NodeService, then Describe if asked ({} if not)."""
         try:
             status = await self._health_check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from exc
         if status.status != health_pb2.HealthCheckResponse.SERVING:
             raise NodeUnavailable("not serving")
+        if not describe:
+            return {}
         info = await self.describe(timeout)
         return {
             "record_count": info.record_count,

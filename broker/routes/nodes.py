@@ -36,7 +36,7 @@ async def list_nodes(request: web.Request) -> web.Response:
     require_route(request)
     fanout = request.app[FANOUT]
     if request.query.get("refresh") in ("1", "true"):
-        await request.app[MONITOR].poll_once()
+        await request.app[MONITOR].poll_once(full=True)  # asked for: current figures, not kept ones
     nodes = [h.to_json() for c in fanout.clients if (h := fanout.health_of(c.authority.code)) is not None]
     now = dt.datetime.fromtimestamp(request.app[CLOCK](), dt.UTC).isoformat(timespec="seconds")
     return web.json_response({"generated_at": now, "nodes": nodes})

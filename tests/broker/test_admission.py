@@ -229,7 +229,7 @@ class _SilentNode:
     def __init__(self, lag: LoopLag, stall: float) -> None:
         self.lag, self.stall = lag, stall
 
-    async def probe(self, timeout: float) -> dict[str, Any]:
+    async def probe(self, timeout: float, *, describe: bool = True) -> dict[str, Any]:
         self.lag.record(self.lag.clock(), self.stall)  # how late the broker's loop ran meanwhile
         raise NodeTimeout("no answer")
 

@@ -30,7 +30,7 @@ class CountingNode:
         self.authority = Authority(code, code.title(), "127.0.0.1:1", f"{code}.node.test")
         self.fail, self.probes = fail, 0
 
-    async def probe(self, timeout: float) -> dict[str, Any]:
+    async def probe(self, timeout: float, *, describe: bool = True) -> dict[str, Any]:
         self.probes += 1
         if self.fail:
             raise NodeTimeout("no answer")

@@ -78,7 +78,7 @@ class _Client:
         self.authority = Authority(code, code.title(), "127.0.0.1:1", f"{code}.node.test")
         self.fail = fail
 
-    async def probe(self, timeout: float) -> dict[str, Any]:
+    async def probe(self, timeout: float, *, describe: bool = True) -> dict[str, Any]:
         if self.fail:
             raise NodeUnavailable("not reachable")
         return {"record_count": 3}

@@ -87,3 +87,14 @@ def test_match_thresholds_are_configurable_and_checked(tmp_path):
     path.write_text(NODE + "[matching]\nmatch_threshold = 0.4\npossible_threshold = 0.5\n")
     with pytest.raises(ConfigError, match="possible_threshold < match_threshold"):
         load_node_config(path, {})
+
+
+def test_broker_describe_interval_is_read_from_health(tmp_path):
+    path = tmp_path / "broker.toml"
+    path.write_text(
+        'registry = "r.json"\nassertion_key = "k"\n[health]\ndescribe_interval_seconds = 60\n'
+        '[tls]\nca="a"\ncert="b"\nkey="c"\n'
+    )
+    assert load_broker_config(path, {}).health.describe_interval == 60
+    with pytest.raises(ConfigError, match="describe_interval_seconds' must be at least 0"):
+        load_broker_config(path, {"SIGNPOST_BROKER_HEALTH__DESCRIBE_INTERVAL_SECONDS": "-1"})
