@@ -10,7 +10,6 @@ except under ``SIGNPOST_REQUIRE_BROWSER=1`` (CI), where they fail.
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from typing import Any
 
