@@ -29,6 +29,7 @@ from node import search_counts
 from node.errors import StoreError
 from node.search_counts import COUNT, SearchCounts
 from node.store import private_file
+from node.transactions import write_transaction
 from protos.signpost.v1 import node_pb2
 
 SCHEMA = """
@@ -170,27 +171,14 @@ class Journal:
             if counts:
                 self._count_only(counts)
             return
-        try:
-            # The connection is in autocommit mode, where ``with connection`` opens no transaction and
-            # executemany would commit each row alone: BEGIN makes the batch one commit, all or nothing.
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT INTO journal (time, search_id, kind, record_id, band, requester_id, requester_name, "
-                    "requester_organisation, requester_role, requester_email, purpose_code, justification) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
-                self._db.execute("COMMIT")
-            except BaseException:
-                # SQLite may already have rolled back (a full disk); a failed COMMIT may leave it open,
-                # and an open transaction would swallow every later write, acknowledgements included.
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the journal: {exc}") from exc
+        with write_transaction(self._db, "write the journal"):  # the batch is one commit, all or nothing
+            self._db.executemany(
+                "INSERT INTO journal (time, search_id, kind, record_id, band, requester_id, requester_name, "
+                "requester_organisation, requester_role, requester_email, purpose_code, justification) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
         if rows and self.on_reviewed is not None:
             self.on_reviewed()
 
@@ -247,22 +235,13 @@ class Journal:
             self._counts.fold()
         except StoreError:
             pass  # a later fold brings them in; the next expiry deletes them then
-        try:
-            self._db.execute("BEGIN")
-            try:
-                rows = self._db.execute(
-                    f"DELETE FROM journal WHERE {REVIEWED} AND time < ? "
-                    "AND NOT (kind = 'alert' AND acknowledged_at IS NULL)",
-                    (cutoff,),
-                ).rowcount
-                days = self._db.execute("DELETE FROM search_counts WHERE day < ?", (cutoff[:10],)).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot expire old journal rows: {exc}") from exc
+        with write_transaction(self._db, "expire old journal rows"):
+            rows = self._db.execute(
+                f"DELETE FROM journal WHERE {REVIEWED} AND time < ? "
+                "AND NOT (kind = 'alert' AND acknowledged_at IS NULL)",
+                (cutoff,),
+            ).rowcount
+            days = self._db.execute("DELETE FROM search_counts WHERE day < ?", (cutoff[:10],)).rowcount
         return rows + days
 
     # The outbox of node.notify (see ``notified`` in SCHEMA).

@@ -43,6 +43,7 @@ from pathlib import Path
 import structlog
 
 from node.errors import StoreError
+from node.transactions import write_transaction
 
 log = structlog.get_logger("signpost.node")
 
@@ -251,20 +252,14 @@ class SearchCounts:
             log.warning("journal_counts_fold_failed", error_type=type(exc.__cause__).__name__)
 
     def _upsert(self, counts: Counts) -> None:
-        try:
-            if len(counts) == 1:  # one statement is its own transaction in autocommit mode
-                self._db.execute(COUNT, (*next(iter(counts)), next(iter(counts.values()))))
-                return
-            self._db.execute("BEGIN")
+        if len(counts) == 1:  # one statement is its own transaction in autocommit mode
             try:
-                self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the journal: {exc}") from exc
+                self._db.execute(COUNT, (*next(iter(counts)), next(iter(counts.values()))))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write the journal: {exc}") from exc
+            return
+        with write_transaction(self._db, "write the journal"):
+            self._db.executemany(COUNT, [(*key, n) for key, n in counts.items()])
 
     def _state(self) -> FileState:
         row = self._db.execute("SELECT generation, folded FROM search_counts_file WHERE id = 1").fetchone()
