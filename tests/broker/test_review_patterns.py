@@ -46,9 +46,15 @@ async def test_a_date_less_search_through_the_federation_locates_nobody_by_a_mea
     )
     fed = await federation({"LEEDS": [held]})
     with capture_logs() as logs:
+        # Refused at the broker (core.subject.home_given), naming the address: no node is asked.
         for home in ({"address": "Flat 1 Road"}, {"address": "Flat 1"}, {"postcode": "LS6 2", "address": "1 Road"}):
             status, body = await fed.search({"given_name": "Noah", "family_name": "Price", **home})
-            assert status == 200 and body["results"] == [], home
+            assert status == 400 and "subject.address" in body["error"]["fields"], home
+        # A home that only partly agrees ("Flat 1" and a street the child does not live on) finds nobody.
+        status, body = await fed.search(
+            {"given_name": "Noah", "family_name": "Price", "address": "Flat 1, 14 Elm Road"}
+        )
+        assert status == 200 and body["results"] == []
         # An impossible date left out, at the real home: a possible with the front door only.
         status, body = await fed.search(
             {"given_name": "Noah", "family_name": "Price", "date_of_birth": "2019-02-30", "postcode": "LS6 2EW"}
