@@ -13,6 +13,7 @@ Example::
     [patterns]
     dates_per_name = 6
     names_per_date = 8
+    names_per_home = 10
 
     [tls]
     ca = "/etc/signpost/ca.pem"
@@ -113,7 +114,8 @@ class BrokerConfig:
     limits: DoorLimits = DoorLimits()
     """The ``[limits]`` table: connection caps and read timeouts at the door, before anyone is authenticated."""
     patterns: PatternSettings = PatternSettings()
-    """The ``[patterns]`` table: when one name with many dates of birth, or many names with one date, alerts."""
+    """The ``[patterns]`` table: when one name with many dates of birth, many names with one date, or many
+    given names at one home, alerts."""
     log_level: str = "info"
     portal: PortalConfig | None = None
     """The ``[portal]`` table: the public address and each authority's identity provider for signing in
@@ -235,6 +237,7 @@ def _patterns(reader: Reader) -> PatternSettings:
     return PatternSettings(
         dates_per_name=reader.integer("dates_per_name", d.dates_per_name),
         names_per_date=reader.integer("names_per_date", d.names_per_date),
+        names_per_home=reader.integer("names_per_home", d.names_per_home),
         window_seconds=reader.number("window_seconds", d.window_seconds, minimum=60.0),
         max_tracked=reader.integer("max_tracked", d.max_tracked, minimum=100),
     )

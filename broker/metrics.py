@@ -54,7 +54,7 @@ class Metrics:
         )
         self.unusual_patterns = Counter(
             "signpost_unusual_pattern_alerts",
-            "Unusual search patterns (one name with many dates of birth, many names with one), by kind",
+            "Unusual search patterns (one name with many dates of birth, many names on one, many at a home), by kind",
             ["kind"],
             registry=r,
         )

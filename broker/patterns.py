@@ -1,4 +1,5 @@
-"""Unusual search patterns: one name swept over many dates of birth, or many names tried on one date.
+"""Unusual search patterns: one name swept over many dates of birth, many names tried on one date, or
+many given names tried at one home.
 
 Each search is well-formed and within the limits, but together they are a fishing trip: one name
 searched with 300 consecutive dates of birth returned the same children's contacts every time, and
@@ -6,7 +7,14 @@ pinned a birthday. Over a rolling window (a day by default) this counts, per pra
 organisation (three certificates of one organisation sweep together):
 
 - ``one_name_many_dates``: the distinct dates of birth searched with one name (given + family);
-- ``many_names_one_date``: the distinct names searched with one date of birth.
+- ``many_names_one_date``: the distinct names searched with one date of birth;
+- ``many_names_one_home``: the distinct given names searched at one home, whatever the date. A node
+  makes every child at a home a candidate whatever the date, and a given name agreeing there is a
+  ``possible`` (node.bands), so "Jordan Zedworth, any date, 23 Mill Road" finds every Jordan living
+  there: each new given name is one more guess at who lives in that house. A search's given names are
+  its given name, first middle name and each other name's first (a node tries each); its home is read as
+  a node keys homes (core.addresses): the full postcode, the postcode district with the house number, and
+  the house number with the street word, each counted apart.
 
 A search without a date of birth (both names and the home) counts its home in the date's place for one
 name tried at many homes; its names are counted together with every other search without a date (a
@@ -14,35 +22,39 @@ home is spelt many ways that all agree at a node), so many names tried at one ho
 on one date do.
 
 Reaching a threshold raises an alert, at most once per window for each practitioner or organisation,
-kind and name or date: the caller logs ``unusual_search_pattern`` (who, which organisation, the kind,
-the count) and counts it in ``signpost_unusual_pattern_alerts_total{kind}``. It alerts and never
+kind and name, date or home: the caller logs ``unusual_search_pattern`` (who, which organisation, the
+kind, the count) and counts it in ``signpost_unusual_pattern_alerts_total{kind}``. It alerts and never
 refuses: refusing is for the rate limits (``broker.ratelimit``), and an honest practitioner trying a
-few dates for a child whose birthday is uncertain must still be answered.
+few dates for a child whose birthday is uncertain, or a household's children one by one, must still be
+answered.
 
-The child is never held here: names and dates arrive as keyed hashes (HMAC-SHA256 with the audit's
-subject key, under a label of their own, so they cannot be matched against audit entries without it)
-and are never logged. The counts live in the broker's ``broker.limits_store``: in Redis, shared by
-replicas (a sweep spread over three replicas is one sweep, alerted once), each key a hash, expiring with
-the window and holding at most its threshold of values; in memory (one broker), at most ``max_tracked``
-names or dates are followed at once, the least recently seen forgotten first.
+The child is never held here: names, dates and homes arrive as keyed hashes (HMAC-SHA256 with the
+audit's subject key, under a label of their own, so they cannot be matched against audit entries
+without it) and are never logged. The counts live in the broker's ``broker.limits_store``: in Redis,
+shared by replicas (a sweep spread over three replicas is one sweep, alerted once), each key a hash,
+expiring with the window and holding at most its threshold of values; in memory (one broker), at most
+``max_tracked`` names, dates or homes are followed at once, the least recently seen forgotten first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.limits_store import LimitsStore, MemoryStore
+from broker.limits_store import MEMORY, LimitsStore, MemoryStore
+from core.addresses import house_number, street_word
 from core.identifiers import postcode_parts, postcode_valid
 from core.names import letters_key
 from core.subject import Subject
 
 ONE_NAME_MANY_DATES = "one_name_many_dates"
 MANY_NAMES_ONE_DATE = "many_names_one_date"
-KINDS = (ONE_NAME_MANY_DATES, MANY_NAMES_ONE_DATE)
+MANY_NAMES_ONE_HOME = "many_names_one_home"
+KINDS = (ONE_NAME_MANY_DATES, MANY_NAMES_ONE_DATE, MANY_NAMES_ONE_HOME)
 SCOPES = ("practitioner", "organisation")
 
 
@@ -54,6 +66,10 @@ class PatternSettings:
     """Distinct dates of birth searched with one name in the window that raise an alert; 0 = never."""
     names_per_date: int = 8
     """Distinct names searched with one date of birth in the window that raise an alert; 0 = never."""
+    names_per_home: int = 10
+    """Distinct given names searched at one home (any date, or none) in the window that raise an alert;
+    0 = never. Ten lets a practitioner search a household of six children by given name, or four with
+    a middle name each and a respelling, without an alert."""
     window_seconds: float = 86400.0
     """The rolling window the counts are over."""
     max_tracked: int = 100_000
@@ -61,10 +77,10 @@ class PatternSettings:
 
     @property
     def enabled(self) -> bool:
-        return self.dates_per_name > 0 or self.names_per_date > 0
+        return self.dates_per_name > 0 or self.names_per_date > 0 or self.names_per_home > 0
 
 
-OFF = PatternSettings(dates_per_name=0, names_per_date=0)
+OFF = PatternSettings(dates_per_name=0, names_per_date=0, names_per_home=0)
 """No pattern alerts (bulk evaluation on one's own machine, like ``rate_limit_per_minute = 0``)."""
 
 
@@ -86,18 +102,26 @@ class PatternKeys:
     date: str
     names_under: str = ""
     """What many names are counted under, when not ``date``: every search without a date of birth."""
+    homes: tuple[str, ...] = ()
+    """The home, each way a node keys it (full postcode; district and house number; house number and
+    street word): many given names are counted under each."""
+    givens: tuple[str, ...] = ()
+    """Each given name the search tries (given, first middle, other names' first): counted at ``homes``."""
 
 
 def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
-    """Hash the searched name (given + family, any script) and date of birth with the subject key."""
+    """Hash the searched name (given + family, any script), date of birth, home and given names with the
+    subject key."""
 
     def digest(label: str, text: str) -> str:
         return hmac.new(key, f"pattern|{label}|{text}".encode(), hashlib.sha256).hexdigest() if text else ""
 
     given, family = letters_key(subject.given_name), letters_key(subject.family_name)
     name = f"{given}|{family}" if given or family else ""
+    homes = tuple(digest("home-key", h) for h in _home_keys(subject))
+    givens = tuple(digest("given", g) for g in _given_names(subject, given)) if homes else ()
     if subject.date_of_birth:
-        return PatternKeys(digest("name", name), digest("date", subject.date_of_birth))
+        return PatternKeys(digest("name", name), digest("date", subject.date_of_birth), homes=homes, givens=givens)
     # A search without a date of birth rests on the home instead (core.subject.home_given): many names
     # tried at one home, or one name at many homes, is the same sweep. Under its own label, so a home
     # never counts as a date.
@@ -106,7 +130,35 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
     # all agree at a node ("23 Mill Rd", "23 Millroad", any postcode beside them), each a new key, so a
     # sweep of names over one house would never alert. Searches without a date of birth are the exception,
     # so their names counted together alert only on a sweep (or an unusual day of them).
-    return PatternKeys(digest("name", name), digest("home", home), digest("home", "without a date of birth"))
+    return PatternKeys(
+        digest("name", name),
+        digest("home", home),
+        digest("home", "without a date of birth"),
+        homes=homes,
+        givens=givens,
+    )
+
+
+def _home_keys(subject: Subject) -> list[str]:
+    """The home as a node's keys that hold no date find it (node.matching: the given name at the full
+    postcode, or in the district at the house number; the home alone, by postcode or by street, with the
+    house number). A home spelt another way that still meets one of these is counted there."""
+    parts = postcode_parts(subject.postcode) if postcode_valid(subject.postcode) else ("", "", "", "")
+    house, street = house_number(subject.address), street_word(subject.address)
+    keys = [f"postcode|{parts[0]}"] if parts[0] else []
+    if house and parts[2]:
+        keys.append(f"district|{parts[2]}|{house}")
+    if house and street:
+        keys.append(f"street|{house}|{street}")
+    return keys
+
+
+def _given_names(subject: Subject, given: str) -> list[str]:
+    """Every given name the search tries at a node: its given name (``given``, read already), first middle
+    name and each other name's first word (node.matching compares each with a record's given names)."""
+    first_words = [subject.middle_names, *subject.other_names]
+    names = [given, *(letters_key(w.split()[0]) for w in first_words if w.split())]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _words(address: str) -> str:
@@ -126,24 +178,47 @@ class PatternDetector:
 
     async def observe(self, actor: str, organisation: str, keys: PatternKeys) -> list[Alert]:
         """Note one search; the alerts it raises (none when nothing new reached a threshold)."""
-        if not self.settings.enabled or not (keys.name and keys.date):
+        if not self.settings.enabled:
             return []
         now = self._clock()
         alerts = []
-        for kind, threshold, about, value in (
-            (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
-            (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.names_under or keys.date, keys.name),
-        ):
-            if threshold <= 0:
-                continue
-            # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
-            # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
-            counts = [
-                (scope, await self._note(f"pattern:{scope}:{who}:{kind}:{about}", value, threshold, now) if who else 0)
-                for scope, who in (("practitioner", actor), ("organisation", organisation))
-            ]
-            alerts += [Alert(kind, scope, count) for scope, count in counts if count][:1]
+        if keys.name and keys.date:
+            for kind, threshold, about, value in (
+                (ONE_NAME_MANY_DATES, self.settings.dates_per_name, keys.name, keys.date),
+                (MANY_NAMES_ONE_DATE, self.settings.names_per_date, keys.names_under or keys.date, keys.name),
+            ):
+                if threshold > 0:
+                    alerts += await self._scopes(actor, organisation, kind, threshold, [(about, value)], now)
+        if self.settings.names_per_home > 0 and keys.homes and keys.givens:
+            noted = [(home, given) for home in keys.homes for given in keys.givens]
+            alerts += await self._scopes(
+                actor, organisation, MANY_NAMES_ONE_HOME, self.settings.names_per_home, noted, now
+            )
         return alerts
+
+    async def _scopes(
+        self, actor: str, organisation: str, kind: str, threshold: int, noted: list[tuple[str, str]], now: float
+    ) -> list[Alert]:
+        """Note each (about, value) for the practitioner and for the organisation; at most one alert."""
+        # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
+        # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
+        counts = []
+        for scope, who in (("practitioner", actor), ("organisation", organisation)):
+            if not who:
+                continue
+            # One search may note several values (a home keyed three ways, a given name and a middle one).
+            # Every reach is marked (a key alerts once a window), and the search raises one alert whichever
+            # key reached it.
+            notes = [
+                self._note(f"pattern:{scope}:{who}:{kind}:{about}", value, threshold, now) for about, value in noted
+            ]
+            if self.store.kind == MEMORY or len(notes) == 1:
+                # In memory each note is a few dict operations: a task apiece cost six times as much.
+                reached = [await note for note in notes]
+            else:
+                reached = list(await asyncio.gather(*notes))  # in Redis each is a round trip: all at once
+            counts.append((scope, max(reached, default=0)))
+        return [Alert(kind, scope, count) for scope, count in counts if count][:1]
 
     async def _note(self, key: str, value: str, threshold: int, now: float) -> int:
         """Record ``value``; the distinct count if it just reached ``threshold`` (0 otherwise)."""

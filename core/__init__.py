@@ -5,6 +5,7 @@ import each other) and imports nothing of Signpost's but :mod:`protos`:
 
 - :mod:`core.identifiers` — the postcode grammar, NHS numbers, dates of birth;
 - :mod:`core.names` — folding and splitting names the same way everywhere;
+- :mod:`core.addresses` — an address's house number and street word (what makes it a home);
 - :mod:`core.subject` — the one type for the searched child, and the minimum query;
 - :mod:`core.config` — TOML readers with environment overrides;
 - :mod:`core.tasks`, :mod:`core.lifecycle` — background loops, stopping on signals;

@@ -15,14 +15,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from core.addresses import house_number, street_word
 from core.identifiers import postcode_valid
 from core.names import name_problem
 from protos.signpost.v1 import node_pb2
 
 MINIMUM_QUERY = (
     "a search needs given_name, family_name and date_of_birth (without a date of birth: given_name, family_name "
-    "and a full postcode or an address with its house number), or a valid nhs_number with family_name or "
-    "date_of_birth"
+    "and a full postcode or an address with its house number and street), or a valid nhs_number with family_name "
+    "or date_of_birth"
 )
 """The rule against trawling, in the words every refusal uses."""
 NAME_RULE = (
@@ -30,7 +31,14 @@ NAME_RULE = (
     "a placeholder such as Baby or a title such as Ms; leave the field out if the name is not known"
 )
 """What a name given in a search must be, in the words every refusal of one uses."""
+NO_HOME = (
+    "gives no home to search by without a date of birth: an address needs a house number and the name of its "
+    "street, not only words such as flat, apartment or road; or give a full postcode or the date of birth"
+)
+"""Why an address cannot carry a search without a date of birth, in the words every refusal uses (never the value)."""
 NAME_FIELDS = ("given_name", "family_name")
+_ORDER = ("given_name", "family_name", "date_of_birth", "address")
+"""The fields the minimum query may name, in the order a form shows them."""
 SEXES = ("", "M", "F", "U")
 # Lone surrogates cannot be encoded as UTF-8 (protobuf and the audit store refuse them), and control
 # characters (NUL above all, which PostgreSQL's text refuses) are never part of a name or a reason.
@@ -112,12 +120,16 @@ def name_problems(subject: Subject) -> dict[str, str]:
 
 def home_given(subject: Subject) -> bool:
     """Does the search say where the child lives closely enough to stand for a date of birth: a full
-    postcode (not a sector or district), or an address with a house number and a street?"""
+    postcode (not a sector or district), or an address with a house number and a street?
+
+    The street is a word a node keys and compares homes by (:func:`core.addresses.street_word`), not
+    filler: "Flat 1", "Apartment 2" or "1 Road" partly agrees with every flat 1 and every number 1 on
+    a road, so a node finds nobody by it, and the search is refused here rather than answered empty.
+    """
     if postcode_valid(subject.postcode):
         return True
-    words = _WORD.findall(subject.address)
-    house = any(any(c.isdigit() for c in w) for w in words)
-    return len(words) >= 2 and house and any(w.isalpha() for w in words)
+    street = street_word(subject.address)
+    return bool(house_number(subject.address)) and any(c.isalpha() for c in street)
 
 
 def minimum_query_problems(subject: Subject) -> dict[str, str]:
@@ -139,9 +151,11 @@ def minimum_query_problems(subject: Subject) -> dict[str, str]:
         for field in ("given_name", "family_name", "date_of_birth"):
             if not getattr(subject, field):
                 problems[field] = "required: " + MINIMUM_QUERY
+        if given and family and subject.address and not postcode_valid(subject.postcode):
+            problems["address"] = NO_HOME  # the home it was meant to carry the search: say why it cannot
     return problems
 
 
 def missing_for_minimum_query(subject: Subject) -> tuple[str, ...]:
     """The fields a search lacks or must correct under the minimum query; () when it may go ahead."""
-    return tuple(sorted(minimum_query_problems(subject), key=("given_name", "family_name", "date_of_birth").index))
+    return tuple(sorted(minimum_query_problems(subject), key=_ORDER.index))

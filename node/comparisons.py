@@ -16,9 +16,10 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
+from core.addresses import ADDRESS_FILLER
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
-from node.normalise import ADDRESS_FILLER, Address, phonetic
+from node.normalise import Address, phonetic
 
 NULL = -1
 

@@ -47,6 +47,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.addresses import house_number, street_word
 from core.identifiers import dob_int, postcode_parts
 from core.names import is_placeholder, tokens
 from core.nicknames import NameVariants, default_variants
@@ -57,7 +58,7 @@ from node.comparisons import NULL
 from node.em import Session, run_em
 from node.index import MAX_POSTINGS_PER_KEY, BlockingIndex, IndexBuilder, RecordTable, SearchKeys, search_keys
 from node.learning import blocked_pairs, pair_levels
-from node.normalise import Address, address_key, address_tokens, given_names, house_number, phonetic, street_word
+from node.normalise import Address, address_key, address_tokens, given_names, phonetic
 from node.records import Record
 from node.weights import Model, estimate_u
 
@@ -131,7 +132,7 @@ class _Prepared:
     house: str = ""
     """The address's first number: with the postcode district, a home that keys nothing on the date."""
     street: str = ""
-    """The address's street word (normalise.street_word): with the house number, a home without a postcode."""
+    """The address's street word (core.addresses.street_word): with the house number, a home without a postcode."""
 
     @classmethod
     def of(cls, q: Subject) -> _Prepared:

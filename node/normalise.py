@@ -1,20 +1,21 @@
 """Normalising what only the matcher compares: sounds of names and words of addresses.
 
-Names themselves are folded and split by :mod:`core.names`, and postcodes and
-dates by :mod:`core.identifiers`, so the broker, the audit log and the matcher
-agree; this module adds what only matching needs. Pure functions, no I/O;
+Names themselves are folded and split by :mod:`core.names`, postcodes and
+dates by :mod:`core.identifiers`, and an address's house number and street word
+by :mod:`core.addresses`, so the broker, the audit log and the matcher agree;
+this module adds what only matching needs. Pure functions, no I/O;
 nothing here logs.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
+from core.addresses import ADDRESS_FILLER, fold_keep_digits, house_number
 from core.names import PLACEHOLDERS, TITLES, is_placeholder, tokens
 
 
@@ -25,32 +26,6 @@ def phonetic(name: str) -> tuple[str, str]:
         return "", ""
     primary, secondary = doublemetaphone(name)
     return primary, secondary or primary
-
-
-ADDRESS_FILLER = frozenset(
-    {
-        "flat",
-        "the",
-        "road",
-        "rd",
-        "street",
-        "st",
-        "avenue",
-        "ave",
-        "lane",
-        "ln",
-        "close",
-        "cl",
-        "way",
-        "drive",
-        "dr",
-        "court",
-        "ct",
-        "house",
-        "apartment",
-        "apt",
-    }
-)
 
 
 class Address(NamedTuple):
@@ -77,41 +52,6 @@ def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
     words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
     return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house_number(address), tuple(words))
-
-
-def fold_keep_digits(text: str) -> str:
-    if text.isascii():  # most addresses: nothing to decompose (a Python loop over every character otherwise)
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-_WORD = re.compile(r"[a-z0-9]+")
-_HOUSE_WORD = re.compile(r"\d+[a-z]?")
-
-
-def street_word(address: str) -> str:
-    """The first word of an address that names its street ('Flat 2, 12a Oak Road' -> 'oak'), '' when none.
-
-    With the house number, a home that keys neither a name nor the postcode: filler, house and flat
-    numbers ('12', '12a') and single letters (a compass point, 'n 30th st') are skipped.
-    """
-    word: str
-    for word in _WORD.findall(fold_keep_digits(address)):
-        if len(word) > 1 and word not in ADDRESS_FILLER and not _HOUSE_WORD.fullmatch(word):
-            return word
-    return ""
-
-
-_NUMBER = re.compile(r"\d+")
-"""Compiled once: ``re.search`` with a pattern string looks it up in re's cache at every call (once a
-record in a build)."""
-
-
-def house_number(address: str) -> str:
-    """The first number in an address ('12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
-    found = _NUMBER.search(address)
-    return found.group(0).lstrip("0") if found else ""
 
 
 @lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names

@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from broker.audit.keys import load_or_create_hmac_key, subject_hashes
+from certs.identity import Role
+from core.subject import MINIMUM_QUERY, NO_HOME
 from tests.conftest import row
 
 GOOD = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2014-03-09"}
@@ -142,6 +145,54 @@ async def test_oversized_body_is_400(fed):
     assert status == 400
     assert body["error"]["code"] == "invalid_request"
     assert "65536" in body["error"]["message"]
+
+
+AMELIA = {"given_name": "Amelia", "family_name": "Smith"}
+
+
+@pytest.mark.parametrize("address", ["Flat 1", "Flat", "Apartment 2", "c/o", "Flat 1 Road", "Apt 3, The Court"])
+async def test_an_address_of_filler_alone_is_no_home_for_a_search_without_a_date(federation, tmp_path, address):
+    # A node finds nobody by "Flat 1" (it partly agrees with every flat 1 on every road): the broker says so
+    # at once, naming the address, rather than searching every authority for an empty answer.
+    fed = await federation({"LEEDS": [row()]}, rate_limit=1)
+    status, body = await fed.search({**AMELIA, "address": address})
+    assert status == 400 and body["error"]["code"] == "invalid_request"
+    assert body["error"]["fields"] == {
+        "subject.date_of_birth": "required: " + MINIMUM_QUERY,
+        "subject.address": NO_HOME,
+    }
+    text = json.dumps(body)
+    assert not any(value in text for value in (address, "Amelia", "Smith"))
+    # As every refusal after the subject was read: audited as invalid (findable by the child's hashes), no
+    # search started, no node asked, and no quota spent (the limit here is one a minute).
+    key = load_or_create_hmac_key(tmp_path / "subject.key")
+    [names_only] = subject_hashes(key, **AMELIA, date_of_birth=None)
+    async with fed.session(role=Role.AUDITOR).get(f"{fed.url}/v1/audit/entries?subject_hash={names_only}") as r:
+        entries = [e["entry"] for e in (await r.json())["entries"]]
+    assert [(e["outcome"], e["status"]) for e in entries] == [("invalid", 400)]
+    status, body = await fed.search({**AMELIA, "address": "12 Oak Road"})
+    assert status == 200 and [r["band"] for r in body["results"]] == ["possible"]
+
+
+@pytest.mark.parametrize(
+    "home",
+    [
+        {"address": "12 Oak Road"},
+        {"address": "12, OAK ROAD."},
+        {"address": "12 oak rd"},
+        {"address": "Flat 1", "postcode": "LS6 2AB"},  # the full postcode is the home
+    ],
+)
+async def test_a_real_home_without_a_date_is_still_a_search(fed, home):
+    status, body = await fed.search({**AMELIA, **home})
+    assert status == 200, body
+    assert [r["band"] for r in body["results"]] == ["possible"]
+
+
+async def test_a_filler_address_beside_a_date_of_birth_is_a_search(fed):
+    # The date of birth carries the search: the address is only compared, never the search's footing.
+    status, body = await fed.search({**GOOD, "address": "Flat 1"})
+    assert status == 200 and [r["band"] for r in body["results"]] == ["match"]
 
 
 async def test_errors_never_echo_submitted_values(fed):

@@ -258,15 +258,15 @@ def test_organisation_limits_and_patterns_are_configured_like_the_other_settings
     assert config.patterns == PatternSettings() and (
         config.patterns.dates_per_name,
         config.patterns.names_per_date,
-    ) == (
-        6,
-        8,
-    )
-    path.write_text("org_rate_limit_per_minute = 50\n" + base + "[patterns]\ndates_per_name = 4\n")
+        config.patterns.names_per_home,
+    ) == (6, 8, 10)
+    path.write_text("org_rate_limit_per_minute = 50\n" + base + "[patterns]\ndates_per_name = 4\nnames_per_home = 7\n")
     env = {"SIGNPOST_BROKER_ORG_RATE_LIMIT_PER_DAY": "900", "SIGNPOST_BROKER_PATTERNS__NAMES_PER_DATE": "0"}
     config = load_broker_config(path, env)
     assert (config.org_rate_limit_per_minute, config.org_rate_limit_per_day) == (50, 900)
-    assert (config.patterns.dates_per_name, config.patterns.names_per_date) == (4, 0)
+    assert (config.patterns.dates_per_name, config.patterns.names_per_date, config.patterns.names_per_home) == (4, 0, 7)
+    env = {"SIGNPOST_BROKER_PATTERNS__NAMES_PER_HOME": "0"}
+    assert load_broker_config(path, env).patterns.names_per_home == 0
 
 
 async def test_a_refused_fishing_attempt_is_still_findable_by_a_subject_access_request(fed, tmp_path):
