@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from broker.limits_store import MEMORY, LimitsStore, MemoryStore
 from core.addresses import house_number, street_word
 from core.identifiers import postcode_parts, postcode_valid
-from core.names import letters_key
+from core.names import letters_key, tokens
 from core.subject import Subject
 
 ONE_NAME_MANY_DATES = "one_name_many_dates"
@@ -106,7 +106,11 @@ class PatternKeys:
     """The home, each way a node keys it (full postcode; district and house number; house number and
     street word): many given names are counted under each."""
     givens: tuple[str, ...] = ()
-    """Each given name the search tries (given, first middle, other names' first): counted at ``homes``."""
+    """Each given name the search tries with its family name (given, first middle, other names), in one
+    order: counted at ``homes`` and, for the practitioner, at ``names``."""
+    names: tuple[str, ...] = ()
+    """The search's given and family name fields, when it gives any address or postcode: what a sweep over
+    one household keeps however it spells the home (counted for the practitioner only)."""
 
 
 def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
@@ -119,9 +123,18 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
     given, family = letters_key(subject.given_name), letters_key(subject.family_name)
     name = f"{given}|{family}" if given or family else ""
     homes = tuple(digest("home-key", h) for h in _home_keys(subject))
-    givens = tuple(digest("given", g) for g in _given_names(subject, given)) if homes else ()
+    # Any address or postcode may be a home a node agrees with ("Mill Road" with no house number and no
+    # postcode partly agrees with 23 Mill Road, and a search without a postcode counts that as the home):
+    # the search's own name fields are counted in too, so holding the family name while spelling the home
+    # anew each time still alerts. A name field is counted whichever box it is typed in (a node tries the
+    # names the other way round), and each given name tried with the family name it is tried with.
+    at_home = bool(homes or subject.address.strip() or subject.postcode.strip())
+    names = tuple(dict.fromkeys(digest("name-field", n) for n in (given, family) if n)) if at_home else ()
+    givens = tuple(digest("given", "|".join(p)) for p in _name_pairs(subject, given, family)) if at_home else ()
     if subject.date_of_birth:
-        return PatternKeys(digest("name", name), digest("date", subject.date_of_birth), homes=homes, givens=givens)
+        return PatternKeys(
+            digest("name", name), digest("date", subject.date_of_birth), homes=homes, givens=givens, names=names
+        )
     # A search without a date of birth rests on the home instead (core.subject.home_given): many names
     # tried at one home, or one name at many homes, is the same sweep. Under its own label, so a home
     # never counts as a date.
@@ -136,6 +149,7 @@ def pattern_keys(key: bytes, subject: Subject) -> PatternKeys:
         digest("home", "without a date of birth"),
         homes=homes,
         givens=givens,
+        names=names,
     )
 
 
@@ -153,12 +167,17 @@ def _home_keys(subject: Subject) -> list[str]:
     return keys
 
 
-def _given_names(subject: Subject, given: str) -> list[str]:
-    """Every given name the search tries at a node: its given name (``given``, read already), first middle
-    name and each other name's first word (node.matching compares each with a record's given names)."""
-    first_words = [subject.middle_names, *subject.other_names]
-    names = [given, *(letters_key(w.split()[0]) for w in first_words if w.split())]
-    return list(dict.fromkeys(n for n in names if n))
+def _name_pairs(subject: Subject, given: str, family: str) -> list[tuple[str, str]]:
+    """Every given name the search tries at a node with the family name it is tried with, each pair in one
+    order whichever box it came in ("Zedworth, Ava" is "Ava Zedworth" read the other way round, as a node
+    reads it too): the given name whole (``given``) and its first word, the first middle name, and each
+    other name as its first word and the rest (one word alone with the family name)."""
+    firsts = [given, *tokens(subject.given_name)[:1], *tokens(subject.middle_names)[:1]]
+    pairs = [(g, family) for g in firsts]
+    for other in subject.other_names:
+        words = tokens(other) or (letters_key(other),)
+        pairs.append((words[0], "".join(words[1:]) or family))
+    return list(dict.fromkeys((min(a, b), max(a, b)) for a, b in pairs if a and b))
 
 
 def _words(address: str) -> str:
@@ -189,17 +208,28 @@ class PatternDetector:
             ):
                 if threshold > 0:
                     alerts += await self._scopes(actor, organisation, kind, threshold, [(about, value)], now)
-        if self.settings.names_per_home > 0 and keys.homes and keys.givens:
+        if self.settings.names_per_home > 0 and keys.givens:
             noted = [(home, given) for home in keys.homes for given in keys.givens]
+            # The name fields only for the practitioner: across an organisation many households share a
+            # family name (or a given one) in a day, and one practitioner's sweep is what they follow.
+            named = [(name, given) for name in keys.names for given in keys.givens]
             alerts += await self._scopes(
-                actor, organisation, MANY_NAMES_ONE_HOME, self.settings.names_per_home, noted, now
+                actor, organisation, MANY_NAMES_ONE_HOME, self.settings.names_per_home, noted, now, own=named
             )
         return alerts
 
     async def _scopes(
-        self, actor: str, organisation: str, kind: str, threshold: int, noted: list[tuple[str, str]], now: float
+        self,
+        actor: str,
+        organisation: str,
+        kind: str,
+        threshold: int,
+        noted: list[tuple[str, str]],
+        now: float,
+        own: list[tuple[str, str]] | None = None,
     ) -> list[Alert]:
-        """Note each (about, value) for the practitioner and for the organisation; at most one alert."""
+        """Note each (about, value) for the practitioner and for the organisation, and each of ``own`` for
+        the practitioner alone; at most one alert."""
         # Both are noted, whoever alerts: one practitioner's sweep is their organisation's too, and is
         # reported once, as the narrower. A certificate without an organisation is followed as a practitioner.
         counts = []
@@ -209,9 +239,12 @@ class PatternDetector:
             # One search may note several values (a home keyed three ways, a given name and a middle one).
             # Every reach is marked (a key alerts once a window), and the search raises one alert whichever
             # key reached it.
+            mine = noted + own if own and scope == "practitioner" else noted
             notes = [
-                self._note(f"pattern:{scope}:{who}:{kind}:{about}", value, threshold, now) for about, value in noted
+                self._note(f"pattern:{scope}:{who}:{kind}:{about}", value, threshold, now) for about, value in mine
             ]
+            if not notes:
+                continue
             if self.store.kind == MEMORY or len(notes) == 1:
                 # In memory each note is a few dict operations: a task apiece cost six times as much.
                 reached = [await note for note in notes]

@@ -135,12 +135,13 @@ async def test_the_home_is_followed_however_the_postcode_or_street_is_keyed():
         detector = PatternDetector(PatternSettings(names_per_date=0), clock=lambda: 0.0)
         alerts = await _observe_all(detector, subjects)
         assert [a.kind for found in alerts for a in found] == [MANY_NAMES_ONE_HOME], homes
-    # Another house on the same street, or the same number on another street, is another home.
+    # Another house on the same street, or the same number on another street, is another home (each
+    # another family: one family name held over many given names is followed wherever the home is).
     streets = "Mill Oak Elm Ash Birch Cedar Hazel Rowan Willow Alder Maple Poplar".split()
     elsewhere = [{"address": f"{n} Mill Road", "postcode": f"LS6 {n}AB"} for n in range(1, 13)]
     elsewhere += [{"address": f"23 {street} Road"} for street in streets]
     subjects = [
-        Subject(given_name=MADE_UP[i % 12], family_name="Zedworth", date_of_birth="2012-01-01", **home)
+        Subject(given_name=MADE_UP[i % 12], family_name=f"Zed{streets[i % 12]}", date_of_birth="2012-01-01", **home)
         for i, home in enumerate(elsewhere)
     ]
     quiet = PatternDetector(PatternSettings(names_per_date=0, dates_per_name=0), clock=lambda: 0.0)
