@@ -12,9 +12,15 @@ organisation (three certificates of one organisation sweep together):
   makes every child at a home a candidate whatever the date, and a given name agreeing there is a
   ``possible`` (node.bands), so "Jordan Zedworth, any date, 23 Mill Road" finds every Jordan living
   there: each new given name is one more guess at who lives in that house. A search's given names are
-  its given name, first middle name and each other name's first (a node tries each); its home is read as
-  a node keys homes (core.addresses): the full postcode, the postcode district with the house number, and
-  the house number with the street word, each counted apart.
+  its given name (whole and its first word), first middle name and each other name, each with the family
+  name it is tried with, as one pair whichever way round it is typed (a node tries the names the other way
+  round too); its home is read as a node keys homes (core.addresses): the full postcode, the postcode
+  district with the house number, and the house number with the street word, each counted apart. A home
+  that only partly agrees is the same home to a node when the search gives no postcode ("Mill Road", with
+  no house number, finds every child of the name at 23 Mill Road), so it can be spelt anew every time:
+  for the practitioner, the pairs are also counted under the search's given and family name fields
+  whenever it gives any address or postcode (a household swept keeps its family name). Not for the
+  organisation: many households of one family name are searched across one in a day.
 
 A search without a date of birth (both names and the home) counts its home in the date's place for one
 name tried at many homes; its names are counted together with every other search without a date (a

@@ -169,3 +169,34 @@ async def test_the_respelt_sweep_through_the_federation_finds_each_child_and_ale
     assert (alert["kind"], alert["scope"], alert["count"]) == (MANY_NAMES_ONE_HOME, "practitioner", 10)
     assert f'signpost_unusual_pattern_alerts_total{{kind="{MANY_NAMES_ONE_HOME}"}} 1.0' in await metrics_text(fed)
     assert not any(v in repr(logs) for v in ("Zedworth", "Mill", *CHILDREN))
+
+
+async def test_redis_holds_no_child_in_its_pattern_keys_or_values(redis_space):
+    import redis
+
+    from broker.limits_store import RedisStore
+
+    store = RedisStore(redis_space.url, prefix=redis_space.prefix, timeout=2.0)
+    try:
+        detector = PatternDetector(PatternSettings(), clock=lambda: 0.0, store=store)
+        subject = Subject(
+            given_name="Ava",
+            family_name="Zedworth",
+            middle_names="Noah",
+            other_names=("Zedworth Isla",),
+            date_of_birth="2014-03-09",
+            **HOME,
+        )
+        await _alerts(detector, [subject])
+    finally:
+        await store.close()
+    client = redis.Redis.from_url(redis_space.url, decode_responses=True)
+    try:
+        keys = list(client.scan_iter(match=redis_space.prefix + "*"))
+        held = [*keys, *(v for k in keys if client.type(k) == "zset" for v in client.zrange(k, 0, -1))]
+    finally:
+        client.close()
+    assert any(MANY_NAMES_ONE_HOME in k for k in keys)  # the home and the name fields were noted
+    text = " ".join(held).casefold()
+    # (nothing a hex digest could spell by chance: "ls6" and "2014-03-09", not "2ab" or "2014")
+    assert not any(v in text for v in ("ava", "zedworth", "noah", "isla", "mill", "ls6", "2014-03-09"))
