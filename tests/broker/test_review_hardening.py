@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from broker.limits_store import MemoryStore
 from broker.patterns import MANY_NAMES_ONE_HOME, Alert, PatternDetector, PatternSettings, pattern_keys
 from core.subject import Subject
 from node.matching import MatchEngine, MatchSettings
@@ -200,3 +201,39 @@ async def test_redis_holds_no_child_in_its_pattern_keys_or_values(redis_space):
     text = " ".join(held).casefold()
     # (nothing a hex digest could spell by chance: "ls6" and "2014-03-09", not "2ab" or "2014")
     assert not any(v in text for v in ("ava", "zedworth", "noah", "isla", "mill", "ls6", "2014-03-09"))
+
+
+async def test_family_names_guessed_at_one_home_are_each_a_guess():
+    # Which family does the Jordan at 23 Mill Road belong to (a step-family's name)? A node needs the family
+    # name to agree as well (node.bands.strong_partial), so each new family name is a guess at that house.
+    subjects = [
+        Subject(given_name="Jordan", family_name=f, date_of_birth=f"2001-03-{i + 1:02d}", **HOME)
+        for i, f in enumerate("Zedworth Quill Marsh Pike Lowe Frost Hale Reed Stone Vale".split())
+    ]
+    alerts = await _alerts(PatternDetector(PatternSettings(), clock=lambda: 0.0), subjects)
+    assert alerts == [[]] * 9 + [[Alert(MANY_NAMES_ONE_HOME, "practitioner", 10)]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: in memory (limits_store = 'memory') a dated search with a home now opens about seven sets where "
+    "it opened two before many_names_one_home (6.2 with it, 7.2 with the name fields), so max_tracked forgets a "
+    "slow sweep among other traffic about three times sooner, while Redis keeps each set for the window; raising "
+    "the default (about 45 MB per 100,000 sets) is the operator's or the lead's call",
+)
+async def test_a_slow_sweep_among_other_searches_alerts_in_memory_as_in_redis():
+    detector = PatternDetector(PatternSettings(), clock=lambda: 0.0, store=MemoryStore(max_tracked=600))
+    found = []
+    for i, given in enumerate(CHILDREN):
+        day = f"2001-01-{i + 1:02d}"
+        keys = pattern_keys(KEY, Subject(given_name=given, family_name="Zedworth", date_of_birth=day, **HOME))
+        found += await detector.observe("pat", "Org", keys)
+        for n in range(100):  # a hundred other practitioners' searches between two guesses
+            other = Subject(
+                given_name="Amelia",
+                family_name=f"Smith{n}x{i}",
+                date_of_birth=f"2014-03-{1 + n % 28:02d}",
+                address=f"{n} Oak Road",
+            )
+            await detector.observe(f"user{n}", f"org{n % 7}", pattern_keys(KEY, other))
+    assert [a.kind for a in found] == [MANY_NAMES_ONE_HOME]
