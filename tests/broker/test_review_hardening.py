@@ -3,6 +3,8 @@ writes the names, so that no home hash repeats, while a real node still finds ea
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -237,3 +239,29 @@ async def test_a_slow_sweep_among_other_searches_alerts_in_memory_as_in_redis():
             )
             await detector.observe(f"user{n}", f"org{n % 7}", pattern_keys(KEY, other))
     assert [a.kind for a in found] == [MANY_NAMES_ONE_HOME]
+
+
+ODD_ADDRESSES = [
+    "٢٣ Mill Road",  # Arabic-Indic digits: a house number to \d, another to the node's words
+    "𝟐𝟑 Mill Road",  # mathematical digits, NFKD-folded to 23 in the words but not in the house number
+    "23 Улица Ленина",  # no Latin street word
+    "23 中山路",
+    "\u200b",  # a zero-width space: not stripped
+    "23 Mill Road \U0001f3e0",
+    "0 00 000",
+    "Flat 1 " * 28,  # filler only, just under MAX_ADDRESS (200)
+]
+
+
+@pytest.mark.parametrize("dated", [True, False])
+async def test_odd_addresses_are_answered_or_refused_never_a_server_error(federation, dated):
+    fed = await federation({"LEEDS": [row(address="23 Mill Road")]}, patterns=PatternSettings())
+    for address in ODD_ADDRESSES:
+        subject = {"given_name": "Amelia", "family_name": "Smith", "address": address}
+        if dated:
+            subject["date_of_birth"] = "2014-03-09"
+        status, body = await fed.search(subject)
+        assert status == (200 if dated else status) and status in (200, 400), address
+        if status == 400:
+            assert set(body["error"]["fields"]) <= {"subject.date_of_birth", "subject.address"}, address
+            assert address.strip() not in json.dumps(body, ensure_ascii=False), address
