@@ -74,9 +74,10 @@ class PatternSettings:
     names_per_date: int = 8
     """Distinct names searched with one date of birth in the window that raise an alert; 0 = never."""
     names_per_home: int = 10
-    """Distinct given names searched at one home (any date, or none) in the window that raise an alert;
-    0 = never. Ten lets a practitioner search a household of six children by given name, or four with
-    a middle name each and a respelling, without an alert."""
+    """Distinct given names searched at one home (any date, or none), or by one practitioner with one name
+    field at any address, in the window that raise an alert; 0 = never. Ten lets a practitioner search a
+    household of six children by given name, or four with a middle name each and a respelling, without an
+    alert."""
     window_seconds: float = 86400.0
     """The rolling window the counts are over."""
     max_tracked: int = 100_000
