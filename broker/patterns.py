@@ -80,7 +80,9 @@ class PatternSettings:
     alert."""
     window_seconds: float = 86400.0
     """The rolling window the counts are over."""
-    max_tracked: int = 100_000
+    # A dated search with a home opens about seven sets (names, dates, homes, each for user and organisation):
+    # 350,000 follow about as many searches as 100,000 did before many_names_one_home (about 45 MB a 100,000).
+    max_tracked: int = 350_000
     """Most names and dates followed at once (per practitioner and per organisation together)."""
 
     @property

@@ -220,8 +220,8 @@ async def test_family_names_guessed_at_one_home_are_each_a_guess():
     strict=True,
     reason="open: in memory (limits_store = 'memory') a dated search with a home now opens about seven sets where "
     "it opened two before many_names_one_home (6.2 with it, 7.2 with the name fields), so max_tracked forgets a "
-    "slow sweep among other traffic about three times sooner, while Redis keeps each set for the window; raising "
-    "the default (about 45 MB per 100,000 sets) is the operator's or the lead's call",
+    "slow sweep among other traffic about three times sooner than the same max_tracked did, while Redis keeps "
+    "each set for the window; the default is raised to 350,000 to make up for it, but any bound can be outrun",
 )
 async def test_a_slow_sweep_among_other_searches_alerts_in_memory_as_in_redis():
     detector = PatternDetector(PatternSettings(), clock=lambda: 0.0, store=MemoryStore(max_tracked=600))
