@@ -126,7 +126,8 @@ def settle_heap() -> None:
     100 ms each — and the default young threshold ran a pass about ten times a search: together about a
     seventh of a busy broker's CPU (gc.callbacks, 152 nodes on loopback). ``gc.freeze`` moves what exists now
     to a generation the collector never scans (freed by reference counting as ever); cycles made later are
-    collected as before, only in bigger, rarer passes.
+    collected as before, only in bigger, rarer passes. A frozen object later dropped in a reference cycle is
+    never freed: at most the node clients a registry reload or certificate rotation retires, a few KB each.
     """
     gc.collect()
     gc.freeze()
