@@ -74,6 +74,10 @@ def batch_bytes(batch_id: int, pieces: list[bytes]) -> bytes:
     return _BATCH_ID_TAG + _varint(batch_id) + b"".join(pieces)
 
 
+STREAM_STALL_SECONDS = 10.0
+"""A stream whose oldest batch has gone this long unanswered on a live connection is stuck (every search on it
+has long passed its deadline): it is cancelled and the next batch opens a new one, so one stuck call cannot
+hold a node's searches behind it until the connection is next recycled."""
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 48 * 1024
 """A batch stays under a node's largest accepted message (``max_message_bytes``, 64 KiB by default): a
@@ -136,8 +140,9 @@ class MatchPipe:
         max_batch: int = MAX_BATCH,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+        stall_after: float = STREAM_STALL_SECONDS,
     ) -> None:
-        self._open, self._convert = open_stream, convert
+        self._open, self._convert, self.stall_after = open_stream, convert, stall_after
         self.max_batch, self.max_in_flight = max_batch, max_in_flight
         self.max_batch_bytes = max_batch_bytes
         self._queue: deque[tuple[bytes, asyncio.Future[Answered]]] = deque()
@@ -185,6 +190,12 @@ class MatchPipe:
 
     def _current(self) -> _Stream:
         stream = self._stream
+        if stream is not None and stream.in_flight:
+            sent = self._sent.get(next(iter(stream.in_flight)))
+            if sent is not None and time.perf_counter() - sent[0] > self.stall_after:
+                log.warning("node_stream_stalled")
+                stream.call.cancel()  # its reader fails what is left on it (all timed out by now)
+                self._stream = stream = None
         if stream is None:
             stream = self._stream = _Stream(self._open())
             self._spawn(self._read_loop(stream))

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.breaker import CircuitBreaker
-from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
+from broker.errors import NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.nodeclient import NodeClient, batch_piece
 from broker.registry import Authority
@@ -333,3 +333,21 @@ async def test_a_stream_reports_the_work_outstanding_at_its_node_for_admission(l
     # A moving average per search: the batch of one took its whole round trip (at least 0.3 s), the batch of
     # nine a ninth of its own each: 0.2 x 0.8 x 0.3 + 0.2 x 0.3 / 9 = 0.055 s at the least.
     assert 0.05 < load.per_search < 0.1
+
+
+async def test_a_stuck_stream_is_abandoned_and_the_next_search_goes_on_a_new_one(leeds):
+    """A stream lives as long as its connection; a call stuck on a live connection must not hold every later
+    search behind it until the node next recycles the connection (minutes)."""
+    node, client, signer, _batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    pipe = client._pipe
+    assert pipe is not None
+    pipe.stall_after = 0.5
+    timer = node.service.timer
+    node.service.timer = _Slow(timer, 4.0)  # this batch is answered long after its deadline
+    with pytest.raises(NodeTimeout):
+        await client.match(signed(signer, "stuck", **AMELIA).SerializeToString(), 0.3)
+    node.service.timer = timer
+    await asyncio.sleep(0.4)  # the stuck batch is now older than stall_after
+    answer = await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 2.0)
+    assert len(answer.candidates) == 1
