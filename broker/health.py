@@ -14,6 +14,7 @@ that do (broker.nodeclient, broker.fanout, broker.monitor).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 from broker.breaker import BreakerState, CircuitBreaker
 from broker.errors import NodeCallError
 from broker.registry import Authority
-from core.stats import percentile
+from core.stats import of_sorted, percentile
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,11 @@ class Peers:
         p50s: list[float] = []
         p90s: dict[str, float] = {}
         for code, health in self.members.items():
-            recent = list(health.latencies)[-20:]
-            p50, p90 = percentile(recent, 50), percentile(recent, 90)
-            if len(recent) >= 5 and p50 is not None and p90 is not None:
-                p50s.append(p50)
-                p90s[code] = p90
+            # The last 20, sorted once for both (152 nodes twice a second: copying all 200 was most of it).
+            recent = sorted(itertools.islice(reversed(health.latencies), 20))
+            if len(recent) >= 5:
+                p50s.append(of_sorted(recent, 50))
+                p90s[code] = of_sorted(recent, 90)
         p50s.sort()
         self.typical_ms = p50s[(len(p50s) - 1) // 2] if p50s else None
         floor = max(self.settings.slow_ms, PEER_FACTOR * (self.typical_ms or 0.0))

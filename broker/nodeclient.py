@@ -74,10 +74,10 @@ def batch_bytes(batch_id: int, pieces: list[bytes]) -> bytes:
     return _BATCH_ID_TAG + _varint(batch_id) + b"".join(pieces)
 
 
-STREAM_LIFETIME_SECONDS = 5.0
-"""A stream is retired (half-closed once its batches are answered) after this long, well inside the grace
-a node gives open calls when it recycles a connection (max_connection_age_grace, 10 s), so recycling —
-how rotated node certificates take over — never cuts a batch off."""
+STREAM_STALL_SECONDS = 10.0
+"""A stream whose oldest batch has gone this long unanswered on a live connection is stuck (every search on it
+has long passed its deadline): it is cancelled and the next batch opens a new one, so one stuck call cannot
+hold a node's searches behind it until the connection is next recycled."""
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 48 * 1024
 """A batch stays under a node's largest accepted message (``max_message_bytes``, 64 KiB by default): a
@@ -113,8 +113,8 @@ class StreamLoad(NamedTuple):
 class _Stream:
     """One MatchStream call and the batches sent on it that await answers."""
 
-    def __init__(self, call: BatchCall, opened_at: float) -> None:
-        self.call, self.opened_at = call, opened_at
+    def __init__(self, call: BatchCall) -> None:
+        self.call = call
         self.in_flight: dict[int, list[asyncio.Future[Answered]]] = {}
         self.half_closed = False
 
@@ -137,14 +137,13 @@ class MatchPipe:
         open_stream: Callable[[], BatchCall],
         convert: Callable[[node_pb2.MatchOutcome], node_pb2.MatchResponse],
         *,
-        clock: Callable[[], float] = time.monotonic,
-        lifetime: float = STREAM_LIFETIME_SECONDS,
         max_batch: int = MAX_BATCH,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+        stall_after: float = STREAM_STALL_SECONDS,
     ) -> None:
-        self._open, self._convert, self._clock = open_stream, convert, clock
-        self.lifetime, self.max_batch, self.max_in_flight = lifetime, max_batch, max_in_flight
+        self._open, self._convert, self.stall_after = open_stream, convert, stall_after
+        self.max_batch, self.max_in_flight = max_batch, max_in_flight
         self.max_batch_bytes = max_batch_bytes
         self._queue: deque[tuple[bytes, asyncio.Future[Answered]]] = deque()
         self._stream: _Stream | None = None
@@ -158,8 +157,13 @@ class MatchPipe:
 
     def load(self, now: float) -> StreamLoad:
         """What is outstanding at the node now (``now``: time.perf_counter)."""
-        oldest = next(iter(self._sent.values()), (now, 0))[0]
-        out = sum(n for _, n in self._sent.values())
+        sent = self._sent
+        if not sent:  # the usual case between batches; admission reads 152 of these up to 50 times a second
+            return StreamLoad(0, len(self._queue), 0.0, self._per_search)
+        out = 0
+        for _, searches in sent.values():
+            out += searches
+        oldest = next(iter(sent.values()))[0]
         return StreamLoad(out, len(self._queue), now - oldest, self._per_search)
 
     def submit(self, piece: bytes) -> asyncio.Future[Answered]:
@@ -176,15 +180,24 @@ class MatchPipe:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def retire(self) -> None:
+        """The connection under the stream is going away (NodeClient saw the node's GOAWAY): later batches
+        go on a new stream, and this one is half-closed now if idle, else by its reader once its batches
+        are answered — inside the grace the node gives calls open on a recycled connection."""
+        stream, self._stream = self._stream, None
+        if stream is not None and not stream.in_flight:
+            self._spawn(self._quietly(stream.half_close()))
+
     def _current(self) -> _Stream:
-        stream, now = self._stream, self._clock()
-        if stream is not None and now - stream.opened_at > self.lifetime:
-            # Retired: half-closed now if idle, else by its reader once its batches are answered.
-            if not stream.in_flight:
-                self._spawn(self._quietly(stream.half_close()))
-            self._stream = stream = None
+        stream = self._stream
+        if stream is not None and stream.in_flight:
+            sent = self._sent.get(next(iter(stream.in_flight)))
+            if sent is not None and time.perf_counter() - sent[0] > self.stall_after:
+                log.warning("node_stream_stalled")
+                stream.call.cancel()  # its reader fails what is left on it (all timed out by now)
+                self._stream = stream = None
         if stream is None:
-            stream = self._stream = _Stream(self._open(), now)
+            stream = self._stream = _Stream(self._open())
             self._spawn(self._read_loop(stream))
         return stream
 
@@ -322,6 +335,7 @@ class NodeClient:
             STREAM_METHOD, request_serializer=None, response_deserializer=node_pb2.MatchBatchResult.FromString
         )
         self._pipe: MatchPipe | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._open_stream = lambda: stream()
         self._describe = self.channel.unary_unary(
             DESCRIBE_METHOD,
@@ -346,11 +360,31 @@ class NodeClient:
         """
         if self._pipe is None:
             self._pipe = MatchPipe(self._open_stream, self._outcome)
+            self._watch = asyncio.get_running_loop().create_task(self._retire_on_goaway(self._pipe))
         future = self._pipe.submit(piece)
         if timeout is not None:
             timer = asyncio.get_running_loop().call_later(timeout, expire, future)
             future.add_done_callback(lambda _: timer.cancel())
         return future
+
+    async def _retire_on_goaway(self, pipe: MatchPipe) -> None:
+        """Retire the pipe's stream whenever the channel leaves READY.
+
+        A node recycles its connections (max_connection_age, so rotated certificates take over) by sending
+        GOAWAY: the channel goes IDLE at once while calls already open carry on until the node's grace ends
+        them. Retiring the stream then — half-closed once its batches are answered, the next batch going on
+        a new connection — is all a recycle needs, so a stream lives as long as its connection, not a fixed
+        few seconds, and nothing here depends on how long the node's grace is. Losing the connection
+        (READY to TRANSIENT_FAILURE) retires a stream that is failing anyway. Waiting costs nothing: grpc
+        wakes this task only on a change of state.
+        """
+        ready = grpc.ChannelConnectivity.READY
+        state = self.channel.get_state()
+        while True:
+            await self.channel.wait_for_state_change(state)
+            was, state = state, self.channel.get_state()
+            if was is ready and state is not ready:
+                pipe.retire()
 
     async def match(self, request: bytes, timeout: float) -> node_pb2.MatchResponse:
         response, _ = await self.submit(batch_piece(request), timeout)
@@ -398,6 +432,9 @@ class NodeClient:
         }
 
     async def close(self, grace: float | None = None) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         if self._pipe is not None:
             await self._pipe.close()
         await self.channel.close(grace)

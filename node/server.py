@@ -39,6 +39,10 @@ from protos.signpost.v1 import node_pb2, node_pb2_grpc
 
 log = structlog.get_logger("signpost.node")
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+CONNECTION_AGE_GRACE_SECONDS = 10.0
+"""How long calls open on a connection past its max_connection_age may go on. The broker retires its stream
+as soon as the connection's GOAWAY arrives and sends nothing more on it (broker.nodeclient), so this only has
+to outlast the batches already out: a search's deadline (2 s by default)."""
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -157,7 +161,7 @@ async def start_node(config: NodeConfig) -> RunningNode:
         ("grpc.so_reuseport", 0),
         # Connections are recycled, so rotated certificates take over within a bounded time.
         ("grpc.max_connection_age_ms", int(config.max_connection_age_seconds * 1000)),
-        ("grpc.max_connection_age_grace_ms", 10_000),
+        ("grpc.max_connection_age_grace_ms", int(CONNECTION_AGE_GRACE_SECONDS * 1000)),
     ]
     server = grpc.aio.server(options=options)
     node_pb2_grpc.add_NodeServiceServicer_to_server(service, server)

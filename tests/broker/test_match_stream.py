@@ -12,15 +12,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.breaker import CircuitBreaker
-from broker.errors import NodeFailed, NodeRefused, NodeUnavailable
+from broker.errors import NodeFailed, NodeRefused, NodeTimeout, NodeUnavailable
 from broker.health import HealthSettings, NodeHealth, Peers
 from broker.nodeclient import NodeClient, batch_piece
 from broker.registry import Authority
 from certs.assertions import AssertionRejected, AssertionSigner, AssertionVerifier, load_private_key, load_public_key
 from certs.identity import node_dns_name
-from certs.tls import channel_credentials
+from certs.tls import TLSConfig, channel_credentials
+from node.config import NodeConfig
+from node.server import start_node
 from protos.signpost.v1 import node_pb2
-from tests.conftest import row
+from signpost.federation import import_authority
+from tests.conftest import row, write_csv
 
 
 def signed(signer: AssertionSigner, search_id: str, **subject: str) -> node_pb2.MatchRequest:
@@ -94,16 +97,65 @@ async def test_a_refused_search_is_refused_alone(leeds):
     assert (await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 5.0)).candidates
 
 
-async def test_streams_are_recycled_without_losing_a_search(leeds):
+async def test_streams_are_retired_without_losing_a_search(leeds):
     node, client, signer, _batches = leeds
     await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
-    client._pipe.lifetime = 0.02  # type: ignore[union-attr]
+    pipe = client._pipe
+    assert pipe is not None
     for i in range(30):
-        answer = await client.match(signed(signer, f"s{i}", **AMELIA).SerializeToString(), 5.0)
-        assert len(answer.candidates) == 1
-        await asyncio.sleep(0.01)
+        # Retired while idle, and while searches are out: each of them still gets its answer.
+        searches = [client.match(signed(signer, f"s{i}-{j}", **AMELIA).SerializeToString(), 5.0) for j in range(3)]
+        if i % 2:
+            pipe.retire()
+        answers = await asyncio.gather(*searches)
+        assert all(len(a.candidates) == 1 for a in answers)
+        pipe.retire()
     await asyncio.sleep(0.2)
-    assert len(node.service._streams) <= 2  # retired streams were half-closed and ended by the node
+    assert len(node.service._streams) <= 1  # retired streams were half-closed and ended by the node
+
+
+async def test_a_recycled_connection_moves_the_stream_before_the_node_s_grace_cuts_it(pki, tmp_path, monkeypatch):
+    """The node closes its connections after max_connection_age (here 1 s, give or take a tenth) and cuts calls
+    still open a grace later (here 1 s too): the broker's stream follows the connection, not a clock, so
+    searches sent back to back through several recycles are every one answered."""
+    monkeypatch.setattr("node.server.CONNECTION_AGE_GRACE_SECONDS", 1.0)
+    store = tmp_path / "LEEDS.sqlite3"
+    import_authority(store, write_csv(tmp_path / "LEEDS.csv", [row()]))
+    files = pki.nodes["LEEDS"]
+    tls = TLSConfig(ca=pki.ca.cert, cert=files.cert, key=files.key, crl=pki.crl)
+    config = NodeConfig(
+        "LEEDS",
+        "Leeds",
+        ("127.0.0.1", 0),
+        store,
+        tls,
+        broker_public_keys=(pki.assertion_pub,),
+        max_connection_age_seconds=1.0,
+    )
+    node = await start_node(config)
+    client = NodeClient(
+        Authority("LEEDS", "Leeds", node.address, node_dns_name("LEEDS")), channel_credentials(pki.tls(pki.broker))
+    )
+    opened = 0
+    open_stream = client._open_stream
+
+    def counting():
+        nonlocal opened
+        opened += 1
+        return open_stream()
+
+    client._open_stream = counting  # type: ignore[method-assign]
+    signer = AssertionSigner(load_private_key(pki.assertion_key), audience=lambda: ["LEEDS"])
+    try:
+        began, i = time.monotonic(), 0
+        while time.monotonic() - began < 4.0:
+            answer = await client.match(signed(signer, f"s{i}", **AMELIA).SerializeToString(), 2.0)
+            assert len(answer.candidates) == 1
+            i += 1
+        assert opened >= 3  # a new stream for each new connection
+    finally:
+        await client.close()
+        await node.stop(grace=0.5)
 
 
 async def test_a_node_stopping_ends_its_streams_without_waiting_out_the_grace(leeds):
@@ -281,3 +333,21 @@ async def test_a_stream_reports_the_work_outstanding_at_its_node_for_admission(l
     # A moving average per search: the batch of one took its whole round trip (at least 0.3 s), the batch of
     # nine a ninth of its own each: 0.2 x 0.8 x 0.3 + 0.2 x 0.3 / 9 = 0.055 s at the least.
     assert 0.05 < load.per_search < 0.1
+
+
+async def test_a_stuck_stream_is_abandoned_and_the_next_search_goes_on_a_new_one(leeds):
+    """A stream lives as long as its connection; a call stuck on a live connection must not hold every later
+    search behind it until the node next recycles the connection (minutes)."""
+    node, client, signer, _batches = leeds
+    await client.match(signed(signer, "first", **AMELIA).SerializeToString(), 5.0)
+    pipe = client._pipe
+    assert pipe is not None
+    pipe.stall_after = 0.5
+    timer = node.service.timer
+    node.service.timer = _Slow(timer, 4.0)  # this batch is answered long after its deadline
+    with pytest.raises(NodeTimeout):
+        await client.match(signed(signer, "stuck", **AMELIA).SerializeToString(), 0.3)
+    node.service.timer = timer
+    await asyncio.sleep(0.4)  # the stuck batch is now older than stall_after
+    answer = await client.match(signed(signer, "after", **AMELIA).SerializeToString(), 2.0)
+    assert len(answer.candidates) == 1

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from core.names import first_token, fold, is_placeholder, tokens
-from core.stats import percentile
+from core.stats import of_sorted, percentile
 from core.subject import Subject, clean_text, minimum_query_problems, missing_for_minimum_query
 from protos.signpost.v1 import node_pb2
 
@@ -113,6 +113,12 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 99) == 10.0
     assert percentile(values, 0) == 1.0
     assert percentile([], 50) is None
+
+
+def test_of_sorted_agrees_with_percentile():
+    values = [7.0, 1.0, 4.0, 9.0, 2.0, 8.0]
+    for q in (0, 10, 50, 90, 99, 100):
+        assert of_sorted(sorted(values), q) == percentile(values, q)
 
 
 @pytest.mark.parametrize("text", ["X\ud800Y", "\udfff", "Amy\x00", "Amy\x1b[2J", "Amy\x85"])
