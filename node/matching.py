@@ -720,20 +720,21 @@ class _CloseNames:
         self.family_probes = tuple(dict.fromkeys([*(f for f in q.families if f), *((g,) for g in givens)]))
         self.given: dict[str, bool] = {}
         self.family: dict[tuple[str, ...], bool] = {}
+        self.close = cmp.CloseToAny(self.given_probes, self.family_probes, variants)
 
     def any(self, givens: tuple[str, ...], families: tuple[tuple[str, ...], ...]) -> bool:
         for name in givens:
             if name:
                 found = self.given.get(name)
                 if found is None:
-                    found = self.given[name] = any(cmp.given_close(p, name, self.variants) for p in self.given_probes)
+                    found = self.given[name] = self.close.given(name)
                 if found:
                     return True
         for parts in families:
             if parts:
                 found = self.family.get(parts)
                 if found is None:
-                    found = self.family[parts] = any(cmp.family_close(p, parts) for p in self.family_probes)
+                    found = self.family[parts] = self.close.family(parts)
                 if found:
                     return True
         return False
