@@ -40,7 +40,7 @@ def test_the_cases_that_motivated_the_levels() -> None:
     assert not cmp.given_close("j", "james", VARIANTS)  # an initial is never close
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.lists(name, max_size=4), name)
 def test_a_name_is_close_to_a_query_exactly_when_close_to_one_of_its_names(probes: list[str], b: str) -> None:
     close = cmp.CloseToAny(probes, [], VARIANTS)
