@@ -613,22 +613,20 @@ class MatchEngine:
         t = self.table
         held = (t.givens(i), t.families(i))
         found = names.get(held)
+        nhs = cmp.nhs_level(q.nhs, t.nhs[i])
+        if found is None and nhs != 0 and not close.any(*held):
+            return None  # no name could be evidence, in either reading: spare comparing them in full
+        dob = cmp.dob_level(q.dob, t.dob[i])
+        postcode = cmp.postcode_level(q.postcode, t.postcode[i])
+        address = cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL
+        if nhs != 0 and not bands.dated_or_at_home((NULL, NULL, dob, NULL, postcode, address, NULL)):
+            return None  # bands.has_evidence says no whatever the names: spare comparing them
         if found is None:
-            if not close.any(*held) and not (q.nhs and q.nhs == t.nhs[i]):
-                return None  # no name could be evidence, in either reading: spare comparing them in full
             found = names[held] = self._name_levels(q, i)
         given, family, swapped = found
-        if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
+        if not (bands.close(given) or bands.close(family) or nhs == 0):
             return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
-        levels = (
-            given,
-            family,
-            cmp.dob_level(q.dob, t.dob[i]),
-            cmp.sex_level(q.sex, t.sex[i]),
-            cmp.postcode_level(q.postcode, t.postcode[i]),
-            cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL,
-            cmp.nhs_level(q.nhs, t.nhs[i]),
-        )
+        levels = (given, family, dob, cmp.sex_level(q.sex, t.sex[i]), postcode, address, nhs)
         if not bands.has_evidence(levels):
             return None
         total = self._log2_prior + sum(self.model.weight(f, lv) for f, lv in enumerate(levels))
