@@ -611,16 +611,16 @@ class MatchEngine:
         """``names``: this query's name levels by the record's names (see _NameMemo); ``close``: its
         names that may agree (see _CloseNames)."""
         t = self.table
-        held = (t.givens(i), t.families(i))
-        found = names.get(held)
         nhs = cmp.nhs_level(q.nhs, t.nhs[i])
-        if found is None and nhs != 0 and not close.any(*held):
+        if nhs != 0 and not close.row(t, i):
             return None  # no name could be evidence, in either reading: spare comparing them in full
         dob = cmp.dob_level(q.dob, t.dob[i])
         postcode = cmp.postcode_level(q.postcode, t.postcode[i])
         address = cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL
         if nhs != 0 and not bands.dated_or_at_home((NULL, NULL, dob, NULL, postcode, address, NULL)):
             return None  # bands.has_evidence says no whatever the names: spare comparing them
+        held = (t.givens(i), t.families(i))
+        found = names.get(held)
         if found is None:
             found = names[held] = self._name_levels(q, i)
         given, family, swapped = found
@@ -721,21 +721,29 @@ class _CloseNames:
         self.close = cmp.CloseToAny(self.given_probes, self.family_probes, variants)
 
     def any(self, givens: tuple[str, ...], families: tuple[tuple[str, ...], ...]) -> bool:
-        for name in givens:
-            if name:
-                found = self.given.get(name)
-                if found is None:
-                    found = self.given[name] = self.close.given(name)
-                if found:
-                    return True
-        for parts in families:
-            if parts:
-                found = self.family.get(parts)
-                if found is None:
-                    found = self.family[parts] = self.close.family(parts)
-                if found:
-                    return True
-        return False
+        return any(map(self._given, givens)) or any(map(self._family, families))
+
+    def row(self, t: RecordTable, i: int) -> bool:
+        """``any(t.givens(i), t.families(i))``, without making those tuples: every candidate asks this."""
+        if self._given(t.given[i]) or self._family(t.family[i]):
+            return True
+        others = t.other_given.get(i)
+        if others and any(map(self._given, others)):
+            return True
+        other_families = t.other_family.get(i)
+        return bool(other_families) and any(map(self._family, other_families))
+
+    def _given(self, name: str) -> bool:
+        found = self.given.get(name)
+        if found is None:
+            found = self.given[name] = self.close.given(name)
+        return found
+
+    def _family(self, parts: tuple[str, ...]) -> bool:
+        found = self.family.get(parts)
+        if found is None:
+            found = self.family[parts] = self.close.family(parts)
+        return found
 
 
 _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]
