@@ -731,7 +731,7 @@ class _CloseNames:
         if others and any(map(self._given, others)):
             return True
         other_families = t.other_family.get(i)
-        return bool(other_families) and any(map(self._family, other_families))
+        return other_families is not None and any(map(self._family, other_families))
 
     def _given(self, name: str) -> bool:
         found = self.given.get(name)
