@@ -75,6 +75,18 @@ class NameVariants:
         found.discard(own)
         return frozenset(found)
 
+    def normalised(self, name: str) -> str:
+        """``name`` as the groups hold it (what ``are_variants`` compares)."""
+        return _normalise_cached(name)
+
+    def variant_set(self, name: str) -> frozenset[str]:
+        """The normalised names that are variants of ``name``: ``are_variants(name, b)`` exactly when
+        ``normalised(b)`` is in it (a query's names asked of many candidates' names, a set lookup each)."""
+        own = _normalise_cached(name)
+        found = {other for group_id in self._index.get(own, _NO_GROUPS) for other in self._groups[group_id]}
+        found.discard(own)
+        return frozenset(found)
+
     def are_variants(self, a: str, b: str) -> bool:
         """True if the names differ (once normalised) and share a group."""
         na = _normalise_cached(a)

@@ -58,18 +58,24 @@ def has_evidence(lv: Levels) -> bool:
         return close(lv[FAMILY_AT]) or lv[DOB_AT] == 0
     if not (close(lv[GIVEN_AT]) or close(lv[FAMILY_AT])):
         return False
-    if lv[DOB_AT] == NULL and not home_agrees(lv):
-        # A search without a date of birth (names and home, core.subject) finds only at that home:
-        # else a name alone would list every child of that name the authority holds. Only a home that
-        # agrees: "Flat 1 Road" partly agrees with every flat 1 on a road, which would locate the child.
-        return False
-    if lv[DOB_AT] != NULL and not dob_slip(lv[DOB_AT]) and not same_home(lv):
-        # A name alone, with any date of birth: one name swept over many dates would find the same
-        # children every time, and say which authorities hold a child of that name.
+    if not dated_or_at_home(lv):
         return False
     if given_differs(lv):  # a sibling's profile: only with the home and the family name agreeing
         return close(lv[FAMILY_AT]) and same_home(lv) and lv[DOB_AT] != NULL and dob_slip(lv[DOB_AT])
     return True
+
+
+def dated_or_at_home(lv: Levels) -> bool:
+    """What :func:`has_evidence` asks of a candidate's date of birth and home, whatever its names: read
+    alone first by the scorer, so that a candidate it rules out is not compared name by name."""
+    if lv[DOB_AT] == NULL:
+        # A search without a date of birth (names and home, core.subject) finds only at that home:
+        # else a name alone would list every child of that name the authority holds. Only a home that
+        # agrees: "Flat 1 Road" partly agrees with every flat 1 on a road, which would locate the child.
+        return home_agrees(lv)
+    # A name alone, with any date of birth: one name swept over many dates would find the same
+    # children every time, and say which authorities hold a child of that name.
+    return dob_slip(lv[DOB_AT]) or same_home(lv)
 
 
 def strong_partial(lv: Levels) -> bool:

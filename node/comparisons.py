@@ -10,7 +10,7 @@ evidence either way. Levels are what the Fellegi–Sunter weights in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -142,6 +142,63 @@ def family_close(query: tuple[str, ...], parts: tuple[str, ...]) -> bool:
     if a == b or ((len(query) > 1 or len(parts) > 1) and set(query) & set(parts)):
         return True
     return _spelling_close(a, b, family=True)
+
+
+class CloseToAny:
+    """Is a name close to any of a query's names: ``any(given_close(p, name) for p in given)`` and
+    ``any(family_close(p, parts) for p in family)``, asked of every distinct name among a query's candidates.
+
+    The same rules as :func:`given_close` and :func:`family_close`, with what depends on the query alone
+    (its names' variants, lengths, parts) worked out once: a pair at a time, those two were most of a
+    query's time, mostly in the calls between them rather than in the comparisons.
+    """
+
+    def __init__(self, given: Sequence[str], family: Sequence[tuple[str, ...]], variants: NameVariants) -> None:
+        given = [g for g in given if g]
+        self.variants = variants
+        self.exact = frozenset(given)
+        self.variant_names = frozenset().union(*(variants.variant_set(g) for g in given))
+        self.long_given = tuple(dict.fromkeys(g for g in given if len(g) > SHORT_NAME))
+        family = [f for f in family if f]
+        self.joined = tuple(dict.fromkeys("".join(f) for f in family))
+        self.joined_set = frozenset(self.joined)
+        self.several = tuple(frozenset(f) for f in family if len(f) > 1)
+        """Double-barrelled searched names: one part agreeing is close."""
+        self.singles = frozenset(f[0] for f in family if len(f) == 1)
+        """Single searched names: close to a double-barrelled name with that part."""
+
+    def given(self, name: str) -> bool:
+        if not name:
+            return False
+        if name in self.exact or self.variants.normalised(name) in self.variant_names:
+            return True
+        n = len(name)
+        if n <= SHORT_NAME:  # an initial, or a short name's slip, is never close (_spelling_close)
+            return False
+        similarity, distance = JaroWinkler.similarity, OSA.distance
+        for p in self.long_given:
+            if similarity(p, name) >= 0.92 or (abs(len(p) - n) <= 1 and distance(p, name, score_cutoff=1) <= 1):
+                return True
+        return False
+
+    def family(self, parts: tuple[str, ...]) -> bool:
+        if not parts or not self.joined:
+            return False
+        b = "".join(parts)
+        if b in self.joined_set or any(not s.isdisjoint(parts) for s in self.several):
+            return True
+        if len(parts) > 1 and not self.singles.isdisjoint(parts):
+            return True
+        n = len(b)
+        similarity, distance = JaroWinkler.similarity, OSA.distance
+        for a in self.joined:
+            shortest = min(len(a), n)
+            if shortest <= SHORT_NAME:  # a short family name with a letter dropped or added (_spelling_level)
+                if shortest == SHORT_NAME and abs(len(a) - n) == 1 and distance(a, b, score_cutoff=1) <= 1:
+                    return True
+            elif similarity(a, b) >= 0.92 or (abs(len(a) - n) <= 1 and distance(a, b, score_cutoff=1) <= 1):
+                return True
+        return False
 
 
 def _phonetic_agree(a: str, b: str) -> bool:

@@ -612,24 +612,22 @@ class MatchEngine:
         """``names``: this query's name levels by the record's names (see _NameMemo); ``close``: its
         names that may agree (see _CloseNames)."""
         t = self.table
+        nhs = cmp.nhs_level(q.nhs, t.nhs[i])
+        if nhs != 0 and not close.row(t, i):
+            return None  # no name could be evidence, in either reading: spare comparing them in full
+        dob = cmp.dob_level(q.dob, t.dob[i])
+        postcode = cmp.postcode_level(q.postcode, t.postcode[i])
+        address = cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL
+        if nhs != 0 and not bands.dated_or_at_home((NULL, NULL, dob, NULL, postcode, address, NULL)):
+            return None  # bands.has_evidence says no whatever the names: spare comparing them
         held = (t.givens(i), t.families(i))
         found = names.get(held)
         if found is None:
-            if not close.any(*held) and not (q.nhs and q.nhs == t.nhs[i]):
-                return None  # no name could be evidence, in either reading: spare comparing them in full
             found = names[held] = self._name_levels(q, i)
         given, family, swapped = found
-        if not (bands.close(given) or bands.close(family) or (q.nhs and q.nhs == t.nhs[i])):
+        if not (bands.close(given) or bands.close(family) or nhs == 0):
             return None  # no evidence about the named child (bands.has_evidence), whatever else agrees
-        levels = (
-            given,
-            family,
-            cmp.dob_level(q.dob, t.dob[i]),
-            cmp.sex_level(q.sex, t.sex[i]),
-            cmp.postcode_level(q.postcode, t.postcode[i]),
-            cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL,
-            cmp.nhs_level(q.nhs, t.nhs[i]),
-        )
+        levels = (given, family, dob, cmp.sex_level(q.sex, t.sex[i]), postcode, address, nhs)
         if not bands.has_evidence(levels):
             return None
         total = self._log2_prior + sum(self.model.weight(f, lv) for f, lv in enumerate(levels))
@@ -721,23 +719,32 @@ class _CloseNames:
         self.family_probes = tuple(dict.fromkeys([*(f for f in q.families if f), *((g,) for g in givens)]))
         self.given: dict[str, bool] = {}
         self.family: dict[tuple[str, ...], bool] = {}
+        self.close = cmp.CloseToAny(self.given_probes, self.family_probes, variants)
 
     def any(self, givens: tuple[str, ...], families: tuple[tuple[str, ...], ...]) -> bool:
-        for name in givens:
-            if name:
-                found = self.given.get(name)
-                if found is None:
-                    found = self.given[name] = any(cmp.given_close(p, name, self.variants) for p in self.given_probes)
-                if found:
-                    return True
-        for parts in families:
-            if parts:
-                found = self.family.get(parts)
-                if found is None:
-                    found = self.family[parts] = any(cmp.family_close(p, parts) for p in self.family_probes)
-                if found:
-                    return True
-        return False
+        return any(map(self._given, givens)) or any(map(self._family, families))
+
+    def row(self, t: RecordTable, i: int) -> bool:
+        """``any(t.givens(i), t.families(i))``, without making those tuples: every candidate asks this."""
+        if self._given(t.given[i]) or self._family(t.family[i]):
+            return True
+        others = t.other_given.get(i)
+        if others and any(map(self._given, others)):
+            return True
+        other_families = t.other_family.get(i)
+        return other_families is not None and any(map(self._family, other_families))
+
+    def _given(self, name: str) -> bool:
+        found = self.given.get(name)
+        if found is None:
+            found = self.given[name] = self.close.given(name)
+        return found
+
+    def _family(self, parts: tuple[str, ...]) -> bool:
+        found = self.family.get(parts)
+        if found is None:
+            found = self.family[parts] = self.close.family(parts)
+        return found
 
 
 _NameMemo = dict[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], tuple[int, int, bool]]

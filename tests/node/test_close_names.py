@@ -38,3 +38,19 @@ def test_the_cases_that_motivated_the_levels() -> None:
     assert cmp.family_close(("ryan",), ("ryn",))  # a short family name with a letter dropped
     assert cmp.family_close(("smith", "jones"), ("jones",))  # one part of a double-barrelled name
     assert not cmp.given_close("j", "james", VARIANTS)  # an initial is never close
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(name, max_size=4), name)
+def test_a_name_is_close_to_a_query_exactly_when_close_to_one_of_its_names(probes: list[str], b: str) -> None:
+    close = cmp.CloseToAny(probes, [], VARIANTS)
+    assert close.given(b) == any(cmp.given_close(p, b, VARIANTS) for p in probes)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(parts, max_size=4), parts)
+def test_a_family_name_is_close_to_a_query_exactly_when_close_to_one_of_its_names(
+    probes: list[tuple[str, ...]], b: tuple[str, ...]
+) -> None:
+    close = cmp.CloseToAny([], probes, VARIANTS)
+    assert close.family(b) == any(cmp.family_close(p, b) for p in probes)

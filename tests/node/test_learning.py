@@ -175,3 +175,64 @@ def test_close_names_never_drop_a_candidate_whose_names_are_evidence(engine, giv
         given, family_level, _ = engine._name_levels(q, i)
         if bands.close(given) or bands.close(family_level):
             assert close.any(engine.table.givens(i), engine.table.families(i))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(GIVEN),
+    st.sampled_from(["", "Mary"]),
+    st.sampled_from(FAMILY),
+    st.sampled_from(DOB),
+    st.sampled_from(["M", "F", ""]),
+    st.sampled_from(POSTCODE),
+    st.sampled_from(ADDRESS),
+    st.sampled_from(["", "9434765919"]),
+)
+def test_the_scorers_shortcuts_drop_only_what_the_band_rules_would(
+    engine, given_name, middle, family, dob, sex, postcode, address, nhs
+):
+    """_score's shortcuts (the close-name check, the date and home read before the names) are exact:
+    against every record, it keeps what the plain path — every level, then has_evidence, then the
+    score — keeps, with the same levels."""
+    import math
+
+    from core.subject import Subject
+    from node import bands
+    from node.matching import _CloseNames, _Prepared
+
+    subject = Subject(
+        given_name=given_name,
+        middle_names=middle,
+        family_name=family,
+        date_of_birth=dob,
+        sex=sex,
+        postcode=postcode,
+        address=address,
+        nhs_number=nhs,
+    )
+    q = _Prepared.of(subject)
+    close, names = _CloseNames(q, engine.variants), {}
+    t, model = engine.table, engine.model
+    for i in range(engine.size):
+        given_level, family_level, swapped = engine._name_levels(q, i)
+        levels = (
+            given_level,
+            family_level,
+            cmp.dob_level(q.dob, t.dob[i]),
+            cmp.sex_level(q.sex, t.sex[i]),
+            cmp.postcode_level(q.postcode, t.postcode[i]),
+            cmp.address_level(q.address, address_key(t.address[i])) if q.address else cmp.NULL,
+            cmp.nhs_level(q.nhs, t.nhs[i]),
+        )
+        scored = engine._score(q, i, names, close)
+        if not bands.has_evidence(levels):
+            assert scored is None
+            continue
+        total = engine._log2_prior + sum(model.weight(f, lv) for f, lv in enumerate(levels))
+        total += engine._tf_adjustment(q, levels, i, swapped)
+        probability = 1.0 / (1.0 + 2.0**-total) if total > -1000 else 0.0
+        if probability < engine.settings.possible_threshold and not bands.strong_partial(levels):
+            assert scored is None
+        else:
+            assert scored is not None and (scored.levels, scored.swapped) == (levels, swapped)
+            assert math.isclose(scored.probability, probability, rel_tol=0, abs_tol=0)
