@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import NamedTuple
 
 ADDRESS_FILLER = frozenset(
     {
@@ -46,29 +49,144 @@ def fold_keep_digits(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-_WORD = re.compile(r"[a-z0-9]+")
+FLAT_WORDS = frozenset({"flat", "apartment", "apt", "unit", "suite"})
+"""Words that say the number after them is a flat's, not the house's ('Flat 2, 12 Oak Road')."""
+
+STREET_TYPES = ADDRESS_FILLER - {"flat", "the", "house", "apartment", "apt"} | {
+    "place",
+    "pl",
+    "crescent",
+    "cres",
+    "terrace",
+    "tce",
+    "grove",
+    "gardens",
+    "gdns",
+    "circuit",
+    "cct",
+    "parade",
+    "pde",
+    "boulevard",
+    "blvd",
+    "highway",
+    "hwy",
+    "mews",
+    "square",
+    "sq",
+}
+"""Words that end a street's name ('Oak *Road*, Leeds'): what follows is the town or locality."""
+
+
+class Home(NamedTuple):
+    """An address read as a home: the house on its street, the flat in it, and where the street is."""
+
+    house: str
+    """The house number: the number just before the street's name ('Flat 2, 12a Oak Road' -> '12'), '' when none."""
+    number: str
+    """The house number as written ('12a', '12-14'): two homes are one only when these agree."""
+    flat: str
+    """The flat or unit number ('Flat 2', 'Unit B', '2/12'), '' when none: it may agree, need not be given."""
+    street: frozenset[str]
+    """The words naming the street, after the house number up to its 'Road' or a comma, minus filler."""
+    extra: frozenset[str]
+    """Every other word (town, locality, a house's name), minus filler and the flat: one side may lack them."""
+    word: str
+    """The first word naming the street (:func:`street_word`), '' when none."""
+
+
+_TOKEN = re.compile(r"[a-z0-9]+|[,/-]")
 _HOUSE_WORD = re.compile(r"\d+[a-z]?")
+_NUMBER = re.compile(r"\d+")
+
+
+def _words(address: str) -> tuple[list[str], list[str]]:
+    """The words of ``address`` and, for each, the mark just before it (',', '/', '-' or ' ')."""
+    words: list[str] = []
+    marks: list[str] = []
+    mark = " "
+    for token in _TOKEN.findall(fold_keep_digits(address)):
+        if token in ",/-":
+            mark = "," if "," in (mark, token) else token
+        else:
+            words.append(token)
+            marks.append(mark)
+            mark = " "
+    return words, marks
+
+
+def _flats(words: list[str], marks: list[str]) -> set[int]:
+    """Where a flat's number (and the word saying so) stands: 'flat 2', 'unit b', the 2 of '2/12'."""
+    flats: set[int] = set()
+    for i, word in enumerate(words):
+        numberish = _HOUSE_WORD.fullmatch(word) or len(word) == 1
+        if numberish and i and words[i - 1] in FLAT_WORDS:
+            flats |= {i - 1, i}
+        elif _HOUSE_WORD.fullmatch(word) and i + 1 < len(words) and marks[i + 1] == "/" and words[i + 1][0].isdigit():
+            flats.add(i)
+    return flats
+
+
+def _is_street(word: str) -> bool:
+    return len(word) > 1 and word not in ADDRESS_FILLER and word not in FLAT_WORDS and not _HOUSE_WORD.fullmatch(word)
+
+
+def _house_before(words: list[str], flats: set[int], at: int) -> int:
+    """The house number just before the street word at ``at`` (over 'the' or a single letter), -1 when none."""
+    k = at - 1
+    while k >= 0 and k not in flats and (words[k] in ADDRESS_FILLER or len(words[k]) == 1) and not words[k].isdigit():
+        k -= 1
+    return k if k >= 0 and k not in flats and _HOUSE_WORD.fullmatch(words[k]) else -1
+
+
+def read_home(address: str) -> Home:
+    """``address`` read as a home (:class:`Home`): pure, the same on both sides."""
+    words, marks = _words(address)
+    flats = _flats(words, marks)
+    streets = [i for i, w in enumerate(words) if i not in flats and _is_street(w)]
+    at = _house_before(words, flats, streets[0]) if streets else -1
+    if at < 0:  # no number just before the street: the first that is no flat's ('Mill Cottage, 5 Oak Road')
+        at = next((i for i, w in enumerate(words) if i not in flats and _HOUSE_WORD.fullmatch(w)), -1)
+    flat = " ".join(words[i] for i in sorted(flats) if words[i] not in FLAT_WORDS)
+    if at < 0:
+        word = words[streets[0]] if streets else ""
+        return Home("", "", flat, frozenset(), _kept(words, flats, range(len(words))), word)
+    first = at
+    if marks[at] == "-" and at and at - 1 not in flats and words[at - 1].isdigit() and words[at].isdigit():
+        if int(words[at - 1]) < int(words[at]):
+            first = at - 1  # a range, '12-14 Oak Road': the first number is the house's
+    end = at + 1
+    while end < len(words) and (end == at + 1 or marks[end] != ",") and end not in flats:
+        end += 1
+        ending = words[end - 1]
+        if ending in STREET_TYPES and (ending not in ADDRESS_FILLER or any(map(_is_street, words[at + 1 : end - 1]))):
+            break
+    house = _NUMBER.match(words[first])
+    number = "-".join(words[first : at + 1])
+    street = _kept(words, flats, range(at + 1, end))
+    extra = _kept(words, flats, [i for i in range(len(words)) if i < first or i >= end])
+    word = next((words[i] for i in streets if i > at), words[streets[0]] if streets else "")
+    return Home(house.group(0).lstrip("0") if house else "", number, flat, street, extra, word)
+
+
+def _kept(words: list[str], flats: set[int], at: Iterable[int]) -> frozenset[str]:
+    return frozenset(words[i] for i in at if i not in flats and words[i] not in ADDRESS_FILLER)
+
+
+@lru_cache(maxsize=1 << 15)
+def home_of(address: str) -> Home:
+    """:func:`read_home`, remembered: a query's address is read for its keys and again to compare it."""
+    return read_home(address)
 
 
 def street_word(address: str) -> str:
-    """The first word of an address that names its street ('Flat 2, 12a Oak Road' -> 'oak'), '' when none.
+    """The word that names an address's street ('Flat 2, 12a Oak Road' -> 'oak'), '' when none.
 
-    With the house number, a home that keys neither a name nor the postcode: filler, house and flat
+    With the house number, a home that keys neither a name nor the postcode: filler, flat and house
     numbers ('12', '12a') and single letters (a compass point, 'n 30th st') are skipped.
     """
-    word: str
-    for word in _WORD.findall(fold_keep_digits(address)):
-        if len(word) > 1 and word not in ADDRESS_FILLER and not _HOUSE_WORD.fullmatch(word):
-            return word
-    return ""
-
-
-_NUMBER = re.compile(r"\d+")
-"""Compiled once: ``re.search`` with a pattern string looks it up in re's cache at every call (once a
-record in a build)."""
+    return home_of(address).word
 
 
 def house_number(address: str) -> str:
-    """The first number in an address ('12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
-    found = _NUMBER.search(address)
-    return found.group(0).lstrip("0") if found else ""
+    """The house number ('Flat 2, 12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
+    return home_of(address).house

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
-from core.addresses import ADDRESS_FILLER
+from core.addresses import ADDRESS_FILLER, Home
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
 from node.normalise import Address, phonetic
@@ -275,11 +275,37 @@ SAME_ADDRESS_SPELLING = 0.9
 
 
 def address_level(a: Address, b: Address) -> int:
-    """Agrees: most words in common, or the same house number and the rest alike letter by letter (a
-    typo, a word split or two run together: "sunres t styd" for "sunrest stud"); partly: some words in
-    common, or the same house number and the rest much alike."""
+    """Agrees: one home (:func:`one_home`), most words in common, or the same house number and the rest
+    alike letter by letter (a typo, a word split or two run together: "sunres t styd" for "sunrest
+    stud"); partly: some words in common, or the same house number and the rest much alike. Two flat
+    numbers that differ at most partly agree, however alike the rest."""
     if not a.words or not b.words:
         return NULL
+    another_flat = _another_door(a.home.flat, b.home.flat)
+    another_door = a.house == b.house and _another_door(a.home.number, b.home.number)  # 12b beside 12a
+    if another_flat or another_door:
+        return max(1, _words_level(a, b))  # another home in the same house, however alike the rest
+    if one_home(a.home, b.home):
+        return 0
+    return _words_level(a, b)
+
+
+def one_home(a: Home, b: Home) -> bool:
+    """The same house number as written and the same street words, the town or locality given on one side
+    only ("12 Oak Road, Leeds" and "12 Oak Road"), a flat number on one side only ("Flat 2, 12 Oak Road").
+
+    Two towns that differ ("…, Leeds" and "…, York") or another house or street are never one home.
+    """
+    if not a.number or a.number != b.number or not a.street or a.street != b.street:
+        return False
+    return a.extra <= b.extra or b.extra <= a.extra
+
+
+def _another_door(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and a != b
+
+
+def _words_level(a: Address, b: Address) -> int:
     overlap = len(a.words & b.words) / len(a.words | b.words)
     if overlap >= 0.8:
         return 0

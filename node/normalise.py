@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
-from core.addresses import ADDRESS_FILLER, fold_keep_digits, house_number
+from core.addresses import ADDRESS_FILLER, Home, fold_keep_digits, home_of
 from core.names import PLACEHOLDERS, TITLES, is_placeholder, tokens
 
 
@@ -38,6 +38,8 @@ class Address(NamedTuple):
     ordered: tuple[str, ...]
     """All its words in order, filler too: spelt out only for two addresses at one house number (see
     :func:`node.comparisons.address_level`)."""
+    home: Home
+    """Its house number, flat, street and locality words (:func:`core.addresses.read_home`)."""
 
 
 def address_tokens(address: str) -> frozenset[str]:
@@ -51,7 +53,8 @@ def address_tokens(address: str) -> frozenset[str]:
 def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
     words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
-    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house_number(address), tuple(words))
+    home = home_of(address)
+    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), home.house, tuple(words), home)
 
 
 @lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names
