@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
-from core.addresses import ADDRESS_FILLER, Home
+from core.addresses import ADDRESS_FILLER, Home, home_of, plain
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
 from node.normalise import Address, phonetic
@@ -281,13 +281,15 @@ def address_level(a: Address, b: Address) -> int:
     numbers that differ at most partly agree, however alike the rest."""
     if not a.words or not b.words:
         return NULL
-    another_flat = _another_door(a.home.flat, b.home.flat)
-    another_door = a.house == b.house and _another_door(a.home.number, b.home.number)  # 12b beside 12a
-    if another_flat or another_door:
-        return max(1, _words_level(a, b))  # another home in the same house, however alike the rest
-    if one_home(a.home, b.home):
-        return 0
-    return _words_level(a, b)
+    level = _words_level(a, b)
+    if not a.house or a.house != b.house:
+        return level  # another house, or none: the words say all there is
+    if level == 0 and plain(a.text, a.ordered) and plain(b.text, b.ordered):
+        return 0 if a.ordered[0] == b.ordered[0] else 1  # no flat on either side: only 12b beside 12a differs
+    home_a, home_b = home_of(a.text), home_of(b.text)
+    if _another_door(home_a.flat, home_b.flat) or _another_door(home_a.number, home_b.number):
+        return max(1, level)  # another flat in the house, or 12b beside 12a: another home, however alike
+    return 0 if level == 0 or one_home(home_a, home_b) else level
 
 
 def one_home(a: Home, b: Home) -> bool:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
-from core.addresses import ADDRESS_FILLER, Home, fold_keep_digits, home_of
+from core.addresses import ADDRESS_FILLER, fold_keep_digits, house_and_street
 from core.names import PLACEHOLDERS, TITLES, is_placeholder, tokens
 
 
@@ -38,8 +38,9 @@ class Address(NamedTuple):
     ordered: tuple[str, ...]
     """All its words in order, filler too: spelt out only for two addresses at one house number (see
     :func:`node.comparisons.address_level`)."""
-    home: Home
-    """Its house number, flat, street and locality words (:func:`core.addresses.read_home`)."""
+    text: str
+    """The address as given: read as a home (:func:`core.addresses.home_of`) only when two share a house
+    number, so that most candidates of a query cost no more than splitting their words."""
 
 
 def address_tokens(address: str) -> frozenset[str]:
@@ -53,8 +54,8 @@ def address_tokens(address: str) -> frozenset[str]:
 def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
     words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
-    home = home_of(address)
-    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), home.house, tuple(words), home)
+    house, _ = house_and_street(address, words)
+    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house, tuple(words), address)
 
 
 @lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names
