@@ -1,5 +1,9 @@
 """What in an address says where a child lives: its house number and the word naming its street.
 
+An address is read as a home (:func:`read_home`): the house number is the one just before the street's
+name, never a flat's ("Flat 2, 12 Oak Road" and "2/12 Oak Road" are number 12, flat 2), and the words
+after the street's "Road" or a comma are where it is (a town, a locality), which one side may leave out.
+
 Written once for both sides. A node keys and compares homes by these (``node.matching``'s home keys,
 ``node.comparisons``), and a search without a date of birth may rest on the home only when its address
 gives both (``core.subject.home_given``): filler alone ("Flat 1", "Apartment 2", "1 Road") is no home,
