@@ -203,12 +203,17 @@ def street_word(address: str) -> str:
     With the house number, a home that keys neither a name nor the postcode: filler, flat and house
     numbers ('12', '12a') and single letters (a compass point, 'n 30th st') are skipped.
     """
-    return house_and_street(address, _WORD.findall(fold_keep_digits(address)))[1]
+    return _house_street(address)[1]
 
 
 def house_number(address: str) -> str:
     """The house number ('Flat 2, 12a Oak Road' -> '12'), '' when it has none: a blocking key's part."""
-    return house_and_street(address, _WORD.findall(fold_keep_digits(address)))[0]
+    return _house_street(address)[0]
+
+
+@lru_cache(maxsize=1 << 12)  # a record's address is asked for both at build, a query's at every node
+def _house_street(address: str) -> tuple[str, str]:
+    return house_and_street(address, _WORD.findall(fold_keep_digits(address)))
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
-from core.addresses import ADDRESS_FILLER, Home, home_of, plain
+from core.addresses import ADDRESS_FILLER, Home, home_of
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
 from node.normalise import Address, phonetic
@@ -284,7 +284,7 @@ def address_level(a: Address, b: Address) -> int:
     level = _words_level(a, b)
     if not a.house or a.house != b.house:
         return level  # another house, or none: the words say all there is
-    if level == 0 and plain(a.text, a.ordered) and plain(b.text, b.ordered):
+    if level == 0 and a.plain and b.plain:
         return 0 if a.ordered[0] == b.ordered[0] else 1  # no flat on either side: only 12b beside 12a differs
     home_a, home_b = home_of(a.text), home_of(b.text)
     if _another_door(home_a.flat, home_b.flat) or _another_door(home_a.number, home_b.number):
