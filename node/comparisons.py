@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import OSA, Indel, JaroWinkler
 
-from core.addresses import ADDRESS_FILLER
+from core.addresses import ADDRESS_FILLER, Home, home_of
 from core.identifiers import postcode_parts
 from core.nicknames import NameVariants
 from node.normalise import Address, phonetic
@@ -332,11 +332,39 @@ SAME_ADDRESS_SPELLING = 0.9
 
 
 def address_level(a: Address, b: Address) -> int:
-    """Agrees: most words in common, or the same house number and the rest alike letter by letter (a
-    typo, a word split or two run together: "sunres t styd" for "sunrest stud"); partly: some words in
-    common, or the same house number and the rest much alike."""
+    """Agrees: one home (:func:`one_home`), most words in common, or the same house number and the rest
+    alike letter by letter (a typo, a word split or two run together: "sunres t styd" for "sunrest
+    stud"); partly: some words in common, or the same house number and the rest much alike. Two flat
+    numbers that differ at most partly agree, however alike the rest."""
     if not a.words or not b.words:
         return NULL
+    level = _words_level(a, b)
+    if not a.house or a.house != b.house:
+        return level  # another house, or none: the words say all there is
+    if level == 0 and a.plain and b.plain:
+        return 0 if a.ordered[0] == b.ordered[0] else 1  # no flat on either side: only 12b beside 12a differs
+    home_a, home_b = home_of(a.text), home_of(b.text)
+    if _another_door(home_a.flat, home_b.flat) or _another_door(home_a.number, home_b.number):
+        return max(1, level)  # another flat in the house, or 12b beside 12a: another home, however alike
+    return 0 if level == 0 or one_home(home_a, home_b) else level
+
+
+def one_home(a: Home, b: Home) -> bool:
+    """The same house number as written and the same street words, the town or locality given on one side
+    only ("12 Oak Road, Leeds" and "12 Oak Road"), a flat number on one side only ("Flat 2, 12 Oak Road").
+
+    Two towns that differ ("…, Leeds" and "…, York") or another house or street are never one home.
+    """
+    if not a.number or a.number != b.number or not a.street or a.street != b.street:
+        return False
+    return a.extra <= b.extra or b.extra <= a.extra
+
+
+def _another_door(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and a != b
+
+
+def _words_level(a: Address, b: Address) -> int:
     overlap = len(a.words & b.words) / len(a.words | b.words)
     if overlap >= 0.8:
         return 0

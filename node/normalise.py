@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from doublemetaphone import doublemetaphone
 
-from core.addresses import ADDRESS_FILLER, fold_keep_digits, house_number
+from core.addresses import ADDRESS_FILLER, fold_keep_digits, house_and_street, plain
 from core.names import PLACEHOLDERS, TITLES, is_placeholder, tokens
 
 
@@ -38,6 +38,11 @@ class Address(NamedTuple):
     ordered: tuple[str, ...]
     """All its words in order, filler too: spelt out only for two addresses at one house number (see
     :func:`node.comparisons.address_level`)."""
+    plain: bool
+    """Read from its first two words (:func:`core.addresses.plain`): no flat, range or '/'."""
+    text: str
+    """The address as given: read as a home (:func:`core.addresses.home_of`) only when two share a house
+    number, so that most candidates of a query cost no more than splitting their words."""
 
 
 def address_tokens(address: str) -> frozenset[str]:
@@ -51,7 +56,9 @@ def address_tokens(address: str) -> frozenset[str]:
 def address_key(address: str) -> Address:
     """``address`` read for :func:`node.comparisons.address_level`, its words split once."""
     words = [t for t in re.split(r"[^a-z0-9]+", fold_keep_digits(address)) if t]
-    return Address(frozenset(w for w in words if w not in ADDRESS_FILLER), house_number(address), tuple(words))
+    house, _ = house_and_street(address, words)
+    kept = frozenset(w for w in words if w not in ADDRESS_FILLER)
+    return Address(kept, house, tuple(words), plain(address, words), address)
 
 
 @lru_cache(maxsize=200_000)  # a node's records repeat a few thousand given names

@@ -268,3 +268,57 @@ def test_a_home_holding_more_than_a_household_is_not_looked_up_alone():
     assert MatchEngine.build([*_crowd(), *crowded[:WIDE_POSTINGS]], MatchSettings()).candidate_record_ids(query) == {
         f"C{n}" for n in range(WIDE_POSTINGS)
     }
+
+
+# --- How a home is read (core.addresses.read_home): the house on its street, the flat apart, the town aside ---
+
+
+@pytest.mark.parametrize(
+    ("held", "searched"),
+    [
+        ("Flat 2, 12 Oak Road", "12 Oak Road"),
+        ("12 Oak Road", "Flat 2, 12 Oak Road"),
+        ("12 Oak Road", "2/12 Oak Road"),
+        ("Flat 2 12 Oak Road", "12 Oak Road, Leeds"),
+    ],
+)
+def test_a_flat_number_is_not_the_house_number_and_may_be_left_out(held, searched):
+    # No postcode on either side: only the house number with the street keys the home, and without a
+    # date of birth only an address that agrees finds the child.
+    engine = _engine(_rec("F", "Jordan", "Mensah", "2011-08-17", address=held))
+    subject = Subject(given_name="Jordan", family_name="Mensah", address=searched)
+    assert _bands(engine, **subject.__dict__) == {"F": "possible"}
+    with_date = replace(subject, date_of_birth="2011-08-17")
+    assert _bands(engine, **with_date.__dict__) == {"F": "match"}
+
+
+@pytest.mark.parametrize(
+    ("held", "searched"),
+    [
+        ("12 Oak Road", "12 Oak Road, Leeds"),
+        ("12 Oak Road, Headingley, Leeds", "12 Oak Road"),
+        ("12 Oak Road, Leeds", "12 oak rd leeds"),
+    ],
+)
+def test_a_search_without_a_date_finds_the_home_with_its_town_given_on_one_side_only(held, searched):
+    engine = _engine(_rec("L", "Jordan", "Mensah", "2011-08-17", address=held))
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address=searched) == {"L": "possible"}
+
+
+@pytest.mark.parametrize(
+    "searched",
+    [
+        "12 Oak Road, York",  # another town
+        "14 Oak Road, Leeds",  # another house
+        "12 Elm Road, Leeds",  # another street
+        "12b Oak Road, Leeds",  # another door of the house
+        "Flat 3, 12 Oak Road",  # another flat in it
+        "Apartment 2, Mill House, Oak Road",  # no house number: refused at the broker, nothing at a node
+    ],
+)
+def test_a_search_without_a_date_finds_nobody_at_another_home(searched):
+    engine = _engine(_rec("L", "Jordan", "Mensah", "2011-08-17", address="Flat 2, 12a Oak Road, Leeds"))
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address="Flat 2, 12a Oak Road") == {
+        "L": "possible"
+    }
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address=searched) == {}

@@ -133,7 +133,12 @@ def test_sex_nhs_address_levels():
     assert cmp.sex_level("F", "F") == 0 and cmp.sex_level("F", "M") == 1 and cmp.sex_level("U", "M") == NULL
     assert cmp.nhs_level("9434765919", "9434765919") == 0 and cmp.nhs_level("9434765919", "4010232137") == 1
     assert cmp.address_level(address_key("12 Oak Road"), address_key("12 oak rd")) == 0
-    assert cmp.address_level(address_key("12 Oak Road, Leeds"), address_key("Flat 3, 12 Oak Road")) == 1
+    # A town on one side only and a flat number on the other: the same house on the same street (issue 13).
+    assert cmp.address_level(address_key("12 Oak Road, Leeds"), address_key("Flat 3, 12 Oak Road")) == 0
+    # Another flat in that house, another town, or 12b beside 12a: only partly.
+    assert cmp.address_level(address_key("Flat 2, 12 Oak Road, Leeds"), address_key("Flat 3, 12 Oak Road")) == 1
+    assert cmp.address_level(address_key("12 Oak Road, Leeds"), address_key("12 Oak Road, York")) == 1
+    assert cmp.address_level(address_key("12a Oak Road"), address_key("12b Oak Road")) == 1
     # A word split or two run together, and a typo: the same house, the rest alike letter by letter.
     same = ("48 temperley street sunres t styd north", "48 temperley street sunrest stud north")
     assert cmp.address_level(address_key(same[0]), address_key(same[1])) == 0

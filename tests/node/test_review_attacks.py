@@ -108,3 +108,15 @@ def test_a_second_record_of_the_same_child_does_not_stop_a_sex_keyed_the_other_w
     )
     found = _bands(engine, given_name="Jordan", family_name="Mensah", date_of_birth="2011-08-17", sex="F", **HOME)
     assert found == {"R": "match", "W": "match"}
+
+
+def test_a_town_or_a_flat_left_out_never_lets_filler_and_a_town_locate_a_child():
+    # A home agrees with its town or flat given on one side only, but only when the house number and
+    # the street's own words agree: filler and a town ("1 Road, Leeds", "23 Road, Leeds") are no street.
+    engine = _engine(_rec("C", "Jordan", "Mensah", "2011-08-17", address="Flat 1, 23 Mill Road, Leeds"))
+    for address in ("1 Road, Leeds", "Flat 1, Leeds", "23 Road, Leeds", "23 Leeds", "Flat 1 23 Road, Leeds"):
+        assert _bands(engine, given_name="Jordan", family_name="Mensah", address=address) == {}, address
+    # Another town named on the search: not that home either.
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address="23 Mill Road, York") == {}
+    # The house on its street, the flat and the town left out: that home.
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address="23 Mill Road") == {"C": "possible"}
