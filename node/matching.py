@@ -130,7 +130,8 @@ class _Prepared:
     nhs: str
     district: str = ""
     house: str = ""
-    """The address's first number: with the postcode district, a home that keys nothing on the date."""
+    """The address's house number (core.addresses.house_number: the number before the street, never a flat's):
+    with the postcode district, a home that keys nothing on the date."""
     street: str = ""
     """The address's street word (core.addresses.street_word): with the house number, a home without a postcode."""
 
