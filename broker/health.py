@@ -75,7 +75,8 @@ class Peers:
     When the whole machine is busy every node answers slowly; giving them all a short probation
     timeout would turn load into timeouts, timeouts into open circuits, and a busy afternoon into
     searches that could not ask most authorities. So a node is on probation only if its recent p90
-    is over ``slow_ms`` and over PEER_FACTOR times the (lower) median of every node's recent p50.
+    is over ``slow_ms`` and over PEER_FACTOR times the (lower) median of every node's recent p50, and
+    only while at most half of the nodes are: more is the machine, stalling everyone's answers together.
     Recomputed at most every ``interval`` seconds: it is read once per node per search.
     """
 
@@ -103,8 +104,13 @@ class Peers:
         p50s.sort()
         self.typical_ms = p50s[(len(p50s) - 1) // 2] if p50s else None
         floor = max(self.settings.slow_ms, PEER_FACTOR * (self.typical_ms or 0.0))
+        slow = {code for code, p90 in p90s.items() if p90 > floor}
+        if 2 * len(slow) > len(p90s):
+            # Most nodes slow at once is the machine (a broker loop stalled now and then delays every answer
+            # alike, while the median p50 stays fast): single out nobody, as for a machine busy throughout.
+            slow = set()
         for code, health in self.members.items():
-            health.probation = p90s.get(code, 0.0) > floor
+            health.probation = code in slow
 
 
 @dataclass

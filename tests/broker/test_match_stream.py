@@ -236,6 +236,33 @@ def test_probation_singles_out_a_node_slow_among_its_peers():
     assert not any(h.on_probation for h in everyone)
 
 
+def test_stalls_that_delay_every_node_together_put_none_on_probation():
+    """A loaded machine stalls the broker now and then: every node's answers in those searches are late alike,
+    so every p90 is slow while the p50s stay fast. That is the machine, not a node to give less time."""
+    settings = HealthSettings(slow_ms=100)
+    peers = Peers(settings, interval=0)
+    nodes = [
+        NodeHealth(
+            Authority(code, code, "127.0.0.1:1", node_dns_name(code)),
+            CircuitBreaker(failure_threshold=5, reset_after=5.0, clock=time.monotonic),
+            settings,
+            time.time,
+            peers=peers,
+        )
+        for code in ("LEEDS", "KENT", "CORNWALL")
+    ]
+    for search in range(20):
+        stalled = search % 5 == 4  # one search in five waited a second in the broker
+        for h in nodes:
+            h.succeeded(1000.0 if stalled else 10.0)
+    assert not any(h.on_probation for h in nodes)
+    # One of them slow on its own account, once the stalls are past, is still singled out.
+    for _ in range(20):
+        for h, ms in zip(nodes, (400.0, 10.0, 10.0), strict=True):
+            h.succeeded(ms)
+    assert nodes[0].on_probation and not any(h.on_probation for h in nodes[1:])
+
+
 def test_a_cached_signature_check_still_applies_each_nodes_own_rules(pki, tmp_path):
     from certs.assertions import create_assertion_key
 

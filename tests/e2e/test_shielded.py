@@ -160,7 +160,7 @@ async def test_only_the_authoritys_own_admin_may_read_its_journal(federation, pk
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-async def _timings(fed, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+async def _timings(fed, rounds: int, warm_up: int = 10) -> tuple[np.ndarray, np.ndarray]:
     shielded, absent = [], []
     session = fed.session()
     for i in range(rounds):
@@ -169,10 +169,10 @@ async def _timings(fed, rounds: int) -> tuple[np.ndarray, np.ndarray]:
         for subject, out in order if i % 2 == 0 else order[::-1]:
             started = time.perf_counter()
             async with session.post(f"{fed.url}/v1/searches", json={"subject": subject, "purpose": PURPOSE}) as r:
-                await r.read()
-                assert r.status == 200
+                body = await r.read()
+                assert r.status == 200, body
             out.append(time.perf_counter() - started)
-    return np.array(shielded[10:]), np.array(absent[10:])  # the first few warm caches and channels
+    return np.array(shielded[warm_up:]), np.array(absent[warm_up:])  # the first few warm caches and channels
 
 
 def permutation_p(a: np.ndarray, b: np.ndarray, *, permutations: int = 4000, seed: int = 1) -> float:
@@ -187,8 +187,14 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, permutations: int = 4000, see
     return (hits + 1) / (permutations + 1)
 
 
+TIMING_DEADLINE = 30.0
+"""The timing tests' search deadline: what they measure is the answer floor, and on a loaded machine the
+harness's 2 s (its first audit entry bounded by a quarter of that) turned a stall into a 503, not a time;
+an audit commit's fsync was seen to stall 4 s on a disk busy with other work."""
+
+
 async def test_no_measurable_timing_difference_between_shielded_and_no_match(federation):
-    fed = await federation(data())
+    fed = await federation(data(), deadline=TIMING_DEADLINE)
     shielded, absent = await _timings(fed, 160)
     p = permutation_p(shielded, absent)
     diff_ms = (np.median(shielded) - np.median(absent)) * 1000
@@ -198,17 +204,27 @@ async def test_no_measurable_timing_difference_between_shielded_and_no_match(fed
 
 async def test_the_timing_test_detects_a_leak_when_there_is_one(federation):
     """Control: make alerts slower than the node's answer floor, and the same statistics must notice."""
-    fed = await federation(data())
+    fed = await federation(data(), deadline=TIMING_DEADLINE)
     journal = fed.nodes["LEEDS"].service.journal
     original = journal.record_many
 
     def slow_record(searches):
         if any(kind == "alert" for _, outcomes in searches for kind, _, _ in outcomes):
-            time.sleep(fed.nodes["LEEDS"].service.answer_floor_seconds + 0.004)
+            # Work, not a sleep: a real leak is work (finding, scoring, writing the alert), which a machine
+            # short of CPU stretches. A sleep of the same length is hidden there: the scheduler gives a
+            # process back the CPU time it left while sleeping, and the search ends no later.
+            spin = time.thread_time() + fed.nodes["LEEDS"].service.answer_floor_seconds + 0.004
+            while time.thread_time() < spin:
+                pass
         original(searches)
 
     journal.record_many = slow_record  # type: ignore[method-assign]
     shielded, absent = await _timings(fed, 80)
+    if permutation_p(shielded, absent) >= 1e-3:
+        # A loaded machine's noise can hide the leak in 70 pairs: 80 rounds more, to the test above's own
+        # sample size (150 pairs), which must then see it. Two looks: false detections stay below 2e-3.
+        more = await _timings(fed, 80, warm_up=0)
+        shielded, absent = np.concatenate([shielded, more[0]]), np.concatenate([absent, more[1]])
     assert permutation_p(shielded, absent) < 1e-3
 
 
