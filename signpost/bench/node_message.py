@@ -7,7 +7,9 @@ spliced exactly as the broker's pipe does, each request built and signed by the 
 authorities as a national search is), so the node's checks, matching, journal and answer floor all run.
 One batch at a time; the node process's CPU (``/proc/<pid>/stat``, every thread) is read around each run
 and divided by the messages sent. Runs of each shape are alternated and the medians reported. Most
-requests find nothing here, as at one authority of many. Figures to JSON; nothing is asserted.
+requests find nothing here, as at one authority of many. The same number of messages of the same sizes
+then go to a bare grpc.aio echo server (``signpost.bench.floor``'s) for the transport's own share, so
+``node_over_echo`` compares machines. Figures to JSON; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from node.config import NodeConfig
 from node.importer import import_csv
 from node.store import RecordStore
 from protos.signpost.v1 import node_pb2
-from signpost.bench import calibration
+from signpost.bench import calibration, floor
 from signpost.bench.common import add_out_argument, machine, publish
 from signpost.bench.deployment import CHILDREN_PER_RECORD, cpu_seconds
 from signpost.bench.progress import step
@@ -170,6 +172,39 @@ async def measure(sender: Sender, pid: int, shapes: list[int], messages: int, ro
     }
 
 
+async def echo_reference(pki: Pki, code: str, sizes: dict[int, int], messages: int, rounds: int) -> dict[str, float]:
+    """The bare transport's share: CPU per message of a grpc.aio echo server (signpost.bench.floor's) in a
+    child process, over the same mTLS, sent messages of the node's sizes one at a time; medians by shape."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=floor._echo_servers, args=([pki.tls(pki.nodes[code])], ready, stop), daemon=True)
+    child.start()
+    try:
+        [port] = await asyncio.to_thread(ready.get, timeout=120)
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{port}",
+            channel_credentials(pki.tls(pki.broker)),
+            options=[("grpc.ssl_target_name_override", node_dns_name(code))],
+        )
+        call: Any = channel.stream_stream(floor.METHOD)()
+        runs: dict[int, list[float]] = {n: [] for n in sizes}
+        for n in [next(iter(sizes))] + [n for _ in range(rounds) for n in sizes]:  # the first warms up
+            payload = b"x" * sizes[n]
+            cpu = cpu_seconds(child.pid or 0)
+            for _ in range(messages):
+                await call.write(payload)
+                await call.read()
+            runs[n].append((cpu_seconds(child.pid or 0) - cpu) * 1e6 / messages)
+        call.cancel()
+        await channel.close()
+        return {str(n): round(statistics.median(v[1:] if n == next(iter(sizes)) else v), 1) for n, v in runs.items()}
+    finally:
+        stop.set()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+
+
 def run_node_message(args: argparse.Namespace) -> dict[str, Any]:
     work = args.workdir.resolve()
     code, store, subjects = prepare(work, args.records, args.seed)
@@ -208,6 +243,9 @@ def run_node_message(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await sender.close()
 
+        piece = Sender(pki, {}, subjects, audience).piece(0)
+        sizes = {n: len(batch_bytes(1, [piece] * n)) for n in args.per_batch}
+
         with step(f"{args.rounds} alternated rounds of {args.messages} messages per shape"):
             result = asyncio.run(main())
     finally:
@@ -216,13 +254,19 @@ def run_node_message(args: argparse.Namespace) -> dict[str, Any]:
         if child.is_alive():
             child.kill()
         shutil.rmtree(journals, ignore_errors=True)
+    with step("the same messages to a bare grpc.aio echo server"):
+        echo = asyncio.run(echo_reference(pki, code, sizes, args.messages, args.rounds))
+    node = result["node_cpu_us_per_message"]
     return {
         "benchmark": "node-message",
         "machine": machine(),
         "nodes_in_process": len(codes),
         "audience": len(audience),
         "messages_per_run": args.messages,
+        "message_bytes": {str(n): size for n, size in sizes.items()},
         **result,
+        "echo_cpu_us_per_message": echo,
+        "node_over_echo": {n: round(node[n]["median"] / echo[n], 2) for n in echo if echo[n] > 0},
     }
 
 
@@ -243,6 +287,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"node-message: {nodes} node(s) in one process, each search addressed to {audience} authorities")
     for n, figures in report["node_cpu_us_per_message"].items():
         print(f"  {n:>3} per batch: node CPU {figures['median']:8.1f} µs a message (median; runs {figures['runs']})")
+    for n, us in report["echo_cpu_us_per_message"].items():
+        ratio = report["node_over_echo"].get(n, "-")
+        print(f"  {n:>3} per batch: a bare echo server {us:8.1f} µs a message of the same size (node / echo {ratio})")
     print(f"  requests refused by the node: {report['refused']} (0 unless a check failed)")
     print(f"  {calibration.describe(report['calibration'])}")
 
