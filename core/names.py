@@ -159,6 +159,9 @@ def skeleton(text: str) -> str:
 _SYLLABLE_NAMES = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE")
 
 
+_ASCII_WORD = re.compile("[a-z]+")
+
+
 def _ascii_letters(char: str) -> str:
     """The a-z letters ``char`` decomposes into ('é' -> 'e', 'Ａ' -> 'a'), as :func:`fold` keeps them."""
     return "".join(c for c in unicodedata.normalize("NFKD", char) if "a" <= c <= "z")
@@ -168,6 +171,15 @@ def _words(text: str) -> list[str]:
     """The name's words in letters of any script: Latin ones as :func:`fold` reads them, others
     case-folded (NFKC) with their marks; invisible characters, digits and punctuation separate nothing
     into letters."""
+    if text.isascii():
+        # What _unicode_words reads from plain ASCII (most names): runs of a-z, anything else separating
+        # them; without its per-character Unicode look-ups, which were most of checking a query's names.
+        return _ASCII_WORD.findall(text.lower())
+    return _unicode_words(text)
+
+
+def _unicode_words(text: str) -> list[str]:
+    """:func:`_words` for text in any script, a character at a time."""
     words: list[str] = []
     current: list[str] = []
     # A mark after a Latin letter is an accent fold() drops; after a letter of another script it is part of it.
@@ -215,9 +227,10 @@ def name_problem(text: str) -> str | None:
     words = _words(text)
     if not words:
         return "has no letters"
-    if any(unicodedata.name(c, "").startswith(_SYLLABLE_NAMES) for word in words for c in word):
+    plain = text.isascii()  # then every word is a-z only: no syllable, and a letter per character
+    if not plain and any(unicodedata.name(c, "").startswith(_SYLLABLE_NAMES) for word in words for c in word):
         return None
-    if max(_letter_count(word) for word in words) < 2:
+    if max(len(word) if plain else _letter_count(word) for word in words) < 2:
         return "is an initial or single letters, not a name"
     if all(word.isascii() for word in words) and is_placeholder(text):
         return "is a placeholder or a title, not a name"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from signpost.bench import accuracy, floor, scale, soak, source, speed
+from signpost.bench import accuracy, floor, node_message, scale, soak, source, speed
 from signpost.commands import Command
 
 BENCHMARKS: tuple[Command, ...] = (
@@ -22,6 +22,7 @@ BENCHMARKS: tuple[Command, ...] = (
         "source", "a node over PostgreSQL: full load, then changes to searchable", source.add_arguments, source.run
     ),
     Command("grpc-floor", "what a bare N-way grpc.aio fan-out costs", floor.add_arguments, floor.run),
+    Command("node-message", "one node's CPU per MatchStream message", node_message.add_arguments, node_message.run),
 )
 
 

@@ -279,3 +279,10 @@ async def test_a_refused_fishing_attempt_is_still_findable_by_a_subject_access_r
         entries = [e["entry"] for e in (await r.json())["entries"]]
     assert [(e["outcome"], e["status"]) for e in entries] == [("invalid", 400)]
     assert entries[0]["actor"]["user_id"] == "practitioner"
+
+
+def test_a_node_reads_an_nhs_number_as_its_digits_however_it_was_spaced():
+    spaced = Subject(nhs_number="943 476 5919", family_name="Okafor")
+    assert query_from(spaced.to_proto()).nhs_number == "9434765919"
+    plain = Subject(nhs_number="9434765919", family_name="Okafor")
+    assert query_from(plain.to_proto()) == plain

@@ -150,3 +150,20 @@ def test_source_smoke(tmp_path):
     assert r["children_changed_at_source"] == 50 and r["probe_before_sync"] != "match"
     assert r["incremental_ok"] is True and r["incremental_visible_seconds"] is not None
     assert r["full_load_seconds"] > 0 and r["incremental_sync_seconds"] > 0
+
+
+def test_node_message_smoke(tmp_path):
+    r = bench(
+        tmp_path,
+        *("node-message", "--records", "300", "--messages", "20", "--rounds", "2", "--nodes", "2"),
+        *("--workdir", str(tmp_path / "work")),
+    )
+    assert r["nodes_in_process"] == 2 and r["audience"] == 152
+    # Every request was signed by the broker's code for its audience: a node refusing one is a broken check.
+    assert r["refused"] == 0
+    for shape in ("1", "8"):
+        assert len(r["node_cpu_us_per_message"][shape]["runs"]) == 2
+        assert r["node_cpu_us_per_message"][shape]["median"] > 0
+        # 20 messages may not reach one clock tick of the echo server's CPU: present, not necessarily above 0.
+        assert r["echo_cpu_us_per_message"][shape] >= 0 and r["message_bytes"][shape] > 2000  # 152 codes named
+    calibrated(r, floor=False)
