@@ -66,3 +66,34 @@ def test_a_held_record_with_a_huge_range_does_not_stop_the_build():
     # A range's two numbers were compared as ints: past 4300 digits Python refuses to convert them.
     records = [_rec("C", "Jordan", "Mensah", "2011-08-17", address="1-" + "9" * 5000 + " Oak Road")]
     assert isinstance(_engine(*records), MatchEngine)
+
+
+def test_a_town_left_out_never_makes_a_stranger_in_another_town_a_match_against_the_searched_postcode():
+    # "12 Oak Road" agrees with "12 Oak Road, York" (a town on one side only). With a Leeds postcode
+    # searched, York's 12 Oak Road is another home: Jordan Smith born that day there is no match for
+    # Jordan Mensah (a different family name needs the same home), and his brother is no sibling profile.
+    engine = _engine(
+        _rec("U", "Jordan", "Mensah", "2011-08-17", sex="M", address="12 Oak Road, Leeds", postcode="LS6 2AB"),
+        _rec("S", "Jordan", "Smith", "2011-08-17", sex="M", address="12 Oak Road, York", postcode="YO1 7HH"),
+        _rec("T", "Kwame", "Mensah", "2011-08-17", sex="M", address="12 Oak Road, York", postcode="YO1 7HH"),
+    )
+    searched = {"given_name": "Jordan", "family_name": "Mensah", "sex": "M", "postcode": "LS6 2AB"}
+    found = _bands(engine, **searched, date_of_birth="2011-08-17", address="12 Oak Road")
+    assert found == {"U": "match", "S": "possible"}
+    # Without a date of birth, the searched postcode's home only: not the child of that name in York.
+    engine = _engine(
+        _rec("Y", "Jordan", "Mensah", "2011-08-17", address="12 Oak Road, York", postcode="YO1 7HH"),
+        _rec("F", "Jordan", "Mensah", "2012-01-01", address="Flat 7, 12 Oak Road", postcode="LS6 2AB"),
+    )
+    assert _bands(engine, **searched, address="12 Oak Road") == {"F": "possible"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a flat in a named block with no house number ('Flat 12, Oak House, Oak Road') has no house since "
+    "feb9624 (a flat's number is never the house's): a search without a date of birth by it is refused and "
+    "the record has no home keys; before, 12 was its house number. Taking the flat's number when no house "
+    "number is left is a policy call ('Flat 1, Leeds' would then be a home again) left to the lead",
+)
+def test_a_flat_in_a_named_block_without_a_house_number_is_still_a_home_to_search_by():
+    assert home_given(Subject(given_name="Jordan", family_name="Mensah", address="Flat 12, Oak House, Oak Road"))
