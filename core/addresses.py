@@ -177,7 +177,14 @@ def read_home(address: str) -> Home:
     extra = _kept(words, flats, 0, first) | _kept(words, flats, end, len(words))
     after = next((w for i, w in enumerate(words) if i > at and i not in flats and _is_street(w)), "")
     word = after or (words[first_street] if first_street >= 0 else "")
-    return Home(house.group(0).lstrip("0") if house else "", "-".join(words[first : at + 1]), flat, street, extra, word)
+    return Home(
+        house.group(0).lstrip("0") if house else "",
+        "-".join(w.lstrip("0") or w for w in words[first : at + 1]),
+        flat,
+        street,
+        extra,
+        word,
+    )
 
 
 def _below(a: str, b: str) -> bool:

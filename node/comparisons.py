@@ -347,7 +347,8 @@ def address_level(a: Address, b: Address, postcode: int = NULL) -> int:
     if not a.house or a.house != b.house:
         return level  # another house, or none: the words say all there is
     if level == 0 and a.plain and b.plain:
-        return 0 if a.ordered[0] == b.ordered[0] else 1  # no flat on either side: only 12b beside 12a differs
+        same = a.ordered[0].lstrip("0") == b.ordered[0].lstrip("0")  # '012' is house 12
+        return 0 if same else 1  # no flat on either side: only 12b beside 12a differs
     home_a, home_b = home_of(a.text), home_of(b.text)
     if _another_door(home_a.flat, home_b.flat) or _another_door(home_a.number, home_b.number):
         return max(1, level)  # another flat in the house, or 12b beside 12a: another home, however alike

@@ -97,3 +97,12 @@ def test_a_town_left_out_never_makes_a_stranger_in_another_town_a_match_against_
 )
 def test_a_flat_in_a_named_block_without_a_house_number_is_still_a_home_to_search_by():
     assert home_given(Subject(given_name="Jordan", family_name="Mensah", address="Flat 12, Oak House, Oak Road"))
+
+
+def test_a_house_number_written_with_a_leading_zero_is_still_the_home_without_a_date():
+    # "012 Oak Road" is house 12 (house_number says so): before feb9624 it agreed with "12 Oak Road";
+    # since, the number as written differed ('012' beside '12' read as 12b beside 12a).
+    engine = _engine(_rec("C", "Jordan", "Mensah", "2011-08-17", address="12 Oak Road"))
+    for address in ("012 Oak Road", "Flat 2, 012 Oak Road"):
+        assert _bands(engine, given_name="Jordan", family_name="Mensah", address=address) == {"C": "possible"}
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address="012a Oak Road") == {}
