@@ -106,3 +106,20 @@ def test_a_house_number_written_with_a_leading_zero_is_still_the_home_without_a_
     for address in ("012 Oak Road", "Flat 2, 012 Oak Road"):
         assert _bands(engine, given_name="Jordan", family_name="Mensah", address=address) == {"C": "possible"}
     assert _bands(engine, given_name="Jordan", family_name="Mensah", address="012a Oak Road") == {}
+
+
+@pytest.mark.parametrize(
+    ("held", "searched"),
+    [
+        ("Flat 3, 12 Oak Road", "Flat 2, 12 Oak Road"),
+        ("3/12 Oak Road", "2/12 Oak Road"),
+        ("Apartment 3, 12 Oak Road", "Flat 2, 12 Oak Road"),
+        ("12 Oak Road, Flat 3", "Unit 2 12 Oak Road"),
+        ("Room 3, 12 Oak Road", "Room 2, 12 Oak Road"),
+        ("First Floor Flat, 12 Oak Road", "Ground Floor Flat, 12 Oak Road"),
+        ("12b Oak Road", "12a Oak Road"),
+    ],
+)
+def test_another_home_in_the_same_house_is_never_reached_without_a_date(held, searched):
+    engine = _engine(_rec("C", "Jordan", "Mensah", "2011-08-17", address=held))
+    assert _bands(engine, given_name="Jordan", family_name="Mensah", address=searched) == {}
