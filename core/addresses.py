@@ -129,14 +129,22 @@ def _mark(gap: str) -> str:
 def _flats(words: list[str], marks: list[str]) -> set[int]:
     """Where a flat's number (and the word saying so) stands: 'flat 2', 'unit b', the 2 of '2/12'."""
     flats: set[int] = set()
-    if FLAT_WORDS.isdisjoint(words) and "/" not in marks:
+    if FLAT_WORDS.isdisjoint(words) and "/" not in marks and sum(w[0].isdigit() for w in words) < 2:
         return flats  # most addresses
     for i, word in enumerate(words):
-        if i and words[i - 1] in FLAT_WORDS and (len(word) == 1 or _house_word(word)):
-            flats |= {i - 1, i}
-        elif i + 1 < len(words) and marks[i + 1] == "/" and _house_word(word) and words[i + 1][0].isdigit():
+        if i and words[i - 1] in FLAT_WORDS and marks[i] != "," and (len(word) == 1 or _house_word(word)):
+            flats |= {i - 1, i}  # not 'Ground Floor Flat, 12 Oak Road': there 12 is the house's
+        elif i + 1 < len(words) and _house_word(word) and words[i + 1][0].isdigit() and _flat_first(words, marks, i):
             flats.add(i)
     return flats
+
+
+def _flat_first(words: list[str], marks: list[str], i: int) -> bool:
+    """The number at ``i`` is a flat's, the house's next: '2/12 Oak Road', and '2, 12 Oak Road' or '2 12 Oak
+    Road' (two numbers, then the street: another flat than '3, 12 Oak Road', as 'Flat 2' is), never a range."""
+    if marks[i + 1] == "/":
+        return True
+    return marks[i + 1] != "-" and _house_word(words[i + 1]) and i + 2 < len(words) and _is_street(words[i + 2])
 
 
 def _house_before(words: list[str], flats: set[int], at: int) -> int:
@@ -161,7 +169,7 @@ def read_home(address: str) -> Home:
         return Home("", "", flat, frozenset(), _kept(words, flats, 0, len(words)), word)
     first = at
     if marks[at] == "-" and at and at - 1 not in flats and words[at - 1].isdigit() and words[at].isdigit():
-        if int(words[at - 1]) < int(words[at]):
+        if _below(words[at - 1], words[at]):
             first = at - 1  # a range, '12-14 Oak Road': the first number is the house's
     end = _street_end(words, marks, flats, at)
     house = _NUMBER.match(words[first])
@@ -169,7 +177,20 @@ def read_home(address: str) -> Home:
     extra = _kept(words, flats, 0, first) | _kept(words, flats, end, len(words))
     after = next((w for i, w in enumerate(words) if i > at and i not in flats and _is_street(w)), "")
     word = after or (words[first_street] if first_street >= 0 else "")
-    return Home(house.group(0).lstrip("0") if house else "", "-".join(words[first : at + 1]), flat, street, extra, word)
+    return Home(
+        house.group(0).lstrip("0") if house else "",
+        "-".join(w.lstrip("0") or w for w in words[first : at + 1]),
+        flat,
+        street,
+        extra,
+        word,
+    )
+
+
+def _below(a: str, b: str) -> bool:
+    """Digits ``a`` a smaller number than ``b``, compared as text: ``int`` refuses more than 4300 digits."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)
 
 
 def _street_end(words: list[str], marks: list[str], flats: set[int], at: int) -> int:

@@ -331,22 +331,32 @@ SAME_ADDRESS_SPELLING = 0.9
 """Indel similarity of two addresses' words run together (house number apart) at which they agree."""
 
 
-def address_level(a: Address, b: Address) -> int:
+def address_level(a: Address, b: Address, postcode: int = NULL) -> int:
     """Agrees: one home (:func:`one_home`), most words in common, or the same house number and the rest
     alike letter by letter (a typo, a word split or two run together: "sunres t styd" for "sunrest
     stud"); partly: some words in common, or the same house number and the rest much alike. Two flat
-    numbers that differ at most partly agree, however alike the rest."""
+    numbers that differ at most partly agree, however alike the rest.
+
+    ``postcode``: the two postcodes' level. One home read with a town or flat on one side only ("12 Oak
+    Road" and "12 Oak Road, York") is no agreement when the postcodes are other areas' or differ (a
+    Leeds postcode searched): else a search by a house on its street would find a child of that name in
+    every town of the authority with such a street, and a stranger there could be a ``match``."""
     if not a.words or not b.words:
         return NULL
     level = _words_level(a, b)
     if not a.house or a.house != b.house:
         return level  # another house, or none: the words say all there is
     if level == 0 and a.plain and b.plain:
-        return 0 if a.ordered[0] == b.ordered[0] else 1  # no flat on either side: only 12b beside 12a differs
+        same = a.ordered[0].lstrip("0") == b.ordered[0].lstrip("0")  # '012' is house 12
+        return 0 if same else 1  # no flat on either side: only 12b beside 12a differs
     home_a, home_b = home_of(a.text), home_of(b.text)
     if _another_door(home_a.flat, home_b.flat) or _another_door(home_a.number, home_b.number):
         return max(1, level)  # another flat in the house, or 12b beside 12a: another home, however alike
-    return 0 if level == 0 or one_home(home_a, home_b) else level
+    return 0 if level == 0 or (postcode not in OTHER_PLACE and one_home(home_a, home_b)) else level
+
+
+OTHER_PLACE = (4, 5)
+"""Postcode levels (same area only, differs) that say two addresses one home only by leniency are not."""
 
 
 def one_home(a: Home, b: Home) -> bool:

@@ -53,7 +53,10 @@ def pair_levels(table: RecordTable, variants: NameVariants, left: np.ndarray, ri
     levels[:, 3] = _sex_levels(_gather(table.sex, left), _gather(table.sex, right))
     levels[:, 4] = _postcode_levels(_gather(table.postcode, left), _gather(table.postcode, right))
     addresses = zip(_gather(table.address, left), _gather(table.address, right), strict=True)
-    levels[:, 5] = [cmp.address_level(address_key(a), address_key(b)) for a, b in addresses]
+    postcodes = levels[:, 4].tolist()
+    levels[:, 5] = [
+        cmp.address_level(address_key(a), address_key(b), p) for (a, b), p in zip(addresses, postcodes, strict=True)
+    ]
     nhs = zip(_gather(table.nhs, left), _gather(table.nhs, right), strict=True)
     levels[:, 6] = [NULL if not a or not b else 0 if a == b else 1 for a, b in nhs]
     return levels

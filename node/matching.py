@@ -618,7 +618,7 @@ class MatchEngine:
             return None  # no name could be evidence, in either reading: spare comparing them in full
         dob = cmp.dob_level(q.dob, t.dob[i])
         postcode = cmp.postcode_level(q.postcode, t.postcode[i])
-        address = cmp.address_level(q.address, address_key(t.address[i])) if q.address else NULL
+        address = cmp.address_level(q.address, address_key(t.address[i]), postcode) if q.address else NULL
         if nhs != 0 and not bands.dated_or_at_home((NULL, NULL, dob, NULL, postcode, address, NULL)):
             return None  # bands.has_evidence says no whatever the names: spare comparing them
         held = (t.givens(i), t.families(i))

@@ -41,7 +41,11 @@ def _one_pair(t, variants, i: int, j: int) -> tuple[int, ...]:
         cmp.dob_level(t.dob[i], t.dob[j]),
         cmp.sex_level(t.sex[i], t.sex[j]),
         cmp.postcode_level(t.postcode[i], t.postcode[j]),
-        cmp.address_level(address_key(t.address[i]), address_key(t.address[j])),
+        cmp.address_level(
+            address_key(t.address[i]),
+            address_key(t.address[j]),
+            cmp.postcode_level(t.postcode[i], t.postcode[j]),
+        ),
         cmp.nhs_level(t.nhs[i], t.nhs[j]),
     )
 
@@ -221,7 +225,9 @@ def test_the_scorers_shortcuts_drop_only_what_the_band_rules_would(
             cmp.dob_level(q.dob, t.dob[i]),
             cmp.sex_level(q.sex, t.sex[i]),
             cmp.postcode_level(q.postcode, t.postcode[i]),
-            cmp.address_level(q.address, address_key(t.address[i])) if q.address else cmp.NULL,
+            cmp.address_level(q.address, address_key(t.address[i]), cmp.postcode_level(q.postcode, t.postcode[i]))
+            if q.address
+            else cmp.NULL,
             cmp.nhs_level(q.nhs, t.nhs[i]),
         )
         scored = engine._score(q, i, names, close)
