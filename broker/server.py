@@ -114,13 +114,16 @@ async def start_broker(config: BrokerConfig, app: web.Application | None = None)
     bound = runner.addresses[0][1] if runner.addresses else port
     serving = ServingCertificate(context, config.tls.cert, config.tls.key, config.reload_interval_seconds)
     serving.start()
-    settle_heap()
     log.info("broker_started", port=bound)
     return RunningBroker(runner, int(bound), serving)
 
 
 def settle_heap() -> None:
     """Put what start-up built beyond the cycle collector, and let its young passes run less often.
+
+    Process-wide, so called by whoever owns the process once the broker has started (serve_forever, the
+    benchmarks' broker process), never by start_broker itself: a test or the demo runs brokers beside
+    other work in one process.
 
     A broker's long-lived objects (modules, 152 channels, the app) were walked by every full pass — about
     100 ms each — and the default young threshold ran a pass about ten times a search: together about a
@@ -137,6 +140,7 @@ def settle_heap() -> None:
 
 async def serve_forever(config: BrokerConfig) -> None:
     broker = await start_broker(config)
+    settle_heap()  # the process is the broker's alone (not so for start_broker in a test or the demo)
     stop = stop_on_signals()
     await stop.wait()
     log.info("broker_stopping")

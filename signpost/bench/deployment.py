@@ -57,13 +57,14 @@ def _node_worker(configs: list[NodeConfig], ready: Any, stop: Any) -> None:
 
 
 def _broker_worker(config: BrokerConfig, ready: Any, stop: Any) -> None:
-    from broker.server import start_broker
+    from broker.server import settle_heap, start_broker
     from core.logs import configure
 
     configure("error")
 
     async def main() -> None:
         broker = await start_broker(config)
+        settle_heap()  # as serve_forever does: this process is the broker's alone
         ready.put(broker.port)
         while not stop.is_set():
             await asyncio.sleep(0.2)
